@@ -1,0 +1,67 @@
+"""The harness's exceptions.
+
+    HarnessError                 base of everything the harness raises
+    ├── ScenarioError            a scenario file or document is invalid (file, line, field)
+    ├── ScenarioFailure          a scenario ran and its expectations were not met (AssertionError)
+    ├── ScenarioTimeout          a scenario ran past its wall-clock limit
+    └── ServerError              the Prefect test server could not be started
+
+Every error names the scenario file and line it is about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class HarnessError(Exception):
+    """Base class of every error the harness raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a scenario, located in its file."""
+
+    path: Path
+    line: int | None  # 1-based; None when only a byte offset is known
+    field: str
+    message: str
+    offset: int | None = None
+    snippet: str = ""
+
+    def location(self) -> str:
+        if self.line is not None:
+            return f"{self.path}:{self.line}"
+        if self.offset is not None:
+            return f"{self.path}: byte {self.offset}"
+        return str(self.path)
+
+    def __str__(self) -> str:
+        head = f"{self.location()}: {self.field}: {self.message}" if self.field else f"{self.location()}: {self.message}"
+        return f"{head}\n{self.snippet}" if self.snippet else head
+
+
+class ScenarioError(HarnessError, ValueError):
+    """A scenario file or document is invalid."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @property
+    def first(self) -> Problem:
+        return self.problems[0]
+
+
+class ScenarioFailure(HarnessError, AssertionError):
+    """A scenario ran and did not do what its ``expect`` says."""
+
+
+class ScenarioTimeout(HarnessError):
+    """A scenario ran longer than its wall-clock limit."""
+
+
+class ServerError(HarnessError):
+    """The Prefect test server could not be started."""

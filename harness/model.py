@@ -1,0 +1,398 @@
+"""The scenario model: typed, frozen, validated once at the loader's boundary."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+FAULTS = (
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+    "pool_timeout",
+    "connect_error",
+    "connection_reset",
+    "remote_protocol_error",
+)
+MALFORMED = (
+    "truncated_json",
+    "invalid_json",
+    "html",
+    "empty_body",
+    "wrong_content_type",
+    "random_bytes",
+)
+STATE_NAMES = (
+    "Scheduled", "Late", "AwaitingRetry", "AwaitingConcurrencySlot", "Pending",
+    "Running", "Retrying", "Paused", "Suspended", "Completed", "Cached",
+    "RolledBack", "Failed", "TimedOut", "Crashed", "Cancelling", "Cancelled",
+)
+STATE_TYPES = (
+    "SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED",
+    "CRASHED", "PAUSED", "CANCELLING",
+)
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+INVARIANTS = ("completes", "no_data_loss", "no_duplicates")
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "<unset>"})()
+
+
+def did_you_mean(value: str, choices: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(value, choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; expected one of: {', '.join(choices)}"
+
+
+def _one_of(kind: str, choices: tuple[str, ...]) -> Any:
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError(f"{kind} must be a string, got {value!r} ({type(value).__name__})")
+        if value not in choices:
+            raise ValueError(f"unknown {kind} {value!r}{did_you_mean(value, choices)}")
+        return value
+
+    return BeforeValidator(check)
+
+
+FaultKind = Annotated[str, _one_of("fault", FAULTS)]
+MalformedKind = Annotated[str, _one_of("malformed body", MALFORMED)]
+StateName = Annotated[str, _one_of("state name", STATE_NAMES)]
+StateTypeName = Annotated[str, _one_of("state type", STATE_TYPES)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# -- latency ------------------------------------------------------------------
+
+
+class Latency(_Model):
+    """Seconds spent before a step answers: fixed, uniform or lognormal."""
+
+    kind: Literal["fixed", "uniform", "lognormal"]
+    a: float  # fixed seconds, uniform low, lognormal median
+    b: float = 0.0  # uniform high, lognormal sigma
+
+    def draw(self, rng: Any) -> float:
+        if self.kind == "fixed":
+            return self.a
+        if self.kind == "uniform":
+            return rng.uniform(self.a, self.b)
+        return float(self.a * rng.lognormvariate(0.0, self.b))
+
+
+def _latency(value: Any) -> Any:
+    if isinstance(value, Latency):
+        return value
+    expected = "a number of seconds, {uniform: [a, b]} or {lognormal: {median: m, sigma: s}}"
+    if isinstance(value, bool):
+        raise ValueError(f"latency must be {expected}, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"latency must be >= 0 seconds, got {value!r}")
+        return Latency(kind="fixed", a=float(value))
+    if isinstance(value, dict) and list(value) == ["uniform"]:
+        bounds = value["uniform"]
+        if (
+            isinstance(bounds, list) and len(bounds) == 2
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in bounds)
+            and 0 <= bounds[0] <= bounds[1]
+        ):
+            return Latency(kind="uniform", a=float(bounds[0]), b=float(bounds[1]))
+        raise ValueError(f"uniform latency must be [low, high] with 0 <= low <= high, got {bounds!r}")
+    if isinstance(value, dict) and list(value) == ["lognormal"]:
+        p = value["lognormal"]
+        if isinstance(p, dict) and set(p) == {"median", "sigma"}:
+            m, s = p["median"], p["sigma"]
+            if all(isinstance(x, int | float) and not isinstance(x, bool) for x in (m, s)) and m > 0 and s >= 0:
+                return Latency(kind="lognormal", a=float(m), b=float(s))
+        raise ValueError(f"lognormal latency must be {{median: m > 0, sigma: s >= 0}}, got {p!r}")
+    raise ValueError(f"latency must be {expected}, got {value!r} ({type(value).__name__})")
+
+
+# -- response steps -------------------------------------------------------------
+
+
+class Step(_Model):
+    """One response step: an answer, a transport fault or a malformed body."""
+
+    status: Annotated[int, Field(ge=100, le=599)] | None = None
+    headers: dict[str, str] = {}
+    json_: Any = Field(default=UNSET, alias="json")
+    text: str | None = None
+    body_base64: str | None = None
+    fault: FaultKind | None = None
+    malformed: MalformedKind | None = None
+    latency: Annotated[Latency | None, BeforeValidator(lambda v: None if v is None else _latency(v))] = None
+    times: PositiveInt = 1
+
+    @field_validator("body_base64")
+    @classmethod
+    def _b64(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                base64.b64decode(value, validate=True)
+            except binascii.Error as exc:
+                raise ValueError(f"body_base64 is not valid base64: {exc}") from None
+        return value
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _headers(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        bodies = [k for k in ("json", "text", "body_base64") if self.has(k)]
+        if self.fault and self.malformed:
+            raise ValueError("a step is one of an answer, a `fault` or a `malformed` body, not both `fault` and `malformed`")
+        if self.fault and (bodies or self.status is not None or self.headers):
+            extra = ", ".join(bodies + (["status"] if self.status is not None else []) + (["headers"] if self.headers else []))
+            raise ValueError(f"a `fault` step sends no answer; remove {extra}")
+        if len(bodies) > 1:
+            raise ValueError(f"a step has one body; got {', '.join(bodies)}")
+        if self.malformed and bodies and bodies != ["json"]:
+            raise ValueError(f"a `malformed` step makes its own body; remove {bodies[0]} (only `json`, for truncated_json)")
+        return self
+
+    def has(self, key: str) -> bool:
+        if key == "json":
+            return self.json_ is not UNSET
+        return getattr(self, key) is not None
+
+    def describe(self) -> str:
+        if self.fault:
+            return self.fault
+        if self.malformed:
+            return f"malformed {self.malformed}" + (f" ({self.status})" if self.status else "")
+        return str(self.status or 200)
+
+
+class Chaos(_Model):
+    """Random faults: each call is faulted with probability ``rate``."""
+
+    rate: Annotated[float, Field(ge=0.0, le=1.0)]
+    faults: Annotated[tuple[Step, ...], Field(min_length=1)]
+    otherwise: Step
+
+
+class RequestLine(_Model):
+    """``METHOD URL``; a URL ending in ``*`` matches by prefix, a query matches as a subset."""
+
+    method: str
+    url: str
+    prefix: bool
+    query: tuple[tuple[str, str], ...]
+    text: str
+
+    @property
+    def base(self) -> str:
+        return self.url
+
+    def matches(self, method: str, url: str) -> bool:
+        if method != self.method:
+            return False
+        parts = urlsplit(url)
+        base = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        if self.prefix:
+            if not url.startswith(self.url):
+                return False
+        elif base != self.url:
+            return False
+        if self.query:
+            got = set(parse_qsl(parts.query, keep_blank_values=True))
+            return set(self.query) <= got
+        return True
+
+
+def parse_request(value: Any) -> Any:
+    if isinstance(value, RequestLine):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"request must be a string 'METHOD URL', got {value!r} ({type(value).__name__})")
+    parts = value.split()
+    if len(parts) != 2:
+        raise ValueError(f"request must be 'METHOD URL', e.g. 'GET https://api.github.com/repos/o/r'; got {value!r}")
+    method, url = parts
+    if method not in METHODS:
+        raise ValueError(f"unknown HTTP method {method!r}{did_you_mean(method.upper(), METHODS)}")
+    prefix = url.endswith("*")
+    raw = url[:-1] if prefix else url
+    split = urlsplit(raw)
+    if split.scheme not in ("http", "https") or not split.netloc:
+        raise ValueError(f"request URL must be absolute http(s), got {url!r}")
+    if prefix:
+        return RequestLine(method=method, url=raw, prefix=True, query=(), text=f"{method} {url}")
+    query = tuple(parse_qsl(split.query, keep_blank_values=True))
+    base = f"{split.scheme}://{split.netloc}{split.path}"
+    return RequestLine(method=method, url=base, prefix=False, query=query, text=f"{method} {url}")
+
+
+class Endpoint(_Model):
+    """A mocked endpoint: its request line, scripted responses, then optional chaos."""
+
+    request: Annotated[RequestLine, BeforeValidator(parse_request)]
+    responses: tuple[Step, ...] = ()
+    chaos: Chaos | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Endpoint:
+        if not self.responses and self.chaos is None:
+            raise ValueError("an endpoint needs `responses`, `chaos` or both")
+        return self
+
+
+# -- expectations -----------------------------------------------------------------
+
+
+def _state_match(value: Any) -> Any:
+    return {"state": value} if isinstance(value, str) else value
+
+
+class StateMatch(_Model):
+    """A final state by exact name, by type, and optionally a message regex."""
+
+    state: StateName | None = None
+    type: StateTypeName | None = None
+    message: str | None = None
+
+    @field_validator("message")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"message is not a valid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _needs_state(self) -> StateMatch:
+        if self.state is None and self.type is None and self.message is None:
+            raise ValueError("give `state`, `type` or `message`")
+        return self
+
+
+class TaskExpect(StateMatch):
+    """One run of a task: its final state and the retries it spent."""
+
+    retries: NonNegativeInt | None = None
+
+    @model_validator(mode="after")
+    def _needs_state(self) -> TaskExpect:
+        if self.state is None and self.type is None and self.message is None and self.retries is None:
+            raise ValueError("give `state`, `type`, `message` or `retries`")
+        return self
+
+
+def _task_runs(value: Any) -> Any:
+    if isinstance(value, str):
+        return [{"state": value}]
+    return [value] if isinstance(value, dict) else value
+
+
+class SqliteExpect(_Model):
+    path: str
+    query: str
+    equals: Any
+
+
+class VirtualTime(_Model):
+    max: NonNegativeFloat | None = None
+    min: NonNegativeFloat | None = None
+
+
+class Invariant(_Model):
+    """A property of the outcome: completes, no_data_loss, no_duplicates, bounded_calls or module:function."""
+
+    kind: str
+    bound: int | None = None
+
+    def __str__(self) -> str:
+        return f"bounded_calls: {self.bound}" if self.kind == "bounded_calls" else self.kind
+
+
+def _invariant(value: Any) -> Any:
+    if isinstance(value, Invariant):
+        return value
+    if isinstance(value, str):
+        if value in INVARIANTS or re.fullmatch(r"[\w.]+:\w+", value):
+            return Invariant(kind=value)
+        raise ValueError(f"unknown invariant {value!r}{did_you_mean(value, INVARIANTS + ('bounded_calls',))}")
+    if isinstance(value, dict) and list(value) == ["bounded_calls"]:
+        n = value["bounded_calls"]
+        if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
+            return Invariant(kind="bounded_calls", bound=n)
+        raise ValueError(f"bounded_calls must be a whole number >= 0, got {n!r}")
+    raise ValueError(
+        f"an invariant is one of {', '.join(INVARIANTS)}, {{bounded_calls: N}} or 'module:function', got {value!r}"
+    )
+
+
+class Expect(_Model):
+    """What the scenario asserts about the outcome."""
+
+    flow: Annotated[StateMatch | None, BeforeValidator(_state_match)] = None
+    result: Any = UNSET
+    tasks: dict[str, Annotated[tuple[TaskExpect, ...], BeforeValidator(_task_runs)]] = {}
+    calls: dict[str, NonNegativeInt] = {}
+    sqlite: SqliteExpect | None = None
+    virtual_time: VirtualTime | None = None
+    invariants: tuple[Annotated[Invariant, BeforeValidator(_invariant)], ...] = ()
+
+
+# -- the scenario -------------------------------------------------------------------
+
+
+class Scenario(_Model):
+    """One scenario document, validated, with the file and line it came from."""
+
+    name: Annotated[str, Field(min_length=1)]
+    description: str = ""
+    flow: Annotated[str, Field(min_length=1)]
+    parameters: dict[str, Any] = {}
+    seed: int = 0
+    endpoints: tuple[Endpoint, ...] = ()
+    expect: Expect = Expect()
+    xfail: str | None = None
+
+    _path: Path = PrivateAttr(default=Path("<string>"))
+    _line: int = PrivateAttr(default=1)
+    _lines: Any = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def line(self) -> int:
+        return self._line
+
+    def line_of(self, *loc: str | int) -> int:
+        """The source line of a field, e.g. ``line_of("expect", "tasks", "get_stars")``."""
+        from harness.loader import line_at
+
+        return line_at(self._lines, loc) or self._line
+
+    @property
+    def nodeid_name(self) -> str:
+        return self.name
