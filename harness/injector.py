@@ -1,0 +1,198 @@
+"""The injector: a respx router that serves each endpoint's steps, fail closed.
+
+Prefect's own API traffic passes through; every other request is matched
+against the scenario's endpoints (first declared wins) and logged, whatever
+the step does with it. A request that matches nothing is logged as unmatched
+and answered with an error, and the scenario fails naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import respx
+
+from harness._engine import Recorder, timeout_error
+from harness.clock import Clock
+from harness.model import Endpoint, Scenario, Step
+
+FAULT_ERRORS: dict[str, tuple[type[httpx.TransportError], str]] = {
+    "connect_timeout": (httpx.ConnectTimeout, "timed out"),
+    "read_timeout": (httpx.ReadTimeout, "The read operation timed out"),
+    "write_timeout": (httpx.WriteTimeout, "The write operation timed out"),
+    "pool_timeout": (httpx.PoolTimeout, "timed out"),
+    "connect_error": (httpx.ConnectError, "[Errno 111] Connection refused"),
+    "connection_reset": (httpx.ReadError, "[Errno 104] Connection reset by peer"),
+    "remote_protocol_error": (httpx.RemoteProtocolError, "Server disconnected without sending a response."),
+}
+HTML_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+DEFAULT_JSON = {"items": [{"id": 1}, {"id": 2}], "total": 2}
+
+
+class UnmatchedRequest(httpx.TransportError):
+    """Raised into the flow for a request no endpoint declares."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request the flow sent, and what the harness did with it."""
+
+    at: float  # virtual seconds since the scenario started
+    method: str
+    url: str
+    endpoint: str | None  # the endpoint's request line; None when unmatched
+    served: str  # "200", "read_timeout", "malformed html (200)", ...
+    status: int | None  # the status answered, None for a transport fault
+    headers: tuple[tuple[str, str], ...]
+    task_run: Any = None
+    task: str | None = None
+
+
+class _Schedule:
+    """The steps of one endpoint: scripted in order, then chaos, else the last repeats."""
+
+    def __init__(self, endpoint: Endpoint, rng: random.Random) -> None:
+        self.endpoint, self.rng = endpoint, rng
+        self._steps = [s for s in endpoint.responses for _ in range(s.times)]
+        self._served = 0
+
+    def next(self) -> Step:
+        chaos = self.endpoint.chaos
+        if self._served < len(self._steps):
+            step = self._steps[self._served]
+        elif chaos is not None:
+            faulted = self.rng.random() < chaos.rate
+            step = self.rng.choice(chaos.faults) if faulted else chaos.otherwise
+        else:
+            step = self._steps[-1]
+        self._served += 1
+        return step
+
+
+class Injector:
+    """Serves a scenario's endpoints through respx for the duration of a run."""
+
+    def __init__(self, scenario: Scenario, clock: Clock, recorder: Recorder, api_url: str) -> None:
+        self.scenario, self.clock, self.recorder = scenario, clock, recorder
+        self.calls: list[Call] = []
+        self._schedules = [
+            _Schedule(e, random.Random(f"{scenario.seed}:{i}")) for i, e in enumerate(scenario.endpoints)
+        ]
+        self._bytes_rng = random.Random(f"{scenario.seed}:bytes")
+        self._lock = threading.Lock()
+        self.router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
+        self.router.route(url__startswith=api_url.rsplit("/api", 1)[0]).pass_through()
+        self.router.route().mock(side_effect=self._dispatch)
+
+    def __enter__(self) -> Injector:
+        self.router.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.router.__exit__(*exc)
+
+    @property
+    def unmatched(self) -> list[Call]:
+        return [c for c in self.calls if c.endpoint is None]
+
+    def counts(self) -> dict[str, int]:
+        out = {e.request.text: 0 for e in self.scenario.endpoints}
+        for call in self.calls:
+            if call.endpoint is not None:
+                out[call.endpoint] += 1
+        return out
+
+    def _dispatch(self, request: httpx.Request) -> httpx.Response:
+        method, url = request.method, str(request.url)
+        record = self.recorder.current()
+        with self._lock:  # concurrent tasks are sequenced: one schedule position per call
+            for schedule in self._schedules:
+                if schedule.endpoint.request.matches(method, url):
+                    step = schedule.next()
+                    latency = step.latency.draw(schedule.rng) if step.latency else 0.0
+                    break
+            else:
+                self.calls.append(Call(self.clock.now(), method, url, None, "unmatched", None, (), *_who(record)))
+                raise UnmatchedRequest(f"harness: no endpoint declared for {method} {url}", request=request)
+        at = self.clock.now()
+        try:
+            response = self._serve(step, latency, request, record)
+        except BaseException:
+            self._log(at, method, url, schedule.endpoint, step.describe(), None, (), record)
+            raise
+        headers = tuple((k, v) for k, v in response.headers.items())
+        self._log(at, method, url, schedule.endpoint, step.describe(), response.status_code, headers, record)
+        return response
+
+    def _log(self, at: float, method: str, url: str, endpoint: Endpoint, served: str,
+             status: int | None, headers: tuple[tuple[str, str], ...], record: Any) -> None:
+        with self._lock:
+            self.calls.append(Call(at, method, url, endpoint.request.text, served, status, headers, *_who(record)))
+
+    def _serve(self, step: Step, latency: float, request: httpx.Request, record: Any) -> httpx.Response:
+        if latency:
+            self._wait(latency, request, record)
+        if step.fault:
+            cls, message = FAULT_ERRORS[step.fault]
+            raise cls(message, request=request)
+        if step.malformed:
+            return self._malformed(step)
+        headers = dict(step.headers)
+        status = step.status or 200
+        if step.has("json"):
+            return httpx.Response(status, json=step.json_, headers=headers)
+        if step.text is not None:
+            return httpx.Response(status, text=step.text, headers=headers)
+        if step.body_base64 is not None:
+            return httpx.Response(status, content=base64.b64decode(step.body_base64), headers=headers)
+        return httpx.Response(status, headers=headers)
+
+    def _wait(self, latency: float, request: httpx.Request, record: Any) -> None:
+        """Spend ``latency``, unless the client's read timeout or the task's timeout comes first."""
+        budget = None
+        task_timeout = getattr(getattr(record, "task", None), "timeout_seconds", None)
+        if task_timeout is not None:
+            budget = max(task_timeout - (self.clock.now() - record.attempt_started), 0.0)
+        read = (request.extensions.get("timeout") or {}).get("read")
+        if budget is not None and latency >= budget and (read is None or budget <= read):
+            self.clock.sleep(budget)
+            raise timeout_error(task_timeout)
+        if read is not None and latency > read:
+            self.clock.sleep(read)
+            raise httpx.ReadTimeout("The read operation timed out", request=request)
+        self.clock.sleep(latency)
+
+    def _malformed(self, step: Step) -> httpx.Response:
+        status = step.status or 200
+        headers = {"content-type": "application/json", **step.headers}
+        kind = step.malformed
+        if kind == "truncated_json":
+            whole = json.dumps(step.json_ if step.has("json") else DEFAULT_JSON).encode()
+            body = whole[: max(len(whole) // 2, 1)]
+        elif kind == "invalid_json":
+            body = b'{"items": [1, 2,, 3], "total": }'
+        elif kind == "html":
+            headers["content-type"] = "text/html"
+            body = HTML_PAGE.encode()
+        elif kind == "empty_body":
+            body = b""
+        elif kind == "wrong_content_type":
+            headers["content-type"] = "text/html; charset=utf-8"
+            body = json.dumps(step.json_ if step.has("json") else DEFAULT_JSON).encode()
+        else:  # random_bytes
+            body = bytes(self._bytes_rng.getrandbits(8) for _ in range(64))
+            headers["content-type"] = "application/octet-stream"
+        return httpx.Response(status, content=body, headers={**headers, **step.headers})
+
+
+def _who(record: Any) -> tuple[Any, str | None]:
+    return (record.id, record.name) if record is not None else (None, None)

@@ -1,0 +1,262 @@
+"""The runner: runs one scenario's flow on Prefect's real engine and records an Outcome.
+
+A ``Session`` owns the one Prefect test server of a pytest session (per
+worker) or CLI invocation; ``Session.run`` runs one scenario in a fresh
+temporary directory with the virtual clock, the injector and the engine hooks
+in place, and undoes all of them afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import random
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness._engine import Recorder, hooked
+from harness.clock import Clock
+from harness.injector import Call, Injector
+from harness.loader import resolve_flow
+from harness.model import Scenario
+from harness.server import PrefectServer
+
+
+@dataclass(frozen=True, slots=True)
+class StateInfo:
+    """A final Prefect state: its type, its name and its message."""
+
+    type: str
+    name: str
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    """One task run: its name, final state, run count and state history."""
+
+    name: str
+    state: StateInfo
+    run_count: int
+    history: tuple[str, ...]
+    delays: tuple[float, ...] = ()
+
+    @property
+    def retries(self) -> int:
+        return max(self.run_count - 1, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Everything observed of one scenario run."""
+
+    scenario: str
+    flow: StateInfo
+    tasks: tuple[TaskRun, ...]
+    calls: tuple[Call, ...]
+    counts: dict[str, int]
+    result: Any
+    wall_s: float
+    virtual_s: float
+    timeline: tuple[tuple[float, str], ...] = ()
+    sqlite: Any = None
+    sqlite_error: str | None = None
+    seed: int = 0
+
+    @property
+    def unmatched(self) -> tuple[Call, ...]:
+        return tuple(c for c in self.calls if c.endpoint is None)
+
+    def task_runs(self, name: str) -> list[TaskRun]:
+        return [t for t in self.tasks if t.name == name]
+
+
+def _settings_env(server: PrefectServer) -> dict[str, str]:
+    return server.environment()
+
+
+class Session:
+    """One Prefect test server and the settings every scenario runs with."""
+
+    def __init__(self, real_time: bool = False) -> None:
+        self.real_time = real_time
+        self.server: PrefectServer | None = None
+        self._stack = contextlib.ExitStack()
+        self._ready = False
+
+    def start(self) -> None:
+        """Start the server in the background; safe to call more than once."""
+        if self.server is not None:
+            return
+        self.server = PrefectServer()
+        self.server.start()
+        # Settings must be in the environment before Prefect is imported for the first time.
+        os.environ.update(self.server.environment())
+
+    def _ensure_ready(self) -> PrefectServer:
+        self.start()
+        assert self.server is not None
+        if not self._ready:
+            self.server.wait()
+            from prefect.settings import (
+                PREFECT_API_URL,
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+                temporary_settings,
+            )
+
+            # The heartbeat thread's join costs most of a second per flow run;
+            # None (off) cannot be set through the environment.
+            self._stack.enter_context(temporary_settings(
+                updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_API_URL: self.server.api_url}
+            ))
+            _share_ssl_context()
+            self._ready = True
+        return self.server
+
+    def close(self) -> None:
+        self._stack.close()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        self._ready = False
+
+    def __enter__(self) -> Session:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, scenario: Scenario) -> Outcome:
+        """Run ``scenario``'s flow once and return what happened."""
+        server = self._ensure_ready()
+        flow = resolve_flow(scenario.flow, base=scenario.path.parent)
+        clock = Clock(real_time=self.real_time)
+        recorder = Recorder(clock)
+        injector = Injector(scenario, clock, recorder, server.api_url)
+        with _workdir() as workdir, _seeded(scenario.seed):
+            clock.started = time.perf_counter()
+            with hooked(clock, recorder), injector:
+                state = _call(flow, scenario.parameters)
+            wall = time.perf_counter() - clock.started
+            virtual = clock.now()
+            sqlite_value, sqlite_error = _query(workdir, scenario)
+        return _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error)
+
+
+def _call(flow: Any, parameters: dict[str, Any]) -> Any:
+    if inspect.iscoroutinefunction(flow.fn):
+        return asyncio.run(flow(**parameters, return_state=True))
+    return flow(**parameters, return_state=True)
+
+
+def _outcome(scenario: Scenario, state: Any, recorder: Recorder, injector: Injector,
+             wall: float, virtual: float, sqlite_value: Any, sqlite_error: str | None) -> Outcome:
+    result = None
+    if state.is_completed():
+        result = state.result(raise_on_failure=False)
+    tasks = tuple(
+        TaskRun(
+            name=r.name,
+            state=StateInfo(r.history[-1][1], r.history[-1][2], r.message),
+            run_count=r.run_count,
+            history=tuple(h[2] for h in r.history),
+            delays=tuple(r.delays),
+        )
+        for r in recorder.tasks.values()
+    )
+    timeline = sorted(
+        [(at, f"{r.name}: {name}") for r in recorder.tasks.values() for at, _, name in r.history]
+        + [(c.at, f"{c.method} {c.url} -> {c.served}") for c in injector.calls]
+    )
+    return Outcome(
+        scenario=scenario.name,
+        flow=StateInfo(state.type.value, state.name, state.message),
+        tasks=tasks,
+        calls=tuple(injector.calls),
+        counts=injector.counts(),
+        result=result,
+        wall_s=wall,
+        virtual_s=virtual,
+        timeline=tuple(timeline),
+        sqlite=sqlite_value,
+        sqlite_error=sqlite_error,
+        seed=scenario.seed,
+    )
+
+
+def _query(workdir: Path, scenario: Scenario) -> tuple[Any, str | None]:
+    spec = scenario.expect.sqlite
+    if spec is None:
+        return None, None
+    db = workdir / spec.path
+    if not db.exists():
+        return None, f"no database at {spec.path}"
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            rows = [list(r) for r in conn.execute(spec.query).fetchall()]
+    except sqlite3.Error as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    if len(rows) == 1 and len(rows[0]) == 1:
+        return rows[0][0], None
+    return rows, None
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[Path]:
+    """A fresh temporary working directory, removed afterwards whatever happens."""
+    previous = os.getcwd()
+    path = Path(tempfile.mkdtemp(prefix="harness-run-"))
+    os.chdir(path)
+    try:
+        yield path
+    finally:
+        os.chdir(previous)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed the global ``random`` (Prefect's jitter draws from it), then restore it."""
+    saved = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved)
+
+
+def _share_ssl_context() -> None:
+    """Build httpx's default SSL context once per session instead of once per client.
+
+    No TLS handshake happens under the injector; each ``httpx.get`` would
+    otherwise load the CA bundle again (tens of milliseconds).
+    """
+    import functools
+
+    import httpx._transports.default as default
+
+    original = default.create_ssl_context
+    if getattr(original, "_harness_shared", False):
+        return
+
+    @functools.wraps(original)
+    def shared(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if verify is True and cert is None:
+            return _default_context(trust_env)
+        return original(verify=verify, cert=cert, trust_env=trust_env)
+
+    @functools.cache
+    def _default_context(trust_env: bool) -> Any:
+        return original(verify=True, cert=None, trust_env=trust_env)
+
+    shared._harness_shared = True  # type: ignore[attr-defined]
+    default.create_ssl_context = shared  # type: ignore[assignment]

@@ -1,0 +1,193 @@
+"""The Prefect test server: one per session, started early, on a copied template database.
+
+A fresh Prefect database needs its migrations run, which costs seconds; the
+first session migrates a template once (keyed by Prefect's version) and every
+later session copies it. The server is started as soon as the session knows it
+will run a scenario and is waited for only when the first flow needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+
+from harness._errors import ServerError
+
+# Settings for the harness's process and its server: what costs time and is not needed.
+SETTINGS: dict[str, str] = {
+    "PREFECT_LOGGING_TO_API_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_UI_ENABLED": "false",
+    "PREFECT_UI_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+    "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_REPOSSESSOR_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+    "PREFECT_SERVER_EVENTS_STREAM_OUT_ENABLED": "false",
+    "PREFECT_SERVER_LOGGING_LEVEL": "ERROR",
+}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "prefect-fault-harness"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrefectServer:
+    """A Prefect API server in a subprocess, on loopback, with its own database."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self._dir = Path(tempfile.mkdtemp(prefix="harness-server-"))
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log = self._dir / "server.log"
+        self.started_at = 0.0
+        self.ready_at = 0.0
+
+    @property
+    def home(self) -> Path:
+        """A private PREFECT_HOME for the session: nothing touches the user's."""
+        return self._dir / "home"
+
+    def environment(self) -> dict[str, str]:
+        """Settings for the client process, to apply before Prefect is imported."""
+        return {**SETTINGS, "PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.home)}
+
+    def start(self) -> None:
+        """Start the server process; returns at once (see ``wait``)."""
+        self.started_at = time.perf_counter()
+        db = self._dir / "prefect.db"
+        template = _template()
+        migrate = "true"
+        if template is not None:
+            shutil.copyfile(template, db)
+            migrate = "false"
+        env = {
+            **os.environ,
+            **SETTINGS,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{db}",
+            "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": migrate,
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+        }
+        env.pop("PREFECT_API_URL", None)
+        self._process = _uvicorn(self.port, env, self._log)
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until the server answers ``/health``."""
+        if self.ready_at:
+            return
+        if self._process is None:
+            self.start()
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        with httpx.Client() as client:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise ServerError(
+                        f"the Prefect test server exited with code {self._process.returncode}:\n{self._log_tail()}"
+                    )
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get(f"{self.api_url}/health", timeout=1).status_code == 200:
+                        self.ready_at = time.perf_counter()
+                        _save_template(self._dir / "prefect.db")
+                        return
+                time.sleep(0.02)
+        self.stop()
+        raise ServerError(f"the Prefect test server did not answer within {timeout:.0f} s:\n{self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            return "\n".join(self._log.read_text(errors="replace").splitlines()[-20:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Stop the server and remove its database; safe to call twice."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _uvicorn(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    import importlib.util
+
+    spec = importlib.util.find_spec("prefect")
+    assert spec is not None and spec.origin is not None
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn",
+                "--app-dir", str(Path(spec.origin).parent.parent),
+                "--factory", "prefect.server.api.server:create_app",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--log-level", "error", "--lifespan", "on",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the session, which stops the server itself
+        )
+
+
+def _template_path() -> Path:
+    return cache_dir() / f"template-prefect-{version('prefect')}.db"
+
+
+def _template() -> Path | None:
+    path = _template_path()
+    return path if path.exists() else None
+
+
+def _save_template(db: Path) -> None:
+    """Keep a migrated database as the template for later sessions (once, under a lock)."""
+    path = _template_path()
+    if path.exists() or not db.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            # The server holds the database open; SQLite's backup API copies it consistently.
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(db)) as src, contextlib.closing(sqlite3.connect(tmp)) as dst:
+                src.backup(dst)
+            os.replace(tmp, path)
