@@ -1,3 +1,88 @@
-"""placeholder"""
-def main() -> int:
-    return 0
+"""The command line: ``harness run`` and ``harness validate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="harness", description="Fault-injection scenarios for Prefect flows.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run scenarios and report")
+    run.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders (default: scenarios/)")
+    run.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    run.add_argument("--real-time", action="store_true", help="sleep retry delays and latency for real")
+    validate = sub.add_parser("validate", help="check scenario files without running them")
+    validate.add_argument("paths", nargs="*", default=["scenarios"])
+    args = parser.parse_args(argv)
+    if args.command == "validate":
+        return _validate(args.paths)
+    return _run(args.paths, args.json, args.real_time)
+
+
+def _load(paths: Sequence[str]) -> tuple[list, list]:  # type: ignore[type-arg]
+    from harness._errors import ScenarioError
+    from harness.loader import load_paths
+
+    try:
+        items = load_paths(paths)
+    except FileNotFoundError as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID) from None
+    good = [i for i in items if not isinstance(i, ScenarioError)]
+    bad = [i for i in items if isinstance(i, ScenarioError)]
+    for err in bad:
+        print(err, file=sys.stderr)
+    return good, bad
+
+
+def _validate(paths: Sequence[str]) -> int:
+    good, bad = _load(paths)
+    print(f"{len(good)} scenario(s) valid, {len(bad)} invalid")
+    return EXIT_INVALID if bad else EXIT_OK
+
+
+def _run(paths: Sequence[str], json_path: str | None, real_time: bool) -> int:
+    import logging
+    import time
+
+    from harness.runner import Session
+
+    started = time.perf_counter()
+    session = Session(real_time=real_time)
+    session.start()  # the server starts while the scenarios load
+    try:
+        good, bad = _load(paths)
+        logging.getLogger("prefect").setLevel(logging.CRITICAL)
+        from harness.api import run_scenario
+        from harness.report import Result, table, write_json
+
+        results: list[Result] = []
+        for scenario in good:
+            try:
+                results.append(run_scenario(session, scenario))
+            except Exception as exc:  # a harness error on one scenario must not hide the others
+                results.append(Result.of(scenario, None, [], error=f"{type(exc).__name__}: {exc}"))
+    finally:
+        session.close()
+    print(table(results))
+    for r in results:
+        if not r.passed:
+            print(f"\n{r.name} ({r.file}:{r.line}): {r.verdict}")
+            for f in r.failures:
+                print(f"  {f}")
+    passed = sum(r.passed for r in results)
+    print(f"\n{passed}/{len(results)} scenario(s) passed, {len(bad)} invalid, {time.perf_counter() - started:.1f} s")
+    if json_path:
+        write_json(results, json_path)
+    if bad:
+        return EXIT_INVALID
+    return EXIT_OK if passed == len(results) else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,1 +1,146 @@
-"""pytest plugin (placeholder until wired)."""
+"""The pytest plugin: each scenario document under the scenario paths is one test item.
+
+Registered once, through the ``pytest11`` entry point. It collects only YAML
+files under ``harness_scenarios`` (default ``scenarios/``) or named on the
+command line, imports Prefect only when a scenario runs, and starts the
+session's Prefect test server as soon as collection has found a scenario.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SESSION = pytest.StashKey["Any"]()
+NAMES = pytest.StashKey[dict[str, str]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "Prefect fault-injection scenarios")
+    group.addoption("--real-time", action="store_true", help="sleep retry delays and latency for real")
+    parser.addini("harness_scenarios", "folders whose YAML files are scenarios", type="paths", default=None)
+
+
+def _roots(config: pytest.Config) -> list[Path]:
+    configured = config.getini("harness_scenarios")
+    return [Path(p) for p in configured] if configured else [config.rootpath / "scenarios"]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
+    if file_path.suffix not in (".yaml", ".yml"):
+        return None
+    config = parent.config
+    explicit = any(Path(a.split("::")[0]).resolve() == file_path for a in config.args)
+    if explicit or any(file_path.is_relative_to(root.resolve()) for root in _roots(config)):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    """A scenario file: one item per YAML document."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from harness._errors import ScenarioError
+        from harness.loader import load_file
+
+        try:
+            documents = load_file(self.path)
+        except ScenarioError as exc:
+            raise self.CollectError(str(exc)) from None
+        names = self.config.stash.setdefault(NAMES, {})
+        for i, doc in enumerate(documents):
+            if isinstance(doc, ScenarioError):
+                problem = doc.first
+                yield InvalidScenarioItem.from_parent(self, name=f"document {i + 1} (line {problem.line})", error=doc)
+                continue
+            where = f"{doc.path}:{doc.line}"
+            if names.setdefault(doc.name, where) != where:
+                err = ScenarioError([_duplicate(doc, names[doc.name])])
+                yield InvalidScenarioItem.from_parent(self, name=f"{doc.name} (duplicate)", error=err)
+                continue
+            item = ScenarioItem.from_parent(self, name=doc.name, scenario=doc)
+            if doc.xfail is not None:
+                from harness._errors import ScenarioFailure
+
+                item.add_marker(pytest.mark.xfail(reason=doc.xfail, strict=True, raises=ScenarioFailure))
+            yield item
+
+
+def _duplicate(doc: Any, first: str) -> Any:
+    from harness._errors import Problem
+
+    return Problem(doc.path, doc.line_of("name"), "name", f"duplicate scenario name {doc.name!r} (first at {first})")
+
+
+class ScenarioItem(pytest.Item):
+    """One scenario: run its flow under faults and check its expectations."""
+
+    def __init__(self, *, scenario: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.add_marker(pytest.mark.scenario)
+
+    def runtest(self) -> None:
+        from harness.expectations import check, failure
+
+        session = _session(self.config)
+        outcome = session.run(self.scenario)
+        self.user_properties += [
+            ("flow_state", outcome.flow.name),
+            ("calls", dict(outcome.counts)),
+            ("virtual_s", round(outcome.virtual_s, 3)),
+        ]
+        mismatches = check(self.scenario, outcome)
+        if mismatches:
+            raise failure(self.scenario, outcome, mismatches)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        from harness._errors import HarnessError
+
+        if isinstance(excinfo.value, HarnessError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.scenario.line - 1, f"scenario: {self.name}"
+
+
+class InvalidScenarioItem(pytest.Item):
+    """A scenario document that did not validate: it fails with the problem, file and line."""
+
+    def __init__(self, *, error: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+
+    def runtest(self) -> None:
+        raise self.error
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        return str(excinfo.value)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, (self.error.first.line or 1) - 1, f"invalid scenario: {self.name}"
+
+
+def _session(config: pytest.Config) -> Any:
+    session = config.stash.get(SESSION, None)
+    if session is None:
+        from harness.runner import Session
+
+        session = config.stash[SESSION] = Session(real_time=config.getoption("real_time"))
+        session.start()
+    return session
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(isinstance(item, ScenarioItem) for item in session.items):
+        _session(session.config)  # the server starts now and is ready by the first scenario
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION, None)
+    if session is not None:
+        session.close()

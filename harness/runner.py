@@ -70,6 +70,7 @@ class Outcome:
     sqlite: Any = None
     sqlite_error: str | None = None
     seed: int = 0
+    served_rows: int | None = None  # rows a fault-free run stores, when an invariant needs them
 
     @property
     def unmatched(self) -> tuple[Call, ...]:
@@ -77,10 +78,6 @@ class Outcome:
 
     def task_runs(self, name: str) -> list[TaskRun]:
         return [t for t in self.tasks if t.name == name]
-
-
-def _settings_env(server: PrefectServer) -> dict[str, str]:
-    return server.environment()
 
 
 class Session:
@@ -122,6 +119,8 @@ class Session:
         return self.server
 
     def close(self) -> None:
+        if self._ready:
+            _drain_events()
         self._stack.close()
         if self.server is not None:
             self.server.stop()
@@ -150,6 +149,19 @@ class Session:
             virtual = clock.now()
             sqlite_value, sqlite_error = _query(workdir, scenario)
         return _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error)
+
+
+def _drain_events() -> None:
+    """Send the events still queued to the server before it stops (as prefect_test_harness does)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
 
 
 def _call(flow: Any, parameters: dict[str, Any]) -> Any:

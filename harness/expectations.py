@@ -1,0 +1,169 @@
+"""Checking an Outcome against a scenario's ``expect``, in the scenario's own terms."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from harness._errors import ScenarioFailure
+from harness.model import UNSET, Invariant, Scenario, StateMatch
+from harness.runner import Outcome, StateInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """One expectation that the outcome did not meet."""
+
+    field: str
+    expected: Any
+    observed: Any
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.field}: expected {_show(self.expected)}, observed {_show(self.observed)}"
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def plain(value: Any) -> Any:
+    """A value as YAML would write it: tuples become lists, mappings plain dicts."""
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def _state_text(state: StateInfo) -> str:
+    return state.name if state.name.upper() == state.type else f"{state.name} ({state.type})"
+
+
+def _state_mismatches(field: str, want: StateMatch, got: StateInfo, line: int) -> list[Mismatch]:
+    out = []
+    if want.state is not None and want.state != got.name:
+        out.append(Mismatch(f"{field}.state" if want.type or want.message else field, want.state, got.name, line))
+    if want.type is not None and want.type != got.type:
+        out.append(Mismatch(f"{field}.type", want.type, got.type, line))
+    if want.message is not None and not re.search(want.message, got.message or ""):
+        out.append(Mismatch(f"{field}.message", f"a match for /{want.message}/", repr(got.message), line))
+    return out
+
+
+def check(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
+    """Every way ``outcome`` differs from what ``scenario`` expects."""
+    exp = scenario.expect
+    out: list[Mismatch] = []
+    for call in outcome.unmatched:
+        declared = ", ".join(e.request.text for e in scenario.endpoints) or "none"
+        out.append(Mismatch(
+            "endpoints", f"a declared endpoint (declared: {declared})",
+            f"{call.method} {call.url} matched none", scenario.line_of("endpoints"),
+        ))
+    if exp.flow is not None:
+        out += _state_mismatches("expect.flow", exp.flow, outcome.flow, scenario.line_of("expect", "flow"))
+    if exp.result is not UNSET and plain(outcome.result) != exp.result:
+        out.append(Mismatch("expect.result", exp.result, plain(outcome.result), scenario.line_of("expect", "result")))
+    for name, runs in exp.tasks.items():
+        line = scenario.line_of("expect", "tasks", name)
+        observed = outcome.task_runs(name)
+        if not observed:
+            ran = sorted({t.name for t in outcome.tasks})
+            out.append(Mismatch(f"expect.tasks.{name}", "a run", f"it never ran (ran: {', '.join(ran) or 'no task'})", line))
+            continue
+        if len(observed) != len(runs):
+            out.append(Mismatch(f"expect.tasks.{name}", f"{len(runs)} run(s)", f"{len(observed)} run(s)", line))
+        for i, (want, got) in enumerate(zip(runs, observed, strict=False)):
+            field = f"expect.tasks.{name}" + (f"[{i}]" if len(runs) > 1 else "")
+            item_line = scenario.line_of("expect", "tasks", name, i) if len(runs) > 1 else line
+            if want.state or want.type or want.message:
+                out += _state_mismatches(field, want, got.state, item_line)
+            if want.retries is not None and want.retries != got.retries:
+                out.append(Mismatch(f"{field}.retries", want.retries, got.retries, item_line))
+    for key, n in exp.calls.items():
+        got_n = outcome.counts.get(key, 0)
+        if got_n != n:
+            out.append(Mismatch(f"expect.calls[{key}]", n, got_n, scenario.line_of("expect", "calls", key)))
+    if exp.sqlite is not None:
+        line = scenario.line_of("expect", "sqlite")
+        if outcome.sqlite_error:
+            out.append(Mismatch("expect.sqlite", plain(exp.sqlite.equals), outcome.sqlite_error, line))
+        elif plain(outcome.sqlite) != exp.sqlite.equals:
+            out.append(Mismatch("expect.sqlite.equals", exp.sqlite.equals, plain(outcome.sqlite), line))
+    if exp.virtual_time is not None:
+        line = scenario.line_of("expect", "virtual_time")
+        vt = exp.virtual_time
+        if vt.max is not None and outcome.virtual_s > vt.max:
+            out.append(Mismatch("expect.virtual_time.max", f"<= {vt.max} s", f"{outcome.virtual_s:.3f} s", line))
+        if vt.min is not None and outcome.virtual_s < vt.min:
+            out.append(Mismatch("expect.virtual_time.min", f">= {vt.min} s", f"{outcome.virtual_s:.3f} s", line))
+    for i, inv in enumerate(exp.invariants):
+        problem = violation(inv, outcome)
+        if problem:
+            out.append(Mismatch(f"expect.invariants[{i}]", str(inv), problem, scenario.line_of("expect", "invariants", i)))
+    return out
+
+
+def violation(invariant: Invariant, outcome: Outcome) -> str | None:
+    """How ``outcome`` breaks ``invariant``, or None when it holds."""
+    if invariant.kind == "completes":
+        return None if outcome.flow.type == "COMPLETED" else f"the flow ended {_state_text(outcome.flow)}"
+    if invariant.kind == "bounded_calls":
+        over = {k: n for k, n in outcome.counts.items() if invariant.bound is not None and n > invariant.bound}
+        return None if not over else "; ".join(f"{k} took {n} calls" for k, n in over.items())
+    if invariant.kind in ("no_data_loss", "no_duplicates"):
+        return _data_violation(invariant.kind, outcome)
+    module, _, name = invariant.kind.partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    result = fn(outcome)
+    return None if result in (None, True) else ("violated" if result is False else str(result))
+
+
+def _data_violation(kind: str, outcome: Outcome) -> str | None:
+    """Rows stored against rows served (``sqlite`` holds the stored keys, ``served`` the served ones)."""
+    stored = outcome.sqlite if isinstance(outcome.sqlite, list) else []
+    keys = [tuple(r) for r in stored]
+    if kind == "no_duplicates":
+        dupes = len(keys) - len(set(keys))
+        return None if not dupes else f"{dupes} duplicated row(s) stored"
+    served = outcome.served_rows
+    if served is None:
+        return None
+    missing = served - len(set(keys))
+    return None if missing <= 0 else f"{missing} of {served} served row(s) missing from the database"
+
+
+def failure(scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch]) -> ScenarioFailure:
+    """A ``ScenarioFailure`` whose message lists every mismatch and what was observed."""
+    return ScenarioFailure(describe_failure(scenario, outcome, mismatches))
+
+
+def describe_failure(scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch]) -> str:
+    lines = [f"scenario {scenario.name!r} ({scenario.path}:{scenario.line}) did not do what it expects:"]
+    lines += [f"  {scenario.path}:{m.line}: {m}" for m in mismatches]
+    lines.append("observed:")
+    lines += ["  " + x for x in describe_outcome(outcome)]
+    return "\n".join(lines)
+
+
+def describe_outcome(outcome: Outcome) -> list[str]:
+    """The outcome as a reader checks it: flow, task runs, calls per endpoint."""
+    msg = f"  ({outcome.flow.message})" if outcome.flow.message else ""
+    lines = [f"flow   {_state_text(outcome.flow)}{msg}"]
+    for t in outcome.tasks:
+        lines.append(f"task   {t.name}: {_state_text(t.state)}, retries {t.retries}  [{' > '.join(t.history)}]")
+    served: dict[str, list[str]] = {}
+    for c in outcome.calls:
+        served.setdefault(c.endpoint or f"{c.method} {c.url} (unmatched)", []).append(c.served)
+    for key, n in outcome.counts.items():
+        lines.append(f"calls  {key}: {n}  [{', '.join(served.get(key, []))}]")
+    for key, steps in served.items():
+        if key not in outcome.counts:
+            lines.append(f"calls  {key}: {len(steps)}")
+    if outcome.result is not None:
+        lines.append(f"result {plain(outcome.result)!r}")
+    lines.append(f"time   {outcome.virtual_s:.3f} s virtual, {outcome.wall_s:.3f} s wall")
+    return lines
