@@ -1,0 +1,36 @@
+"""Fault-injection test harness for Prefect flows.
+
+Declare in YAML what an API does to a flow, run the flow on Prefect's real
+engine against mocked endpoints, and assert its final states, retries and calls.
+"""
+
+from __future__ import annotations
+
+from harness._errors import HarnessError, Problem, ScenarioError, ScenarioFailure, ScenarioTimeout, ServerError
+from harness.api import run_scenario
+from harness.expectations import Mismatch, check
+from harness.loader import load_file, load_paths, resolve_flow
+from harness.model import Scenario
+from harness.report import Result
+from harness.runner import Outcome, Session, StateInfo, TaskRun
+
+__all__ = [
+    "HarnessError",
+    "Mismatch",
+    "Outcome",
+    "Problem",
+    "Result",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioFailure",
+    "ScenarioTimeout",
+    "ServerError",
+    "Session",
+    "StateInfo",
+    "TaskRun",
+    "check",
+    "load_file",
+    "load_paths",
+    "resolve_flow",
+    "run_scenario",
+]

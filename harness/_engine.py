@@ -3,9 +3,13 @@
 Prefect orchestrates task retries in the client: ``prefect.task_engine`` waits
 with its module-level ``time.sleep`` / ``anyio.sleep`` and reports each state
 change through its module-level ``emit_task_run_state_change_event``. The
-harness swaps those three names, and nothing else, for the duration of a
-scenario: sleeps go to the virtual clock, and state changes are recorded
-in-process (the API learns of task states only later, through events).
+harness swaps those three names for the duration of a scenario: sleeps go to
+the virtual clock, and state changes are recorded in-process (the API learns
+of task states only later, through events). Flow retries are decided by the
+server on its own clock, so the runner runs a flow with its retry delay at 0
+and ``prefect.flow_engine``'s ``propose_state_sync`` / ``propose_state`` are
+wrapped to add the configured delay to the virtual clock when the server
+answers ``AwaitingRetry``.
 ``tests/test_engine_hooks.py`` fails loudly if Prefect moves them.
 """
 
@@ -21,6 +25,7 @@ from typing import Any
 from harness.clock import Clock
 
 HOOKED = ("time", "anyio", "emit_task_run_state_change_event")
+FLOW_HOOKED = ("propose_state_sync", "propose_state")
 
 
 @dataclass(slots=True)
@@ -62,12 +67,19 @@ class _AnyioShim(types.ModuleType):
 
 
 class Recorder:
-    """Task runs and their state changes, as the engine reports them."""
+    """Task runs and their state changes, as the engine reports them; flow states too."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, flow_retry_delay: float = 0.0) -> None:
         self.clock = clock
+        self.flow_retry_delay = flow_retry_delay
         self.tasks: dict[Any, TaskRecord] = {}
+        self.flow_history: list[tuple[float, str]] = []
         self._lock = threading.Lock()
+
+    def record_flow(self, state: Any) -> None:
+        self.flow_history.append((self.clock.now(), state.name))
+        if state.name == "AwaitingRetry":
+            self.clock.sleep(self.flow_retry_delay)
 
     def record(self, task_run: Any, state: Any) -> None:
         from prefect.context import TaskRunContext
@@ -114,14 +126,32 @@ def hooked(clock: Clock, recorder: Recorder) -> Iterator[None]:
         recorder.record(task_run, validated_state)
         return emit(task_run=task_run, initial_state=initial_state, validated_state=validated_state, follows=follows)
 
+    import prefect.flow_engine as flow_engine
+
+    flow_saved = {name: getattr(flow_engine, name) for name in FLOW_HOOKED}
+
+    def propose_sync(*args: Any, **kwargs: Any) -> Any:
+        state = flow_saved["propose_state_sync"](*args, **kwargs)
+        recorder.record_flow(state)
+        return state
+
+    async def propose(*args: Any, **kwargs: Any) -> Any:
+        state = await flow_saved["propose_state"](*args, **kwargs)
+        recorder.record_flow(state)
+        return state
+
     engine.time = _TimeShim(clock, saved["time"])  # type: ignore[assignment]
     engine.anyio = _AnyioShim(clock, saved["anyio"])  # type: ignore[assignment]
     engine.emit_task_run_state_change_event = emit_and_record  # type: ignore[assignment]
+    flow_engine.propose_state_sync = propose_sync  # type: ignore[assignment]
+    flow_engine.propose_state = propose  # type: ignore[assignment]
     try:
         yield
     finally:
         for name, value in saved.items():
             setattr(engine, name, value)
+        for name, value in flow_saved.items():
+            setattr(flow_engine, name, value)
 
 
 def timeout_error(seconds: float) -> BaseException:
@@ -129,3 +159,41 @@ def timeout_error(seconds: float) -> BaseException:
     from prefect.task_engine import TaskRunTimeoutError
 
     return TaskRunTimeoutError(f"Scope timed out after {seconds} second(s).")
+
+
+class _SslShim(types.ModuleType):
+    """``ssl`` for Prefect's API client: one context per set of arguments, built once.
+
+    Prefect builds a verifying context (loading the CA bundle, ~50 ms) for every
+    client it opens; the harness's API is plain HTTP on loopback, so the context
+    is never used for a handshake.
+    """
+
+    def __init__(self, real: types.ModuleType) -> None:
+        super().__init__("ssl")
+        self._real = real
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    def create_default_context(self, *args: Any, **kwargs: Any) -> Any:
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in self._cache:
+            self._cache[key] = self._real.create_default_context(*args, **kwargs)
+        return self._cache[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def share_api_ssl_context() -> Callable[[], None]:
+    """Give Prefect's API clients a shared SSL context for the session; returns the undo."""
+    import prefect.client.orchestration as orchestration
+
+    real = orchestration.ssl
+    if isinstance(real, _SslShim):
+        return lambda: None
+    orchestration.ssl = _SslShim(real)  # type: ignore[assignment]
+
+    def undo() -> None:
+        orchestration.ssl = real
+
+    return undo

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness._engine import Recorder, hooked
+from harness._engine import Recorder, hooked, share_api_ssl_context
 from harness.clock import Clock
 from harness.injector import Call, Injector
 from harness.loader import resolve_flow
@@ -115,6 +115,7 @@ class Session:
                 updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_API_URL: self.server.api_url}
             ))
             _share_ssl_context()
+            self._stack.callback(share_api_ssl_context())
             self._ready = True
         return self.server
 
@@ -139,7 +140,9 @@ class Session:
         server = self._ensure_ready()
         flow = resolve_flow(scenario.flow, base=scenario.path.parent)
         clock = Clock(real_time=self.real_time)
-        recorder = Recorder(clock)
+        recorder = Recorder(clock, flow_retry_delay=float(flow.retry_delay_seconds or 0))
+        if flow.retries and flow.retry_delay_seconds:
+            flow = flow.with_options(retry_delay_seconds=0)  # the server would wait on its own clock
         injector = Injector(scenario, clock, recorder, server.api_url)
         with _workdir() as workdir, _seeded(scenario.seed):
             clock.started = time.perf_counter()
@@ -187,6 +190,7 @@ def _outcome(scenario: Scenario, state: Any, recorder: Recorder, injector: Injec
     )
     timeline = sorted(
         [(at, f"{r.name}: {name}") for r in recorder.tasks.values() for at, _, name in r.history]
+        + [(at, f"flow: {name}") for at, name in recorder.flow_history]
         + [(c.at, f"{c.method} {c.url} -> {c.served}") for c in injector.calls]
     )
     return Outcome(
