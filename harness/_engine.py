@@ -101,7 +101,9 @@ class Recorder:
                 rec.attempt_started = now
             scheduled = state.state_details.scheduled_time
             if state.name == "AwaitingRetry" and scheduled is not None:
-                rec.delays.append(max((scheduled - state.timestamp).total_seconds(), 0.0))
+                # scheduled_time is "now + delay" taken a moment before the state's own
+                # timestamp: to the millisecond, the difference is the delay.
+                rec.delays.append(round(max((scheduled - state.timestamp).total_seconds(), 0.0), 3))
 
     def current(self) -> TaskRecord | None:
         """The record of the task run executing in this context, if any."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import os
 import sys
 from collections.abc import Sequence
 
@@ -16,12 +19,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders (default: scenarios/)")
     run.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     run.add_argument("--real-time", action="store_true", help="sleep retry delays and latency for real")
+    run.add_argument("--verbose", "-v", action="store_true", help="show Prefect's logs and the flows' own output")
     validate = sub.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("paths", nargs="*", default=["scenarios"])
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args.paths)
-    return _run(args.paths, args.json, args.real_time)
+    if not args.verbose:
+        # Before Prefect is first imported: its logging is configured at import.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    return _run(args.paths, args.json, args.real_time, args.verbose)
 
 
 def _load(paths: Sequence[str]) -> tuple[list, list]:  # type: ignore[type-arg]
@@ -46,8 +53,7 @@ def _validate(paths: Sequence[str]) -> int:
     return EXIT_INVALID if bad else EXIT_OK
 
 
-def _run(paths: Sequence[str], json_path: str | None, real_time: bool) -> int:
-    import logging
+def _run(paths: Sequence[str], json_path: str | None, real_time: bool, verbose: bool = False) -> int:
     import time
 
     from harness.runner import Session
@@ -57,14 +63,15 @@ def _run(paths: Sequence[str], json_path: str | None, real_time: bool) -> int:
     session.start()  # the server starts while the scenarios load
     try:
         good, bad = _load(paths)
-        logging.getLogger("prefect").setLevel(logging.CRITICAL)
         from harness.api import run_scenario
         from harness.report import Result, table, write_json
 
         results: list[Result] = []
         for scenario in good:
+            quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
             try:
-                results.append(run_scenario(session, scenario))
+                with quiet:  # the flows' own prints would break up the table
+                    results.append(run_scenario(session, scenario))
             except Exception as exc:  # a harness error on one scenario must not hide the others
                 results.append(Result.of(scenario, None, [], error=f"{type(exc).__name__}: {exc}"))
     finally:

@@ -57,11 +57,14 @@ def check(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
     """Every way ``outcome`` differs from what ``scenario`` expects."""
     exp = scenario.expect
     out: list[Mismatch] = []
+    unmatched: dict[str, int] = {}
     for call in outcome.unmatched:
-        declared = ", ".join(e.request.text for e in scenario.endpoints) or "none"
+        unmatched[f"{call.method} {call.url}"] = unmatched.get(f"{call.method} {call.url}", 0) + 1
+    declared = ", ".join(e.request.text for e in scenario.endpoints) or "none"
+    for request, n in unmatched.items():
         out.append(Mismatch(
-            "endpoints", f"a declared endpoint (declared: {declared})",
-            f"{call.method} {call.url} matched none", scenario.line_of("endpoints"),
+            "endpoints", f"a declared endpoint for every request (declared: {declared})",
+            f"{request} matched none ({n} call{'s' if n > 1 else ''})", scenario.line_of("endpoints"),
         ))
     if exp.flow is not None:
         out += _state_mismatches("expect.flow", exp.flow, outcome.flow, scenario.line_of("expect", "flow"))

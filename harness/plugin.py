@@ -135,6 +135,12 @@ def _session(config: pytest.Config) -> Any:
     return session
 
 
+@pytest.fixture(scope="session")
+def harness_session(request: pytest.FixtureRequest) -> Any:
+    """The session's ``harness.Session``: one Prefect test server shared with the scenario items."""
+    return _session(request.config)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     if any(isinstance(item, ScenarioItem) for item in session.items):
         _session(session.config)  # the server starts now and is ready by the first scenario

@@ -1,0 +1,69 @@
+"""Pins the private Prefect names the harness hooks: fails loudly if Prefect moves them."""
+
+from __future__ import annotations
+
+import inspect
+import time
+
+import anyio
+import prefect.client.orchestration as orchestration
+import prefect.flow_engine as flow_engine
+import prefect.task_engine as task_engine
+
+from harness._engine import FLOW_HOOKED, HOOKED, Recorder, hooked
+from harness.clock import Clock
+
+
+def test_task_engine_sleeps_through_its_module_level_time_and_anyio() -> None:
+    """``wait_until_ready`` calls ``time.sleep`` / ``anyio.sleep`` through module globals."""
+    assert task_engine.time is time
+    assert task_engine.anyio is anyio
+    sync_src = inspect.getsource(task_engine.SyncTaskRunEngine.wait_until_ready)
+    async_src = inspect.getsource(task_engine.AsyncTaskRunEngine.wait_until_ready)
+    assert "time.sleep(" in sync_src
+    assert "anyio.sleep(" in async_src
+
+
+def test_task_engine_reports_state_changes_through_its_module_level_emitter() -> None:
+    """Every ``set_state`` reports through ``emit_task_run_state_change_event`` with these keywords."""
+    params = inspect.signature(task_engine.emit_task_run_state_change_event).parameters
+    assert list(params) == ["task_run", "initial_state", "validated_state", "follows"]
+    for engine in (task_engine.SyncTaskRunEngine, task_engine.AsyncTaskRunEngine):
+        assert "emit_task_run_state_change_event(" in inspect.getsource(engine.set_state)
+
+
+def test_flow_engine_proposes_states_through_module_level_functions() -> None:
+    """Flow states go through ``propose_state_sync`` / ``propose_state`` in ``prefect.flow_engine``."""
+    for name in FLOW_HOOKED:
+        assert callable(getattr(flow_engine, name))
+    assert "propose_state_sync(" in inspect.getsource(flow_engine.FlowRunEngine.set_state)
+    assert "propose_state(" in inspect.getsource(flow_engine.AsyncFlowRunEngine.set_state)
+
+
+def test_api_client_builds_its_ssl_context_through_module_level_ssl() -> None:
+    """Prefect's client calls ``ssl.create_default_context`` through its module's ``ssl``."""
+    assert "ssl.create_default_context(" in inspect.getsource(orchestration.SyncPrefectClient.__init__)
+
+
+def test_hooks_are_undone() -> None:
+    """After a scenario every hooked name is Prefect's own again, also after an exception."""
+    before = {n: getattr(task_engine, n) for n in HOOKED} | {n: getattr(flow_engine, n) for n in FLOW_HOOKED}
+    clock = Clock()
+    try:
+        with hooked(clock, Recorder(clock)):
+            assert task_engine.time is not time
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    after = {n: getattr(task_engine, n) for n in HOOKED} | {n: getattr(flow_engine, n) for n in FLOW_HOOKED}
+    assert after == before
+
+
+def test_virtual_sleep_costs_no_wall_time() -> None:
+    """The task engine's sleep, hooked, advances the virtual clock by the requested seconds."""
+    clock = Clock()
+    with hooked(clock, Recorder(clock)):
+        started = time.perf_counter()
+        task_engine.time.sleep(600)
+        assert time.perf_counter() - started < 1
+    assert clock.skipped == 600

@@ -1,0 +1,135 @@
+"""The runner: real Prefect runs, recorded in the flow's own terms, leaving nothing behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness import Scenario, Session, check
+
+URL = "https://api.example.test/ping"
+
+
+def test_outcome_records_states_history_calls_and_result(harness_session: Session, scenario_from: Callable[[str], Scenario]) -> None:
+    """A retried task's history, run count and the call log come from the real engine."""
+    s = scenario_from(f"""
+name: ping recovers
+flow: tests.flows:delayed_ping
+parameters: {{url: "{URL}"}}
+endpoints:
+  - request: GET {URL}
+    responses: [{{status: 503}}, {{status: 204}}]
+""")
+    outcome = harness_session.run(s)
+    assert (outcome.flow.type, outcome.flow.name) == ("COMPLETED", "Completed")
+    assert outcome.result == 204
+    (task,) = outcome.tasks
+    assert task.name == "ping_with_delay"
+    assert task.history == ("Pending", "Running", "AwaitingRetry", "Retrying", "Completed")
+    assert (task.run_count, task.retries) == (2, 1)
+    assert task.delays == (0.2,)
+    assert outcome.counts == {f"GET {URL}": 2}
+    assert [c.served for c in outcome.calls] == ["503", "204"]
+    assert outcome.virtual_s - outcome.wall_s >= 0.19  # the 0.2 s delay was skipped, not slept
+    assert [what for _, what in outcome.timeline][-2:] == ["ping_with_delay: Completed", "flow: Completed"]
+
+
+def test_unmatched_request_fails_even_when_the_flow_catches_it(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """The flow swallows the exception and completes; the scenario still fails, naming the request."""
+    s = scenario_from(f"""
+name: swallowed
+flow: tests.flows:swallowing_flow
+parameters: {{url: "https://undeclared.invalid/x"}}
+endpoints:
+  - request: GET {URL}
+    responses: [{{status: 200}}]
+expect:
+  flow: Completed
+""")
+    outcome = harness_session.run(s)
+    assert outcome.flow.name == "Completed"
+    assert outcome.result == "caught UnmatchedRequest"
+    (mismatch,) = check(s, outcome)
+    assert mismatch.field == "endpoints"
+    assert "GET https://undeclared.invalid/x matched none" in str(mismatch)
+    assert f"GET {URL}" in str(mismatch)
+
+
+def test_each_scenario_runs_in_a_fresh_directory_that_is_removed(
+    harness_session: Session, scenario_from: Callable[[str], Scenario], tmp_path: Path
+) -> None:
+    """Relative paths land in a temporary working directory, gone after the run; cwd is restored."""
+    before_cwd = os.getcwd()
+    before = set(Path(tempfile.gettempdir()).glob("harness-run-*"))
+    s = scenario_from("""
+name: writes
+flow: tests.flows:file_writer
+expect:
+  sqlite: {path: out.txt, query: "SELECT * FROM complaint", equals: 1}
+""")
+    outcome = harness_session.run(s)
+    assert outcome.flow.name == "Completed"
+    assert not (Path(before_cwd) / "out.txt").exists()
+    assert os.getcwd() == before_cwd
+    assert set(Path(tempfile.gettempdir()).glob("harness-run-*")) == before
+    assert outcome.sqlite_error is not None  # out.txt is not a database: reported, not raised
+
+
+def test_concurrent_mapped_calls_are_each_counted(harness_session: Session, scenario_from: Callable[[str], Scenario]) -> None:
+    """Mapped task runs on the thread pool call concurrently; every call is logged once."""
+    urls = [f"https://api.example.test/item/{i}" for i in range(8)]
+    s = scenario_from(f"""
+name: mapped
+flow: tests.flows:mapped_fetch
+parameters: {{urls: {urls}}}
+endpoints:
+  - request: GET https://api.example.test/item/*
+    responses: [{{status: 200}}]
+""")
+    outcome = harness_session.run(s)
+    assert outcome.result == [200] * 8
+    assert outcome.counts == {"GET https://api.example.test/item/*": 8}
+    assert sorted(c.url for c in outcome.calls) == sorted(urls)
+    assert len(outcome.task_runs("fetch")) == 8
+
+
+def test_global_random_is_seeded_per_scenario_and_restored(harness_session: Session, scenario_from: Callable[[str], Scenario]) -> None:
+    """Prefect's jitter draws from the global random: seeded per scenario, the caller's state kept."""
+    import random
+
+    random.seed(123)
+    expected_next = random.random()
+    random.seed(123)
+    s = scenario_from(f"""
+name: seeded
+flow: tests.flows:delayed_ping
+parameters: {{url: "{URL}"}}
+seed: 5
+endpoints:
+  - request: GET {URL}
+    responses: [{{status: 200}}]
+""")
+    harness_session.run(s)
+    assert random.random() == expected_next
+
+
+def _outcome_summary(outcome: Any) -> tuple[Any, ...]:
+    return (outcome.flow, [(t.name, t.state.name, t.run_count) for t in outcome.tasks], outcome.counts)
+
+
+def test_repeated_runs_give_the_same_outcome(harness_session: Session, scenario_from: Callable[[str], Scenario]) -> None:
+    """The same scenario twice: the same states, retries and calls."""
+    s = scenario_from(f"""
+name: repeat
+flow: tests.flows:delayed_ping
+parameters: {{url: "{URL}"}}
+endpoints:
+  - request: GET {URL}
+    chaos: {{rate: 0.5, faults: [{{status: 500}}], otherwise: {{status: 200}}}}
+""")
+    assert _outcome_summary(harness_session.run(s)) == _outcome_summary(harness_session.run(s))
