@@ -8,6 +8,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 MAX_NODES = 200_000  # expanded size allowed for one document (alias bombs stop here)
+MAX_DEPTH = 100  # nesting allowed; PyYAML composes recursively and would hit RecursionError
 
 
 class LineDict(dict[str, Any]):
@@ -15,6 +16,7 @@ class LineDict(dict[str, Any]):
 
     line: int
     key_lines: dict[Any, int]
+    duplicates: list[tuple[Any, int, int]]  # (key, line, line of the first one): the loader reports them
 
 
 class LineList(list[Any]):
@@ -24,35 +26,53 @@ class LineList(list[Any]):
     item_lines: list[int]
 
 
-class DuplicateKey(yaml.MarkedYAMLError):
-    pass
-
-
 class TooLarge(yaml.MarkedYAMLError):
-    pass
+    """A document too big or too deep once aliases are expanded."""
 
 
 class _Loader(yaml.SafeLoader):
+    _depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise TooLarge(
+                    None, None,
+                    f"document nests deeper than {MAX_DEPTH} levels; flatten it",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> LineDict:  # type: ignore[override]
+        own = {id(key) for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge"}
         self.flatten_mapping(node)
         out = LineDict()
         out.line = node.start_mark.line + 1
         out.key_lines = {}
+        out.duplicates = []
+        merged: set[Any] = set()
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool) and key is not None:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark,
-                    "found an unhashable or non-scalar key", key_node.start_mark,
+                    f"found a {type(key).__name__} as a key; keys are plain scalars", key_node.start_mark,
                 )
-            if key in out:
-                raise DuplicateKey(
-                    "while constructing a mapping", node.start_mark,
-                    f"found duplicate key {key!r} (first on line {out.key_lines[key]})",
-                    key_node.start_mark,
-                )
+            line = key_node.start_mark.line + 1
+            if key in out and key not in merged:  # written twice: keep the first, report it
+                out.duplicates.append((key, line, out.key_lines[key]))
+                continue
+            # flatten_mapping puts merged keys (`<<: *base`) first, ordered so that
+            # overwriting gives YAML's precedence; a key written out overrides them.
+            if id(key_node) in own:
+                merged.discard(key)
+            else:
+                merged.add(key)
             out[key] = self.construct_object(value_node, deep=True)
-            out.key_lines[key] = key_node.start_mark.line + 1
+            out.key_lines[key] = line
         return out
 
     def construct_sequence(self, node: SequenceNode, deep: bool = False) -> LineList:  # type: ignore[override]
@@ -87,8 +107,10 @@ def _expanded_size(node: Node, budget: int) -> int:
 def load_documents(text: str, name: str) -> list[tuple[int, Any]]:
     """Parse every document of ``text``; return (first line, data) pairs.
 
-    Raises ``yaml.YAMLError`` (with a mark) on syntax errors, duplicate keys
-    and documents too large once aliases are expanded.
+    Raises ``yaml.YAMLError`` (with a mark) on syntax errors and documents
+    too large or too deep once aliases are expanded. Duplicate keys are not
+    errors here: each ``LineDict`` lists its own for the loader to report
+    with their field path. Empty documents (a stray ``---``) are skipped.
     """
     loader = _Loader(text)
     loader.name = name
@@ -101,14 +123,13 @@ def load_documents(text: str, name: str) -> list[tuple[int, Any]]:
             if _expanded_size(node, MAX_NODES) > MAX_NODES:
                 raise TooLarge(
                     None, None,
-                    f"document expands to more than {MAX_NODES} YAML nodes (an alias bomb?)",
+                    f"document expands to more than {MAX_NODES} YAML nodes once aliases are expanded"
+                    " (an alias bomb?); write the data out or split the file",
                     node.start_mark,
                 )
-            line = node.start_mark.line + 1
-            if isinstance(node, ScalarNode) and node.value == "" and node.tag.endswith(":null"):
-                docs.append((line, None))
+            if isinstance(node, ScalarNode) and node.value == "" and node.tag.endswith(":null") and not node.style:
                 continue
-            docs.append((line, loader.construct_document(node)))
+            docs.append((node.start_mark.line + 1, loader.construct_document(node)))
     finally:
         loader.dispose()
     return docs

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from harness._errors import Problem, ScenarioError
 from harness._yaml import LineDict, LineList, load_documents
@@ -23,7 +25,6 @@ from harness.model import Scenario, did_you_mean
 
 MAX_BYTES = 1 << 20
 SUFFIXES = (".yaml", ".yml")
-_FIELD_NAMES: tuple[str, ...] = ()
 
 
 def snippet(text: str | None, line: int | None) -> str:
@@ -63,39 +64,213 @@ def line_at(raw: Any, loc: Sequence[str | int]) -> int | None:
     return line
 
 
-def _all_field_names() -> tuple[str, ...]:
-    global _FIELD_NAMES
-    if not _FIELD_NAMES:
-        from pydantic import BaseModel
-
-        from harness import model
-
-        names: set[str] = set()
-        for obj in vars(model).values():
-            if isinstance(obj, type) and issubclass(obj, BaseModel):
-                for fname, info in obj.model_fields.items():
-                    names.add(info.alias or fname)
-        names |= {"uniform", "lognormal", "median", "sigma", "bounded_calls"}
-        _FIELD_NAMES = tuple(sorted(names))
-    return _FIELD_NAMES
+_INTERNAL_LOC = re.compile(r"\[key\]|(function-\w+|tuple|list|dict|union|nullable|default)\[.*\]|[A-Z]\w*")
 
 
-def _problem_from_error(err: dict[str, Any], raw: Any, path: Path, text: str) -> Problem:
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+def _clean_loc(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
+    """Pydantic's error location in the scenario's own terms.
+
+    Pydantic adds parts of its own (``function-after[...]``, a union member's
+    class name, ``[key]``); a part is dropped when it is not a key of the YAML
+    at that point and looks like one of those.
+    """
+    out: list[str | int] = []
+    current = raw
+    for part in loc:
+        if isinstance(current, LineDict) and part in current:
+            current = current[part]
+        elif isinstance(current, LineList) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        elif isinstance(part, str) and _INTERNAL_LOC.fullmatch(part):
+            continue
+        else:
+            current = None
+        out.append(part)
+    return out
+
+
+def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model class that validates the mapping at ``loc``, if there is one."""
+    tp: Any = Scenario
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            fields = {info.alias or name: info for name, info in tp.model_fields.items()}
+            if part not in fields:
+                return None
+            tp = fields[part].annotation  # type: ignore[index]
+        elif get_origin(tp) is tuple and isinstance(part, int):
+            tp = get_args(tp)[0]
+        elif get_origin(tp) is dict:
+            tp = get_args(tp)[1]
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        if get_origin(tp) is Annotated:
+            tp = get_args(tp)[0]
+        elif get_origin(tp) in (Union, UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+_STEP = "a response step such as {status: 200, json: ...}, {fault: read_timeout} or {malformed: html}"
+_TASK_RUN = "a state name such as 'Completed' or a mapping {state, type, message, retries}"
+# What a field must hold, by its name (or its parent's, for mapping values and list items).
+_EXPECTED: dict[str, str] = {
+    "name": "a non-empty string",
+    "description": "a string",
+    "flow": "a built-in flow name (cfpb_etl, github_stars) or 'package.module:flow'",
+    "parameters": "a mapping of the flow's parameter names to values",
+    "seed": "a whole number",
+    "xfail": "a string: the reason the scenario is expected to fail",
+    "endpoints": "a list of endpoints, each a mapping with `request: METHOD URL` and `responses:` or `chaos:`",
+    "endpoints[]": "an endpoint: a mapping with `request: METHOD URL` and `responses:` or `chaos:`",
+    "responses": "a list of response steps",
+    "responses[]": _STEP,
+    "faults": "a non-empty list of response steps",
+    "faults[]": _STEP,
+    "otherwise": _STEP,
+    "status": "an HTTP status code from 100 to 599",
+    "headers": "a mapping of header names to string values",
+    "headers.*": "a string header value",
+    "text": "a string body",
+    "body_base64": "a base64 string",
+    "times": "a whole number >= 1 (the number of calls this step serves)",
+    "chaos": "a mapping {rate, faults, otherwise}",
+    "rate": "a probability from 0 to 1",
+    "expect": "a mapping of expectations (flow, result, tasks, calls, sqlite, virtual_time, invariants)",
+    "expect.flow": "a state name such as 'Completed' or a mapping {state, type, message}",
+    "tasks": "a mapping of task names to their expected runs",
+    "tasks.*": _TASK_RUN + ", or a list of those (one per run, in call order)",
+    "tasks.*[]": _TASK_RUN,
+    "retries": "a whole number >= 0 (retries spent = run_count - 1)",
+    "state": "a state name such as 'Completed'",
+    "type": "a state type such as 'FAILED'",
+    "message": "a regular expression",
+    "calls": "a mapping of 'METHOD URL' to call counts",
+    "calls.*": "a whole number of calls >= 0",
+    "sqlite": "a mapping {path, query, equals}",
+    "path": "a string path, relative to the scenario's working directory",
+    "query": "a string SQL query",
+    "virtual_time": "a mapping {max: seconds, min: seconds}",
+    "max": "a number of seconds >= 0",
+    "min": "a number of seconds >= 0",
+    "invariants": "a list of invariants",
+}
+
+
+def _expected(loc: Sequence[str | int]) -> str | None:
+    names = [p for p in loc if isinstance(p, str)]
+    if not names:
+        return None
+    last = loc[-1]
+    if isinstance(last, int):
+        return _EXPECTED.get(f"{names[-1]}[]") or _EXPECTED.get(f"{names[-2]}.*[]" if len(names) > 1 else "")
+    if len(names) > 1 and f"{names[-2]}.*" in _EXPECTED and names[-2] in ("headers", "tasks", "calls"):
+        return _EXPECTED[f"{names[-2]}.*"]
+    if len(loc) == 2 and loc[0] == "expect" and last == "flow":
+        return _EXPECTED["expect.flow"]
+    return _EXPECTED.get(str(last))
+
+
+def yaml_type(value: Any) -> str:
+    """A value's type in YAML's words: mapping, list, str, int, float, bool, null."""
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1] if text[-1] in ')]}' else ''}"
+
+
+def _got(value: Any) -> str:
+    got = f"got {short_repr(value)} ({yaml_type(value)})"
+    if isinstance(value, int | float | bool) and not isinstance(value, dict | list):
+        got += f"; quote it if you mean the string: '{value if not isinstance(value, bool) else str(value).lower()}'"
+    return got
+
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def _problem_from_error(
+    err: Mapping[str, Any], raw: Any, path: Path, text: str, missing: set[tuple[str | int, ...]]
+) -> Problem | None:
+    is_key = "[key]" in err["loc"]
+    loc = _clean_loc(raw, err["loc"])
     line = line_at(raw, loc)
     kind = err["type"]
+    value = err.get("input")
     if kind == "extra_forbidden":
-        key = str(loc[-1])
-        message = f"unknown key {key!r}{did_you_mean(key, _all_field_names())}"
+        key = loc[-1]
+        model = _model_at(loc[:-1])
+        choices = _keys_of(model) if model else []
+        if not isinstance(key, str):
+            message = f"unknown key {key!r} ({yaml_type(key)}); expected one of: {', '.join(choices)}"
+        else:
+            message = f"unknown key {key!r}" + (did_you_mean(key, choices) if choices else "")
     elif kind == "missing":
-        message = f"required key {loc[-1]!r} is missing"
+        if tuple(loc) in missing:
+            return None  # a misspelt key already says "did you mean" this one
         line = line_at(raw, loc[:-1])
-    else:
+        hint = _expected(loc)
+        message = f"required key {loc[-1]!r} is missing" + (f"; add `{loc[-1]}:` with {hint}" if hint else "")
+    elif is_key:
+        message = f"key {value!r} ({yaml_type(value)}) must be a string; quote it: '{value}'"
+    elif kind in ("value_error", "assertion_error"):
         message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        if kind not in ("value_error", "assertion_error"):
-            value = err.get("input")
-            message += f"; got {value!r} ({type(value).__name__})"
+    elif kind in _BOUNDS and _expected(loc) is None:
+        bound = next(iter(err.get("ctx", {}).values()), "?")
+        message = f"must be {_BOUNDS[kind]} {bound}, {_got(value)}"
+    else:
+        hint = _expected(loc)
+        if hint is not None:
+            message = f"expected {hint}, {_got(value)}"
+        else:
+            message = re.sub(r" or instance of \w+", "", err["msg"]) + f"; {_got(value)}"
     return Problem(path, line, field_path(loc), message, snippet=snippet(text, line))
+
+
+def _duplicate_keys(raw: Any, path: Path, text: str) -> list[Problem]:
+    """Keys written twice in one mapping, anywhere in the document."""
+    problems = []
+    seen: set[int] = set()
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(raw, ())]
+    while stack:
+        node, loc = stack.pop()
+        if id(node) in seen:  # an alias: already looked at
+            continue
+        seen.add(id(node))
+        if isinstance(node, LineDict):
+            for key, line, first in node.duplicates:
+                problems.append(Problem(
+                    path, line, field_path((*loc, key)),
+                    f"duplicate key {key!r} (first on line {first}); keep one",
+                    snippet=snippet(text, line),
+                ))
+            stack.extend((v, (*loc, k)) for k, v in node.items())
+        elif isinstance(node, LineList):
+            stack.extend((v, (*loc, i)) for i, v in enumerate(node))
+    return sorted(problems, key=lambda p: p.line or 0)
 
 
 def validate_document(raw: Any, path: Path, text: str, doc_line: int) -> Scenario:

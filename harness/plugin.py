@@ -24,6 +24,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("harness_scenarios", "folders whose YAML files are scenarios", type="paths", default=None)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "scenario: a YAML scenario item collected by the harness")
+
+
 def _roots(config: pytest.Config) -> list[Path]:
     configured = config.getini("harness_scenarios")
     return [Path(p) for p in configured] if configured else [config.rootpath / "scenarios"]

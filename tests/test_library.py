@@ -1,0 +1,133 @@
+"""The scenario library: every scenario passes, and every exact expectation in it can fail.
+
+Each scenario runs once; then each exact value of its ``expect`` (a state, a
+type, a count, a result, a retry count) is changed, and each bound tightened
+below what was observed, and the check must fail naming that field with the
+expected and observed values. An expectation that cannot fail is a defect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import Outcome, Scenario, ScenarioError, Session, check, load_paths
+from harness.model import STATE_NAMES, STATE_TYPES, UNSET, StateMatch, TaskExpect, VirtualTime
+
+LIBRARY = Path(__file__).parent.parent / "scenarios"
+SCENARIOS = [s for s in load_paths([LIBRARY]) if isinstance(s, Scenario)]
+_outcomes: dict[str, Outcome] = {}
+
+
+def outcome_of(session: Session, scenario: Scenario) -> Outcome:
+    if scenario.name not in _outcomes:
+        _outcomes[scenario.name] = session.run(scenario)
+    return _outcomes[scenario.name]
+
+
+def test_library_is_valid_and_large() -> None:
+    """Every document of the library validates; there are at least 24 scenarios."""
+    invalid = [s for s in load_paths([LIBRARY]) if isinstance(s, ScenarioError)]
+    assert not invalid, "\n".join(map(str, invalid))
+    assert len(SCENARIOS) >= 24
+
+
+def changed(value: Any) -> Any:
+    """A different value of the same shape."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, str):
+        return value + "!"
+    if isinstance(value, list):
+        return [*value, value[-1]] if value else [0]
+    if isinstance(value, dict):
+        return {**value, "__extra__": 1}
+    return "something else"
+
+
+def other_state(name: str) -> str:
+    return next(s for s in ("Failed", "Completed") if s != name)
+
+
+def mutations(scenario: Scenario, outcome: Outcome) -> list[tuple[str, Any, Scenario]]:
+    """(field, new expected value, mutated scenario) for every exact value and bound of ``expect``."""
+    exp = scenario.expect
+    out: list[tuple[str, Any, Scenario]] = []
+
+    def with_expect(**update: Any) -> Scenario:
+        return scenario.model_copy(update={"expect": exp.model_copy(update=update)})
+
+    if exp.flow is not None:
+        if exp.flow.state is not None:
+            new = other_state(exp.flow.state)
+            field = "expect.flow.state" if exp.flow.type or exp.flow.message else "expect.flow"
+            out.append((field, new, with_expect(flow=exp.flow.model_copy(update={"state": new}))))
+        if exp.flow.type is not None:
+            new = next(t for t in STATE_TYPES if t != exp.flow.type)
+            out.append(("expect.flow.type", new, with_expect(flow=exp.flow.model_copy(update={"type": new}))))
+    if exp.result is not UNSET:
+        out.append(("expect.result", changed(exp.result), with_expect(result=changed(exp.result))))
+    for name, runs in exp.tasks.items():
+        for i, run in enumerate(runs):
+            field = f"expect.tasks.{name}" + (f"[{i}]" if len(runs) > 1 else "")
+
+            def replace(new_run: TaskExpect, i: int = i, name: str = name, runs: tuple[TaskExpect, ...] = runs) -> Scenario:
+                return with_expect(tasks={**exp.tasks, name: runs[:i] + (new_run,) + runs[i + 1:]})
+
+            if run.state is not None:
+                new = other_state(run.state)
+                sub = f"{field}.state" if run.type or run.message else field
+                out.append((sub, new, replace(run.model_copy(update={"state": new}))))
+            if run.retries is not None:
+                out.append((f"{field}.retries", run.retries + 1, replace(run.model_copy(update={"retries": run.retries + 1}))))
+    for key, n in exp.calls.items():
+        out.append((f"expect.calls[{key}]", n + 1, with_expect(calls={**exp.calls, key: n + 1})))
+    if exp.sqlite is not None:
+        new = changed(exp.sqlite.equals)
+        out.append(("expect.sqlite.equals", new, with_expect(sqlite=exp.sqlite.model_copy(update={"equals": new}))))
+    if exp.virtual_time is not None:
+        if exp.virtual_time.max is not None:
+            tight = outcome.virtual_s * 0.9
+            out.append(("expect.virtual_time.max", f"<= {tight} s", with_expect(virtual_time=VirtualTime(max=tight))))
+        if exp.virtual_time.min is not None:
+            tight = outcome.virtual_s * 1.1 + 0.01
+            out.append(("expect.virtual_time.min", f">= {tight} s", with_expect(virtual_time=VirtualTime(min=tight))))
+    return out
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_every_exact_expectation_can_fail(harness_session: Session, scenario: Scenario) -> None:
+    """The scenario passes as written; each changed value or tightened bound fails, naming its field."""
+    outcome = outcome_of(harness_session, scenario)
+    as_written = check(scenario, outcome)
+    if scenario.xfail is None:
+        assert as_written == [], "\n".join(map(str, as_written))
+    found = mutations(scenario, outcome)
+    assert found or scenario.expect.invariants, f"{scenario.name!r} asserts nothing exact"
+    for field, new, mutated in found:
+        mismatches = [m for m in check(mutated, outcome) if m not in as_written]
+        assert mismatches, f"changing {field} to {new!r} did not fail {scenario.name!r}"
+        assert mismatches[0].field == field, (field, mismatches)
+        text = str(mismatches[0])
+        assert "expected" in text and "observed" in text
+        if not isinstance(new, str) or field.endswith(("state", "type", ".flow")) or "tasks" in field:
+            assert repr(new) in text or str(new) in text, (field, text)
+
+
+def test_state_vocabulary_is_prefects() -> None:
+    """Every state name the language accepts is one Prefect's own constructors produce."""
+    import prefect.states as states
+
+    produced = {
+        states.Completed().name, states.Failed().name, states.Crashed().name, states.Cancelled().name,
+        states.Pending().name, states.Running().name, states.Scheduled().name, states.AwaitingRetry().name,
+        states.Retrying().name, states.Late().name, states.Paused().name, states.Suspended().name,
+        states.Cancelling().name, states.AwaitingConcurrencySlot().name,
+    }
+    assert produced <= set(STATE_NAMES)
+    assert {"TimedOut", "Cached", "RolledBack"} <= set(STATE_NAMES)
+    assert StateMatch(state="TimedOut").state == "TimedOut"
