@@ -20,6 +20,14 @@ class HarnessError(Exception):
     """Base class of every error the harness raises."""
 
 
+def shown(path: Path) -> str:
+    """A path as messages show it: relative to the working directory when under it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with a scenario, located in its file."""
@@ -33,10 +41,10 @@ class Problem:
 
     def location(self) -> str:
         if self.line is not None:
-            return f"{self.path}:{self.line}"
+            return f"{shown(self.path)}:{self.line}"
         if self.offset is not None:
-            return f"{self.path}: byte {self.offset}"
-        return str(self.path)
+            return f"{shown(self.path)}: byte {self.offset}"
+        return shown(self.path)
 
     def __str__(self) -> str:
         head = f"{self.location()}: {self.field}: {self.message}" if self.field else f"{self.location()}: {self.message}"

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from harness._errors import ScenarioFailure
+from harness._errors import ScenarioFailure, shown
 from harness.model import UNSET, Invariant, Scenario, StateMatch
 from harness.runner import Outcome, StateInfo
 
@@ -145,8 +145,9 @@ def failure(scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch]) ->
 
 
 def describe_failure(scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch]) -> str:
-    lines = [f"scenario {scenario.name!r} ({scenario.path}:{scenario.line}) did not do what it expects:"]
-    lines += [f"  {scenario.path}:{m.line}: {m}" for m in mismatches]
+    where = shown(scenario.path)
+    lines = [f"scenario {scenario.name!r} ({where}:{scenario.line}) did not do what it expects:"]
+    lines += [f"  {where}:{m.line}: {m}" for m in mismatches]
     lines.append("observed:")
     lines += ["  " + x for x in describe_outcome(outcome)]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness._errors import shown
 from harness.expectations import Mismatch, plain
 from harness.model import Scenario
 from harness.runner import Outcome
@@ -46,8 +47,8 @@ class Result:
 
     @classmethod
     def of(cls, scenario: Scenario, outcome: Outcome | None, mismatches: list[Mismatch], error: str | None = None) -> Result:
-        failures = tuple(f"{scenario.path}:{m.line}: {m}" for m in mismatches) + ((error,) if error else ())
-        return cls(scenario.name, str(scenario.path), scenario.line, outcome, tuple(mismatches), error, scenario.xfail, failures)
+        failures = tuple(f"{shown(scenario.path)}:{m.line}: {m}" for m in mismatches) + ((error,) if error else ())
+        return cls(scenario.name, shown(scenario.path), scenario.line, outcome, tuple(mismatches), error, scenario.xfail, failures)
 
 
 def as_json(result: Result) -> dict[str, Any]:
@@ -79,6 +80,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_json(results: list[Result], path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps({"scenarios": [as_json(r) for r in results]}, indent=2) + "\n")
 
 
