@@ -42,6 +42,13 @@ class UnmatchedRequest(httpx.TransportError):
     """Raised into the flow for a request no endpoint declares."""
 
 
+class _CutShort(Exception):
+    """Latency outlasted a timeout: ``error`` is raised into the flow, ``served`` logged."""
+
+    def __init__(self, error: BaseException, served: str) -> None:
+        self.error, self.served = error, served
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     """One request the flow sent, and what the harness did with it."""
@@ -126,6 +133,9 @@ class Injector:
         at = self.clock.now()
         try:
             response = self._serve(step, latency, request, record)
+        except _CutShort as cut:
+            self._log(at, method, url, schedule.endpoint, cut.served, None, (), record)
+            raise cut.error from None
         except BaseException:
             self._log(at, method, url, schedule.endpoint, step.describe(), None, (), record)
             raise
@@ -165,10 +175,15 @@ class Injector:
         read = (request.extensions.get("timeout") or {}).get("read")
         if budget is not None and latency >= budget and (read is None or budget <= read):
             self.clock.sleep(budget)
-            raise timeout_error(task_timeout)
+            raise _CutShort(
+                timeout_error(task_timeout), f"task timeout_seconds={task_timeout} (latency {latency:g} s)"
+            )
         if read is not None and latency > read:
             self.clock.sleep(read)
-            raise httpx.ReadTimeout("The read operation timed out", request=request)
+            raise _CutShort(
+                httpx.ReadTimeout("The read operation timed out", request=request),
+                f"read_timeout (latency {latency:g} s > client timeout {read:g} s)",
+            )
         self.clock.sleep(latency)
 
     def _malformed(self, step: Step) -> httpx.Response:

@@ -7,6 +7,7 @@ back as a ``ScenarioError`` in place of its ``Scenario``.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import re
@@ -202,10 +203,10 @@ def short_repr(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1] if text[-1] in ')]}' else ''}"
 
 
-def _got(value: Any) -> str:
+def _got(value: Any, wants_string: bool = False) -> str:
     got = f"got {short_repr(value)} ({yaml_type(value)})"
-    if isinstance(value, int | float | bool) and not isinstance(value, dict | list):
-        got += f"; quote it if you mean the string: '{value if not isinstance(value, bool) else str(value).lower()}'"
+    if wants_string and isinstance(value, int | float | bool):
+        got += f"; quote it: '{str(value).lower() if isinstance(value, bool) else value}'"
     return got
 
 
@@ -244,9 +245,9 @@ def _problem_from_error(
     else:
         hint = _expected(loc)
         if hint is not None:
-            message = f"expected {hint}, {_got(value)}"
+            message = f"expected {hint}, {_got(value, kind == 'string_type')}"
         else:
-            message = re.sub(r" or instance of \w+", "", err["msg"]) + f"; {_got(value)}"
+            message = re.sub(r" or instance of \w+", "", err["msg"]) + f"; {_got(value, kind == 'string_type')}"
     return Problem(path, line, field_path(loc), message, snippet=snippet(text, line))
 
 
@@ -276,21 +277,53 @@ def _duplicate_keys(raw: Any, path: Path, text: str) -> list[Problem]:
 def validate_document(raw: Any, path: Path, text: str, doc_line: int) -> Scenario:
     """Validate one parsed document into a ``Scenario`` or raise ``ScenarioError``."""
     if raw is None:
-        raise ScenarioError([Problem(path, doc_line, "", "empty document; a scenario needs at least `name` and `flow`")])
-    if not isinstance(raw, LineDict):
         raise ScenarioError([Problem(
-            path, doc_line, "",
-            f"a scenario document must be a mapping of keys, got {type(raw).__name__}",
+            path, doc_line, "", "empty document (null); a scenario needs at least `name` and `flow`",
             snippet=snippet(text, doc_line),
         )])
+    if not isinstance(raw, LineDict):
+        fix = (
+            "; a file holds one scenario per document: separate them with '---', not '- '"
+            if isinstance(raw, list) else "; start with `name:` and `flow:`"
+        )
+        raise ScenarioError([Problem(
+            path, doc_line, "",
+            f"a scenario document must be a mapping of keys, got {short_repr(raw)} ({yaml_type(raw)}){fix}",
+            snippet=snippet(text, doc_line),
+        )])
+    duplicates = _duplicate_keys(raw, path, text)
+    if duplicates:
+        raise ScenarioError(duplicates)
     bad_keys = [k for k in raw if not isinstance(k, str)]
     if bad_keys:
-        line = raw.key_lines[bad_keys[0]]
-        raise ScenarioError([Problem(path, line, str(bad_keys[0]), "keys must be strings", snippet=snippet(text, line))])
+        key = bad_keys[0]
+        line = raw.key_lines[key]
+        raise ScenarioError([Problem(
+            path, line, str(key),
+            f"unknown key {key!r} ({yaml_type(key)}); expected one of: {', '.join(_keys_of(Scenario))}",
+            snippet=snippet(text, line),
+        )])
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
-        problems = [_problem_from_error(e, raw, path, text) for e in exc.errors()]
+        errors = exc.errors()
+        located = [(tuple(_clean_loc(raw, e["loc"])), e) for e in errors]
+        # A misspelt key that names a missing one ("fault" for "faults") is one problem, not two.
+        missing = {loc for loc, e in located if e["type"] == "missing"}
+        covered = set()
+        for loc, e in located:
+            if e["type"] == "extra_forbidden" and isinstance(loc[-1], str):
+                model = _model_at(loc[:-1])
+                close = difflib.get_close_matches(loc[-1], _keys_of(model), n=1) if model else []
+                if close and (*loc[:-1], close[0]) in missing:
+                    covered.add((*loc[:-1], close[0]))
+        # A tuple whose items failed also reports itself too short: noise.
+        failed = [loc for loc, e in located if e["type"] != "too_short"]
+        problems = [
+            p for loc, e in located
+            if not (e["type"] == "too_short" and any(f[: len(loc)] == loc and len(f) > len(loc) for f in failed))
+            and (p := _problem_from_error(e, raw, path, text, covered)) is not None
+        ]
         problems.sort(key=lambda p: p.line or 0)
         raise ScenarioError(problems) from None
     scenario._path = path

@@ -135,11 +135,15 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(self, scenario: Scenario) -> Outcome:
-        """Run ``scenario``'s flow once and return what happened."""
+    def run(self, scenario: Scenario, *, real_time: bool | None = None) -> Outcome:
+        """Run ``scenario``'s flow once and return what happened.
+
+        ``real_time`` overrides the session's mode for this run: sleep retry
+        delays and latency for real instead of on the virtual clock.
+        """
         server = self._ensure_ready()
         flow = resolve_flow(scenario.flow, base=scenario.path.parent)
-        clock = Clock(real_time=self.real_time)
+        clock = Clock(real_time=self.real_time if real_time is None else real_time)
         recorder = Recorder(clock, flow_retry_delay=float(flow.retry_delay_seconds or 0))
         if flow.retries and flow.retry_delay_seconds:
             flow = flow.with_options(retry_delay_seconds=0)  # the server would wait on its own clock

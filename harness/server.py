@@ -28,6 +28,7 @@ from harness._errors import ServerError
 # Settings for the harness's process and its server: what costs time and is not needed.
 SETTINGS: dict[str, str] = {
     "PREFECT_LOGGING_TO_API_ENABLED": "false",
+    "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_UI_ENABLED": "false",
     "PREFECT_UI_ENABLED": "false",

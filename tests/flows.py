@@ -54,3 +54,14 @@ def fetch(url: str) -> int:
 def mapped_fetch(urls: list[str]) -> list[int]:
     """Mapped task runs on the default thread-pool task runner: concurrent calls."""
     return fetch.map(urls).result()
+
+
+@task(retries=1, timeout_seconds=0.2)
+def slow_fetch(url: str) -> int:
+    return httpx.get(url).status_code
+
+
+@flow
+def quick_deadline(url: str = "https://api.example.test/slow") -> int:
+    """A 0.2 s task timeout: on the virtual clock as on the wall clock."""
+    return slow_fetch(url)
