@@ -56,10 +56,11 @@ class _Loader(yaml.SafeLoader):
         merged: set[Any] = set()
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool) and key is not None:
+            if isinstance(key, dict | list):  # unhashable; other scalars (dates too) are checked later
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark,
-                    f"found a {type(key).__name__} as a key; keys are plain scalars", key_node.start_mark,
+                    f"found a {'mapping' if isinstance(key, dict) else 'list'} as a key; keys are plain scalars",
+                    key_node.start_mark,
                 )
             line = key_node.start_mark.line + 1
             if key in out and key not in merged:  # written twice: keep the first, report it

@@ -166,6 +166,7 @@ _EXPECTED: dict[str, str] = {
     "sqlite": "a mapping {path, query, equals}",
     "path": "a string path, relative to the scenario's working directory",
     "query": "a string SQL query",
+    "equals": "the rows the query returns, e.g. [[3]]",
     "virtual_time": "a mapping {max: seconds, min: seconds}",
     "max": "a number of seconds >= 0",
     "min": "a number of seconds >= 0",
@@ -336,8 +337,8 @@ def validate_document(raw: Any, path: Path, text: str, doc_line: int) -> Scenari
 
 
 def _semantic_problems(scenario: Scenario, raw: LineDict, path: Path, text: str) -> Iterable[Problem]:
-    def problem(loc: tuple[str | int, ...], message: str) -> Problem:
-        line = line_at(raw, loc)
+    def problem(loc: tuple[str | int, ...], message: str, line: int | None = None) -> Problem:
+        line = line or line_at(raw, loc)
         return Problem(path, line, field_path(loc), message, snippet=snippet(text, line))
 
     declared = [e.request.text for e in scenario.endpoints]
@@ -369,8 +370,12 @@ def _semantic_problems(scenario: Scenario, raw: LineDict, path: Path, text: str)
     for name, p in signature.parameters.items():
         if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             if name not in scenario.parameters:
-                yield problem(("parameters",) if "parameters" in raw else ("flow",),
-                              f"flow {scenario.flow!r} needs parameter {name!r}")
+                where = ("parameters",) if "parameters" in raw else ("flow",)
+                yield problem(
+                    ("parameters", name),
+                    f"flow {scenario.flow!r} needs parameter {name!r}; add it under `parameters:`",
+                    line=line_at(raw, where),
+                )
     known = module_task_names(flow)
     if known:
         for name in scenario.expect.tasks:
@@ -396,6 +401,8 @@ def resolve_flow(spec: str, base: Path | None = None) -> Any:
     from harness.flows import BUILTIN_FLOWS
 
     target = BUILTIN_FLOWS.get(spec, spec)
+    if ":" in target and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", target):
+        raise ImportError(f"flow must be a built-in name or 'package.module:flow_function', got {spec!r}")
     if ":" not in target:
         raise ImportError(
             f"unknown flow {spec!r}: name a built-in ({', '.join(BUILTIN_FLOWS)}) or 'package.module:flow'"
@@ -408,7 +415,7 @@ def resolve_flow(spec: str, base: Path | None = None) -> Any:
         sys.path.append(added)  # a flow module beside its scenario file imports
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # the module's own code runs here: report, never crash the loader
         raise ImportError(f"cannot import flow module {module_name!r}: {type(exc).__name__}: {exc}") from exc
     finally:
         if added is not None:
@@ -424,14 +431,51 @@ def resolve_flow(spec: str, base: Path | None = None) -> Any:
 
 def read_text(path: Path) -> str:
     """Read a scenario file, refusing files over 1 MiB and bytes that are not UTF-8."""
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise ScenarioError([Problem(path, None, "", f"file is {size} bytes; scenario files are limited to 1 MiB ({MAX_BYTES} bytes)", offset=MAX_BYTES)])
-    data = path.read_bytes()
+    with path.open("rb") as f:
+        data = f.read(MAX_BYTES + 1)  # never more, whatever the file claims to be
+    if len(data) > MAX_BYTES:
+        size = max(path.stat().st_size, len(data))
+        raise ScenarioError([Problem(
+            path, None, "",
+            f"file is {size} bytes; scenario files are limited to 1 MiB ({MAX_BYTES} bytes): split it",
+            offset=MAX_BYTES,
+        )])
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ScenarioError([Problem(path, None, "", f"file is not UTF-8: {exc.reason} (byte {data[exc.start:exc.end]!r})", offset=exc.start)]) from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise ScenarioError([Problem(
+            path, None, "",
+            f"file is not UTF-8: {exc.reason} {data[exc.start:exc.end]!r} on line {line}; save it as UTF-8",
+            offset=exc.start,
+        )]) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError, path: Path, text: str) -> Problem:
+    """A PyYAML error as a located problem, in words a scenario author can act on."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        pos = exc.position
+        line = text.count("\n", 0, pos) + 1
+        char = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
+        return Problem(
+            path, line, "",
+            f"invalid YAML: character {char!r} (U+{ord(char):04X}) is not allowed in a YAML file; "
+            "remove it, or write it as an escape inside double quotes",
+            offset=len(text[:pos].encode()), snippet=snippet(text, line),
+        )
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    if mark is not None and text[mark.index : mark.index + 1] == "\t":
+        before = text[text.rfind("\n", 0, mark.index) + 1 : mark.index]
+        message = (
+            "tab used for indentation; YAML indents with spaces" if not before.strip()
+            else "tab where YAML expects a space; replace it with spaces"
+        )
+        return Problem(path, line, "", message, snippet=snippet(text, line))
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+    return Problem(path, line, "", message, snippet=snippet(text, line))
 
 
 def load_file(path: str | Path) -> list[Scenario | ScenarioError]:
@@ -441,21 +485,10 @@ def load_file(path: str | Path) -> list[Scenario | ScenarioError]:
     """
     path = Path(path)
     text = read_text(path)
-    if "\t" in text:
-        line = text[: text.index("\t")].count("\n") + 1
-        # YAML forbids tabs for indentation; PyYAML's own message is obscure.
-        stripped = text.splitlines()[line - 1]
-        if stripped[: len(stripped) - len(stripped.lstrip())].count("\t"):
-            raise ScenarioError([Problem(path, line, "", "tab used for indentation; YAML indents with spaces", snippet=snippet(text, line))])
     try:
         docs = load_documents(text, str(path))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        context = getattr(exc, "context", None)
-        message = f"invalid YAML: {problem}" + (f" ({context})" if context and "duplicate" not in problem else "")
-        raise ScenarioError([Problem(path, line, "", message, snippet=snippet(text, line))]) from None
+        raise ScenarioError([_yaml_problem(exc, path, text)]) from None
     if not docs:
         raise ScenarioError([Problem(path, 1, "", "file holds no scenario (it is empty)")])
     out: list[Scenario | ScenarioError] = []
@@ -497,7 +530,8 @@ def load_paths(paths: Iterable[str | Path]) -> list[Scenario | ScenarioError]:
                     line = item.line_of("name")
                     item = ScenarioError([Problem(
                         item.path, line, "name",
-                        f"duplicate scenario name {item.name!r} (first at {first.path}:{first.line_of('name')})",
+                        f"duplicate scenario name {item.name!r} (first at {first.path}:{first.line_of('name')});"
+                        " names are unique in a run: rename one",
                     )])
                 else:
                     seen[item.name] = item

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -55,14 +56,28 @@ UNSET: Any = type("Unset", (), {"__repr__": lambda self: "<unset>"})()
 
 
 def did_you_mean(value: str, choices: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(value, choices, n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; expected one of: {', '.join(choices)}"
+    """``"; did you mean 'x'?"`` for the closest choice (case aside), else the list of choices."""
+    folded = {c.casefold(): c for c in choices}
+    close = difflib.get_close_matches(value.casefold(), list(folded), n=1)
+    if close and folded[close[0]] != value:
+        return f"; did you mean {folded[close[0]]!r}?"
+    return f"; expected one of: {', '.join(choices)}"
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return "mapping" if isinstance(value, dict) else "list" if isinstance(value, list) else type(value).__name__
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _one_of(kind: str, choices: tuple[str, ...]) -> Any:
     def check(value: Any) -> Any:
         if not isinstance(value, str):
-            raise ValueError(f"{kind} must be a string, got {value!r} ({type(value).__name__})")
+            raise ValueError(f"{kind} must be a string, got {value!r} ({_type_name(value)})")
         if value not in choices:
             raise ValueError(f"unknown {kind} {value!r}{did_you_mean(value, choices)}")
         return value
@@ -102,29 +117,23 @@ def _latency(value: Any) -> Any:
     if isinstance(value, Latency):
         return value
     expected = "a number of seconds, {uniform: [a, b]} or {lognormal: {median: m, sigma: s}}"
-    if isinstance(value, bool):
-        raise ValueError(f"latency must be {expected}, got {value!r}")
-    if isinstance(value, int | float):
+    if _seconds(value):
         if value < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {value!r}")
         return Latency(kind="fixed", a=float(value))
     if isinstance(value, dict) and list(value) == ["uniform"]:
         bounds = value["uniform"]
-        if (
-            isinstance(bounds, list) and len(bounds) == 2
-            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in bounds)
-            and 0 <= bounds[0] <= bounds[1]
-        ):
+        if isinstance(bounds, list) and len(bounds) == 2 and all(map(_seconds, bounds)) and 0 <= bounds[0] <= bounds[1]:
             return Latency(kind="uniform", a=float(bounds[0]), b=float(bounds[1]))
-        raise ValueError(f"uniform latency must be [low, high] with 0 <= low <= high, got {bounds!r}")
+        raise ValueError(f"uniform latency must be [low, high] seconds with 0 <= low <= high, got {bounds!r}")
     if isinstance(value, dict) and list(value) == ["lognormal"]:
         p = value["lognormal"]
         if isinstance(p, dict) and set(p) == {"median", "sigma"}:
             m, s = p["median"], p["sigma"]
-            if all(isinstance(x, int | float) and not isinstance(x, bool) for x in (m, s)) and m > 0 and s >= 0:
+            if _seconds(m) and _seconds(s) and m > 0 and s >= 0:
                 return Latency(kind="lognormal", a=float(m), b=float(s))
         raise ValueError(f"lognormal latency must be {{median: m > 0, sigma: s >= 0}}, got {p!r}")
-    raise ValueError(f"latency must be {expected}, got {value!r} ({type(value).__name__})")
+    raise ValueError(f"latency must be {expected}, got {value!r} ({_type_name(value)})")
 
 
 # -- response steps -------------------------------------------------------------
@@ -150,7 +159,7 @@ class Step(_Model):
             try:
                 base64.b64decode(value, validate=True)
             except binascii.Error as exc:
-                raise ValueError(f"body_base64 is not valid base64: {exc}") from None
+                raise ValueError(f"body_base64 is not valid base64 ({exc}), got {value[:40]!r}; encode the bytes with base64") from None
         return value
 
     @field_validator("headers", mode="before")
@@ -169,7 +178,7 @@ class Step(_Model):
             extra = ", ".join(bodies + (["status"] if self.status is not None else []) + (["headers"] if self.headers else []))
             raise ValueError(f"a `fault` step sends no answer; remove {extra}")
         if len(bodies) > 1:
-            raise ValueError(f"a step has one body; got {', '.join(bodies)}")
+            raise ValueError(f"a step has one body; got {' and '.join(bodies)}: keep one")
         if self.malformed and bodies and bodies != ["json"]:
             raise ValueError(f"a `malformed` step makes its own body; remove {bodies[0]} (only `json`, for truncated_json)")
         return self
@@ -228,18 +237,18 @@ def parse_request(value: Any) -> Any:
     if isinstance(value, RequestLine):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"request must be a string 'METHOD URL', got {value!r} ({type(value).__name__})")
+        raise ValueError(f"request must be a string 'METHOD URL', got {value!r} ({_type_name(value)})")
     parts = value.split()
     if len(parts) != 2:
         raise ValueError(f"request must be 'METHOD URL', e.g. 'GET https://api.github.com/repos/o/r'; got {value!r}")
     method, url = parts
     if method not in METHODS:
-        raise ValueError(f"unknown HTTP method {method!r}{did_you_mean(method.upper(), METHODS)}")
+        raise ValueError(f"unknown HTTP method {method!r}{did_you_mean(method, METHODS)}")
     prefix = url.endswith("*")
     raw = url[:-1] if prefix else url
     split = urlsplit(raw)
     if split.scheme not in ("http", "https") or not split.netloc:
-        raise ValueError(f"request URL must be absolute http(s), got {url!r}")
+        raise ValueError(f"request URL must be absolute http(s), got {url!r}; write it in full, e.g. 'https://host/path'")
     if prefix:
         return RequestLine(method=method, url=raw, prefix=True, query=(), text=f"{method} {url}")
     query = tuple(parse_qsl(split.query, keep_blank_values=True))
@@ -282,7 +291,9 @@ class StateMatch(_Model):
             try:
                 re.compile(value)
             except re.error as exc:
-                raise ValueError(f"message is not a valid regular expression: {exc}") from None
+                raise ValueError(
+                    f"message is not a valid regular expression ({exc}), got {value!r}; escape special characters with \\"
+                ) from None
         return value
 
     @model_validator(mode="after")
@@ -307,7 +318,11 @@ class TaskExpect(StateMatch):
 def _task_runs(value: Any) -> Any:
     if isinstance(value, str):
         return [{"state": value}]
-    return [value] if isinstance(value, dict) else value
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):  # one run per item; a bare state name is shorthand there too
+        return [{"state": v} if isinstance(v, str) else v for v in value]
+    return value
 
 
 class SqliteExpect(_Model):
