@@ -66,6 +66,10 @@ def check(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
             "endpoints", f"a declared endpoint for every request (declared: {declared})",
             f"{request} matched none ({n} call{'s' if n > 1 else ''})", scenario.line_of("endpoints"),
         ))
+    for what in outcome.blocked:
+        out.append(Mismatch(
+            "network", "no connection outside the declared endpoints", f"{what} (refused)", scenario.line,
+        ))
     if exp.flow is not None:
         out += _state_mismatches("expect.flow", exp.flow, outcome.flow, scenario.line_of("expect", "flow"))
     if exp.result is not UNSET and plain(outcome.result) != exp.result:

@@ -14,15 +14,20 @@ import inspect
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness._engine import Recorder, hooked, share_api_ssl_context
+from harness._errors import ScenarioTimeout, shown
+from harness._guard import NetworkGuard
 from harness.clock import Clock
 from harness.injector import Call, Injector
 from harness.loader import resolve_flow
@@ -70,6 +75,7 @@ class Outcome:
     sqlite: Any = None
     sqlite_error: str | None = None
     seed: int = 0
+    blocked: tuple[str, ...] = ()  # connections outside httpx the network guard refused
     served_rows: int | None = None  # rows a fault-free run stores, when an invariant needs them
 
     @property
@@ -83,8 +89,11 @@ class Outcome:
 class Session:
     """One Prefect test server and the settings every scenario runs with."""
 
-    def __init__(self, real_time: bool = False) -> None:
+    DEFAULT_TIME_LIMIT = 60.0
+
+    def __init__(self, real_time: bool = False, time_limit: float | None = DEFAULT_TIME_LIMIT) -> None:
         self.real_time = real_time
+        self.time_limit = time_limit
         self.server: PrefectServer | None = None
         self._stack = contextlib.ExitStack()
         self._ready = False
@@ -148,14 +157,64 @@ class Session:
         if flow.retries and flow.retry_delay_seconds:
             flow = flow.with_options(retry_delay_seconds=0)  # the server would wait on its own clock
         injector = Injector(scenario, clock, recorder, server.api_url)
+        guard = NetworkGuard(server.port)
         with _workdir() as workdir, _seeded(scenario.seed):
             clock.started = time.perf_counter()
-            with hooked(clock, recorder), injector:
-                state = _call(flow, scenario.parameters)
+            try:
+                with _time_limit(self.time_limit), hooked(clock, recorder), injector, guard.active():
+                    state = _call(flow, scenario.parameters)
+            except _Hung:
+                raise ScenarioTimeout(
+                    f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line}) ran past its "
+                    f"{self.time_limit:g} s wall-clock limit and was stopped"
+                ) from None
             wall = time.perf_counter() - clock.started
             virtual = clock.now()
             sqlite_value, sqlite_error = _query(workdir, scenario)
-        return _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error)
+        outcome = _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error)
+        return dataclasses.replace(outcome, blocked=tuple(guard.blocked))
+
+
+class _Hung(BaseException):
+    """Raised in the main thread when a scenario outlives its wall-clock limit.
+
+    A BaseException, so that the flow's own ``except Exception`` cannot swallow it.
+    """
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """End a hung run after ``seconds`` of wall time, without SIGALRM.
+
+    Prefect enforces ``timeout_seconds`` with SIGALRM on the main thread, so the
+    harness must not use it: a watcher thread sends SIGUSR1 to the main thread,
+    whose handler raises ``_Hung``; a blocking sleep is interrupted by it too.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    done = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if not done.is_set():
+            raise _Hung
+
+    def watch() -> None:
+        if done.wait(seconds):
+            return
+        while not done.is_set():
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+            done.wait(1.0)
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    watcher = threading.Thread(target=watch, name="harness-time-limit", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        signal.signal(signal.SIGUSR1, previous)
 
 
 def _drain_events() -> None:

@@ -65,3 +65,85 @@ def slow_fetch(url: str) -> int:
 def quick_deadline(url: str = "https://api.example.test/slow") -> int:
     """A 0.2 s task timeout: on the virtual clock as on the wall clock."""
     return slow_fetch(url)
+
+
+@task
+def stdlib_fetch(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+        return response.read().decode()
+
+
+@flow
+def urllib_flow(url: str = "http://weather.invalid/today") -> str:
+    """Reaches the network with the standard library, past respx: the guard must refuse it."""
+    try:
+        return stdlib_fetch(url)
+    except Exception as exc:
+        return f"caught {type(exc).__name__}"
+
+
+@task
+def raw_socket(host: str, port: int) -> str:
+    import socket
+
+    with socket.create_connection((host, port), timeout=5):
+        return "connected"
+
+
+@flow
+def socket_flow(host: str = "db.invalid", port: int = 5432) -> str:
+    return raw_socket(host, port)
+
+
+@task
+def raw_ip_socket(port: int) -> str:
+    import socket
+
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", port))  # loopback, but not the harness's server
+    finally:
+        s.close()
+    return "connected"
+
+
+@flow
+def loopback_socket_flow(port: int = 9) -> str:
+    return raw_ip_socket(port)
+
+
+@task
+def sleep_forever() -> None:
+    import time
+
+    time.sleep(3600)
+
+
+@flow
+def hanging_flow() -> None:
+    """Hangs in the user's own code, where the virtual clock does not reach."""
+    sleep_forever()
+
+
+@task
+def interrupted() -> None:
+    raise KeyboardInterrupt
+
+
+@flow
+def interrupted_flow() -> None:
+    interrupted()
+
+
+@task
+def requests_fetch(url: str) -> int:
+    import requests
+
+    return requests.get(url, timeout=5).status_code
+
+
+@flow
+def requests_flow(url: str = "https://api.invalid/v1/items") -> int:
+    return requests_fetch(url)
