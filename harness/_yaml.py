@@ -11,7 +11,7 @@ MAX_NODES = 200_000  # expanded size allowed for one document (alias bombs stop 
 MAX_DEPTH = 100  # nesting allowed; PyYAML composes recursively and would hit RecursionError
 
 
-class LineDict(dict[str, Any]):
+class LineDict(dict[Any, Any]):
     """A mapping that remembers its own line and the line of each key."""
 
     line: int

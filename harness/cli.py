@@ -19,6 +19,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders (default: scenarios/)")
     run.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     run.add_argument("--real-time", action="store_true", help="sleep retry delays and latency for real")
+    run.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                     help="wall-clock limit of one scenario (default 60, 0 for none)")
     run.add_argument("--verbose", "-v", action="store_true", help="show Prefect's logs and the flows' own output")
     validate = sub.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("paths", nargs="*", default=["scenarios"])
@@ -28,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         # Before Prefect is first imported: its logging is configured at import.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
-    return _run(args.paths, args.json, args.real_time, args.verbose)
+    return _run(args.paths, args.json, args.real_time, args.verbose, args.timeout or None)
 
 
 def _load(paths: Sequence[str]) -> tuple[list, list]:  # type: ignore[type-arg]
@@ -53,13 +55,15 @@ def _validate(paths: Sequence[str]) -> int:
     return EXIT_INVALID if bad else EXIT_OK
 
 
-def _run(paths: Sequence[str], json_path: str | None, real_time: bool, verbose: bool = False) -> int:
+def _run(
+    paths: Sequence[str], json_path: str | None, real_time: bool, verbose: bool = False, timeout: float | None = 60.0
+) -> int:
     import time
 
     from harness.runner import Session
 
     started = time.perf_counter()
-    session = Session(real_time=real_time)
+    session = Session(real_time=real_time, time_limit=timeout)
     session.start()  # the server starts while the scenarios load
     try:
         good, bad = _load(paths)

@@ -78,9 +78,10 @@ def _clean_loc(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
     out: list[str | int] = []
     current = raw
     for part in loc:
-        if isinstance(current, LineDict) and part in current:
-            current = current[part]
-        elif isinstance(current, LineList) and isinstance(part, int) and 0 <= part < len(current):
+        found = (isinstance(current, LineDict) and part in current) or (
+            isinstance(current, LineList) and isinstance(part, int) and 0 <= part < len(current)
+        )
+        if found:
             current = current[part]
         elif isinstance(part, str) and _INTERNAL_LOC.fullmatch(part):
             continue
@@ -99,7 +100,7 @@ def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
             fields = {info.alias or name: info for name, info in tp.model_fields.items()}
             if part not in fields:
                 return None
-            tp = fields[part].annotation  # type: ignore[index]
+            tp = fields[part].annotation
         elif get_origin(tp) is tuple and isinstance(part, int):
             tp = get_args(tp)[0]
         elif get_origin(tp) is dict:
@@ -365,17 +366,18 @@ def _semantic_problems(scenario: Scenario, raw: LineDict, path: Path, text: str)
         if key not in params and not accepts_any:
             yield problem(
                 ("parameters", key),
-                f"flow {scenario.flow!r} has no parameter {key!r}{did_you_mean(key, params) if params else ' (it takes none)'}",
+                f"flow {scenario.flow!r} has no parameter {key!r}"
+                + (did_you_mean(key, params) if params else " (it takes none)"),
             )
     for name, p in signature.parameters.items():
-        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            if name not in scenario.parameters:
-                where = ("parameters",) if "parameters" in raw else ("flow",)
-                yield problem(
-                    ("parameters", name),
-                    f"flow {scenario.flow!r} needs parameter {name!r}; add it under `parameters:`",
-                    line=line_at(raw, where),
-                )
+        required = p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        if required and name not in scenario.parameters:
+            where = ("parameters",) if "parameters" in raw else ("flow",)
+            yield problem(
+                ("parameters", name),
+                f"flow {scenario.flow!r} needs parameter {name!r}; add it under `parameters:`",
+                line=line_at(raw, where),
+            )
     known = module_task_names(flow)
     if known:
         for name in scenario.expect.tasks:
@@ -423,7 +425,8 @@ def resolve_flow(spec: str, base: Path | None = None) -> Any:
     obj = getattr(module, attr, None)
     if obj is None:
         names = [n for n, v in vars(module).items() if isinstance(v, Flow)]
-        raise ImportError(f"module {module_name!r} has no attribute {attr!r}{did_you_mean(attr, names) if names else ''}")
+        hint = did_you_mean(attr, names) if names else ""
+        raise ImportError(f"module {module_name!r} has no attribute {attr!r}{hint}")
     if not isinstance(obj, Flow):
         raise ImportError(f"{target!r} is a {type(obj).__name__}, not a Prefect flow (decorate it with @flow)")
     return obj
@@ -454,14 +457,14 @@ def read_text(path: Path) -> str:
 def _yaml_problem(exc: yaml.YAMLError, path: Path, text: str) -> Problem:
     """A PyYAML error as a located problem, in words a scenario author can act on."""
     if isinstance(exc, yaml.reader.ReaderError):
-        pos = exc.position
-        line = text.count("\n", 0, pos) + 1
+        pos = int(exc.position or 0)
+        at = text.count("\n", 0, pos) + 1
         char = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
         return Problem(
-            path, line, "",
+            path, at, "",
             f"invalid YAML: character {char!r} (U+{ord(char):04X}) is not allowed in a YAML file; "
             "remove it, or write it as an escape inside double quotes",
-            offset=len(text[:pos].encode()), snippet=snippet(text, line),
+            offset=len(text[:pos].encode()), snippet=snippet(text, at),
         )
     mark = getattr(exc, "problem_mark", None)
     line = mark.line + 1 if mark is not None else None

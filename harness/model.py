@@ -52,7 +52,20 @@ STATE_TYPES = (
 )
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 INVARIANTS = ("completes", "no_data_loss", "no_duplicates")
-UNSET: Any = type("Unset", (), {"__repr__": lambda self: "<unset>"})()
+class _Unset:
+    """The value of an optional key that was not given (``json: null`` is a value)."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+    def __copy__(self) -> _Unset:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _Unset:
+        return self  # pydantic copies defaults: the sentinel must stay one object
+
+
+UNSET: Any = _Unset()
 
 
 def did_you_mean(value: str, choices: tuple[str, ...] | list[str]) -> str:
@@ -109,7 +122,7 @@ class Latency(_Model):
         if self.kind == "fixed":
             return self.a
         if self.kind == "uniform":
-            return rng.uniform(self.a, self.b)
+            return float(rng.uniform(self.a, self.b))
         return float(self.a * rng.lognormvariate(0.0, self.b))
 
 
@@ -159,28 +172,38 @@ class Step(_Model):
             try:
                 base64.b64decode(value, validate=True)
             except binascii.Error as exc:
-                raise ValueError(f"body_base64 is not valid base64 ({exc}), got {value[:40]!r}; encode the bytes with base64") from None
+                raise ValueError(
+                    f"body_base64 is not valid base64 ({exc}), got {value[:40]!r}; encode the bytes with base64"
+                ) from None
         return value
 
     @field_validator("headers", mode="before")
     @classmethod
     def _headers(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for k, v in value.items()}
+            return {
+                k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for k, v in value.items()
+            }
         return value
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
         bodies = [k for k in ("json", "text", "body_base64") if self.has(k)]
         if self.fault and self.malformed:
-            raise ValueError("a step is one of an answer, a `fault` or a `malformed` body, not both `fault` and `malformed`")
+            raise ValueError(
+                "a step is an answer, a `fault` or a `malformed` body, not both `fault` and `malformed`: keep one"
+            )
         if self.fault and (bodies or self.status is not None or self.headers):
-            extra = ", ".join(bodies + (["status"] if self.status is not None else []) + (["headers"] if self.headers else []))
+            extra = ", ".join(
+                bodies + (["status"] if self.status is not None else []) + (["headers"] if self.headers else [])
+            )
             raise ValueError(f"a `fault` step sends no answer; remove {extra}")
         if len(bodies) > 1:
             raise ValueError(f"a step has one body; got {' and '.join(bodies)}: keep one")
         if self.malformed and bodies and bodies != ["json"]:
-            raise ValueError(f"a `malformed` step makes its own body; remove {bodies[0]} (only `json`, for truncated_json)")
+            raise ValueError(
+                f"a `malformed` step makes its own body; remove {bodies[0]} (only `json`, for truncated_json)"
+            )
         return self
 
     def has(self, key: str) -> bool:
@@ -292,7 +315,8 @@ class StateMatch(_Model):
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(
-                    f"message is not a valid regular expression ({exc}), got {value!r}; escape special characters with \\"
+                    f"message is not a valid regular expression ({exc}), got {value!r};"
+                    " escape special characters with \\"
                 ) from None
         return value
 

@@ -21,6 +21,10 @@ NAMES = pytest.StashKey[dict[str, str]]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "Prefect fault-injection scenarios")
     group.addoption("--real-time", action="store_true", help="sleep retry delays and latency for real")
+    group.addoption(
+        "--scenario-timeout", type=float, default=60.0, metavar="SECONDS",
+        help="wall-clock limit of one scenario; a hung scenario ends as an error (default 60, 0 for none)",
+    )
     parser.addini("harness_scenarios", "folders whose YAML files are scenarios", type="paths", default=None)
 
 
@@ -134,7 +138,9 @@ def _session(config: pytest.Config) -> Any:
     if session is None:
         from harness.runner import Session
 
-        session = config.stash[SESSION] = Session(real_time=config.getoption("real_time"))
+        session = config.stash[SESSION] = Session(
+            real_time=config.getoption("real_time"), time_limit=config.getoption("scenario_timeout") or None
+        )
         session.start()
     return session
 

@@ -8,6 +8,7 @@ will run a scenario and is waited for only when the first flow needs it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
@@ -87,6 +88,7 @@ class PrefectServer:
 
     def start(self) -> None:
         """Start the server process; returns at once (see ``wait``)."""
+        atexit.register(self.stop)
         self.started_at = time.perf_counter()
         db = self._dir / "prefect.db"
         template = _template()
@@ -149,24 +151,14 @@ class PrefectServer:
 
 
 def _uvicorn(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    import importlib.util
-
-    spec = importlib.util.find_spec("prefect")
-    assert spec is not None and spec.origin is not None
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn",
-                "--app-dir", str(Path(spec.origin).parent.parent),
-                "--factory", "prefect.server.api.server:create_app",
-                "--host", "127.0.0.1", "--port", str(port),
-                "--log-level", "error", "--lifespan", "on",
-            ],
+            [sys.executable, str(Path(__file__).with_name("_serve.py")), str(port), str(os.getpid())],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the session, which stops the server itself
+            start_new_session=True,  # Ctrl-C reaches the harness, which stops the server itself
         )
 
 

@@ -1,0 +1,83 @@
+"""Nothing left behind: no server process, no temporary file, also after Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+HANGS = """
+name: hangs until interrupted
+flow: tests.flows:hanging_flow
+"""
+
+PASSES_AND_RAISES = """
+name: writes a file
+flow: tests.flows:file_writer
+---
+name: interrupted inside a task
+flow: tests.flows:interrupted_flow
+"""
+
+
+def leftovers() -> set[str]:
+    """Harness temporary folders and server processes that exist right now."""
+    found = set()
+    for root in {Path(tempfile.gettempdir()), Path("/dev/shm")}:
+        if root.is_dir():
+            found |= {str(p) for p in root.glob("harness-*")}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"_serve.py" in cmdline:
+                found.add(f"process {proc.name}")
+    return found
+
+
+def run_pytest(tmp: Path, text: str, *args: str) -> subprocess.Popen[bytes]:
+    (tmp / "scenarios").mkdir()
+    (tmp / "scenarios" / "s.yaml").write_text(text)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp), str(tmp / "scenarios"), *args],
+        cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def test_a_session_leaves_nothing_behind(tmp_path: Path) -> None:
+    """After a session with a passing flow and one interrupted by a BaseException: no process, no file."""
+    before = leftovers()
+    proc = run_pytest(tmp_path, PASSES_AND_RAISES)
+    out, _ = proc.communicate(timeout=120)
+    assert b"1 passed" in out, out.decode()[-2000:]
+    time.sleep(0.5)  # the server's exit is reaped asynchronously
+    assert leftovers() - before == set()
+
+
+def test_ctrl_c_stops_the_server_and_removes_its_files(tmp_path: Path) -> None:
+    """SIGINT while a scenario hangs: the session ends, the server stops, the files go."""
+    before = leftovers()
+    proc = run_pytest(tmp_path, HANGS, "--scenario-timeout=0")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(p.startswith("process") for p in leftovers() - before):
+        time.sleep(0.2)
+    assert any(p.startswith("process") for p in leftovers() - before), "the server never started"
+    time.sleep(3)  # let the scenario start hanging
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the session did not end after Ctrl-C")
+    time.sleep(0.5)
+    assert leftovers() - before == set()
