@@ -32,6 +32,7 @@ from harness.clock import Clock
 from harness.injector import Call, Injector
 from harness.loader import resolve_flow
 from harness.model import Scenario
+from harness.policies import CallLog, Policy, applied
 from harness.server import PrefectServer
 
 
@@ -144,24 +145,34 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(self, scenario: Scenario, *, real_time: bool | None = None) -> Outcome:
+    def run(self, scenario: Scenario, *, real_time: bool | None = None, policy: Policy | None = None) -> Outcome:
         """Run ``scenario``'s flow once and return what happened.
 
         ``real_time`` overrides the session's mode for this run: sleep retry
         delays and latency for real instead of on the virtual clock.
+        ``policy`` sets a fault-tolerance strategy's options on the flow's
+        tasks (and flow) for this run only.
         """
         server = self._ensure_ready()
         flow = resolve_flow(scenario.flow, base=scenario.path.parent)
         clock = Clock(real_time=self.real_time if real_time is None else real_time)
-        recorder = Recorder(clock, flow_retry_delay=float(flow.retry_delay_seconds or 0))
-        if flow.retries and flow.retry_delay_seconds:
-            flow = flow.with_options(retry_delay_seconds=0)  # the server would wait on its own clock
+        recorder = Recorder(clock)
         injector = Injector(scenario, clock, recorder, server.api_url)
         guard = NetworkGuard(server.port)
+        log = CallLog(injector.calls, clock.sleep, clock.now)
         with _workdir() as workdir, _seeded(scenario.seed):
             clock.started = time.perf_counter()
             try:
-                with _time_limit(self.time_limit), hooked(clock, recorder), injector, guard.active():
+                with (
+                    _time_limit(self.time_limit),
+                    applied(policy, flow, log) as flow,
+                    hooked(clock, recorder),
+                    injector,
+                    guard.active(),
+                ):
+                    recorder.flow_retry_delay = float(flow.retry_delay_seconds or 0)
+                    if flow.retries and flow.retry_delay_seconds:
+                        flow = flow.with_options(retry_delay_seconds=0)  # the server would wait on its own clock
                     state = _call(flow, scenario.parameters)
             except _Hung:
                 raise ScenarioTimeout(
