@@ -22,14 +22,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                      help="wall-clock limit of one scenario (default 60, 0 for none)")
     run.add_argument("--verbose", "-v", action="store_true", help="show Prefect's logs and the flows' own output")
+    comp = sub.add_parser("compare", help="compare fault-tolerance strategies on the same faults")
+    comp.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders (default: scenarios/)")
+    comp.add_argument("--strategies", default="as_written,no_retries,fixed,exponential_jitter,transient",
+                      help="comma-separated strategy names: built-in presets or ones from --strategies-file")
+    comp.add_argument("--strategies-file", metavar="FILE", help="YAML file of named strategies")
+    comp.add_argument("--seeds", type=int, default=20, help="random scenarios run seeds 0..N-1 (default 20)")
+    comp.add_argument("--json", metavar="FILE")
+    comp.add_argument("--markdown", metavar="FILE", help="Markdown report (fits $GITHUB_STEP_SUMMARY)")
+    comp.add_argument("--html", metavar="FILE", help="self-contained HTML page with a chart per scenario")
+    comp.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
     validate = sub.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("paths", nargs="*", default=["scenarios"])
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args.paths)
-    if not args.verbose:
+    if not getattr(args, "verbose", False):
         # Before Prefect is first imported: its logging is configured at import.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    if args.command == "compare":
+        return _compare(args)
     return _run(args.paths, args.json, args.real_time, args.verbose, args.timeout or None)
 
 
@@ -93,6 +105,56 @@ def _run(
     if bad:
         return EXIT_INVALID
     return EXIT_OK if passed == len(results) else EXIT_FAILED
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from harness.policies import load_policies, resolve
+    from harness.runner import Session
+
+    try:
+        defined = load_policies(args.strategies_file) if args.strategies_file else {}
+        policies = [resolve(name.strip(), defined) for name in args.strategies.split(",") if name.strip()]
+    except (KeyError, ValueError, OSError) as exc:
+        print(f"harness compare: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.seeds < 1:
+        print("harness compare: --seeds must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
+    session = Session(time_limit=args.timeout or None)
+    session.start()
+    try:
+        good, bad = _load(args.paths)
+        if bad:
+            return EXIT_INVALID
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from harness.compare import compare, plan
+        from harness.report import compare_html, compare_json, compare_markdown, compare_table
+
+        total = sum(len(seeds) for _, seeds in plan(good, args.seeds)) * len(policies)
+        columns = (TextColumn("compare"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, transient=False) as progress, contextlib.redirect_stdout(io.StringIO()):
+            bar = progress.add_task("runs", total=total)
+            cells = compare(session, good, policies, args.seeds, tick=lambda: progress.advance(bar))
+    finally:
+        session.close()
+    print(compare_table(cells))
+    print("\nstrategies:")
+    for p in policies:
+        print(f"  {p.name:22} {p.task_options()}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(compare_json(cells, policies, args.seeds), indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(compare_markdown(cells, policies, args.seeds))
+    if args.html:
+        Path(args.html).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.html).write_text(compare_html(cells, policies, args.seeds))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import importlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -39,6 +40,25 @@ MAX_HONOURED_WAIT = 3600.0
 
 def is_transient_status(status: int) -> bool:
     return status >= 500 or status in (408, 429)
+
+
+def is_rate_limited(status: int, headers: dict[str, str]) -> bool:
+    """A 429, or a 403 that says it is a rate limit (GitHub's primary and secondary limits)."""
+    if status == 429:
+        return True
+    return status == 403 and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
+
+
+def can_succeed_on_retry(call: Any) -> bool:
+    """Whether the same request could get a better answer later: not after a 404, a 400, a 301..."""
+    if call.status is None:
+        return True  # a transport fault: the network may heal
+    if call.served.startswith("malformed"):
+        return True  # a broken body is the server's passing trouble
+    headers = {k.lower(): v for k, v in call.headers}
+    if is_rate_limited(call.status, headers):
+        return True
+    return not (300 <= call.status < 500) or call.status == 408
 
 
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -224,7 +244,8 @@ def _served_is_transient(call: Any) -> bool:
         return call.served.split(" ")[0] in TRANSIENT_FAULTS or call.served.startswith("task timeout")
     if call.served.startswith("malformed"):
         return False
-    return is_transient_status(call.status)
+    headers = {k.lower(): v for k, v in call.headers}
+    return is_transient_status(call.status) or is_rate_limited(call.status, headers)
 
 
 def _retry_after(call: Any, epoch_now: float) -> float | None:
@@ -375,6 +396,25 @@ PRESETS: dict[str, Policy] = {
         ),
     ]
 }
+
+
+def load_policies(path: str | Path) -> dict[str, Policy]:
+    """Named strategies from a YAML file: ``strategies: {name: {retries: 3, ...}}``."""
+    import yaml
+    from pydantic import ValidationError
+
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("strategies"), dict):
+        raise ValueError(f"{path}: expected a mapping with a `strategies:` mapping of named strategies")
+    out = {}
+    for name, options in data["strategies"].items():
+        try:
+            out[name] = Policy.model_validate({"name": name, **(options or {})})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"{path}: strategies.{name}.{where}: {first['msg']}") from None
+    return out
 
 
 def resolve(name: str, defined: dict[str, Policy] | None = None) -> Policy:

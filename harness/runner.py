@@ -77,6 +77,7 @@ class Outcome:
     sqlite_error: str | None = None
     seed: int = 0
     blocked: tuple[str, ...] = ()  # connections outside httpx the network guard refused
+    waited_s: float = 0.0  # virtual seconds spent waiting (delays, latency, timeouts), no compute
     served_rows: int | None = None  # rows a fault-free run stores, when an invariant needs them
 
     @property
@@ -183,7 +184,7 @@ class Session:
             virtual = clock.now()
             sqlite_value, sqlite_error = _query(workdir, scenario)
         outcome = _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error)
-        return dataclasses.replace(outcome, blocked=tuple(guard.blocked))
+        return dataclasses.replace(outcome, blocked=tuple(guard.blocked), waited_s=clock.skipped)
 
 
 class _Hung(BaseException):
