@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from harness.expectations import check
 from harness.model import Scenario
+from harness.policies import Policy
 from harness.report import Result
 from harness.runner import Session
 
 
-def run_scenario(session: Session, scenario: Scenario) -> Result:
-    """Run ``scenario`` once and judge it; harness errors become an ERROR verdict."""
-    outcome = session.run(scenario)
-    return Result.of(scenario, outcome, check(scenario, outcome))
+def run_scenario(session: Session, scenario: Scenario, policy: Policy | None = None, label: str | None = None) -> Result:
+    """Run ``scenario`` once (under ``policy``, if given) and judge it."""
+    outcome = session.run(scenario, policy=policy)
+    return Result.of(scenario, outcome, check(scenario, outcome), label=label)

@@ -83,13 +83,13 @@ def _run(
         from harness.report import Result, table, write_json
 
         results: list[Result] = []
-        for scenario in good:
+        for label, scenario, policy in (case for doc in good for case in doc.cases()):
             quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
             try:
                 with quiet:  # the flows' own prints would break up the table
-                    results.append(run_scenario(session, scenario))
+                    results.append(run_scenario(session, scenario, policy, label))
             except Exception as exc:  # a harness error on one scenario must not hide the others
-                results.append(Result.of(scenario, None, [], error=f"{type(exc).__name__}: {exc}"))
+                results.append(Result.of(scenario, None, [], error=f"{type(exc).__name__}: {exc}", label=label))
     finally:
         session.close()
     print(table(results))

@@ -143,14 +143,15 @@ def _data_violation(kind: str, outcome: Outcome) -> str | None:
     return None if missing <= 0 else f"{missing} of {served} served row(s) missing from the database"
 
 
-def failure(scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch]) -> ScenarioFailure:
+def failure(scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch], policy: Any = None) -> ScenarioFailure:
     """A ``ScenarioFailure`` whose message lists every mismatch and what was observed."""
-    return ScenarioFailure(describe_failure(scenario, outcome, mismatches))
+    return ScenarioFailure(describe_failure(scenario, outcome, mismatches, policy))
 
 
-def describe_failure(scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch]) -> str:
+def describe_failure(scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch], policy: Any = None) -> str:
     where = shown(scenario.path)
-    lines = [f"scenario {scenario.name!r} ({where}:{scenario.line}) did not do what it expects:"]
+    under = f" under strategy {policy.name!r} ({policy.task_options()})" if policy is not None else ""
+    lines = [f"scenario {scenario.name!r}{under} ({where}:{scenario.line}) did not do what it expects:"]
     lines += [f"  {where}:{m.line}: {m}" for m in mismatches]
     lines.append("observed:")
     lines += ["  " + x for x in describe_outcome(outcome)]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from harness.policies import Policy
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -226,6 +227,12 @@ class Chaos(_Model):
     faults: Annotated[tuple[Step, ...], Field(min_length=1)]
     otherwise: Step
 
+    @model_validator(mode="after")
+    def _no_times(self) -> Chaos:
+        if any(step.times != 1 for step in (*self.faults, self.otherwise)):
+            raise ValueError("`times` has no meaning inside `chaos`: every call draws anew; script bursts in `responses`")
+        return self
+
 
 class RequestLine(_Model):
     """``METHOD URL``; a URL ending in ``*`` matches by prefix, a query matches as a subset."""
@@ -402,6 +409,36 @@ class Expect(_Model):
 # -- the scenario -------------------------------------------------------------------
 
 
+class StrategyCase(_Model):
+    """A fault-tolerance strategy to run the scenario under, with its own expectations."""
+
+    policy: Policy
+    expect: Expect = Expect()
+
+
+def _strategy_cases(value: Any) -> Any:
+    """``{name: {expect: ..., **options}}`` into cases: a preset by name, or options of one's own."""
+    if not isinstance(value, dict):
+        return value
+    from harness.policies import PRESETS
+
+    out = {}
+    for name, body in value.items():
+        body = {} if body is None else body
+        if not isinstance(body, dict):
+            out[name] = body
+            continue
+        options = {k: v for k, v in body.items() if k != "expect"}
+        if not options and name not in PRESETS:
+            raise ValueError(
+                f"unknown strategy {name!r}{did_you_mean(str(name), tuple(PRESETS))}; "
+                "or give its options (retries, retry_delay_seconds, ...) to define it here"
+            )
+        policy = PRESETS[name] if not options else {"name": name, **options}
+        out[name] = {"policy": policy, **({"expect": body["expect"]} if "expect" in body else {})}
+    return out
+
+
 class Scenario(_Model):
     """One scenario document, validated, with the file and line it came from."""
 
@@ -413,6 +450,7 @@ class Scenario(_Model):
     endpoints: tuple[Endpoint, ...] = ()
     expect: Expect = Expect()
     xfail: str | None = None
+    strategies: Annotated[dict[str, StrategyCase], BeforeValidator(_strategy_cases)] = {}
 
     _path: Path = PrivateAttr(default=Path("<string>"))
     _line: int = PrivateAttr(default=1)
@@ -432,6 +470,12 @@ class Scenario(_Model):
 
         return line_at(self._lines, loc) or self._line
 
-    @property
-    def nodeid_name(self) -> str:
-        return self.name
+    def cases(self) -> list[tuple[str, Scenario, Policy | None]]:
+        """The scenario as written, then once per listed strategy: (label, scenario, policy)."""
+        out: list[tuple[str, Scenario, Policy | None]] = [(self.name, self, None)]
+        raw = self._lines.get("strategies", {}) if self._lines is not None else {}
+        for name, case in self.strategies.items():
+            variant = self.model_copy(update={"expect": case.expect, "strategies": {}})
+            variant._lines = raw.get(name, self._lines)
+            out.append((f"{self.name}[{name}]", variant, case.policy))
+        return out

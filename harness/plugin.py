@@ -69,12 +69,13 @@ class ScenarioFile(pytest.File):
                 err = ScenarioError([_duplicate(doc, names[doc.name])])
                 yield InvalidScenarioItem.from_parent(self, name=f"{doc.name} (duplicate)", error=err)
                 continue
-            item = ScenarioItem.from_parent(self, name=doc.name, scenario=doc)
-            if doc.xfail is not None:
-                from harness._errors import ScenarioFailure
+            for label, scenario, policy in doc.cases():
+                item = ScenarioItem.from_parent(self, name=label, scenario=scenario, policy=policy)
+                if doc.xfail is not None:
+                    from harness._errors import ScenarioFailure
 
-                item.add_marker(pytest.mark.xfail(reason=doc.xfail, strict=True, raises=ScenarioFailure))
-            yield item
+                    item.add_marker(pytest.mark.xfail(reason=doc.xfail, strict=True, raises=ScenarioFailure))
+                yield item
 
 
 def _duplicate(doc: Any, first: str) -> Any:
@@ -86,16 +87,17 @@ def _duplicate(doc: Any, first: str) -> Any:
 class ScenarioItem(pytest.Item):
     """One scenario: run its flow under faults and check its expectations."""
 
-    def __init__(self, *, scenario: Any, **kwargs: Any) -> None:
+    def __init__(self, *, scenario: Any, policy: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
+        self.policy = policy
         self.add_marker(pytest.mark.scenario)
 
     def runtest(self) -> None:
         from harness.expectations import check, failure
 
         session = _session(self.config)
-        outcome = session.run(self.scenario)
+        outcome = session.run(self.scenario, policy=self.policy)
         self.user_properties += [
             ("flow_state", outcome.flow.name),
             ("calls", dict(outcome.counts)),
@@ -103,7 +105,7 @@ class ScenarioItem(pytest.Item):
         ]
         mismatches = check(self.scenario, outcome)
         if mismatches:
-            raise failure(self.scenario, outcome, mismatches)
+            raise failure(self.scenario, outcome, mismatches, self.policy)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         from harness._errors import HarnessError

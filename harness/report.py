@@ -47,9 +47,12 @@ class Result:
         return "pass" if self.passed else "FAIL"
 
     @classmethod
-    def of(cls, scenario: Scenario, outcome: Outcome | None, mismatches: list[Mismatch], error: str | None = None) -> Result:
+    def of(
+        cls, scenario: Scenario, outcome: Outcome | None, mismatches: list[Mismatch],
+        error: str | None = None, label: str | None = None,
+    ) -> Result:
         failures = tuple(f"{shown(scenario.path)}:{m.line}: {m}" for m in mismatches) + ((error,) if error else ())
-        return cls(scenario.name, shown(scenario.path), scenario.line, outcome, tuple(mismatches), error, scenario.xfail, failures)
+        return cls(label or scenario.name, shown(scenario.path), scenario.line, outcome, tuple(mismatches), error, scenario.xfail, failures)
 
 
 def as_json(result: Result) -> dict[str, Any]:
