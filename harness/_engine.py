@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import types
+from datetime import timedelta
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,24 +44,24 @@ class TaskRecord:
 
 
 class _TimeShim(types.ModuleType):
-    def __init__(self, clock: Clock, real: types.ModuleType) -> None:
+    def __init__(self, clock: Clock, real: types.ModuleType, recorder: Recorder) -> None:
         super().__init__("time")
-        self._clock, self._real = clock, real
+        self._clock, self._real, self._recorder = clock, real, recorder
 
     def sleep(self, seconds: float) -> None:
-        self._clock.sleep(seconds)
+        self._clock.sleep(self._recorder.exact_delay(seconds))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
 
 class _AnyioShim(types.ModuleType):
-    def __init__(self, clock: Clock, real: types.ModuleType) -> None:
+    def __init__(self, clock: Clock, real: types.ModuleType, recorder: Recorder) -> None:
         super().__init__("anyio")
-        self._clock, self._real = clock, real
+        self._clock, self._real, self._recorder = clock, real, recorder
 
     async def sleep(self, seconds: float) -> None:
-        await self._clock.asleep(seconds)
+        await self._clock.asleep(self._recorder.exact_delay(seconds))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -74,7 +75,25 @@ class Recorder:
         self.flow_retry_delay = flow_retry_delay
         self.tasks: dict[Any, TaskRecord] = {}
         self.flow_history: list[tuple[float, str]] = []
+        self._pending: list[tuple[Any, float]] = []  # (scheduled_time, delay) of retries not yet waited
         self._lock = threading.Lock()
+
+    def exact_delay(self, seconds: float) -> float:
+        """The configured delay of the retry whose wait asks for ``seconds``.
+
+        The engine sleeps ``scheduled_time - now()``, a little less than the
+        delay (three 600 s retries would sum to 1799.99 s); the delay itself is
+        taken from the AwaitingRetry state, to the millisecond.
+        """
+        import prefect.types._datetime as dt
+
+        target = dt.now("UTC") + timedelta(seconds=seconds)
+        with self._lock:
+            for i, (scheduled, delay) in enumerate(self._pending):
+                if abs((scheduled - target).total_seconds()) < 0.05:
+                    del self._pending[i]
+                    return delay
+        return seconds
 
     def record_flow(self, state: Any) -> None:
         self.flow_history.append((self.clock.now(), state.name))
@@ -103,7 +122,9 @@ class Recorder:
             if state.name == "AwaitingRetry" and scheduled is not None:
                 # scheduled_time is "now + delay" taken a moment before the state's own
                 # timestamp: to the millisecond, the difference is the delay.
-                rec.delays.append(round(max((scheduled - state.timestamp).total_seconds(), 0.0), 3))
+                delay = round(max((scheduled - state.timestamp).total_seconds(), 0.0), 3)
+                rec.delays.append(delay)
+                self._pending.append((scheduled, delay))
 
     def current(self) -> TaskRecord | None:
         """The record of the task run executing in this context, if any."""
@@ -142,8 +163,8 @@ def hooked(clock: Clock, recorder: Recorder) -> Iterator[None]:
         recorder.record_flow(state)
         return state
 
-    engine.time = _TimeShim(clock, saved["time"])  # type: ignore[assignment]
-    engine.anyio = _AnyioShim(clock, saved["anyio"])  # type: ignore[assignment]
+    engine.time = _TimeShim(clock, saved["time"], recorder)  # type: ignore[assignment]
+    engine.anyio = _AnyioShim(clock, saved["anyio"], recorder)  # type: ignore[assignment]
     engine.emit_task_run_state_change_event = emit_and_record  # type: ignore[assignment]
     flow_engine.propose_state_sync = propose_sync  # type: ignore[assignment]
     flow_engine.propose_state = propose  # type: ignore[assignment]

@@ -102,11 +102,11 @@ def check(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
             out.append(Mismatch("expect.sqlite.equals", exp.sqlite.equals, plain(outcome.sqlite), line))
     if exp.virtual_time is not None:
         line = scenario.line_of("expect", "virtual_time")
-        vt = exp.virtual_time
-        if vt.max is not None and outcome.virtual_s > vt.max:
-            out.append(Mismatch("expect.virtual_time.max", f"<= {vt.max} s", f"{outcome.virtual_s:.3f} s", line))
-        if vt.min is not None and outcome.virtual_s < vt.min:
-            out.append(Mismatch("expect.virtual_time.min", f">= {vt.min} s", f"{outcome.virtual_s:.3f} s", line))
+        vt, waited = exp.virtual_time, round(outcome.waited_s, 3)
+        if vt.max is not None and waited > vt.max:
+            out.append(Mismatch("expect.virtual_time.max", f"<= {vt.max:g} s", f"{waited:g} s", line))
+        if vt.min is not None and waited < vt.min:
+            out.append(Mismatch("expect.virtual_time.min", f">= {vt.min:g} s", f"{waited:g} s", line))
     for i, inv in enumerate(exp.invariants):
         problem = violation(inv, outcome)
         if problem:
@@ -174,5 +174,8 @@ def describe_outcome(outcome: Outcome) -> list[str]:
             lines.append(f"calls  {key}: {len(steps)}")
     if outcome.result is not None:
         lines.append(f"result {plain(outcome.result)!r}")
-    lines.append(f"time   {outcome.virtual_s:.3f} s virtual, {outcome.wall_s:.3f} s wall")
+    lines.append(
+        f"time   {outcome.waited_s:g} s waited on the virtual clock; {outcome.virtual_s:.3f} s virtual, "
+        f"{outcome.wall_s:.3f} s wall"
+    )
     return lines

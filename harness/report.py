@@ -75,6 +75,7 @@ def as_json(result: Result) -> dict[str, Any]:
         "result": None if o is None else _jsonable(plain(o.result)),
         "wall_s": None if o is None else round(o.wall_s, 4),
         "virtual_s": None if o is None else round(o.virtual_s, 4),
+        "waited_s": None if o is None else round(o.waited_s, 4),
         "timeline": [] if o is None else [[round(t, 4), what] for t, what in o.timeline],
     }
 

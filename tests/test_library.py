@@ -90,12 +90,12 @@ def mutations(scenario: Scenario, outcome: Outcome) -> list[tuple[str, Any, Scen
         new = changed(exp.sqlite.equals)
         out.append(("expect.sqlite.equals", new, with_expect(sqlite=exp.sqlite.model_copy(update={"equals": new}))))
     if exp.virtual_time is not None:
-        if exp.virtual_time.max is not None:
-            tight = outcome.virtual_s * 0.9
-            out.append(("expect.virtual_time.max", f"<= {tight} s", with_expect(virtual_time=VirtualTime(max=tight))))
+        if exp.virtual_time.max is not None and outcome.waited_s > 0:  # a max of 0 has no tighter value
+            tight = round(outcome.waited_s * 0.9 - 0.01, 3)
+            out.append(("expect.virtual_time.max", f"<= {tight:g} s", with_expect(virtual_time=VirtualTime(max=tight))))
         if exp.virtual_time.min is not None:
-            tight = outcome.virtual_s * 1.1 + 0.01
-            out.append(("expect.virtual_time.min", f">= {tight} s", with_expect(virtual_time=VirtualTime(min=tight))))
+            tight = round(outcome.waited_s * 1.1 + 0.01, 3)
+            out.append(("expect.virtual_time.min", f">= {tight:g} s", with_expect(virtual_time=VirtualTime(min=tight))))
     return out
 
 
