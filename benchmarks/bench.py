@@ -80,8 +80,12 @@ print(json.dumps({"start_s": start_s, "runs": runs}))
 def side(code: str, *args: str) -> dict:
     env = {"PREFECT_LOGGING_LEVEL": "CRITICAL", "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
-        env={**__import__("os").environ, **env}, check=False,
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**__import__("os").environ, **env},
+        check=False,
     )
     if out.returncode != 0:
         sys.exit(f"benchmark side failed:\n{out.stderr[-3000:]}")

@@ -16,11 +16,12 @@ answers ``AwaitingRetry``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import threading
 import types
-from datetime import timedelta
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from harness.clock import Clock
@@ -140,8 +141,7 @@ class Recorder:
 @contextlib.contextmanager
 def hooked(clock: Clock, recorder: Recorder) -> Iterator[None]:
     """Swap the task engine's sleeps and state-change reporting for the harness's."""
-    import prefect.task_engine as engine
-
+    engine: Any = importlib.import_module("prefect.task_engine")
     saved = {name: getattr(engine, name) for name in HOOKED}
     emit: Callable[..., Any] = saved["emit_task_run_state_change_event"]
 
@@ -149,8 +149,7 @@ def hooked(clock: Clock, recorder: Recorder) -> Iterator[None]:
         recorder.record(task_run, validated_state)
         return emit(task_run=task_run, initial_state=initial_state, validated_state=validated_state, follows=follows)
 
-    import prefect.flow_engine as flow_engine
-
+    flow_engine: Any = importlib.import_module("prefect.flow_engine")
     flow_saved = {name: getattr(flow_engine, name) for name in FLOW_HOOKED}
 
     def propose_sync(*args: Any, **kwargs: Any) -> Any:
@@ -163,11 +162,11 @@ def hooked(clock: Clock, recorder: Recorder) -> Iterator[None]:
         recorder.record_flow(state)
         return state
 
-    engine.time = _TimeShim(clock, saved["time"], recorder)  # type: ignore[assignment]
-    engine.anyio = _AnyioShim(clock, saved["anyio"], recorder)  # type: ignore[assignment]
-    engine.emit_task_run_state_change_event = emit_and_record  # type: ignore[assignment]
-    flow_engine.propose_state_sync = propose_sync  # type: ignore[assignment]
-    flow_engine.propose_state = propose  # type: ignore[assignment]
+    engine.time = _TimeShim(clock, saved["time"], recorder)
+    engine.anyio = _AnyioShim(clock, saved["anyio"], recorder)
+    engine.emit_task_run_state_change_event = emit_and_record
+    flow_engine.propose_state_sync = propose_sync
+    flow_engine.propose_state = propose
     try:
         yield
     finally:
@@ -209,12 +208,11 @@ class _SslShim(types.ModuleType):
 
 def share_api_ssl_context() -> Callable[[], None]:
     """Give Prefect's API clients a shared SSL context for the session; returns the undo."""
-    import prefect.client.orchestration as orchestration
-
+    orchestration: Any = importlib.import_module("prefect.client.orchestration")
     real = orchestration.ssl
     if isinstance(real, _SslShim):
         return lambda: None
-    orchestration.ssl = _SslShim(real)  # type: ignore[assignment]
+    orchestration.ssl = _SslShim(real)
 
     def undo() -> None:
         orchestration.ssl = real

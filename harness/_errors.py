@@ -47,7 +47,9 @@ class Problem:
         return shown(self.path)
 
     def __str__(self) -> str:
-        head = f"{self.location()}: {self.field}: {self.message}" if self.field else f"{self.location()}: {self.message}"
+        head = (
+            f"{self.location()}: {self.field}: {self.message}" if self.field else f"{self.location()}: {self.message}"
+        )
         return f"{head}\n{self.snippet}" if self.snippet else head
 
 

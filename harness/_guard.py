@@ -65,12 +65,12 @@ class NetworkGuard:
                 raise guard._refuse(f"a DNS lookup of {name}" + (f" (port {port})" if port else ""))
             return real_getaddrinfo(host, port, *args, **kwargs)
 
-        socket.socket.connect = connect  # type: ignore[method-assign]
-        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+        setattr(socket.socket, "connect", connect)  # noqa: B010 (assigning a method mypy would reject)
+        setattr(socket.socket, "connect_ex", connect_ex)  # noqa: B010
         socket.getaddrinfo = getaddrinfo
         try:
             yield self
         finally:
-            socket.socket.connect = real_connect  # type: ignore[method-assign]
-            socket.socket.connect_ex = real_connect_ex  # type: ignore[method-assign]
+            setattr(socket.socket, "connect", real_connect)  # noqa: B010
+            setattr(socket.socket, "connect_ex", real_connect_ex)  # noqa: B010
             socket.getaddrinfo = real_getaddrinfo

@@ -40,13 +40,13 @@ class _Loader(yaml.SafeLoader):
                 raise TooLarge(
                     None, None,
                     f"document nests deeper than {MAX_DEPTH} levels; flatten it",
-                    self.peek_event().start_mark,
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
                 )
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> LineDict:  # type: ignore[override]
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> LineDict:
         own = {id(key) for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge"}
         self.flatten_mapping(node)
         out = LineDict()
@@ -76,7 +76,7 @@ class _Loader(yaml.SafeLoader):
             out.key_lines[key] = line
         return out
 
-    def construct_sequence(self, node: SequenceNode, deep: bool = False) -> LineList:  # type: ignore[override]
+    def construct_sequence(self, node: SequenceNode, deep: bool = False) -> LineList:
         out = LineList(self.construct_object(child, deep=True) for child in node.value)
         out.line = node.start_mark.line + 1
         out.item_lines = [child.start_mark.line + 1 for child in node.value]

@@ -9,7 +9,9 @@ from harness.report import Result
 from harness.runner import Session
 
 
-def run_scenario(session: Session, scenario: Scenario, policy: Policy | None = None, label: str | None = None) -> Result:
+def run_scenario(
+    session: Session, scenario: Scenario, policy: Policy | None = None, label: str | None = None
+) -> Result:
     """Run ``scenario`` once (under ``policy``, if given) and judge it."""
     outcome = session.run(scenario, policy=policy)
     return Result.of(scenario, outcome, check(scenario, outcome), label=label)

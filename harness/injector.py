@@ -104,7 +104,7 @@ class Injector:
         self.router.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.router.__exit__(*exc)
 
     @property
@@ -143,8 +143,17 @@ class Injector:
         self._log(at, method, url, schedule.endpoint, step.describe(), response.status_code, headers, record)
         return response
 
-    def _log(self, at: float, method: str, url: str, endpoint: Endpoint, served: str,
-             status: int | None, headers: tuple[tuple[str, str], ...], record: Any) -> None:
+    def _log(
+        self,
+        at: float,
+        method: str,
+        url: str,
+        endpoint: Endpoint,
+        served: str,
+        status: int | None,
+        headers: tuple[tuple[str, str], ...],
+        record: Any,
+    ) -> None:
         with self._lock:
             self.calls.append(Call(at, method, url, endpoint.request.text, served, status, headers, *_who(record)))
 
@@ -169,15 +178,13 @@ class Injector:
     def _wait(self, latency: float, request: httpx.Request, record: Any) -> None:
         """Spend ``latency``, unless the client's read timeout or the task's timeout comes first."""
         budget = None
-        task_timeout = getattr(getattr(record, "task", None), "timeout_seconds", None)
+        task_timeout: float | None = getattr(getattr(record, "task", None), "timeout_seconds", None)
         if task_timeout is not None:
             budget = max(task_timeout - (self.clock.now() - record.attempt_started), 0.0)
         read = (request.extensions.get("timeout") or {}).get("read")
-        if budget is not None and latency >= budget and (read is None or budget <= read):
+        if task_timeout is not None and budget is not None and latency >= budget and (read is None or budget <= read):
             self.clock.sleep(budget)
-            raise _CutShort(
-                timeout_error(task_timeout), f"task timeout_seconds={task_timeout} (latency {latency:g} s)"
-            )
+            raise _CutShort(timeout_error(task_timeout), f"task timeout_seconds={task_timeout} (latency {latency:g} s)")
         if read is not None and latency > read:
             self.clock.sleep(read)
             raise _CutShort(

@@ -265,11 +265,15 @@ def _duplicate_keys(raw: Any, path: Path, text: str) -> list[Problem]:
         seen.add(id(node))
         if isinstance(node, LineDict):
             for key, line, first in node.duplicates:
-                problems.append(Problem(
-                    path, line, field_path((*loc, key)),
-                    f"duplicate key {key!r} (first on line {first}); keep one",
-                    snippet=snippet(text, line),
-                ))
+                problems.append(
+                    Problem(
+                        path,
+                        line,
+                        field_path((*loc, key)),
+                        f"duplicate key {key!r} (first on line {first}); keep one",
+                        snippet=snippet(text, line),
+                    )
+                )
             stack.extend((v, (*loc, k)) for k, v in node.items())
         elif isinstance(node, LineList):
             stack.extend((v, (*loc, i)) for i, v in enumerate(node))
@@ -279,20 +283,34 @@ def _duplicate_keys(raw: Any, path: Path, text: str) -> list[Problem]:
 def validate_document(raw: Any, path: Path, text: str, doc_line: int) -> Scenario:
     """Validate one parsed document into a ``Scenario`` or raise ``ScenarioError``."""
     if raw is None:
-        raise ScenarioError([Problem(
-            path, doc_line, "", "empty document (null); a scenario needs at least `name` and `flow`",
-            snippet=snippet(text, doc_line),
-        )])
+        raise ScenarioError(
+            [
+                Problem(
+                    path,
+                    doc_line,
+                    "",
+                    "empty document (null); a scenario needs at least `name` and `flow`",
+                    snippet=snippet(text, doc_line),
+                )
+            ]
+        )
     if not isinstance(raw, LineDict):
         fix = (
             "; a file holds one scenario per document: separate them with '---', not '- '"
-            if isinstance(raw, list) else "; start with `name:` and `flow:`"
+            if isinstance(raw, list)
+            else "; start with `name:` and `flow:`"
         )
-        raise ScenarioError([Problem(
-            path, doc_line, "",
-            f"a scenario document must be a mapping of keys, got {short_repr(raw)} ({yaml_type(raw)}){fix}",
-            snippet=snippet(text, doc_line),
-        )])
+        raise ScenarioError(
+            [
+                Problem(
+                    path,
+                    doc_line,
+                    "",
+                    f"a scenario document must be a mapping of keys, got {short_repr(raw)} ({yaml_type(raw)}){fix}",
+                    snippet=snippet(text, doc_line),
+                )
+            ]
+        )
     duplicates = _duplicate_keys(raw, path, text)
     if duplicates:
         raise ScenarioError(duplicates)
@@ -300,11 +318,17 @@ def validate_document(raw: Any, path: Path, text: str, doc_line: int) -> Scenari
     if bad_keys:
         key = bad_keys[0]
         line = raw.key_lines[key]
-        raise ScenarioError([Problem(
-            path, line, str(key),
-            f"unknown key {key!r} ({yaml_type(key)}); expected one of: {', '.join(_keys_of(Scenario))}",
-            snippet=snippet(text, line),
-        )])
+        raise ScenarioError(
+            [
+                Problem(
+                    path,
+                    line,
+                    str(key),
+                    f"unknown key {key!r} ({yaml_type(key)}); expected one of: {', '.join(_keys_of(Scenario))}",
+                    snippet=snippet(text, line),
+                )
+            ]
+        )
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
@@ -322,7 +346,8 @@ def validate_document(raw: Any, path: Path, text: str, doc_line: int) -> Scenari
         # A tuple whose items failed also reports itself too short: noise.
         failed = [loc for loc, e in located if e["type"] != "too_short"]
         problems = [
-            p for loc, e in located
+            p
+            for loc, e in located
             if not (e["type"] == "too_short" and any(f[: len(loc)] == loc and len(f) > len(loc) for f in failed))
             and (p := _problem_from_error(e, raw, path, text, covered)) is not None
         ]
@@ -438,20 +463,32 @@ def read_text(path: Path) -> str:
         data = f.read(MAX_BYTES + 1)  # never more, whatever the file claims to be
     if len(data) > MAX_BYTES:
         size = max(path.stat().st_size, len(data))
-        raise ScenarioError([Problem(
-            path, None, "",
-            f"file is {size} bytes; scenario files are limited to 1 MiB ({MAX_BYTES} bytes): split it",
-            offset=MAX_BYTES,
-        )])
+        raise ScenarioError(
+            [
+                Problem(
+                    path,
+                    None,
+                    "",
+                    f"file is {size} bytes; scenario files are limited to 1 MiB ({MAX_BYTES} bytes): split it",
+                    offset=MAX_BYTES,
+                )
+            ]
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ScenarioError([Problem(
-            path, None, "",
-            f"file is not UTF-8: {exc.reason} {data[exc.start:exc.end]!r} on line {line}; save it as UTF-8",
-            offset=exc.start,
-        )]) from None
+        raise ScenarioError(
+            [
+                Problem(
+                    path,
+                    None,
+                    "",
+                    f"file is not UTF-8: {exc.reason} {data[exc.start : exc.end]!r} on line {line}; save it as UTF-8",
+                    offset=exc.start,
+                )
+            ]
+        ) from None
 
 
 def _yaml_problem(exc: yaml.YAMLError, path: Path, text: str) -> Problem:
@@ -461,17 +498,21 @@ def _yaml_problem(exc: yaml.YAMLError, path: Path, text: str) -> Problem:
         at = text.count("\n", 0, pos) + 1
         char = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
         return Problem(
-            path, at, "",
+            path,
+            at,
+            "",
             f"invalid YAML: character {char!r} (U+{ord(char):04X}) is not allowed in a YAML file; "
             "remove it, or write it as an escape inside double quotes",
-            offset=len(text[:pos].encode()), snippet=snippet(text, at),
+            offset=len(text[:pos].encode()),
+            snippet=snippet(text, at),
         )
     mark = getattr(exc, "problem_mark", None)
     line = mark.line + 1 if mark is not None else None
     if mark is not None and text[mark.index : mark.index + 1] == "\t":
         before = text[text.rfind("\n", 0, mark.index) + 1 : mark.index]
         message = (
-            "tab used for indentation; YAML indents with spaces" if not before.strip()
+            "tab used for indentation; YAML indents with spaces"
+            if not before.strip()
             else "tab where YAML expects a space; replace it with spaces"
         )
         return Problem(path, line, "", message, snippet=snippet(text, line))
@@ -531,11 +572,17 @@ def load_paths(paths: Iterable[str | Path]) -> list[Scenario | ScenarioError]:
                 first = seen.get(item.name)
                 if first is not None:
                     line = item.line_of("name")
-                    item = ScenarioError([Problem(
-                        item.path, line, "name",
-                        f"duplicate scenario name {item.name!r} (first at {first.path}:{first.line_of('name')});"
-                        " names are unique in a run: rename one",
-                    )])
+                    item = ScenarioError(
+                        [
+                            Problem(
+                                item.path,
+                                line,
+                                "name",
+                                f"duplicate scenario name {item.name!r} "
+                                f"(first at {first.path}:{first.line_of('name')}); names are unique in a run: rename one",
+                            )
+                        ]
+                    )
                 else:
                     seen[item.name] = item
             out.append(item)

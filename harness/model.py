@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from harness.policies import Policy
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -24,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from harness.policies import Policy
 
 FAULTS = (
     "connect_timeout",
@@ -43,16 +44,39 @@ MALFORMED = (
     "random_bytes",
 )
 STATE_NAMES = (
-    "Scheduled", "Late", "AwaitingRetry", "AwaitingConcurrencySlot", "Pending",
-    "Running", "Retrying", "Paused", "Suspended", "Completed", "Cached",
-    "RolledBack", "Failed", "TimedOut", "Crashed", "Cancelling", "Cancelled",
+    "Scheduled",
+    "Late",
+    "AwaitingRetry",
+    "AwaitingConcurrencySlot",
+    "Pending",
+    "Running",
+    "Retrying",
+    "Paused",
+    "Suspended",
+    "Completed",
+    "Cached",
+    "RolledBack",
+    "Failed",
+    "TimedOut",
+    "Crashed",
+    "Cancelling",
+    "Cancelled",
 )
 STATE_TYPES = (
-    "SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED",
-    "CRASHED", "PAUSED", "CANCELLING",
+    "SCHEDULED",
+    "PENDING",
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "CRASHED",
+    "PAUSED",
+    "CANCELLING",
 )
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 INVARIANTS = ("completes", "no_data_loss", "no_duplicates")
+
+
 class _Unset:
     """The value of an optional key that was not given (``json: null`` is a value)."""
 
@@ -230,7 +254,9 @@ class Chaos(_Model):
     @model_validator(mode="after")
     def _no_times(self) -> Chaos:
         if any(step.times != 1 for step in (*self.faults, self.otherwise)):
-            raise ValueError("`times` has no meaning inside `chaos`: every call draws anew; script bursts in `responses`")
+            raise ValueError(
+                "`times` has no meaning inside `chaos`: every call draws anew; script bursts in `responses`"
+            )
         return self
 
 
@@ -278,7 +304,9 @@ def parse_request(value: Any) -> Any:
     raw = url[:-1] if prefix else url
     split = urlsplit(raw)
     if split.scheme not in ("http", "https") or not split.netloc:
-        raise ValueError(f"request URL must be absolute http(s), got {url!r}; write it in full, e.g. 'https://host/path'")
+        raise ValueError(
+            f"request URL must be absolute http(s), got {url!r}; write it in full, e.g. 'https://host/path'"
+        )
     if prefix:
         return RequestLine(method=method, url=raw, prefix=True, query=(), text=f"{method} {url}")
     query = tuple(parse_qsl(split.query, keep_blank_values=True))

@@ -22,7 +22,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "Prefect fault-injection scenarios")
     group.addoption("--real-time", action="store_true", help="sleep retry delays and latency for real")
     group.addoption(
-        "--scenario-timeout", type=float, default=60.0, metavar="SECONDS",
+        "--scenario-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
         help="wall-clock limit of one scenario; a hung scenario ends as an error (default 60, 0 for none)",
     )
     parser.addini("harness_scenarios", "folders whose YAML files are scenarios", type="paths", default=None)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import importlib
 import inspect
 import os
 import random
@@ -20,7 +22,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,9 +123,11 @@ class Session:
 
             # The heartbeat thread's join costs most of a second per flow run;
             # None (off) cannot be set through the environment.
-            self._stack.enter_context(temporary_settings(
-                updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_API_URL: self.server.api_url}
-            ))
+            self._stack.enter_context(
+                temporary_settings(
+                    updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_API_URL: self.server.api_url}
+                )
+            )
             _share_ssl_context()
             self._stack.callback(share_api_ssl_context())
             self._ready = True
@@ -248,8 +251,16 @@ def _call(flow: Any, parameters: dict[str, Any]) -> Any:
     return flow(**parameters, return_state=True)
 
 
-def _outcome(scenario: Scenario, state: Any, recorder: Recorder, injector: Injector,
-             wall: float, virtual: float, sqlite_value: Any, sqlite_error: str | None) -> Outcome:
+def _outcome(
+    scenario: Scenario,
+    state: Any,
+    recorder: Recorder,
+    injector: Injector,
+    wall: float,
+    virtual: float,
+    sqlite_value: Any,
+    sqlite_error: str | None,
+) -> Outcome:
     result = None
     if state.is_completed():
         result = state.result(raise_on_failure=False)
@@ -333,8 +344,7 @@ def _share_ssl_context() -> None:
     """
     import functools
 
-    import httpx._transports.default as default
-
+    default: Any = importlib.import_module("httpx._transports.default")
     original = default.create_ssl_context
     if getattr(original, "_harness_shared", False):
         return
@@ -350,4 +360,4 @@ def _share_ssl_context() -> None:
         return original(verify=True, cert=None, trust_env=trust_env)
 
     shared._harness_shared = True  # type: ignore[attr-defined]
-    default.create_ssl_context = shared  # type: ignore[assignment]
+    default.create_ssl_context = shared

@@ -52,7 +52,9 @@ def observed(outcome: Outcome) -> tuple[object, ...]:
 
 
 @pytest.mark.parametrize("text", SMALL_DELAYS, ids=lambda t: t.split("name: ")[1].splitlines()[0])
-def test_virtual_and_real_time_agree(harness_session: Session, scenario_from: Callable[[str], Scenario], text: str) -> None:
+def test_virtual_and_real_time_agree(
+    harness_session: Session, scenario_from: Callable[[str], Scenario], text: str
+) -> None:
     """Same states, retries and calls in both modes; real wall time covers the virtual time."""
     scenario = scenario_from(text)
     harness_session.run(scenario)  # warm-up: a first run pays one-off imports and connections

@@ -8,9 +8,9 @@ import socket
 import time
 from collections.abc import Callable
 
+import prefect.task_engine as task_engine
 import pytest
 
-import prefect.task_engine as task_engine
 from harness import Scenario, ScenarioTimeout, Session, check
 
 
@@ -45,7 +45,9 @@ def test_guard_is_lifted_after_the_scenario(harness_session: Session, scenario_f
     assert (socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo) == before
 
 
-def test_hung_scenario_is_stopped_as_an_error_naming_it(scenario_from: Callable[[str], Scenario], harness_session: Session) -> None:
+def test_hung_scenario_is_stopped_as_an_error_naming_it(
+    scenario_from: Callable[[str], Scenario], harness_session: Session
+) -> None:
     """A flow stuck in its own sleep ends at the wall-clock limit, without SIGALRM, and everything is undone."""
     scenario = scenario_from("name: stuck in user code\nflow: tests.flows:hanging_flow\n")
     limited = Session.__new__(Session)
@@ -64,7 +66,9 @@ def test_hung_scenario_is_stopped_as_an_error_naming_it(scenario_from: Callable[
     assert task_engine.time is time
 
 
-def test_base_exception_in_a_flow_undoes_every_patch(harness_session: Session, scenario_from: Callable[[str], Scenario]) -> None:
+def test_base_exception_in_a_flow_undoes_every_patch(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
     """A KeyboardInterrupt raised inside a task propagates, and the harness's patches are all undone."""
     import respx
 

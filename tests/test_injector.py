@@ -27,7 +27,9 @@ def serving(scenario: Scenario) -> Iterator[tuple[Injector, Clock]]:
 @pytest.fixture
 def scenario(scenario_from: Callable[[str], Scenario]) -> Callable[[str], Scenario]:
     def make(endpoints: str, seed: int = 0) -> Scenario:
-        return scenario_from(f"name: s\nflow: github_stars\nparameters: {{repos: []}}\nseed: {seed}\nendpoints:\n{endpoints}")
+        return scenario_from(
+            f"name: s\nflow: github_stars\nparameters: {{repos: []}}\nseed: {seed}\nendpoints:\n{endpoints}"
+        )
 
     return make
 

@@ -75,15 +75,19 @@ def mutations(scenario: Scenario, outcome: Outcome) -> list[tuple[str, Any, Scen
         for i, run in enumerate(runs):
             field = f"expect.tasks.{name}" + (f"[{i}]" if len(runs) > 1 else "")
 
-            def replace(new_run: TaskExpect, i: int = i, name: str = name, runs: tuple[TaskExpect, ...] = runs) -> Scenario:
-                return with_expect(tasks={**exp.tasks, name: runs[:i] + (new_run,) + runs[i + 1:]})
+            def replace(
+                new_run: TaskExpect, i: int = i, name: str = name, runs: tuple[TaskExpect, ...] = runs
+            ) -> Scenario:
+                return with_expect(tasks={**exp.tasks, name: runs[:i] + (new_run,) + runs[i + 1 :]})
 
             if run.state is not None:
                 new = other_state(run.state)
                 sub = f"{field}.state" if run.type or run.message else field
                 out.append((sub, new, replace(run.model_copy(update={"state": new}))))
             if run.retries is not None:
-                out.append((f"{field}.retries", run.retries + 1, replace(run.model_copy(update={"retries": run.retries + 1}))))
+                out.append(
+                    (f"{field}.retries", run.retries + 1, replace(run.model_copy(update={"retries": run.retries + 1})))
+                )
     for key, n in exp.calls.items():
         out.append((f"expect.calls[{key}]", n + 1, with_expect(calls={**exp.calls, key: n + 1})))
     if exp.sqlite is not None:
@@ -123,10 +127,20 @@ def test_state_vocabulary_is_prefects() -> None:
     import prefect.states as states
 
     produced = {
-        states.Completed().name, states.Failed().name, states.Crashed().name, states.Cancelled().name,
-        states.Pending().name, states.Running().name, states.Scheduled().name, states.AwaitingRetry().name,
-        states.Retrying().name, states.Late().name, states.Paused().name, states.Suspended().name,
-        states.Cancelling().name, states.AwaitingConcurrencySlot().name,
+        states.Completed().name,
+        states.Failed().name,
+        states.Crashed().name,
+        states.Cancelled().name,
+        states.Pending().name,
+        states.Running().name,
+        states.Scheduled().name,
+        states.AwaitingRetry().name,
+        states.Retrying().name,
+        states.Late().name,
+        states.Paused().name,
+        states.Suspended().name,
+        states.Cancelling().name,
+        states.AwaitingConcurrencySlot().name,
     }
     assert produced <= set(STATE_NAMES)
     assert {"TimedOut", "Cached", "RolledBack"} <= set(STATE_NAMES)

@@ -68,16 +68,21 @@ def test_scenarios_are_items_and_failures_read_in_scenario_terms(pytester: pytes
     pytester.makefile(".yaml", **{"other/not_a_scenario": "just: data"})
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA")
     result.assert_outcomes(passed=1, failed=2, xfailed=1)
-    result.stdout.fnmatch_lines([
-        "*scenario 'stars expectation wrong' (*stars.yaml:*) did not do what it expects:",
-        "*stars.yaml:*: expect.flow: expected Completed, observed Failed",
-        "*stars.yaml:*: expect.tasks.get_stars.retries: expected 2, observed 3",
-        "*stars.yaml:*: expect.calls[[]GET https://api.github.com/repos/octo/cat[]]: expected 1, observed 4",
-        "*calls  GET https://api.github.com/repos/octo/cat: 4  [[]404, 404, 404, 404[]]",
-    ])
-    result.stdout.fnmatch_lines([
-        "*broken.yaml:7: endpoints[[]0[]].responses[[]0[]].fault: unknown fault 'read_timout'; did you mean 'read_timeout'?",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*scenario 'stars expectation wrong' (*stars.yaml:*) did not do what it expects:",
+            "*stars.yaml:*: expect.flow: expected Completed, observed Failed",
+            "*stars.yaml:*: expect.tasks.get_stars.retries: expected 2, observed 3",
+            "*stars.yaml:*: expect.calls[[]GET https://api.github.com/repos/octo/cat[]]: expected 1, observed 4",
+            "*calls  GET https://api.github.com/repos/octo/cat: 4  [[]404, 404, 404, 404[]]",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*broken.yaml:7: endpoints[[]0[]].responses[[]0[]].fault: unknown fault 'read_timout';"
+            " did you mean 'read_timeout'?",
+        ]
+    )
     assert not HARNESS_FRAME.search(result.stdout.str()), "a traceback from the harness's insides"
 
 
@@ -93,7 +98,9 @@ def test_yaml_syntax_error_is_a_collection_error_without_traceback(pytester: pyt
 
 def test_unexpected_pass_of_xfail_scenario_fails(pytester: pytest.Pytester) -> None:
     """``xfail`` is strict: a scenario that no longer fails turns red."""
-    pytester.makefile(".yaml", **{"scenarios/fixed": PASSING.replace("name: stars recover", "name: fixed\nxfail: was broken")})
+    pytester.makefile(
+        ".yaml", **{"scenarios/fixed": PASSING.replace("name: stars recover", "name: fixed\nxfail: was broken")}
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*XPASS(strict)*"])

@@ -9,9 +9,24 @@ def test_all_is_sorted_and_pinned() -> None:
     """``__all__`` is sorted and lists exactly the public names users rely on."""
     assert harness.__all__ == sorted(harness.__all__)
     assert set(harness.__all__) == {
-        "HarnessError", "Mismatch", "Outcome", "Problem", "Result", "Scenario", "ScenarioError",
-        "ScenarioFailure", "ScenarioTimeout", "ServerError", "Session", "StateInfo", "TaskRun",
-        "check", "load_file", "load_paths", "resolve_flow", "run_scenario",
+        "HarnessError",
+        "Mismatch",
+        "Outcome",
+        "Problem",
+        "Result",
+        "Scenario",
+        "ScenarioError",
+        "ScenarioFailure",
+        "ScenarioTimeout",
+        "ServerError",
+        "Session",
+        "StateInfo",
+        "TaskRun",
+        "check",
+        "load_file",
+        "load_paths",
+        "resolve_flow",
+        "run_scenario",
     }
     for name in harness.__all__:
         assert getattr(harness, name) is not None

@@ -13,7 +13,9 @@ from harness import Scenario, Session, check
 URL = "https://api.example.test/ping"
 
 
-def test_outcome_records_states_history_calls_and_result(harness_session: Session, scenario_from: Callable[[str], Scenario]) -> None:
+def test_outcome_records_states_history_calls_and_result(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
     """A retried task's history, run count and the call log come from the real engine."""
     s = scenario_from(f"""
 name: ping recovers
@@ -80,7 +82,9 @@ expect:
     assert outcome.sqlite_error is not None  # out.txt is not a database: reported, not raised
 
 
-def test_concurrent_mapped_calls_are_each_counted(harness_session: Session, scenario_from: Callable[[str], Scenario]) -> None:
+def test_concurrent_mapped_calls_are_each_counted(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
     """Mapped task runs on the thread pool call concurrently; every call is logged once."""
     urls = [f"https://api.example.test/item/{i}" for i in range(8)]
     s = scenario_from(f"""
@@ -98,7 +102,9 @@ endpoints:
     assert len(outcome.task_runs("fetch")) == 8
 
 
-def test_global_random_is_seeded_per_scenario_and_restored(harness_session: Session, scenario_from: Callable[[str], Scenario]) -> None:
+def test_global_random_is_seeded_per_scenario_and_restored(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
     """Prefect's jitter draws from the global random: seeded per scenario, the caller's state kept."""
     import random
 
@@ -122,7 +128,9 @@ def _outcome_summary(outcome: Any) -> tuple[Any, ...]:
     return (outcome.flow, [(t.name, t.state.name, t.run_count) for t in outcome.tasks], outcome.counts)
 
 
-def test_repeated_runs_give_the_same_outcome(harness_session: Session, scenario_from: Callable[[str], Scenario]) -> None:
+def test_repeated_runs_give_the_same_outcome(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
     """The same scenario twice: the same states, retries and calls."""
     s = scenario_from(f"""
 name: repeat

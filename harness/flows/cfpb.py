@@ -57,11 +57,10 @@ def store_complaints(parsed: list[Complaint], db_path: str = "cfpbcomplaints.db"
         "product TEXT, company TEXT, complaint_what_happened TEXT)"
     )
     insert_cmd = "INSERT INTO complaint VALUES (?, ?, ?, ?, ?)"
-    with closing(sqlite3.connect(db_path)) as conn:
-        with closing(conn.cursor()) as cursor:
-            cursor.executescript(create_script)
-            cursor.executemany(insert_cmd, parsed)
-            conn.commit()
+    with closing(sqlite3.connect(db_path)) as conn, closing(conn.cursor()) as cursor:
+        cursor.executescript(create_script)
+        cursor.executemany(insert_cmd, parsed)
+        conn.commit()
     return len(parsed)
 
 
