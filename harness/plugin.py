@@ -33,6 +33,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario: a YAML scenario item collected by the harness")
+    if _will_run_scenarios(config):
+        _session(config)  # the server boots while pytest collects
+
+
+def _will_run_scenarios(config: pytest.Config) -> bool:
+    """A cheap look before collection: is there a scenario file this process will run?"""
+    if config.option.collectonly or (
+        getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
+    ):
+        return False  # collection only, or an xdist controller: its workers run the scenarios
+    args = [Path(a.split("::")[0]) for a in config.args]
+    roots = _roots(config)
+    for arg in args or [config.rootpath]:
+        arg = arg.resolve()
+        if arg.is_file():
+            if arg.suffix in (".yaml", ".yml"):
+                return True
+            continue
+        for root in roots:
+            root = root.resolve()
+            if root.is_relative_to(arg) or arg.is_relative_to(root):
+                base = arg if arg.is_relative_to(root) else root
+                if base.is_dir() and next(base.rglob("*.y*ml"), None) is not None:
+                    return True
+    return False
 
 
 def _roots(config: pytest.Config) -> list[Path]:
