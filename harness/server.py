@@ -71,7 +71,7 @@ class PrefectServer:
         # tmpfs where there is one: the server's SQLite writes then never wait for a disk.
         shm = Path("/dev/shm")
         where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-        self._dir = Path(tempfile.mkdtemp(prefix="harness-server-", dir=where))
+        self._dir = Path(tempfile.mkdtemp(prefix=f"harness-server-{os.getpid()}-", dir=where))
         self._process: subprocess.Popen[bytes] | None = None
         self._log = self._dir / "server.log"
         self.started_at = 0.0

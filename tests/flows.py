@@ -147,3 +147,18 @@ def requests_fetch(url: str) -> int:
 @flow
 def requests_flow(url: str = "https://api.invalid/v1/items") -> int:
     return requests_fetch(url)
+
+
+@task
+def where_am_i() -> str:
+    import os
+
+    with open("marker.txt", "w") as f:
+        f.write("here")
+    return os.getcwd()
+
+
+@flow
+def cwd_flow() -> str:
+    """Returns the working directory the flow ran in, after leaving a file there."""
+    return where_am_i()

@@ -26,19 +26,20 @@ flow: tests.flows:interrupted_flow
 """
 
 
-def leftovers() -> set[str]:
-    """Harness temporary folders and server processes that exist right now."""
-    found = set()
-    for root in {Path(tempfile.gettempdir()), Path("/dev/shm")}:
-        if root.is_dir():
-            found |= {str(p) for p in root.glob("harness-*")}
+def leftovers(pid: int, tmp: Path) -> set[str]:
+    """What the harness process ``pid`` left: its temporary folders and its server process."""
+    found = {str(p) for p in (tmp / "tmp").glob("harness-*")}
+    shm = Path("/dev/shm")
+    if shm.is_dir():
+        found |= {str(p) for p in shm.glob(f"harness-server-{pid}-*")}
+    found |= {str(p) for p in Path(tempfile.gettempdir()).glob(f"harness-server-{pid}-*")}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                cmdline = (proc / "cmdline").read_bytes()
+                args = (proc / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"_serve.py" in cmdline:
+            if any(a.endswith(b"_serve.py") for a in args) and str(pid).encode() in args:
                 found.add(f"process {proc.name}")
     return found
 
@@ -47,7 +48,8 @@ def run_pytest(tmp: Path, text: str, *args: str) -> subprocess.Popen[bytes]:
     (tmp / "scenarios").mkdir()
     (tmp / "scenarios" / "s.yaml").write_text(text)
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    (tmp / "tmp").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(root), "TMPDIR": str(tmp / "tmp")}
     return subprocess.Popen(
         [
             sys.executable,
@@ -71,22 +73,20 @@ def run_pytest(tmp: Path, text: str, *args: str) -> subprocess.Popen[bytes]:
 
 def test_a_session_leaves_nothing_behind(tmp_path: Path) -> None:
     """After a session with a passing flow and one interrupted by a BaseException: no process, no file."""
-    before = leftovers()
     proc = run_pytest(tmp_path, PASSES_AND_RAISES)
     out, _ = proc.communicate(timeout=120)
     assert b"1 passed" in out, out.decode()[-2000:]
     time.sleep(0.5)  # the server's exit is reaped asynchronously
-    assert leftovers() - before == set()
+    assert leftovers(proc.pid, tmp_path) == set()
 
 
 def test_ctrl_c_stops_the_server_and_removes_its_files(tmp_path: Path) -> None:
     """SIGINT while a scenario hangs: the session ends, the server stops, the files go."""
-    before = leftovers()
     proc = run_pytest(tmp_path, HANGS, "--scenario-timeout=0")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(p.startswith("process") for p in leftovers() - before):
+    while time.monotonic() < deadline and not any(p.startswith("process") for p in leftovers(proc.pid, tmp_path)):
         time.sleep(0.2)
-    assert any(p.startswith("process") for p in leftovers() - before), "the server never started"
+    assert any(p.startswith("process") for p in leftovers(proc.pid, tmp_path)), "the server never started"
     time.sleep(3)  # let the scenario start hanging
     os.killpg(proc.pid, signal.SIGINT)
     try:
@@ -95,4 +95,4 @@ def test_ctrl_c_stops_the_server_and_removes_its_files(tmp_path: Path) -> None:
         proc.kill()
         pytest.fail("the session did not end after Ctrl-C")
     time.sleep(0.5)
-    assert leftovers() - before == set()
+    assert leftovers(proc.pid, tmp_path) == set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,23 +62,24 @@ expect:
 
 
 def test_each_scenario_runs_in_a_fresh_directory_that_is_removed(
-    harness_session: Session, scenario_from: Callable[[str], Scenario], tmp_path: Path
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
 ) -> None:
     """Relative paths land in a temporary working directory, gone after the run; cwd is restored."""
     before_cwd = os.getcwd()
-    before = set(Path(tempfile.gettempdir()).glob("harness-run-*"))
     s = scenario_from("""
 name: writes
-flow: tests.flows:file_writer
+flow: tests.flows:cwd_flow
 expect:
-  sqlite: {path: out.txt, query: "SELECT * FROM complaint", equals: 1}
+  sqlite: {path: marker.txt, query: "SELECT * FROM complaint", equals: 1}
 """)
     outcome = harness_session.run(s)
+    workdir = Path(outcome.result)
     assert outcome.flow.name == "Completed"
-    assert not (Path(before_cwd) / "out.txt").exists()
+    assert workdir.name.startswith("harness-run-") and workdir != Path(before_cwd)
+    assert not workdir.exists()
+    assert not (Path(before_cwd) / "marker.txt").exists()
     assert os.getcwd() == before_cwd
-    assert set(Path(tempfile.gettempdir()).glob("harness-run-*")) == before
-    assert outcome.sqlite_error is not None  # out.txt is not a database: reported, not raised
+    assert outcome.sqlite_error is not None  # marker.txt is not a database: reported, not raised
 
 
 def test_concurrent_mapped_calls_are_each_counted(
