@@ -44,6 +44,20 @@ class TaskRecord:
     delays: list[float] = field(default_factory=list)
 
 
+def _configured_delay(task: Any, run_count: int) -> float | None:
+    """The delay the task's options give before its next retry, when it is not drawn at random.
+
+    ``scheduled_time`` is "now + delay" taken a moment before the state's own
+    timestamp, so measuring the delay from the state loses a little of it.
+    """
+    if task is None or task.retry_jitter_factor:
+        return None
+    delays = task.retry_delay_seconds
+    if isinstance(delays, list | tuple):
+        return float(delays[min(run_count - 1, len(delays) - 1)]) if delays else None
+    return float(delays) if delays is not None else None
+
+
 class _TimeShim(types.ModuleType):
     def __init__(self, clock: Clock, real: types.ModuleType, recorder: Recorder) -> None:
         super().__init__("time")
@@ -121,9 +135,9 @@ class Recorder:
                 rec.attempt_started = now
             scheduled = state.state_details.scheduled_time
             if state.name == "AwaitingRetry" and scheduled is not None:
-                # scheduled_time is "now + delay" taken a moment before the state's own
-                # timestamp: to the millisecond, the difference is the delay.
-                delay = round(max((scheduled - state.timestamp).total_seconds(), 0.0), 3)
+                delay = _configured_delay(rec.task, task_run.run_count)
+                if delay is None:  # jitter: the drawn delay, measured to the millisecond
+                    delay = round(max((scheduled - state.timestamp).total_seconds(), 0.0), 3)
                 rec.delays.append(delay)
                 self._pending.append((scheduled, delay))
 
