@@ -34,6 +34,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     comp.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
     validate = sub.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("paths", nargs="*", default=["scenarios"])
+    explore = sub.add_parser(
+        "explore",
+        help="search fault schedules for the smallest that breaks an invariant; write it as a scenario",
+        description=(
+            "Draw fault schedules (transport faults, error statuses, malformed bodies, with latency) served before "
+            "each endpoint's healthy answer (its last 2xx answer, or chaos' otherwise), run them, and shrink the "
+            "first that breaks the "
+            "invariant to a minimal schedule with Hypothesis. It is printed and written to DIR as a scenario with "
+            "`xfail`. Exit 1 when a schedule broke the invariant, 0 when none of the budget did, 2 on invalid input."
+        ),
+    )
+    explore.add_argument("scenario_file", help="scenario file: its flow, parameters and endpoints")
+    explore.add_argument("--invariant", required=True, metavar="NAME",
+                         help="completes, no_data_loss, no_duplicates, bounded_calls:N or module:function")
+    explore.add_argument("--budget", type=int, default=100, metavar="N",
+                         help="schedules tried before shrinking (Hypothesis max_examples; default 100); shrinking "
+                              "adds at most --shrink-runs runs")
+    explore.add_argument("--out", required=True, metavar="DIR", help="folder to write the minimal scenario to")
+    explore.add_argument("--seed", type=int, default=0, help="the same seed finds the same schedule (default 0)")
+    explore.add_argument("--scenario", metavar="NAME", help="the document to explore (default: the file's first)")
+    explore.add_argument("--max-faults", type=int, default=8, metavar="N",
+                         help="faults per endpoint at most (default 8)")
+    explore.add_argument("--shrink-runs", type=int, default=100, metavar="N",
+                         help="flow runs shrinking may add (default 100)")
+    explore.add_argument("--shrink-seconds", type=float, default=60.0, metavar="SECONDS",
+                         help="wall-clock time shrinking may add (default 60)")
+    explore.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                         help="wall-clock limit of one run (default 60, 0 for none)")
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args.paths)
@@ -42,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     if args.command == "compare":
         return _compare(args)
+    if args.command == "explore":
+        return _explore(args)
     return _run(args.paths, args.json, args.real_time, args.verbose, args.timeout or None)
 
 
@@ -155,6 +185,66 @@ def _compare(args: argparse.Namespace) -> int:
         Path(args.html).parent.mkdir(parents=True, exist_ok=True)
         Path(args.html).write_text(compare_html(cells, policies, args.seeds))
     return EXIT_OK
+
+
+def _explore(args: argparse.Namespace) -> int:
+    import shlex
+    import time
+
+    from harness.explore import describe, explore, import_note, parse_invariant, write
+    from harness.runner import Session
+
+    try:
+        invariant = parse_invariant(args.invariant)
+    except ValueError as exc:
+        print(f"harness explore: --invariant: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.budget < 1 or args.max_faults < 1 or args.shrink_runs < 0:
+        print("harness explore: --budget and --max-faults must be at least 1, --shrink-runs at least 0",
+              file=sys.stderr)
+        return EXIT_INVALID
+    started = time.perf_counter()
+    session = Session(time_limit=args.timeout or None)
+    session.start()
+    try:
+        good, bad = _load([args.scenario_file])
+        if bad or not good:
+            return EXIT_INVALID
+        chosen = [s for s in good if args.scenario in (None, s.name)]
+        if not chosen:
+            names = ", ".join(repr(s.name) for s in good)
+            print(f"harness explore: no scenario named {args.scenario!r} in {args.scenario_file} (it holds {names})",
+                  file=sys.stderr)
+            return EXIT_INVALID
+        scenario = chosen[0]
+        others = ""
+        if args.scenario is None and len(good) > 1:
+            others = f" (document 1 of {len(good)}; pick another with --scenario)"
+        print(f"exploring {scenario.name!r}{others} for {invariant}")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the flows' own prints
+                found = explore(session, scenario, invariant, budget=args.budget, seed=args.seed,
+                                max_faults=args.max_faults, shrink_runs=args.shrink_runs,
+                                shrink_seconds=args.shrink_seconds)
+        except ValueError as exc:
+            print(f"harness explore: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+    finally:
+        session.close()
+    for line in describe(found):
+        print(line)
+    print(f"total {time.perf_counter() - started:.1f} s")
+    if found.finding is None:
+        return EXIT_OK
+    command = shlex.join(["harness", "explore", args.scenario_file, "--invariant", args.invariant,
+                          "--budget", str(args.budget), "--seed", str(args.seed),
+                          *(["--scenario", args.scenario] if args.scenario else [])])
+    path = write(found, args.out, command=command)
+    print(f"wrote {path}: commit it to keep this failure in CI (xfail), or fix the flow")
+    note = import_note(scenario, args.out)
+    if note:
+        print(note)
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":

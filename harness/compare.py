@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.model import Endpoint, Scenario
+from harness.model import Endpoint, Scenario, Step
 from harness.policies import Policy, can_succeed_on_retry
 from harness.runner import Outcome, Session
+
 
 @dataclass(frozen=True, slots=True)
 class Cell:
@@ -101,13 +102,21 @@ def wasted_calls(outcome: Outcome) -> int:
     return wasted
 
 
+def healthy_step(endpoint: Endpoint) -> Step:
+    """What the endpoint serves when nothing goes wrong: chaos' ``otherwise``, else its last plain 2xx answer."""
+    if endpoint.chaos is not None:
+        return endpoint.chaos.otherwise
+    answers = [s for s in endpoint.responses if not s.fault and not s.malformed and 200 <= (s.status or 200) < 300]
+    return answers[-1] if answers else endpoint.responses[-1]
+
+
 def fault_free(scenario: Scenario) -> Scenario:
-    """The scenario with every endpoint serving only its healthy answer (its last step, or chaos' otherwise)."""
-    endpoints = []
-    for e in scenario.endpoints:
-        healthy = e.chaos.otherwise if e.chaos is not None else e.responses[-1]
-        endpoints.append(Endpoint(request=e.request, responses=(healthy.model_copy(update={"latency": None, "times": 1}),)))
-    return scenario.model_copy(update={"endpoints": tuple(endpoints)})
+    """The scenario with every endpoint serving only its healthy answer, at once."""
+    endpoints = tuple(
+        Endpoint(request=e.request, responses=(healthy_step(e).model_copy(update={"latency": None, "times": 1}),))
+        for e in scenario.endpoints
+    )
+    return scenario.model_copy(update={"endpoints": endpoints})
 
 
 def _rows(value: Any) -> list[Any] | float | None:
@@ -140,7 +149,11 @@ def row_difference(observed: Any, baseline: Any) -> tuple[float, float] | None:
 
 
 def run_cell(
-    session: Session, scenario: Scenario, policy: Policy, seeds: Iterable[int], baseline: Any,
+    session: Session,
+    scenario: Scenario,
+    policy: Policy,
+    seeds: Iterable[int],
+    baseline: Any,
     tick: Callable[[], None] = lambda: None,
 ) -> Cell:
     """Run ``scenario`` under ``policy`` once per seed and summarise."""
@@ -187,7 +200,10 @@ def plan(scenarios: list[Scenario], seeds: int) -> list[tuple[Scenario, list[int
 
 
 def compare(
-    session: Session, scenarios: list[Scenario], policies: list[Policy], seeds: int,
+    session: Session,
+    scenarios: list[Scenario],
+    policies: list[Policy],
+    seeds: int,
     tick: Callable[[], None] = lambda: None,
 ) -> list[Cell]:
     """Every scenario x policy x seed; one ``Cell`` per scenario and policy."""

@@ -130,17 +130,28 @@ def violation(invariant: Invariant, outcome: Outcome) -> str | None:
 
 
 def _data_violation(kind: str, outcome: Outcome) -> str | None:
-    """Rows stored against rows served (``sqlite`` holds the stored keys, ``served`` the served ones)."""
-    stored = outcome.sqlite if isinstance(outcome.sqlite, list) else []
-    keys = [tuple(r) for r in stored]
-    if kind == "no_duplicates":
-        dupes = len(keys) - len(set(keys))
-        return None if not dupes else f"{dupes} duplicated row(s) stored"
-    served = outcome.served_rows
-    if served is None:
-        return None
-    missing = served - len(set(keys))
-    return None if missing <= 0 else f"{missing} of {served} served row(s) missing from the database"
+    """The rows the run stored (``sqlite``) against those a fault-free run of the scenario stores (``served_rows``).
+
+    Both are the data query's result: a count (one number) or rows. ``no_data_loss``
+    fails when rows of the fault-free run are missing, ``no_duplicates`` when rows
+    are stored more often than the fault-free run stores them.
+    """
+    from harness.compare import row_difference
+
+    served, stored = outcome.served_rows, outcome.sqlite
+    if isinstance(served, list) and stored is not None and not isinstance(stored, list):
+        stored = [[stored]]  # one row of one column comes back as a single value
+    diff = None if served is None else row_difference(stored, served)
+    if diff is None:
+        return (
+            f"cannot judge {kind}: a fault-free run of the scenario gave no rows to compare with; "
+            "name where the flow stores them with `expect.sqlite` (path, query)"
+        )
+    missing, extra = diff
+    total = len(served) if isinstance(served, list) else served
+    if kind == "no_data_loss":
+        return None if not missing else f"{missing:g} of the {total:g} row(s) a fault-free run stores are missing"
+    return None if not extra else f"{extra:g} row(s) stored beyond the {total:g} a fault-free run stores"
 
 
 def failure(scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch], policy: Any = None) -> ScenarioFailure:

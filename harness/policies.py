@@ -20,22 +20,35 @@ Retry conditions:
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib
+import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeFloat, NonNegativeInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, field_validator
+
+from harness._errors import HarnessError
 
 TASK_OPTIONS = ("retries", "retry_delay_seconds", "retry_jitter_factor", "retry_condition_fn", "timeout_seconds")
 TRANSIENT_FAULTS = {
-    "connect_timeout", "read_timeout", "write_timeout", "pool_timeout",
-    "connect_error", "connection_reset", "remote_protocol_error",
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+    "pool_timeout",
+    "connect_error",
+    "connection_reset",
+    "remote_protocol_error",
 }
 MAX_HONOURED_WAIT = 3600.0
+MAX_DELAYS = 50  # Prefect refuses a longer retry_delay_seconds list
+CONDITION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 def is_transient_status(status: int) -> bool:
@@ -71,7 +84,9 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     try:
         state.result()
     except httpx.HTTPStatusError as exc:
-        return is_transient_status(exc.response.status_code)
+        response = exc.response
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        return is_transient_status(response.status_code) or is_rate_limited(response.status_code, headers)
     except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError):
         return True
     except Exception:
@@ -80,9 +95,50 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
-    """Seconds a rate-limited answer asks the client to wait: ``Retry-After`` or ``x-ratelimit-reset``."""
-    headers = tuple(response.headers.items())
-    return _retry_after(_Answer(headers), time.time())
+    """Seconds a rate-limited answer asks the client to wait: ``Retry-After`` or ``x-ratelimit-reset``.
+
+    Both are measured from the answer's ``Date`` header when it has one (the
+    server's own clock, immune to the client's clock skew), else from now.
+    """
+    return _retry_after(tuple(response.headers.items()), time.time())
+
+
+def honouring_retry_after(condition: Callable[..., bool]) -> Callable[..., bool]:
+    """Production wrapper: when ``condition`` allows a retry, first wait what a 429/503 asks.
+
+    Prefect has no per-attempt delay; waiting inside the retry condition is the mechanism::
+
+        @task(retries=3, retry_condition_fn=honouring_retry_after(my_condition))
+    """
+
+    @functools.wraps(condition)
+    def wrapped(task: Any, task_run: Any, state: Any) -> bool:
+        if not condition(task, task_run, state):
+            return False
+        wait = _wait_asked(state)
+        if wait:
+            time.sleep(min(wait, MAX_HONOURED_WAIT))
+        return True
+
+    return wrapped
+
+
+def _wait_asked(state: Any) -> float | None:
+    try:
+        state.result()
+    except httpx.HTTPStatusError as exc:
+        return retry_after_seconds(exc.response)
+    except Exception:
+        return None
+    return None
+
+
+def wait_for_retry_after(task: Any, task_run: Any, state: Any) -> bool:
+    """Production retry condition: retry everything, first waiting what a 429/503 asks.
+
+    @task(retries=3, retry_condition_fn=wait_for_retry_after)
+    """
+    return honouring_retry_after(lambda *_: True)(task, task_run, state)
 
 
 def retry_on_transient_honouring_retry_after(task: Any, task_run: Any, state: Any) -> bool:
@@ -92,34 +148,35 @@ def retry_on_transient_honouring_retry_after(task: Any, task_run: Any, state: An
 
         @task(retries=3, retry_delay_seconds=1, retry_condition_fn=retry_on_transient_honouring_retry_after)
     """
-    try:
-        state.result()
-    except httpx.HTTPStatusError as exc:
-        if not is_transient_status(exc.response.status_code):
-            return False
-        wait = retry_after_seconds(exc.response)
-        if wait:
-            time.sleep(min(wait, MAX_HONOURED_WAIT))
-        return True
-    except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError):
-        return True
-    except Exception:
-        return False
-    return False
-
-
-class _Answer:
-    def __init__(self, headers: tuple[tuple[str, str], ...]) -> None:
-        self.headers = headers
+    return honouring_retry_after(retry_on_transient)(task, task_run, state)
 
 
 def _delays(value: Any) -> Any:
-    if isinstance(value, dict) and list(value) == ["exponential"]:
-        spec = value["exponential"]
-        if not isinstance(spec, dict) or not set(spec) <= {"base", "factor", "cap"} or "base" not in spec:
-            raise ValueError("exponential delays are {exponential: {base: seconds, factor: 2, cap: seconds}}")
-        return Exponential(**spec)
-    return value
+    if not isinstance(value, dict):
+        return value
+    if list(value) != ["exponential"]:
+        keys = ", ".join(map(str, value))
+        close = [k for k in value if isinstance(k, str) and _close(k, "exponential")]
+        hint = "; did you mean 'exponential'?" if close else ""
+        raise ValueError(
+            f"retry_delay_seconds is seconds (10), a list of seconds ([1, 5, 30]) or "
+            f"{{exponential: {{base: 1, factor: 2, cap: 30}}}}; got a mapping with {keys}{hint}"
+        )
+    spec = value["exponential"]
+    if not isinstance(spec, dict) or "base" not in spec:
+        raise ValueError(
+            f"exponential delays are {{exponential: {{base: seconds, factor: 2, cap: seconds}}}}, got {spec!r}"
+        )
+    unknown = [k for k in spec if k not in ("base", "factor", "cap")]
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} in exponential delays; expected base, factor, cap")
+    return Exponential(**spec)
+
+
+def _close(word: str, target: str) -> bool:
+    import difflib
+
+    return bool(difflib.get_close_matches(word, [target], n=1))
 
 
 class _Model(BaseModel):
@@ -134,7 +191,7 @@ class Exponential(_Model):
     cap: NonNegativeFloat | None = None
 
     def delays(self, retries: int) -> list[float]:
-        out = [self.base * self.factor**n for n in range(min(retries, 50))]  # Prefect allows 50 delays
+        out = [self.base * self.factor**n for n in range(min(retries, MAX_DELAYS))]
         return [min(d, self.cap) if self.cap is not None else d for d in out]
 
 
@@ -144,10 +201,11 @@ class Policy(_Model):
     name: str
     description: str = ""
     source: str = ""
-    tasks: str = "*"
+    tasks: Annotated[str, Field(min_length=1)] = "*"
     retries: NonNegativeInt | None = None
     retry_delay_seconds: Annotated[
-        NonNegativeFloat | list[NonNegativeFloat] | Exponential | None, BeforeValidator(_delays)
+        NonNegativeFloat | Annotated[list[NonNegativeFloat], Field(max_length=MAX_DELAYS)] | Exponential | None,
+        BeforeValidator(_delays),
     ] = None
     retry_jitter_factor: NonNegativeFloat | None = None
     retry_condition: str | None = None  # "transient" or "module:function"
@@ -156,22 +214,55 @@ class Policy(_Model):
     flow_retries: NonNegativeInt | None = None
     flow_retry_delay_seconds: NonNegativeFloat | None = None
 
+    @field_validator("retry_condition")
+    @classmethod
+    def _condition(cls, value: str | None) -> str | None:
+        if value is None or value == "transient" or CONDITION.fullmatch(value):
+            return value
+        hint = "did you mean 'transient'? " if _close(value, "transient") else ""
+        raise ValueError(
+            f"unknown retry condition {value!r}; {hint}give `transient` or a 'module:function' "
+            "taking (task, task_run, state), as Prefect's retry_condition_fn"
+        )
+
+    @field_validator("retry_delay_seconds")
+    @classmethod
+    def _exponential_needs_retries(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, Exponential) and info.data.get("retries") is None:
+            raise ValueError(
+                "exponential delays need `retries` beside them: Prefect takes one delay per retry "
+                "(retry_delay_seconds=[...]), so the list's length is the number of retries"
+            )
+        return value
+
     def changes_tasks(self) -> bool:
-        return any(
-            v is not None for v in (self.retries, self.retry_delay_seconds, self.retry_jitter_factor,
-                                    self.retry_condition, self.timeout_seconds)
-        ) or self.honour_retry_after
+        return (
+            any(
+                v is not None
+                for v in (
+                    self.retries,
+                    self.retry_delay_seconds,
+                    self.retry_jitter_factor,
+                    self.retry_condition,
+                    self.timeout_seconds,
+                )
+            )
+            or self.honour_retry_after
+        )
+
+    def delays(self) -> float | list[float] | None:
+        """``retry_delay_seconds`` as Prefect takes it: seconds, or one delay per retry."""
+        if isinstance(self.retry_delay_seconds, Exponential):
+            return self.retry_delay_seconds.delays(self.retries or 0)
+        return self.retry_delay_seconds
 
     def options_for(self, task: Any) -> dict[str, Any]:
         """The task options this policy sets on ``task`` (others keep the task's own)."""
         out: dict[str, Any] = {}
-        retries = self.retries if self.retries is not None else task.retries
         if self.retries is not None:
             out["retries"] = self.retries
-        if isinstance(self.retry_delay_seconds, Exponential):
-            out["retry_delay_seconds"] = self.retry_delay_seconds.delays(retries)
-        elif self.retry_delay_seconds is not None:
-            out["retry_delay_seconds"] = self.retry_delay_seconds
+        if self.retry_delay_seconds is not None:
+            out["retry_delay_seconds"] = self.delays()
         if self.retry_jitter_factor is not None:
             out["retry_jitter_factor"] = self.retry_jitter_factor
         if self.timeout_seconds is not None:
@@ -185,11 +276,8 @@ class Policy(_Model):
         parts = []
         if self.retries is not None:
             parts.append(f"retries={self.retries}")
-        if isinstance(self.retry_delay_seconds, Exponential):
-            e = self.retry_delay_seconds
-            parts.append(f"retry_delay_seconds={[_num(d) for d in e.delays(self.retries or 0)]}")
-        elif self.retry_delay_seconds is not None:
-            parts.append(f"retry_delay_seconds={_num(self.retry_delay_seconds)}")
+        if self.retry_delay_seconds is not None:
+            parts.append(f"retry_delay_seconds={_num(self.delays())}")
         if self.retry_jitter_factor is not None:
             parts.append(f"retry_jitter_factor={_num(self.retry_jitter_factor)}")
         condition = self._condition_name()
@@ -198,6 +286,8 @@ class Policy(_Model):
         if self.timeout_seconds is not None:
             parts.append(f"timeout_seconds={_num(self.timeout_seconds)}")
         text = f"@task({', '.join(parts)})" if parts else ""
+        if text and self.tasks != "*":
+            text += f" on tasks {self.tasks!r}"
         if self.flow_retries is not None:
             flow = f"retries={self.flow_retries}"
             if self.flow_retry_delay_seconds:
@@ -206,10 +296,12 @@ class Policy(_Model):
         return text
 
     def _condition_name(self) -> str | None:
+        """The name of the production condition in ``harness.policies`` that does what this one does."""
         if self.retry_condition == "transient":
             return "retry_on_transient_honouring_retry_after" if self.honour_retry_after else "retry_on_transient"
         if self.retry_condition:
-            return self.retry_condition.rsplit(":", 1)[-1]
+            name = self.retry_condition.rsplit(":", 1)[-1]
+            return f"honouring_retry_after({name})" if self.honour_retry_after else name
         return "wait_for_retry_after" if self.honour_retry_after else None
 
 
@@ -227,7 +319,7 @@ class CallLog:
         self.epoch_start = time.time()
 
     def epoch(self) -> float:
-        """Seconds since 1970 on the virtual clock (for ``x-ratelimit-reset``)."""
+        """Seconds since 1970 on the virtual clock (for ``x-ratelimit-reset`` without a ``Date``)."""
         return self.epoch_start + self.now()
 
     def last_served(self, task_run_id: Any) -> Any:
@@ -238,8 +330,6 @@ class CallLog:
 
 
 def _served_is_transient(call: Any) -> bool:
-    if call is None:
-        return True  # no call was made: the failure is the flow's own, retry as Prefect would
     if call.status is None:
         return call.served.split(" ")[0] in TRANSIENT_FAULTS or call.served.startswith("task timeout")
     if call.served.startswith("malformed"):
@@ -248,72 +338,140 @@ def _served_is_transient(call: Any) -> bool:
     return is_transient_status(call.status) or is_rate_limited(call.status, headers)
 
 
-def _retry_after(call: Any, epoch_now: float) -> float | None:
-    if call is None:
+def _epoch_of(value: str | None) -> float | None:
+    """An HTTP-date (``Wed, 21 Oct 2015 07:28:00 GMT``) as epoch seconds."""
+    if not value:
         return None
-    headers = {k.lower(): v for k, v in call.headers}
-    if "retry-after" in headers:
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _retry_after(headers: tuple[tuple[str, str], ...], epoch_now: float) -> float | None:
+    """Seconds the answer with ``headers`` asks to wait: ``Retry-After``, else ``x-ratelimit-reset``.
+
+    Times are measured from the answer's ``Date`` when it has one (the server's
+    clock, which is also what makes a scenario's figures independent of the
+    day it runs), else from ``epoch_now``.
+    """
+    h = {k.lower(): v.strip() for k, v in headers}
+    now = _epoch_of(h.get("date")) or epoch_now
+    if "retry-after" in h:
         try:
-            return max(float(headers["retry-after"]), 0.0)
+            return max(float(h["retry-after"]), 0.0)
         except ValueError:
-            return None
-    if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
+            at = _epoch_of(h["retry-after"])  # Retry-After may be an HTTP-date (RFC 9110)
+            return None if at is None else max(at - now, 0.0)
+    if h.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in h:
         try:
-            return max(float(headers["x-ratelimit-reset"]) - epoch_now, 0.0)
+            return max(float(h["x-ratelimit-reset"]) - now, 0.0)
         except ValueError:
             return None
     return None
 
 
-def make_condition(policy: Policy, log: CallLog) -> Callable[..., bool] | None:
-    """The retry condition of ``policy`` for one run, judging by that run's call log."""
+def _import_function(spec: str, near: Any) -> Callable[..., bool]:
+    """``module:function``, importable also beside the flow's own package (as the flow itself is)."""
+    module_name, _, name = spec.partition(":")
+    added = None
+    source = getattr(sys.modules.get(getattr(getattr(near, "fn", None), "__module__", "")), "__file__", None)
+    if source is not None:
+        depth = getattr(near.fn, "__module__", "").count(".") + 1
+        root = str(Path(source).resolve().parents[depth - 1])
+        if root not in sys.path:
+            added = root
+            sys.path.append(root)
+    try:
+        fn = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise HarnessError(f"retry condition {spec!r}: cannot import it: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if added is not None:
+            sys.path.remove(added)
+    if not callable(fn):
+        raise HarnessError(f"retry condition {spec!r} is a {type(fn).__name__}, not a function")
+    return fn  # type: ignore[no-any-return]
+
+
+def make_condition(policy: Policy, log: CallLog, flow: Any = None) -> Callable[..., bool] | None:
+    """The retry condition of ``policy`` for one run, judging by that run's call log.
+
+    ``transient`` judges by what the endpoint last served the task run (the
+    seed flows never call ``raise_for_status``, so the exception says nothing),
+    or by the exception when the run made no call. ``honour_retry_after`` waits,
+    on the run's clock, what that answer asked before allowing the retry.
+    """
     if policy.retry_condition is None and not policy.honour_retry_after:
         return None
     user: Callable[..., bool] | None = None
     if policy.retry_condition not in (None, "transient"):
-        module, _, name = str(policy.retry_condition).partition(":")
-        user = getattr(importlib.import_module(module), name)
+        user = _import_function(str(policy.retry_condition), flow)
 
     def condition(task: Any, task_run: Any, state: Any) -> bool:
         call = log.last_served(task_run.id)
         if policy.retry_condition == "transient":
-            allowed = _served_is_transient(call)
+            allowed = retry_on_transient(task, task_run, state) if call is None else _served_is_transient(call)
         elif user is not None:
             allowed = bool(user(task, task_run, state))
         else:
             allowed = True
-        if allowed and policy.honour_retry_after:
-            wait = _retry_after(call, log.epoch())
+        if allowed and policy.honour_retry_after and call is not None:
+            wait = _retry_after(call.headers, log.epoch())
             if wait:
                 log.sleep(min(wait, MAX_HONOURED_WAIT))
         return allowed
 
-    condition.__name__ = policy._condition_name() or "condition"
+    condition.__name__ = condition.__qualname__ = policy._condition_name() or "condition"
     return condition
 
 
 def tasks_of(flow: Any) -> list[Any]:
-    """The Prefect tasks defined in the module of ``flow``."""
-    import sys
+    """The Prefect tasks the flow's module can call: its own, and those of its package's modules it imports."""
+    from types import ModuleType
 
     from prefect import Task
 
-    module = sys.modules.get(flow.fn.__module__)
-    return [obj for obj in vars(module).values() if isinstance(obj, Task)] if module else []
+    module_name = flow.fn.__module__
+    module = sys.modules.get(module_name)
+    if module is None:
+        return []
+    package = module_name.split(".")[0]
+    found: dict[int, Any] = {}
+    namespaces = [vars(module)] + [
+        vars(m)
+        for m in vars(module).values()
+        if isinstance(m, ModuleType) and m.__name__.split(".")[0] == package and m is not module
+    ]
+    for namespace in namespaces:
+        for obj in namespace.values():
+            if isinstance(obj, Task):
+                found.setdefault(id(obj), obj)
+    return list(found.values())
 
 
 @contextmanager
 def applied(policy: Policy | None, flow: Any, log: CallLog) -> Iterator[Any]:
-    """Set ``policy``'s options on the flow's tasks for one run; yields the flow to call."""
+    """Set ``policy``'s options on the flow's tasks for one run; yields the flow to call.
+
+    The flow's own task objects are changed in place (so the flow runs as it
+    is, without editing it) and restored afterwards, also when the run raises.
+    """
     if policy is None:
         yield flow
         return
     saved: list[tuple[Any, dict[str, Any]]] = []
-    condition = make_condition(policy, log)
+    condition = make_condition(policy, log, flow)
+    tasks = tasks_of(flow)
+    matched = [t for t in tasks if fnmatch.fnmatchcase(t.name, policy.tasks)]
+    if policy.changes_tasks() and not matched and policy.tasks != "*":
+        names = ", ".join(sorted({t.name for t in tasks})) or "none found"
+        raise HarnessError(
+            f"strategy {policy.name!r}: tasks {policy.tasks!r} matches no task of flow {flow.name!r} "
+            f"(its tasks: {names})"
+        )
     try:
-        for task in tasks_of(flow):
-            if not fnmatch.fnmatchcase(task.name, policy.tasks):
-                continue
+        for task in matched:
             options = policy.options_for(task)
             if condition is not None:
                 options["retry_condition_fn"] = condition
@@ -340,23 +498,32 @@ PRESETS: dict[str, Policy] = {
         Policy(name="as_written", description="the flow's own settings, unchanged"),
         Policy(name="no_retries", description="no task retries", retries=0),
         Policy(
-            name="fixed", description="three retries, ten seconds apart", retries=3, retry_delay_seconds=10,
+            name="fixed",
+            description="three retries, ten seconds apart",
+            retries=3,
+            retry_delay_seconds=10,
         ),
         Policy(
             name="exponential_jitter",
             description="four retries, exponential backoff from 1 s (cap 30 s), jitter 0.5",
-            retries=4, retry_delay_seconds={"exponential": {"base": 1, "factor": 2, "cap": 30}},
+            retries=4,
+            retry_delay_seconds=Exponential(base=1, factor=2, cap=30),
             retry_jitter_factor=0.5,
         ),
         Policy(
             name="transient",
             description="three retries, only of transient errors (5xx, 429, timeouts, connection errors), 1 s apart",
-            retries=3, retry_delay_seconds=1, retry_condition="transient",
+            retries=3,
+            retry_delay_seconds=1,
+            retry_condition="transient",
         ),
         Policy(
             name="transient_retry_after",
             description="as transient, and waits Retry-After / x-ratelimit-reset before a retry",
-            retries=3, retry_delay_seconds=1, retry_condition="transient", honour_retry_after=True,
+            retries=3,
+            retry_delay_seconds=1,
+            retry_condition="transient",
+            honour_retry_after=True,
         ),
         Policy(
             name="temporal",
@@ -365,13 +532,15 @@ PRESETS: dict[str, Policy] = {
                 "maximum interval 100 x initial; maximum attempts unlimited, bounded here to 10 attempts"
             ),
             source="docs.temporal.io/encyclopedia/retry-policies (Temporal Server 1.x; SDK RetryPolicy defaults)",
-            retries=9, retry_delay_seconds={"exponential": {"base": 1, "factor": 2, "cap": 100}},
+            retries=9,
+            retry_delay_seconds=Exponential(base=1, factor=2, cap=100),
         ),
         Policy(
             name="dagster",
             description="Dagster's RetryPolicy(): max_retries=1, no delay, no backoff, no jitter",
             source="docs.dagster.io, dagster._core.definitions.policy.RetryPolicy (dagster 1.x)",
-            retries=1, retry_delay_seconds=0,
+            retries=1,
+            retry_delay_seconds=0,
         ),
         Policy(
             name="airflow",
@@ -379,41 +548,117 @@ PRESETS: dict[str, Policy] = {
                 "Airflow's defaults: retries from core.default_task_retries = 0, retry_delay 300 s, "
                 "retry_exponential_backoff off; with 0 retries it never retries"
             ),
-            source="Airflow configuration reference [core] default_task_retries; BaseOperator retry_delay (Airflow 2.x/3.x)",
-            retries=0, retry_delay_seconds=300,
+            source=(
+                "Airflow configuration reference [core] default_task_retries; "
+                "BaseOperator retry_delay (Airflow 2.x/3.x)"
+            ),
+            retries=0,
+            retry_delay_seconds=300,
         ),
         Policy(
             name="airflow_retries_3",
             description="Airflow's retry_delay default (300 s, constant) with retries=3, as DAG authors commonly set",
             source="Airflow BaseOperator defaults (Airflow 2.x/3.x) with retries=3",
-            retries=3, retry_delay_seconds=300,
+            retries=3,
+            retry_delay_seconds=300,
         ),
         Policy(
             name="polly",
-            description="Polly v8 RetryStrategyOptions defaults: 3 retries, constant 2 s delay, no jitter, every exception",
+            description=(
+                "Polly v8 RetryStrategyOptions defaults: 3 retries, constant 2 s delay, no jitter, every exception"
+            ),
             source="pollydocs.org, Polly.Retry.RetryStrategyOptions (Polly.Core 8.x)",
-            retries=3, retry_delay_seconds=2,
+            retries=3,
+            retry_delay_seconds=2,
         ),
     ]
 }
 
 
 def load_policies(path: str | Path) -> dict[str, Policy]:
-    """Named strategies from a YAML file: ``strategies: {name: {retries: 3, ...}}``."""
+    """Named strategies from a YAML file: ``strategies: {name: {retries: 3, ...}}``.
+
+    Raises ``ScenarioError`` (a ``ValueError``) naming the file, line and field
+    of the first thing wrong, with the offending lines, as the scenario loader does.
+    """
     import yaml
     from pydantic import ValidationError
 
-    data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, dict) or not isinstance(data.get("strategies"), dict):
-        raise ValueError(f"{path}: expected a mapping with a `strategies:` mapping of named strategies")
-    out = {}
-    for name, options in data["strategies"].items():
+    from harness._errors import Problem, ScenarioError
+    from harness._yaml import LineDict, load_documents
+    from harness.loader import _yaml_problem, field_path, line_at, read_text, short_repr, snippet, yaml_type
+    from harness.model import did_you_mean
+
+    path = Path(path)
+    text = read_text(path)
+
+    def problem(loc: tuple[str | int, ...], message: str, line: int | None = None) -> ScenarioError:
+        line = line or line_at(raw, loc) or 1
+        return ScenarioError([Problem(path, line, field_path(loc), message, snippet=snippet(text, line))])
+
+    try:
+        docs = load_documents(text, str(path))
+    except yaml.YAMLError as exc:
+        raise ScenarioError([_yaml_problem(exc, path, text)]) from None
+    raw: Any = docs[0][1] if len(docs) == 1 else None
+    if len(docs) != 1 or not isinstance(raw, LineDict) or "strategies" not in raw:
+        raise ScenarioError(
+            [
+                Problem(
+                    path,
+                    docs[0][0] if docs else 1,
+                    "",
+                    "a strategies file is one YAML document with a `strategies:` mapping of named strategies, "
+                    "e.g. `strategies: {patient: {retries: 5, retry_delay_seconds: 10}}`",
+                    snippet=snippet(text, docs[0][0] if docs else 1),
+                )
+            ]
+        )
+    extra = [k for k in raw if k != "strategies"]
+    if extra:
+        raise problem((extra[0],), f"unknown key {extra[0]!r}; a strategies file holds only `strategies:`")
+    strategies = raw["strategies"]
+    if not isinstance(strategies, LineDict) or not strategies:
+        raise problem(
+            ("strategies",),
+            f"expected a mapping of named strategies, got {short_repr(strategies)} ({yaml_type(strategies)})",
+        )
+    for key, line, first in strategies.duplicates:
+        raise problem(("strategies", key), f"duplicate strategy {key!r} (first on line {first}); keep one", line)
+    fields = [f for f in Policy.model_fields if f != "name"]
+    out: dict[str, Policy] = {}
+    for name, options in strategies.items():
+        if not isinstance(name, str):
+            raise problem(("strategies", name), f"strategy names are strings, got {name!r}; quote it")
+        if options is None:
+            if name not in PRESETS:
+                raise problem(
+                    ("strategies", name),
+                    f"unknown strategy {name!r}{did_you_mean(name, tuple(PRESETS))}; "
+                    "or give its options (retries, retry_delay_seconds, ...) to define it here",
+                )
+            out[name] = PRESETS[name]
+            continue
+        if not isinstance(options, dict):
+            raise problem(
+                ("strategies", name), f"expected a mapping of options, got {short_repr(options)} ({yaml_type(options)})"
+            )
+        for key in options:
+            if key not in fields:
+                raise problem(("strategies", name, key), f"unknown key {key!r}{did_you_mean(str(key), fields)}")
         try:
-            out[name] = Policy.model_validate({"name": name, **(options or {})})
+            out[name] = Policy.model_validate({**options, "name": name})
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ValueError(f"{path}: strategies.{name}.{where}: {first['msg']}") from None
+            err = exc.errors()[0]
+            loc = (
+                "strategies",
+                name,
+                *(p for p in err["loc"] if not isinstance(p, str) or p in fields or isinstance(p, int)),
+            )
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] not in ("value_error",):
+                message += f"; got {short_repr(err.get('input'))} ({yaml_type(err.get('input'))})"
+            raise problem(loc[:4], message) from None
     return out
 
 

@@ -32,7 +32,7 @@ from harness._guard import NetworkGuard
 from harness.clock import Clock
 from harness.injector import Call, Injector
 from harness.loader import resolve_flow
-from harness.model import Scenario
+from harness.model import Expect, Scenario, SqliteExpect
 from harness.policies import CallLog, Policy, applied
 from harness.server import PrefectServer
 
@@ -79,7 +79,7 @@ class Outcome:
     seed: int = 0
     blocked: tuple[str, ...] = ()  # connections outside httpx the network guard refused
     waited_s: float = 0.0  # virtual seconds spent waiting (delays, latency, timeouts), no compute
-    served_rows: int | None = None  # rows a fault-free run stores, when an invariant needs them
+    served_rows: Any = None  # the data query's result (a count or rows) in a fault-free run, for data invariants
 
     @property
     def unmatched(self) -> tuple[Call, ...]:
@@ -100,6 +100,7 @@ class Session:
         self.server: PrefectServer | None = None
         self._stack = contextlib.ExitStack()
         self._ready = False
+        self._served: dict[str, Any] = {}
 
     def start(self) -> None:
         """Start the server in the background; safe to call more than once."""
@@ -187,7 +188,23 @@ class Session:
             virtual = clock.now()
             sqlite_value, sqlite_error = _query(workdir, scenario)
         outcome = _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error)
-        return dataclasses.replace(outcome, blocked=tuple(guard.blocked), waited_s=clock.skipped)
+        served = self._served_rows(scenario, policy) if _judges_data(scenario) else None
+        return dataclasses.replace(outcome, blocked=tuple(guard.blocked), waited_s=clock.skipped, served_rows=served)
+
+    def _served_rows(self, scenario: Scenario, policy: Policy | None) -> Any:
+        """The data query's result in a fault-free run of ``scenario`` (run once per session, then cached)."""
+        from harness.compare import fault_free
+
+        spec = data_query(scenario)
+        if spec is None:
+            return None
+        baseline = fault_free(scenario).model_copy(update={"expect": Expect(sqlite=spec), "strategies": {}})
+        key = repr((str(scenario.path.parent), baseline.flow, baseline.parameters, baseline.seed,
+                    baseline.endpoints, spec, policy))
+        if key not in self._served:
+            outcome = self.run(baseline, policy=policy)
+            self._served[key] = None if outcome.sqlite_error else outcome.sqlite
+        return self._served[key]
 
 
 class _Hung(BaseException):
@@ -295,8 +312,27 @@ def _outcome(
     )
 
 
+DATA_INVARIANTS = ("no_data_loss", "no_duplicates")
+
+
+def _judges_data(scenario: Scenario) -> bool:
+    return any(inv.kind in DATA_INVARIANTS for inv in scenario.expect.invariants)
+
+
+def data_query(scenario: Scenario) -> SqliteExpect | None:
+    """Where the rows a flow stores are read: ``expect.sqlite``, or for ``cfpb_etl`` its complaint count."""
+    if scenario.expect.sqlite is not None:
+        return scenario.expect.sqlite
+    from harness.flows import BUILTIN_FLOWS
+
+    if BUILTIN_FLOWS.get(scenario.flow, scenario.flow) == BUILTIN_FLOWS["cfpb_etl"]:
+        path = str(scenario.parameters.get("db_path", "cfpbcomplaints.db"))
+        return SqliteExpect(path=path, query="SELECT COUNT(*) FROM complaint", equals=None)
+    return None
+
+
 def _query(workdir: Path, scenario: Scenario) -> tuple[Any, str | None]:
-    spec = scenario.expect.sqlite
+    spec = data_query(scenario) if _judges_data(scenario) else scenario.expect.sqlite
     if spec is None:
         return None, None
     db = workdir / spec.path

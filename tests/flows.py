@@ -162,3 +162,16 @@ def where_am_i() -> str:
 def cwd_flow() -> str:
     """Returns the working directory the flow ran in, after leaving a file there."""
     return where_am_i()
+
+
+@task
+def fetch_status(url: str) -> int:
+    response = httpx.get(url)
+    response.raise_for_status()
+    return response.status_code
+
+
+@flow
+def fetch_with_retries(url: str, retries: int = 0) -> int:
+    """``fetch_status`` with ``retries`` chosen per run (``Task.with_options``), for property tests."""
+    return fetch_status.with_options(retries=retries)(url)

@@ -1,0 +1,389 @@
+"""Fault search: the smallest fault schedule that breaks an invariant of a flow.
+
+A scenario supplies the flow, its parameters and its endpoints; each
+endpoint's healthy answer is the one ``harness.compare.fault_free`` serves
+(chaos' ``otherwise``, else its last 2xx answer, else its last step).
+``explore`` draws *schedules* with Hypothesis: per endpoint, a list of faults
+(``harness.generators.faulty_steps``: transport faults, error statuses,
+malformed bodies, with latency) served before the healthy answer. It runs each schedule on the real engine, stops at the
+first that breaks the invariant and shrinks it with Hypothesis' own shrinker
+(``hypothesis.find``) to a minimal schedule. ``write`` turns that into a
+scenario file whose ``expect`` states the invariant and whose ``xfail`` names
+the violation: committed, it keeps CI green while the flow is broken and
+XPASSes (strict) the day it is fixed.
+
+Reproducible: no example database and a fixed seed, so the same seed finds the
+same schedule. ``budget`` (Hypothesis' ``max_examples``) bounds the schedules
+tried before the first violation; shrinking then runs at most ``shrink_runs``
+more flow runs or ``shrink_seconds``, whichever comes first. A schedule is run
+once: Hypothesis often proposes one again, and its verdict is remembered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from random import Random
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, Phase, Verbosity, find, settings
+from hypothesis import strategies as st
+from hypothesis.errors import NoSuchExample
+from pydantic import ValidationError
+
+from harness import generators
+from harness._errors import shown
+from harness.compare import fault_free
+from harness.expectations import plain, violation
+from harness.model import Expect, Invariant, Scenario, Step
+from harness.runner import DATA_INVARIANTS, Outcome, Session, data_query
+
+# Per endpoint, in declared order: the faulty steps served before its healthy answer.
+Schedule = tuple[tuple[dict[str, Any], ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A minimal schedule that breaks the invariant, as a scenario, with what it broke."""
+
+    schedule: Schedule
+    scenario: Scenario
+    document: dict[str, Any]  # the scenario as YAML writes it
+    violation: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Exploration:
+    """What a search did: the finding (None when the budget found nothing), counts and times."""
+
+    source: Scenario
+    invariant: Invariant
+    seed: int
+    budget: int
+    finding: Finding | None
+    tried: int  # schedules drawn before the first violation (all of them when none was found)
+    runs: int  # flow runs those took: a schedule drawn again is not run again
+    search_s: float
+    shrink_runs: int
+    shrink_s: float
+    shrink_capped: bool  # shrinking stopped at its cap: the schedule is small, perhaps not minimal
+
+    @property
+    def rate(self) -> float:
+        """Schedules tried per second, before shrinking."""
+        return self.tried / self.search_s if self.search_s else 0.0
+
+
+def parse_invariant(text: str) -> Invariant:
+    """``completes``, ``no_data_loss``, ``no_duplicates``, ``bounded_calls:N`` or ``module:function``."""
+    name, _, bound = text.partition(":")
+    if name == "bounded_calls":
+        if not bound.isdigit():
+            raise ValueError(f"bounded_calls needs a whole number of calls, e.g. bounded_calls:4; got {text!r}")
+        value: Any = {"bounded_calls": int(bound)}
+    else:
+        value = text
+    try:
+        return Expect.model_validate({"invariants": [value]}).invariants[0]
+    except ValidationError as exc:
+        raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+class _Search:
+    """Runs schedules for Hypothesis, once each, and counts what the search and the shrinking spent."""
+
+    def __init__(
+        self,
+        session: Session,
+        source: Scenario,
+        invariant: Invariant,
+        shrink_runs: int,
+        shrink_seconds: float,
+    ) -> None:
+        self.session, self.source, self.invariant = session, source, invariant
+        self.healthy = [e.responses[0] for e in fault_free(source).endpoints]
+        self.shrink_runs, self.shrink_seconds = shrink_runs, shrink_seconds
+        self.verdicts: dict[str, tuple[str | None, Outcome]] = {}
+        self.started = time.perf_counter()
+        self.found_at: float | None = None
+        self.tried = self.runs = self.shrunk = 0
+        self.capped = False
+
+    def judge(self, schedule: Schedule) -> tuple[str | None, Outcome] | None:
+        """The violation (None when the invariant holds) and the outcome; None when out of shrinking budget."""
+        key = json.dumps(schedule, sort_keys=True)
+        if key not in self.verdicts:
+            if self.found_at is not None:
+                if self.shrunk >= self.shrink_runs or time.perf_counter() - self.found_at >= self.shrink_seconds:
+                    self.capped = True
+                    return None  # never run, so never taken as smaller
+                self.shrunk += 1
+            else:
+                self.runs += 1
+            outcome = self.session.run(
+                _validated(_document(self.source, self.invariant, self.healthy, schedule), self.source)
+            )
+            self.verdicts[key] = (violation(self.invariant, outcome), outcome)
+        return self.verdicts[key]
+
+    def breaks(self, drawn: Any) -> bool:
+        """Hypothesis' condition: does this schedule break the invariant?"""
+        if self.found_at is None:
+            self.tried += 1
+        verdict = self.judge(tuple(tuple(faults) for faults in drawn))
+        if verdict is None or verdict[0] is None:
+            return False
+        if self.found_at is None:
+            self.found_at = time.perf_counter()
+        return True
+
+
+def explore(
+    session: Session,
+    scenario: Scenario,
+    invariant: Invariant,
+    *,
+    budget: int = 100,
+    seed: int = 0,
+    max_faults: int = generators.MAX_FAULTS,
+    shrink_runs: int = 100,
+    shrink_seconds: float = 60.0,
+) -> Exploration:
+    """Search fault schedules of ``scenario`` for the smallest that breaks ``invariant``.
+
+    Raises ``ValueError`` when the scenario cannot be searched: no endpoints,
+    no rows to judge a data invariant by, a request it does not declare, or
+    the invariant broken already without any fault.
+    """
+    if not scenario.endpoints:
+        raise ValueError(f"scenario {scenario.name!r} declares no endpoints: there is nowhere to inject faults")
+    if invariant.kind in DATA_INVARIANTS and data_query(scenario) is None:
+        raise ValueError(
+            f"{invariant} compares the rows stored with a fault-free run's: give scenario {scenario.name!r} "
+            "`expect.sqlite` (path and query of the rows the flow stores)"
+        )
+    search = _Search(session, scenario, invariant, shrink_runs, shrink_seconds)
+    fault_free_run = search.judge(tuple(() for _ in search.healthy))
+    assert fault_free_run is not None
+    problem, outcome = fault_free_run
+    search.started = time.perf_counter()  # the search's speed, without the server's start-up
+    undeclared = sorted({f"{c.method} {c.url}" for c in outcome.unmatched}) + list(outcome.blocked)
+    if undeclared:
+        raise ValueError(
+            f"scenario {scenario.name!r} sends requests it does not declare ({', '.join(undeclared)}): "
+            "declare every endpoint the flow calls before searching"
+        )
+    if problem is not None:
+        raise ValueError(
+            f"scenario {scenario.name!r} breaks {invariant} without any fault ({problem}): "
+            "its healthy answers (each endpoint's last step) must satisfy the invariant first"
+        )
+    strategy = st.tuples(*(generators.schedules(max_faults=max_faults) for _ in search.healthy))
+    options = settings(
+        max_examples=budget,
+        database=None,
+        derandomize=False,
+        deadline=None,
+        phases=(Phase.generate, Phase.shrink),
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+    )
+    try:
+        drawn = find(strategy, search.breaks, settings=options, random=Random(seed))
+    except NoSuchExample:
+        drawn = None
+    done = time.perf_counter()
+    finding = None
+    if drawn is not None:
+        schedule: Schedule = tuple(tuple(faults) for faults in drawn)
+        problem, outcome = search.verdicts[json.dumps(schedule, sort_keys=True)]
+        assert problem is not None
+        document = _document(
+            scenario, invariant, search.healthy, schedule, xfail=f"{invariant}: {problem}", rows=outcome.served_rows
+        )
+        finding = Finding(schedule, _validated(document, scenario), document, problem, outcome)
+    found_at = search.found_at or done
+    return Exploration(
+        source=scenario,
+        invariant=invariant,
+        seed=seed,
+        budget=budget,
+        finding=finding,
+        tried=search.tried,
+        runs=search.runs,
+        search_s=found_at - search.started,
+        shrink_runs=search.shrunk,
+        shrink_s=done - found_at,
+        shrink_capped=search.capped,
+    )
+
+
+def _validated(document: dict[str, Any], source: Scenario) -> Scenario:
+    scenario = Scenario.model_validate(document)
+    scenario._path = source.path  # a flow module beside the source file imports as it does there
+    scenario._line = source.line
+    return scenario
+
+
+def _document(
+    source: Scenario,
+    invariant: Invariant,
+    healthy: Sequence[Step],
+    schedule: Schedule,
+    xfail: str | None = None,
+    rows: Any = None,
+) -> dict[str, Any]:
+    """The scenario of one schedule, as YAML writes it."""
+    doc: dict[str, Any] = {
+        "name": f"{source.name}: minimal schedule breaking {invariant}",
+        "description": (
+            f"Found by `harness explore` from {shown(source.path)}:{source.line}: the smallest fault schedule, "
+            f"served before each endpoint's healthy answer, that breaks `{invariant}`. Committed with `xfail` it "
+            "passes while the flow fails this way; when the flow is fixed it XPASSes (strict): remove `xfail` "
+            "and keep it as a regression test."
+        ),
+        "flow": source.flow,
+    }
+    if source.parameters:
+        doc["parameters"] = plain(source.parameters)  # the loader's line-keeping containers, as plain YAML
+    doc["seed"] = source.seed
+    if xfail is not None:
+        doc["xfail"] = xfail
+    doc["endpoints"] = [
+        {"request": e.request.text, "responses": [*_runs(faults), step_yaml(answer)]}
+        for e, faults, answer in zip(source.endpoints, schedule, healthy, strict=True)
+    ]
+    expect: dict[str, Any] = {"invariants": [invariant_yaml(invariant)]}
+    if invariant.kind in DATA_INVARIANTS and source.expect.sqlite is not None:
+        spec = source.expect.sqlite  # where the rows are; `equals`, the fault-free rows, says what is lost
+        expect["sqlite"] = {"path": spec.path, "query": spec.query, "equals": plain(rows)}
+    doc["expect"] = expect
+    return doc
+
+
+def _runs(faults: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive equal steps as one step with ``times``."""
+    out: list[dict[str, Any]] = []
+    for step in faults:
+        last = out[-1] if out else None
+        if last is not None and {k: v for k, v in last.items() if k != "times"} == step:
+            last["times"] = last.get("times", 1) + 1
+        else:
+            out.append(dict(step))
+    return out
+
+
+def step_yaml(step: Step) -> dict[str, Any]:
+    """A ``Step`` as a scenario writes it (``times`` dropped: the healthy answer repeats for ever)."""
+    out: dict[str, Any] = {}
+    for key in ("fault", "malformed", "status"):
+        if getattr(step, key) is not None:
+            out[key] = getattr(step, key)
+    if step.headers:
+        out["headers"] = dict(step.headers)
+    for key in ("json", "text", "body_base64"):
+        if step.has(key):
+            out[key] = plain(step.json_) if key == "json" else getattr(step, key)
+    if step.latency is not None:
+        lat = step.latency
+        out["latency"] = (
+            lat.a
+            if lat.kind == "fixed"
+            else {"uniform": [lat.a, lat.b]}
+            if lat.kind == "uniform"
+            else {"lognormal": {"median": lat.a, "sigma": lat.b}}
+        )
+    return out
+
+
+def invariant_yaml(invariant: Invariant) -> Any:
+    return {"bounded_calls": invariant.bound} if invariant.kind == "bounded_calls" else invariant.kind
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # write shared bodies out in full, never as &id001 anchors
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)  # indent lists under their key, as the scenario library does
+
+    def write_plain(self, text: str, split: bool = True) -> None:
+        super().write_plain(text, split=False)  # a request line stays on one line; only prose folds
+
+
+class _Prose(str):
+    """A string written folded (``>-``), as the library writes descriptions."""
+
+
+_Dumper.add_representer(_Prose, lambda d, text: d.represent_scalar("tag:yaml.org,2002:str", text, style=">"))
+
+
+def dump(document: dict[str, Any]) -> str:
+    """A scenario document as YAML: block style, with steps and small mappings on one line."""
+    if "description" in document:
+        document = {**document, "description": _Prose(document["description"])}
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=None, allow_unicode=True, width=100)
+
+
+def write(exploration: Exploration, out: str | Path, command: str = "") -> Path:
+    """Write the finding as ``OUT/<scenario>--<invariant>.yaml`` and return its path."""
+    finding = exploration.finding
+    if finding is None:
+        raise ValueError("nothing to write: the search found no schedule that breaks the invariant")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{_slug(exploration.source.name)}--{_slug(str(exploration.invariant))}.yaml"
+    header = [
+        f"# {command or 'harness explore'}",
+        f"# seed {exploration.seed}: {exploration.tried} schedule(s) tried before this one broke "
+        f"{exploration.invariant}, then shrunk in {exploration.shrink_runs} run(s).",
+    ]
+    path.write_text("\n".join(header) + "\n" + dump(finding.document))
+    return path
+
+
+def import_note(source: Scenario, out: str | Path) -> str | None:
+    """A warning when the flow's module sits beside the source file, where a scenario in ``out`` cannot import it."""
+    module, colon, _ = source.flow.partition(":")
+    top = module.split(".")[0]
+    folder = source.path.parent
+    if not colon or not ((folder / top).is_dir() or (folder / f"{top}.py").is_file()):
+        return None
+    if Path(out).resolve() == folder.resolve():
+        return None
+    return (
+        f"note: flow {source.flow!r} imports from beside {shown(source.path)}; a scenario in {out} cannot import it: "
+        f"move the file next to {shown(source.path)}, or make {top!r} importable (installed, or on PYTHONPATH)"
+    )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "scenario"
+
+
+def describe(exploration: Exploration) -> list[str]:
+    """The search's counts and speed, then the minimal schedule endpoint by endpoint."""
+    e = exploration
+    lines = [
+        f"searched {e.tried} schedule(s) in {e.search_s:.1f} s ({e.rate:.1f} schedules/s, {e.runs} flow runs; "
+        f"budget {e.budget}, seed {e.seed})"
+    ]
+    if e.finding is None:
+        lines.append(f"no schedule broke {e.invariant}")
+        return lines
+    capped = " (stopped at its cap: small, perhaps not minimal)" if e.shrink_capped else ""
+    lines.append(f"shrunk in {e.shrink_runs} run(s), {e.shrink_s:.1f} s{capped}")
+    lines.append(f"{e.invariant} broken: {e.finding.violation}")
+    lines.append("minimal schedule, before each endpoint's healthy answer:")
+    for endpoint, faults in zip(e.source.endpoints, e.finding.schedule, strict=True):
+        steps = _runs(faults)
+        shown_steps = ", ".join(dump(s).strip() for s in steps) if steps else "nothing (healthy from the first call)"
+        lines.append(f"  {endpoint.request.text}: {shown_steps}")
+    return lines
