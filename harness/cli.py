@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "each endpoint's healthy answer (its last 2xx answer, or chaos' otherwise), run them, and shrink the "
             "first that breaks the "
             "invariant to a minimal schedule with Hypothesis. It is printed and written to DIR as a scenario with "
-            "`xfail`. Exit 1 when a schedule broke the invariant, 0 when none of the budget did, 2 on invalid input."
+            "`xfail`. Exit 1 when a schedule broke the invariant, 0 when none of the budget did, 2 when the scenario "
+            "cannot be searched (invalid, or a run could not finish)."
         ),
     )
     explore.add_argument("scenario_file", help="scenario file: its flow, parameters and endpoints")
@@ -191,6 +192,7 @@ def _explore(args: argparse.Namespace) -> int:
     import shlex
     import time
 
+    from harness._errors import HarnessError
     from harness.explore import describe, explore, import_note, parse_invariant, write
     from harness.runner import Session
 
@@ -226,8 +228,9 @@ def _explore(args: argparse.Namespace) -> int:
                 found = explore(session, scenario, invariant, budget=args.budget, seed=args.seed,
                                 max_faults=args.max_faults, shrink_runs=args.shrink_runs,
                                 shrink_seconds=args.shrink_seconds)
-        except ValueError as exc:
-            print(f"harness explore: {exc}", file=sys.stderr)
+        except (ValueError, HarnessError) as exc:
+            notes = "".join(f"\n  {note}" for note in getattr(exc, "__notes__", ()))
+            print(f"harness explore: {exc}{notes}", file=sys.stderr)
             return EXIT_INVALID
     finally:
         session.close()
@@ -236,9 +239,11 @@ def _explore(args: argparse.Namespace) -> int:
     print(f"total {time.perf_counter() - started:.1f} s")
     if found.finding is None:
         return EXIT_OK
+    options = [("--scenario", args.scenario, None), ("--max-faults", args.max_faults, 8),
+               ("--shrink-runs", args.shrink_runs, 100)]
     command = shlex.join(["harness", "explore", args.scenario_file, "--invariant", args.invariant,
                           "--budget", str(args.budget), "--seed", str(args.seed),
-                          *(["--scenario", args.scenario] if args.scenario else [])])
+                          *(x for name, value, default in options if value != default for x in (name, str(value)))])
     path = write(found, args.out, command=command)
     print(f"wrote {path}: commit it to keep this failure in CI (xfail), or fix the flow")
     note = import_note(scenario, args.out)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +34,17 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, Phase, Verbosity, find, settings
 from hypothesis import strategies as st
-from hypothesis.errors import NoSuchExample
+from hypothesis.errors import HypothesisDeprecationWarning, NoSuchExample
 from pydantic import ValidationError
 
 from harness import generators
-from harness._errors import shown
+from harness._errors import HarnessError, shown
 from harness.compare import fault_free
 from harness.expectations import plain, violation
 from harness.model import Expect, Invariant, Scenario, Step
 from harness.runner import DATA_INVARIANTS, Outcome, Session, data_query
+
+RANDOM_WARNING = "Do not use the `random` module inside strategies"
 
 # Per endpoint, in declared order: the faulty steps served before its healthy answer.
 Schedule = tuple[tuple[dict[str, Any], ...], ...]
@@ -95,6 +98,13 @@ def parse_invariant(text: str) -> Invariant:
         raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
+class _Aborted(BaseException):
+    """Stops Hypothesis at once (it shrinks towards an ``Exception``, never a ``BaseException``)."""
+
+    def __init__(self, error: HarnessError) -> None:
+        self.error = error
+
+
 class _Search:
     """Runs schedules for Hypothesis, once each, and counts what the search and the shrinking spent."""
 
@@ -126,9 +136,13 @@ class _Search:
                 self.shrunk += 1
             else:
                 self.runs += 1
-            outcome = self.session.run(
-                _validated(_document(self.source, self.invariant, self.healthy, schedule), self.source)
-            )
+            try:
+                outcome = self.session.run(
+                    _validated(_document(self.source, self.invariant, self.healthy, schedule), self.source)
+                )
+            except HarnessError as exc:  # a hung run, say: stop the search, never shrink towards it
+                exc.add_note(f"while running the schedule {schedule!r}")
+                raise _Aborted(exc) from exc
             self.verdicts[key] = (violation(self.invariant, outcome), outcome)
         return self.verdicts[key]
 
@@ -159,7 +173,8 @@ def explore(
 
     Raises ``ValueError`` when the scenario cannot be searched: no endpoints,
     no rows to judge a data invariant by, a request it does not declare, or
-    the invariant broken already without any fault.
+    the invariant broken already without any fault; and the ``HarnessError``
+    of a run that could not finish (``ScenarioTimeout``), naming its schedule.
     """
     if not scenario.endpoints:
         raise ValueError(f"scenario {scenario.name!r} declares no endpoints: there is nowhere to inject faults")
@@ -182,7 +197,7 @@ def explore(
     if problem is not None:
         raise ValueError(
             f"scenario {scenario.name!r} breaks {invariant} without any fault ({problem}): "
-            "its healthy answers (each endpoint's last step) must satisfy the invariant first"
+            "its healthy answers (each endpoint's last 2xx answer, or chaos' otherwise) must keep the invariant"
         )
     strategy = st.tuples(*(generators.schedules(max_faults=max_faults) for _ in search.healthy))
     options = settings(
@@ -196,9 +211,15 @@ def explore(
         verbosity=Verbosity.quiet,
     )
     try:
-        drawn = find(strategy, search.breaks, settings=options, random=Random(seed))
+        with warnings.catch_warnings():
+            # Prefect's background threads draw from the global `random` while Hypothesis draws a
+            # schedule; Hypothesis takes that for a strategy using `random`. The schedules do not.
+            warnings.filterwarnings("ignore", RANDOM_WARNING, HypothesisDeprecationWarning)
+            drawn = find(strategy, search.breaks, settings=options, random=Random(seed))
     except NoSuchExample:
         drawn = None
+    except _Aborted as stop:
+        raise stop.error from None
     done = time.perf_counter()
     finding = None
     if drawn is not None:

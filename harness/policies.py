@@ -136,7 +136,9 @@ def _wait_asked(state: Any) -> float | None:
 def wait_for_retry_after(task: Any, task_run: Any, state: Any) -> bool:
     """Production retry condition: retry everything, first waiting what a 429/503 asks.
 
-    @task(retries=3, retry_condition_fn=wait_for_retry_after)
+    For tasks whose every failure is worth retrying::
+
+        @task(retries=3, retry_condition_fn=wait_for_retry_after)
     """
     return honouring_retry_after(lambda *_: True)(task, task_run, state)
 

@@ -275,10 +275,11 @@ def _nice_step(span: float) -> float:
 
 
 def _runs_text(cells: list[Any]) -> str:
-    runs = sorted({c.runs for c in cells})
-    if runs == [1]:
+    low, high = min(c.runs for c in cells), max(c.runs for c in cells)
+    if high == 1:
         return "scripted: 1 run per strategy"
-    return f"{'-'.join(str(r) for r in runs[:: max(len(runs) - 1, 1)])} runs per strategy (seeds); bars: 95% interval"
+    runs = str(low) if low == high else f"{low}-{high}"
+    return f"{runs} runs per strategy (seeds); bars: 95% interval"
 
 
 def _panel(scenario: str, cells: list[Any], colours: dict[str, str] | None = None) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import Scenario, Session, load_file, runner
+from harness import Scenario, ScenarioTimeout, Session, load_file, runner
 from harness.cli import main
 from harness.explore import Exploration, describe, dump, explore, parse_invariant, write
 from harness.model import Invariant
@@ -64,7 +64,8 @@ def _load(folder: Path, name: str, text: str) -> Scenario:
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Scenario]:
+def sources(harness_session: Session, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Scenario]:
+    """The three source scenarios, loaded once the session has set Prefect's settings (loading imports flows)."""
     folder = tmp_path_factory.mktemp("sources")
     return {name: _load(folder, name, text) for name, text in (("stars", STARS), ("cfpb", CFPB), ("quotes", QUOTES))}
 
@@ -139,6 +140,24 @@ def test_scenarios_that_cannot_be_searched_are_refused(harness_session: Session,
         explore(harness_session, sources["quotes"], Invariant(kind="no_data_loss"))
     with pytest.raises(ValueError, match=r"breaks bounded_calls: 0 without any fault \(GET .*/octo/cat took 1 calls"):
         explore(harness_session, sources["stars"], parse_invariant("bounded_calls:0"))
+
+
+def test_a_run_that_cannot_finish_stops_the_search(harness_session: Session, sources: dict[str, Scenario]) -> None:
+    """A run stopped at its wall-clock limit ends the search at once, naming its schedule; nothing shrinks to it."""
+    runs: list[Scenario] = []
+
+    class Hangs:
+        def run(self, scenario: Scenario, **options: object) -> object:
+            runs.append(scenario)
+            if any(len(e.responses) > 1 for e in scenario.endpoints):
+                raise ScenarioTimeout("scenario ran past its 60 s wall-clock limit and was stopped")
+            return harness_session.run(scenario)
+
+    with pytest.raises(ScenarioTimeout) as excinfo:
+        explore(Hangs(), sources["cfpb"], parse_invariant("completes"))  # type: ignore[arg-type]
+    assert len(runs) == 2
+    (note,) = excinfo.value.__notes__
+    assert note.startswith("while running the schedule (({")
 
 
 @pytest.mark.parametrize(
