@@ -38,7 +38,8 @@ class _Loader(yaml.SafeLoader):
         try:
             if self._depth > MAX_DEPTH:
                 raise TooLarge(
-                    None, None,
+                    None,
+                    None,
                     f"document nests deeper than {MAX_DEPTH} levels; flatten it",
                     self.peek_event().start_mark,  # type: ignore[no-untyped-call]
                 )
@@ -58,7 +59,8 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, dict | list):  # unhashable; other scalars (dates too) are checked later
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
+                    "while constructing a mapping",
+                    node.start_mark,
                     f"found a {'mapping' if isinstance(key, dict) else 'list'} as a key; keys are plain scalars",
                     key_node.start_mark,
                 )
@@ -123,7 +125,8 @@ def load_documents(text: str, name: str) -> list[tuple[int, Any]]:
                 continue
             if _expanded_size(node, MAX_NODES) > MAX_NODES:
                 raise TooLarge(
-                    None, None,
+                    None,
+                    None,
                     f"document expands to more than {MAX_NODES} YAML nodes once aliases are expanded"
                     " (an alias bomb?); write the data out or split the file",
                     node.start_mark,

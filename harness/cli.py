@@ -19,13 +19,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders (default: scenarios/)")
     run.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     run.add_argument("--real-time", action="store_true", help="sleep retry delays and latency for real")
-    run.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                     help="wall-clock limit of one scenario (default 60, 0 for none)")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wall-clock limit of one scenario (default 60, 0 for none)",
+    )
     run.add_argument("--verbose", "-v", action="store_true", help="show Prefect's logs and the flows' own output")
     comp = sub.add_parser("compare", help="compare fault-tolerance strategies on the same faults")
     comp.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders (default: scenarios/)")
-    comp.add_argument("--strategies", default="as_written,no_retries,fixed,exponential_jitter,transient",
-                      help="comma-separated strategy names: built-in presets or ones from --strategies-file")
+    comp.add_argument(
+        "--strategies",
+        default="as_written,no_retries,fixed,exponential_jitter,transient",
+        help="comma-separated strategy names: built-in presets or ones from --strategies-file",
+    )
     comp.add_argument("--strategies-file", metavar="FILE", help="YAML file of named strategies")
     comp.add_argument("--seeds", type=int, default=20, help="random scenarios run seeds 0..N-1 (default 20)")
     comp.add_argument("--json", metavar="FILE")
@@ -47,22 +55,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     explore.add_argument("scenario_file", help="scenario file: its flow, parameters and endpoints")
-    explore.add_argument("--invariant", required=True, metavar="NAME",
-                         help="completes, no_data_loss, no_duplicates, bounded_calls:N or module:function")
-    explore.add_argument("--budget", type=int, default=100, metavar="N",
-                         help="schedules tried before shrinking (Hypothesis max_examples; default 100); shrinking "
-                              "adds at most --shrink-runs runs")
+    explore.add_argument(
+        "--invariant",
+        required=True,
+        metavar="NAME",
+        help="completes, no_data_loss, no_duplicates, bounded_calls:N or module:function",
+    )
+    explore.add_argument(
+        "--budget",
+        type=int,
+        default=100,
+        metavar="N",
+        help="schedules tried before shrinking (Hypothesis max_examples; default 100); shrinking "
+        "adds at most --shrink-runs runs",
+    )
     explore.add_argument("--out", required=True, metavar="DIR", help="folder to write the minimal scenario to")
     explore.add_argument("--seed", type=int, default=0, help="the same seed finds the same schedule (default 0)")
     explore.add_argument("--scenario", metavar="NAME", help="the document to explore (default: the file's first)")
-    explore.add_argument("--max-faults", type=int, default=8, metavar="N",
-                         help="faults per endpoint at most (default 8)")
-    explore.add_argument("--shrink-runs", type=int, default=100, metavar="N",
-                         help="flow runs shrinking may add (default 100)")
-    explore.add_argument("--shrink-seconds", type=float, default=60.0, metavar="SECONDS",
-                         help="wall-clock time shrinking may add (default 60)")
-    explore.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                         help="wall-clock limit of one run (default 60, 0 for none)")
+    explore.add_argument(
+        "--max-faults", type=int, default=8, metavar="N", help="faults per endpoint at most (default 8)"
+    )
+    explore.add_argument(
+        "--shrink-runs", type=int, default=100, metavar="N", help="flow runs shrinking may add (default 100)"
+    )
+    explore.add_argument(
+        "--shrink-seconds",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wall-clock time shrinking may add (default 60)",
+    )
+    explore.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wall-clock limit of one run (default 60, 0 for none)",
+    )
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args.paths)
@@ -202,8 +231,9 @@ def _explore(args: argparse.Namespace) -> int:
         print(f"harness explore: --invariant: {exc}", file=sys.stderr)
         return EXIT_INVALID
     if args.budget < 1 or args.max_faults < 1 or args.shrink_runs < 0:
-        print("harness explore: --budget and --max-faults must be at least 1, --shrink-runs at least 0",
-              file=sys.stderr)
+        print(
+            "harness explore: --budget and --max-faults must be at least 1, --shrink-runs at least 0", file=sys.stderr
+        )
         return EXIT_INVALID
     started = time.perf_counter()
     session = Session(time_limit=args.timeout or None)
@@ -215,8 +245,10 @@ def _explore(args: argparse.Namespace) -> int:
         chosen = [s for s in good if args.scenario in (None, s.name)]
         if not chosen:
             names = ", ".join(repr(s.name) for s in good)
-            print(f"harness explore: no scenario named {args.scenario!r} in {args.scenario_file} (it holds {names})",
-                  file=sys.stderr)
+            print(
+                f"harness explore: no scenario named {args.scenario!r} in {args.scenario_file} (it holds {names})",
+                file=sys.stderr,
+            )
             return EXIT_INVALID
         scenario = chosen[0]
         others = ""
@@ -225,9 +257,16 @@ def _explore(args: argparse.Namespace) -> int:
         print(f"exploring {scenario.name!r}{others} for {invariant}")
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the flows' own prints
-                found = explore(session, scenario, invariant, budget=args.budget, seed=args.seed,
-                                max_faults=args.max_faults, shrink_runs=args.shrink_runs,
-                                shrink_seconds=args.shrink_seconds)
+                found = explore(
+                    session,
+                    scenario,
+                    invariant,
+                    budget=args.budget,
+                    seed=args.seed,
+                    max_faults=args.max_faults,
+                    shrink_runs=args.shrink_runs,
+                    shrink_seconds=args.shrink_seconds,
+                )
         except (ValueError, HarnessError) as exc:
             notes = "".join(f"\n  {note}" for note in getattr(exc, "__notes__", ()))
             print(f"harness explore: {exc}{notes}", file=sys.stderr)
@@ -239,11 +278,25 @@ def _explore(args: argparse.Namespace) -> int:
     print(f"total {time.perf_counter() - started:.1f} s")
     if found.finding is None:
         return EXIT_OK
-    options = [("--scenario", args.scenario, None), ("--max-faults", args.max_faults, 8),
-               ("--shrink-runs", args.shrink_runs, 100)]
-    command = shlex.join(["harness", "explore", args.scenario_file, "--invariant", args.invariant,
-                          "--budget", str(args.budget), "--seed", str(args.seed),
-                          *(x for name, value, default in options if value != default for x in (name, str(value)))])
+    options = [
+        ("--scenario", args.scenario, None),
+        ("--max-faults", args.max_faults, 8),
+        ("--shrink-runs", args.shrink_runs, 100),
+    ]
+    command = shlex.join(
+        [
+            "harness",
+            "explore",
+            args.scenario_file,
+            "--invariant",
+            args.invariant,
+            "--budget",
+            str(args.budget),
+            "--seed",
+            str(args.seed),
+            *(x for name, value, default in options if value != default for x in (name, str(value))),
+        ]
+    )
     path = write(found, args.out, command=command)
     print(f"wrote {path}: commit it to keep this failure in CI (xfail), or fix the flow")
     note = import_note(scenario, args.out)

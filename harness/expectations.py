@@ -62,14 +62,23 @@ def check(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
         unmatched[f"{call.method} {call.url}"] = unmatched.get(f"{call.method} {call.url}", 0) + 1
     declared = ", ".join(e.request.text for e in scenario.endpoints) or "none"
     for request, n in unmatched.items():
-        out.append(Mismatch(
-            "endpoints", f"a declared endpoint for every request (declared: {declared})",
-            f"{request} matched none ({n} call{'s' if n > 1 else ''})", scenario.line_of("endpoints"),
-        ))
+        out.append(
+            Mismatch(
+                "endpoints",
+                f"a declared endpoint for every request (declared: {declared})",
+                f"{request} matched none ({n} call{'s' if n > 1 else ''})",
+                scenario.line_of("endpoints"),
+            )
+        )
     for what in outcome.blocked:
-        out.append(Mismatch(
-            "network", "no connection outside the declared endpoints", f"{what} (refused)", scenario.line,
-        ))
+        out.append(
+            Mismatch(
+                "network",
+                "no connection outside the declared endpoints",
+                f"{what} (refused)",
+                scenario.line,
+            )
+        )
     if exp.flow is not None:
         out += _state_mismatches("expect.flow", exp.flow, outcome.flow, scenario.line_of("expect", "flow"))
     if exp.result is not UNSET and plain(outcome.result) != exp.result:
@@ -79,7 +88,9 @@ def check(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
         observed = outcome.task_runs(name)
         if not observed:
             ran = sorted({t.name for t in outcome.tasks})
-            out.append(Mismatch(f"expect.tasks.{name}", "a run", f"it never ran (ran: {', '.join(ran) or 'no task'})", line))
+            out.append(
+                Mismatch(f"expect.tasks.{name}", "a run", f"it never ran (ran: {', '.join(ran) or 'no task'})", line)
+            )
             continue
         if len(observed) != len(runs):
             out.append(Mismatch(f"expect.tasks.{name}", f"{len(runs)} run(s)", f"{len(observed)} run(s)", line))
@@ -110,7 +121,9 @@ def check(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
     for i, inv in enumerate(exp.invariants):
         problem = violation(inv, outcome)
         if problem:
-            out.append(Mismatch(f"expect.invariants[{i}]", str(inv), problem, scenario.line_of("expect", "invariants", i)))
+            out.append(
+                Mismatch(f"expect.invariants[{i}]", str(inv), problem, scenario.line_of("expect", "invariants", i))
+            )
     return out
 
 

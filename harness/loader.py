@@ -85,6 +85,8 @@ def _clean_loc(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
             current = current[part]
         elif isinstance(part, str) and _INTERNAL_LOC.fullmatch(part):
             continue
+        elif part == "policy" and len(out) == 2 and out[0] == "strategies":
+            continue  # a strategy's options sit beside its `expect` in the YAML
         else:
             current = None
         out.append(part)
@@ -186,7 +188,22 @@ def _expected(loc: Sequence[str | int]) -> str | None:
         return _EXPECTED[f"{names[-2]}.*"]
     if len(loc) == 2 and loc[0] == "expect" and last == "flow":
         return _EXPECTED["expect.flow"]
+    if loc[0] == "strategies" and "expect" not in names:
+        return _STRATEGY_EXPECTED.get(str(last))
     return _EXPECTED.get(str(last))
+
+
+_STRATEGY_EXPECTED = {
+    "retries": "a whole number of retries >= 0",
+    "retry_delay_seconds": "seconds, a list of seconds, or {exponential: {base, factor, cap}}",
+    "retry_jitter_factor": "a number >= 0",
+    "retry_condition": "'transient' or 'module:function'",
+    "honour_retry_after": "true or false",
+    "timeout_seconds": "a number of seconds > 0",
+    "flow_retries": "a whole number >= 0",
+    "flow_retry_delay_seconds": "a number of seconds >= 0",
+    "tasks": "a task name or glob such as 'get_*'",
+}
 
 
 def yaml_type(value: Any) -> str:
@@ -578,8 +595,8 @@ def load_paths(paths: Iterable[str | Path]) -> list[Scenario | ScenarioError]:
                                 item.path,
                                 line,
                                 "name",
-                                f"duplicate scenario name {item.name!r} "
-                                f"(first at {first.path}:{first.line_of('name')}); names are unique in a run: rename one",
+                                f"duplicate scenario name {item.name!r} (first at {first.path}:"
+                                f"{first.line_of('name')}); names are unique in a run: rename one",
                             )
                         ]
                     )

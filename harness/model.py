@@ -443,28 +443,36 @@ class StrategyCase(_Model):
     policy: Policy
     expect: Expect = Expect()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, value: Any) -> Any:
+        """``{expect: ..., **options}`` under the strategy's name: a preset, or options of its own."""
+        if not isinstance(value, dict) or "__name__" not in value:
+            return value
+        from harness.policies import PRESETS
 
-def _strategy_cases(value: Any) -> Any:
-    """``{name: {expect: ..., **options}}`` into cases: a preset by name, or options of one's own."""
-    if not isinstance(value, dict):
-        return value
-    from harness.policies import PRESETS
-
-    out = {}
-    for name, body in value.items():
-        body = {} if body is None else body
-        if not isinstance(body, dict):
-            out[name] = body
-            continue
-        options = {k: v for k, v in body.items() if k != "expect"}
-        if not options and name not in PRESETS:
+        body = dict(value)
+        name = body.pop("__name__")
+        expect = body.pop("expect", None)
+        if not body and name not in PRESETS:
             raise ValueError(
                 f"unknown strategy {name!r}{did_you_mean(str(name), tuple(PRESETS))}; "
                 "or give its options (retries, retry_delay_seconds, ...) to define it here"
             )
-        policy = PRESETS[name] if not options else {"name": name, **options}
-        out[name] = {"policy": policy, **({"expect": body["expect"]} if "expect" in body else {})}
-    return out
+        out: dict[str, Any] = {"policy": PRESETS[name] if not body else {"name": name, **body}}
+        if expect is not None:
+            out["expect"] = expect
+        return out
+
+
+def _strategy_cases(value: Any) -> Any:
+    """Tell each strategy its own name (the key it is listed under)."""
+    if not isinstance(value, dict):
+        return value
+    return {
+        name: {"__name__": name, **(body or {})} if isinstance(body, dict) or body is None else body
+        for name, body in value.items()
+    }
 
 
 class Scenario(_Model):

@@ -199,8 +199,17 @@ class Session:
         if spec is None:
             return None
         baseline = fault_free(scenario).model_copy(update={"expect": Expect(sqlite=spec), "strategies": {}})
-        key = repr((str(scenario.path.parent), baseline.flow, baseline.parameters, baseline.seed,
-                    baseline.endpoints, spec, policy))
+        key = repr(
+            (
+                str(scenario.path.parent),
+                baseline.flow,
+                baseline.parameters,
+                baseline.seed,
+                baseline.endpoints,
+                spec,
+                policy,
+            )
+        )
         if key not in self._served:
             outcome = self.run(baseline, policy=policy)
             self._served[key] = None if outcome.sqlite_error else outcome.sqlite

@@ -398,7 +398,7 @@ def test_unknown_strategy_in_a_scenario_suggests_the_closest(scenario_from: Call
     """A scenario's ``strategies:`` with a misspelt preset fails validation with did-you-mean and its line."""
     with pytest.raises(
         ScenarioError,
-        match=r"scenario\.yaml:8: strategies.*unknown strategy 'no_retry'; "
+        match=r"scenario\.yaml:9: strategies\.no_retry: unknown strategy 'no_retry'; "
         r"did you mean 'no_retries'\?",
     ):
         scenario_from(stars(f"[{NOT_FOUND}]", "strategies:\n  no_retry:\n    expect: {flow: Failed}\n"))
