@@ -65,15 +65,29 @@ class Call:
 
 
 class _Schedule:
-    """The steps of one endpoint: scripted in order, then chaos, else the last repeats."""
+    """The steps of one endpoint: scripted in order, then chaos, else the last repeats.
 
-    def __init__(self, endpoint: Endpoint, rng: random.Random) -> None:
-        self.endpoint, self.rng = endpoint, rng
+    A step with ``until`` is a window: it serves every call until the virtual
+    clock reaches that second, then gives way to the next step.
+    """
+
+    def __init__(self, endpoint: Endpoint, rng: random.Random, clock: Clock) -> None:
+        self.endpoint, self.rng, self.clock = endpoint, rng, clock
         self._steps = [s for s in endpoint.responses for _ in range(s.times)]
         self._served = 0
 
     def next(self) -> Step:
         chaos = self.endpoint.chaos
+        while (
+            self._served < len(self._steps) - 1
+            and self._steps[self._served].until is not None
+            and self.clock.now() >= (self._steps[self._served].until or 0)
+        ):
+            self._served += 1  # the window has closed
+        if self._served < len(self._steps) and self._steps[self._served].until is not None:
+            if self.clock.now() < (self._steps[self._served].until or 0) or self._served == len(self._steps) - 1:
+                return self._steps[self._served]
+            self._served += 1
         if self._served < len(self._steps):
             step = self._steps[self._served]
         elif chaos is not None:
@@ -92,7 +106,7 @@ class Injector:
         self.scenario, self.clock, self.recorder = scenario, clock, recorder
         self.calls: list[Call] = []
         self._schedules = [
-            _Schedule(e, random.Random(f"{scenario.seed}:{i}")) for i, e in enumerate(scenario.endpoints)
+            _Schedule(e, random.Random(f"{scenario.seed}:{i}"), clock) for i, e in enumerate(scenario.endpoints)
         ]
         self._bytes_rng = random.Random(f"{scenario.seed}:bytes")
         self._lock = threading.Lock()

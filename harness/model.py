@@ -189,6 +189,7 @@ class Step(_Model):
     malformed: MalformedKind | None = None
     latency: Annotated[Latency | None, BeforeValidator(lambda v: None if v is None else _latency(v))] = None
     times: PositiveInt = 1
+    until: NonNegativeFloat | None = None  # a window: serve every call until this virtual second
 
     @field_validator("body_base64")
     @classmethod
@@ -213,6 +214,8 @@ class Step(_Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
+        if self.until is not None and "times" in self.model_fields_set:
+            raise ValueError("a step serves `times` calls or every call `until` a virtual second, not both: keep one")
         bodies = [k for k in ("json", "text", "body_base64") if self.has(k)]
         if self.fault and self.malformed:
             raise ValueError(

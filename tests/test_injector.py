@@ -168,3 +168,17 @@ def test_scripted_steps_then_chaos(scenario: Callable[..., Scenario]) -> None:
 """)
     with serving(s):
         assert statuses(4) == [500, 500, 204, 204]
+
+
+def test_until_serves_a_step_for_a_window_of_virtual_time(scenario: Callable[..., Scenario]) -> None:
+    """A step with `until` answers every call until that virtual second, then gives way."""
+    s = scenario(f"""
+  - request: GET {URL}
+    responses:
+      - {{status: 429, until: 60}}
+      - {{status: 200}}
+""")
+    with serving(s) as (_, clock):
+        assert statuses(3) == [429, 429, 429]
+        clock.sleep(60)
+        assert statuses(2) == [200, 200]
