@@ -37,15 +37,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeF
 from harness._errors import HarnessError
 
 TASK_OPTIONS = ("retries", "retry_delay_seconds", "retry_jitter_factor", "retry_condition_fn", "timeout_seconds")
-TRANSIENT_FAULTS = {
-    "connect_timeout",
-    "read_timeout",
-    "write_timeout",
-    "pool_timeout",
-    "connect_error",
-    "connection_reset",
-    "remote_protocol_error",
-}
 MAX_HONOURED_WAIT = 3600.0
 MAX_DELAYS = 50  # Prefect refuses a longer retry_delay_seconds list
 CONDITION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -332,8 +323,8 @@ class CallLog:
 
 
 def _served_is_transient(call: Any) -> bool:
-    if call.status is None:
-        return call.served.split(" ")[0] in TRANSIENT_FAULTS or call.served.startswith("task timeout")
+    if call.status is None:  # every transport fault and timeout of the language is transient
+        return call.endpoint is not None  # an unmatched request is the scenario's mistake
     if call.served.startswith("malformed"):
         return False
     headers = {k.lower(): v for k, v in call.headers}
