@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness._errors import ScenarioTimeout
 from harness.model import Endpoint, Scenario, Step
 from harness.policies import Policy, can_succeed_on_retry
 from harness.runner import Outcome, Session
@@ -158,22 +159,29 @@ def run_cell(
 ) -> Cell:
     """Run ``scenario`` under ``policy`` once per seed and summarise."""
     outcomes: list[Outcome] = []
+    hung = 0
     for seed in seeds:
         run = scenario.model_copy(update={"seed": seed}) if seed != scenario.seed else scenario
-        outcomes.append(session.run(run, policy=policy))
+        try:
+            outcomes.append(session.run(run, policy=policy))
+        except ScenarioTimeout:
+            hung += 1  # a run past its wall-clock limit counts as a failure, and adds no other figure
         tick()
-    n = len(outcomes)
+    if not outcomes:
+        raise ScenarioTimeout(f"every run of {scenario.name!r} under {policy.name!r} ran past its wall-clock limit")
+    n = len(outcomes) + hung
     successes = sum(o.flow.type == "COMPLETED" and not o.unmatched and not o.blocked for o in outcomes)
+    ran = len(outcomes)
     attempts = [float(sum(t.run_count for t in o.tasks)) for o in outcomes]
     virtual = [o.waited_s for o in outcomes]
     endpoints = list(outcomes[0].counts)
-    calls = {k: sum(o.counts.get(k, 0) for o in outcomes) / n for k in endpoints}
+    calls = {k: sum(o.counts.get(k, 0) for o in outcomes) / ran for k in endpoints}
     missing = duplicated = None
     if scenario.expect.sqlite is not None and baseline is not None:
         diffs = [row_difference(o.sqlite, baseline) for o in outcomes]
         if all(d is not None for d in diffs):
-            missing = sum(d[0] for d in diffs if d) / n
-            duplicated = sum(d[1] for d in diffs if d) / n
+            missing = sum(d[0] for d in diffs if d) / ran
+            duplicated = sum(d[1] for d in diffs if d) / ran
     return Cell(
         scenario=scenario.name,
         strategy=policy.name,
@@ -181,12 +189,12 @@ def run_cell(
         successes=successes,
         success_rate=successes / n,
         success_ci=wilson(successes, n),
-        attempts_mean=sum(attempts) / n,
+        attempts_mean=sum(attempts) / ran,
         attempts_p95=p95(attempts),
         calls=calls,
         calls_mean=sum(calls.values()),
-        wasted_calls=sum(wasted_calls(o) for o in outcomes) / n,
-        virtual_s_mean=sum(virtual) / n,
+        wasted_calls=sum(wasted_calls(o) for o in outcomes) / ran,
+        virtual_s_mean=sum(virtual) / ran,
         virtual_s_p95=p95(virtual),
         rows_missing=missing,
         rows_duplicated=duplicated,

@@ -175,3 +175,18 @@ def fetch_status(url: str) -> int:
 def fetch_with_retries(url: str, retries: int = 0) -> int:
     """``fetch_status`` with ``retries`` chosen per run (``Task.with_options``), for property tests."""
     return fetch_status.with_options(retries=retries)(url)
+
+
+@task
+def fetch_or_hang(url: str) -> int:
+    import time
+
+    status = httpx.get(url).status_code
+    if status == 503:
+        time.sleep(3600)  # the flow's own bug: it waits for ever on a 503
+    return status
+
+
+@flow
+def hangs_on_503(url: str = "https://api.example.test/maybe") -> int:
+    return fetch_or_hang(url)

@@ -271,3 +271,24 @@ def test_harness_compare_command_end_to_end(tmp_path: Path) -> None:
     assert (out / "c.html").read_text().count('class="point"') == 2
     bad = subprocess.run([*cmd[:3], "--strategies", "transent"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "did you mean 'transient'" in bad.stderr
+
+
+def test_a_run_past_its_time_limit_counts_as_a_failure(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """A hung run fails its cell's success rate instead of stopping the comparison."""
+    scenario = scenario_from("""
+name: sometimes stuck
+flow: tests.flows:hangs_on_503
+endpoints:
+  - request: GET https://api.example.test/maybe
+    chaos: {rate: 0.5, faults: [{status: 503}], otherwise: {status: 200}}
+""")
+    limited = Session.__new__(Session)
+    limited.__dict__.update(harness_session.__dict__)
+    limited.time_limit = 1.0
+    seeds = list(range(6))
+    cell = run_cell(limited, scenario, PRESETS["as_written"], seeds, None)
+    assert cell.runs == 6
+    assert 0 < cell.successes < 6  # the seeds that drew a 503 hung and count as failures
+    assert cell.calls_mean == 1.0  # figures come from the runs that finished
