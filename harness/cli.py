@@ -1,4 +1,4 @@
-"""The command line: ``harness run`` and ``harness validate``."""
+"""The command line: `harness run`, `validate`, `compare` and `explore`; it parses arguments and prints."""
 
 from __future__ import annotations
 
@@ -36,10 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     comp.add_argument("--strategies-file", metavar="FILE", help="YAML file of named strategies")
     comp.add_argument("--seeds", type=int, default=20, help="random scenarios run seeds 0..N-1 (default 20)")
-    comp.add_argument("--json", metavar="FILE")
+    comp.add_argument("--json", metavar="FILE", help="the cells as JSON, for pipelines")
     comp.add_argument("--markdown", metavar="FILE", help="Markdown report (fits $GITHUB_STEP_SUMMARY)")
     comp.add_argument("--html", metavar="FILE", help="self-contained HTML page with a chart per scenario")
-    comp.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+    comp.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS", help="wall-clock limit of one run (default 60)"
+    )
     validate = sub.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("paths", nargs="*", default=["scenarios"])
     explore = sub.add_parser(
@@ -48,8 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=(
             "Draw fault schedules (transport faults, error statuses, malformed bodies, with latency) served before "
             "each endpoint's healthy answer (its last 2xx answer, or chaos' otherwise), run them, and shrink the "
-            "first that breaks the "
-            "invariant to a minimal schedule with Hypothesis. It is printed and written to DIR as a scenario with "
+            "first that breaks the invariant to a minimal schedule with Hypothesis. It is printed and written "
+            "to DIR as a scenario with "
             "`xfail`. Exit 1 when a schedule broke the invariant, 0 when none of the budget did, 2 when the scenario "
             "cannot be searched (invalid, or a run could not finish)."
         ),
