@@ -431,11 +431,10 @@ def _semantic_problems(scenario: Scenario, raw: LineDict, path: Path, text: str)
 
 
 def module_task_names(flow: Any) -> set[str]:
-    """Names of the Prefect tasks defined in the module of ``flow``."""
-    from prefect import Task
+    """Names of the Prefect tasks the flow's module can call (``harness.policies.tasks_of``)."""
+    from harness.policies import tasks_of
 
-    module = sys.modules.get(flow.fn.__module__)
-    return {obj.name for obj in vars(module).values() if isinstance(obj, Task)} if module else set()
+    return {task.name for task in tasks_of(flow)}
 
 
 def resolve_flow(spec: str, base: Path | None = None) -> Any:

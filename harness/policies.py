@@ -420,22 +420,18 @@ def make_condition(policy: Policy, log: CallLog, flow: Any = None) -> Callable[.
 
 
 def tasks_of(flow: Any) -> list[Any]:
-    """The Prefect tasks the flow's module can call: its own, and those of its package's modules it imports."""
+    """The Prefect tasks the flow's module can call: its own globals, and those of the modules it imports."""
     from types import ModuleType
 
     from prefect import Task
 
-    module_name = flow.fn.__module__
-    module = sys.modules.get(module_name)
+    module = sys.modules.get(flow.fn.__module__)
     if module is None:
         return []
-    package = module_name.split(".")[0]
-    found: dict[int, Any] = {}
     namespaces = [vars(module)] + [
-        vars(m)
-        for m in vars(module).values()
-        if isinstance(m, ModuleType) and m.__name__.split(".")[0] == package and m is not module
+        vars(m) for m in vars(module).values() if isinstance(m, ModuleType) and m is not module
     ]
+    found: dict[int, Any] = {}
     for namespace in namespaces:
         for obj in namespace.values():
             if isinstance(obj, Task):

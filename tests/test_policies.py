@@ -458,3 +458,34 @@ def test_scenario_strategies_run_and_check_in_process(
     label, variant, policy = cases[1]
     assert policy is PRESETS["transient"]
     assert check(variant, harness_session.run(variant, policy=policy)) == []
+
+
+def test_tasks_called_through_an_imported_module_are_known_and_configured(
+    harness_session: Session, tmp_path: Path
+) -> None:
+    """`import pkg.tasks as t; t.fetch()`: validation knows the task, and a strategy reaches it."""
+    from harness import load_file
+
+    (tmp_path / "shared_tasks_pkg").mkdir()
+    (tmp_path / "shared_tasks_pkg" / "__init__.py").write_text("")
+    (tmp_path / "shared_tasks_pkg" / "tasks.py").write_text(
+        "import httpx\nfrom prefect import task\n\n\n"
+        "@task(retries=1)\ndef fetch_shared(url: str) -> int:\n"
+        "    return httpx.get(url).raise_for_status().status_code\n"
+    )
+    (tmp_path / "flow_using_shared_tasks.py").write_text(
+        "from prefect import flow\nimport shared_tasks_pkg.tasks as t\n\n\n"
+        "@flow\ndef uses_shared(url: str = 'https://shared.test/x') -> int:\n    return t.fetch_shared(url)\n"
+    )
+    (tmp_path / "s.yaml").write_text(
+        "name: shared tasks\nflow: flow_using_shared_tasks:uses_shared\n"
+        "endpoints:\n  - request: GET https://shared.test/x\n    responses: [{status: 500}, {status: 200}]\n"
+        "expect:\n  flow: Completed\n  tasks:\n    fetch_shared: {state: Completed, retries: 1}\n"
+        "strategies:\n  no_retries:\n    expect:\n      flow: Failed\n"
+        "      tasks:\n        fetch_shared: {state: Failed, retries: 0}\n"
+    )
+    (scenario,) = load_file(tmp_path / "s.yaml")
+    assert isinstance(scenario, Scenario), scenario
+    for _, case, policy in scenario.cases():
+        outcome = harness_session.run(case, policy=policy)
+        assert check(case, outcome) == []
