@@ -272,10 +272,6 @@ class RequestLine(_Model):
     query: tuple[tuple[str, str], ...]
     text: str
 
-    @property
-    def base(self) -> str:
-        return self.url
-
     def matches(self, method: str, url: str) -> bool:
         if method != self.method:
             return False
