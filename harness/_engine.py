@@ -5,7 +5,8 @@ with its module-level ``time.sleep`` / ``anyio.sleep`` and reports each state
 change through its module-level ``emit_task_run_state_change_event``. The
 harness swaps those three names for the duration of a scenario: sleeps go to
 the virtual clock, and state changes are recorded in-process (the API learns
-of task states only later, through events). Flow retries are decided by the
+of task states only later, through events). Retry jitter draws from a
+generator seeded by the scenario (``seeded_jitter``). Flow retries are decided by the
 server on its own clock, so the runner runs a flow with its retry delay at 0
 and ``prefect.flow_engine``'s ``propose_state_sync`` / ``propose_state`` are
 wrapped to add the configured delay to the virtual clock when the server
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import random
 import threading
 import types
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ from typing import Any
 
 from harness.clock import Clock
 
-HOOKED = ("time", "anyio", "emit_task_run_state_change_event")
+HOOKED = ("time", "anyio", "emit_task_run_state_change_event", "clamped_poisson_interval")
 FLOW_HOOKED = ("propose_state_sync", "propose_state")
 
 
@@ -153,7 +155,7 @@ class Recorder:
 
 
 @contextlib.contextmanager
-def hooked(clock: Clock, recorder: Recorder) -> Iterator[None]:
+def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
     """Swap the task engine's sleeps and state-change reporting for the harness's."""
     engine: Any = importlib.import_module("prefect.task_engine")
     saved = {name: getattr(engine, name) for name in HOOKED}
@@ -179,6 +181,7 @@ def hooked(clock: Clock, recorder: Recorder) -> Iterator[None]:
     engine.time = _TimeShim(clock, saved["time"], recorder)
     engine.anyio = _AnyioShim(clock, saved["anyio"], recorder)
     engine.emit_task_run_state_change_event = emit_and_record
+    engine.clamped_poisson_interval = seeded_jitter(random.Random(f"{seed}:jitter"))
     flow_engine.propose_state_sync = propose_sync
     flow_engine.propose_state = propose
     try:
@@ -188,6 +191,23 @@ def hooked(clock: Clock, recorder: Recorder) -> Iterator[None]:
             setattr(engine, name, value)
         for name, value in flow_saved.items():
             setattr(flow_engine, name, value)
+
+
+def seeded_jitter(rng: random.Random) -> Callable[..., float]:
+    """Prefect's own ``clamped_poisson_interval``, drawing from ``rng`` instead of the global ``random``.
+
+    Retry jitter drew from the global ``random``, which Prefect's background
+    threads also draw from: the same seed gave different delays. The function
+    is Prefect's code, run with its module's ``random`` bound to the scenario's
+    generator.
+    """
+    import prefect.utilities.math as prefect_math
+
+    namespace = {**vars(prefect_math), "random": rng}
+    for name in ("poisson_interval", "clamped_poisson_interval"):
+        original = getattr(prefect_math, name)
+        namespace[name] = types.FunctionType(original.__code__, namespace, name, original.__defaults__)
+    return namespace["clamped_poisson_interval"]  # type: ignore[no-any-return]
 
 
 def timeout_error(seconds: float) -> BaseException:

@@ -171,7 +171,7 @@ class Session:
                 with (
                     _time_limit(self.time_limit),
                     applied(policy, flow, log) as flow,
-                    hooked(clock, recorder),
+                    hooked(clock, recorder, scenario.seed),
                     injector,
                     guard.active(),
                 ):

@@ -67,3 +67,21 @@ def test_virtual_sleep_costs_no_wall_time() -> None:
         task_engine.time.sleep(600)
         assert time.perf_counter() - started < 1
     assert clock.skipped == 600
+
+
+def test_jitter_is_prefects_function_drawing_from_a_seeded_generator() -> None:
+    """The task engine jitters through ``clamped_poisson_interval``; the harness's copy is seeded."""
+    import random
+
+    import prefect.utilities.math as prefect_math
+
+    from harness._engine import seeded_jitter
+
+    assert "clamped_poisson_interval(" in inspect.getsource(task_engine.SyncTaskRunEngine.handle_retry)
+    assert task_engine.clamped_poisson_interval is prefect_math.clamped_poisson_interval
+    assert "random.uniform(" in inspect.getsource(prefect_math.poisson_interval)
+    draw = seeded_jitter(random.Random(7))
+    first = [draw(10.0, 0.5) for _ in range(5)]
+    draw = seeded_jitter(random.Random(7))
+    assert [draw(10.0, 0.5) for _ in range(5)] == first
+    assert len(set(first)) == 5 and all(0 < d <= 15.0 for d in first)  # within Prefect's upper clamp
