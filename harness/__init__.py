@@ -7,12 +7,12 @@ engine against mocked endpoints, and assert its final states, retries and calls.
 from __future__ import annotations
 
 from harness._errors import HarnessError, Problem, ScenarioError, ScenarioFailure, ScenarioTimeout, ServerError
-from harness.api import run_scenario
-from harness.expectations import Mismatch, check
-from harness.loader import load_file, load_paths, resolve_flow
-from harness.model import Scenario
-from harness.report import Result
-from harness.runner import Outcome, Session, StateInfo, TaskRun
+from harness.checking.expectations import Mismatch, check
+from harness.checking.verdict import Result, run_scenario
+from harness.run.session import Outcome, Session, StateInfo, TaskRun
+from harness.scenario.loader import load_file, load_paths
+from harness.scenario.model import Scenario
+from harness.scenario.resolve import resolve_flow
 
 __all__ = [
     "HarnessError",

@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load(paths: Sequence[str]) -> tuple[list, list]:  # type: ignore[type-arg]
     from harness._errors import ScenarioError
-    from harness.loader import load_paths
+    from harness.scenario.loader import load_paths
 
     try:
         items = load_paths(paths)
@@ -134,15 +134,15 @@ def _run(
 ) -> int:
     import time
 
-    from harness.runner import Session
+    from harness.run.session import Session
 
     started = time.perf_counter()
     session = Session(real_time=real_time, time_limit=timeout)
     session.start()  # the server starts while the scenarios load
     try:
         good, bad = _load(paths)
-        from harness.api import run_scenario
-        from harness.report import Result, table, write_json
+        from harness.checking.verdict import Result, run_scenario
+        from harness.report.results import table, write_json
 
         results: list[Result] = []
         for label, scenario, policy in (case for doc in good for case in doc.cases()):
@@ -173,8 +173,9 @@ def _compare(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from harness.policies import load_policies, resolve
-    from harness.runner import Session
+    from harness.run.session import Session
+    from harness.scenario.loader import load_policies
+    from harness.scenario.strategy import resolve
 
     try:
         defined = load_policies(args.strategies_file) if args.strategies_file else {}
@@ -194,7 +195,8 @@ def _compare(args: argparse.Namespace) -> int:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from harness.compare import compare, plan
-        from harness.report import compare_html, compare_json, compare_markdown, compare_table
+        from harness.report.comparison import compare_json, compare_markdown, compare_table
+        from harness.report.html import compare_html
 
         total = sum(len(seeds) for _, seeds in plan(good, args.seeds)) * len(policies)
         columns = (TextColumn("compare"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -225,7 +227,7 @@ def _explore(args: argparse.Namespace) -> int:
 
     from harness._errors import HarnessError
     from harness.explore import describe, explore, import_note, parse_invariant, write
-    from harness.runner import Session
+    from harness.run.session import Session
 
     try:
         invariant = parse_invariant(args.invariant)

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness._errors import ScenarioTimeout
-from harness.model import Endpoint, Scenario, Step
-from harness.policies import Policy, can_succeed_on_retry
-from harness.runner import Outcome, Session
+from harness.checking.baseline import fault_free, row_difference
+from harness.policies.conditions import can_succeed_on_retry
+from harness.run.session import Outcome, Session
+from harness.scenario.model import Scenario
+from harness.scenario.strategy import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,52 +103,6 @@ def wasted_calls(outcome: Outcome) -> int:
         elif not can_succeed_on_retry(call):
             hopeless.add(key)
     return wasted
-
-
-def healthy_step(endpoint: Endpoint) -> Step:
-    """What the endpoint serves when nothing goes wrong: chaos' ``otherwise``, else its last plain 2xx answer."""
-    if endpoint.chaos is not None:
-        return endpoint.chaos.otherwise
-    answers = [s for s in endpoint.responses if not s.fault and not s.malformed and 200 <= (s.status or 200) < 300]
-    return answers[-1] if answers else endpoint.responses[-1]
-
-
-def fault_free(scenario: Scenario) -> Scenario:
-    """The scenario with every endpoint serving only its healthy answer, at once."""
-    endpoints = tuple(
-        Endpoint(request=e.request, responses=(healthy_step(e).model_copy(update={"latency": None, "times": 1}),))
-        for e in scenario.endpoints
-    )
-    return scenario.model_copy(update={"endpoints": endpoints})
-
-
-def _rows(value: Any) -> list[Any] | float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, list):
-        return [tuple(r) if isinstance(r, list) else r for r in value]
-    return None
-
-
-def row_difference(observed: Any, baseline: Any) -> tuple[float, float] | None:
-    """(rows missing, rows duplicated) of ``observed`` against the fault-free ``baseline``."""
-    got, want = _rows(observed), _rows(baseline)
-    if want is None:
-        return None
-    if got is None:
-        got = 0.0 if isinstance(want, float) else []
-    if isinstance(want, float) and isinstance(got, float):
-        return (max(want - got, 0.0), max(got - want, 0.0))
-    if isinstance(want, list) and isinstance(got, list):
-        from collections import Counter
-
-        have, need = Counter(got), Counter(want)
-        missing = sum((need - have).values())
-        extra = sum((have - need).values())
-        return (float(missing), float(extra))
-    return None
 
 
 def run_cell(

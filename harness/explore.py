@@ -1,7 +1,7 @@
 """Fault search: the smallest fault schedule that breaks an invariant of a flow.
 
 A scenario supplies the flow, its parameters and its endpoints; each
-endpoint's healthy answer is the one ``harness.compare.fault_free`` serves
+endpoint's healthy answer is the one ``harness.checking.baseline.fault_free`` serves
 (chaos' ``otherwise``, else its last 2xx answer, else its last step).
 ``explore`` draws *schedules* with Hypothesis: per endpoint, a list of faults
 (``harness.generators.faulty_steps``: transport faults, error statuses,
@@ -39,10 +39,11 @@ from pydantic import ValidationError
 
 from harness import generators
 from harness._errors import HarnessError, shown
-from harness.compare import fault_free
-from harness.expectations import plain, violation
-from harness.model import Expect, Invariant, Scenario, Step
-from harness.runner import DATA_INVARIANTS, Outcome, Session, data_query
+from harness.checking.baseline import DATA_INVARIANTS, baseline_rows, fault_free
+from harness.checking.expectations import plain, violation
+from harness.run.session import Outcome, Session, data_query
+from harness.scenario.model import Expect, Invariant, Scenario, Step
+from harness.scenario.resolve import resolve_flow
 
 RANDOM_WARNING = "Do not use the `random` module inside strategies"
 
@@ -124,6 +125,9 @@ class _Search:
         self.found_at: float | None = None
         self.tried = self.runs = self.shrunk = 0
         self.capped = False
+        self.baseline: Any = None
+        if invariant.kind in DATA_INVARIANTS:
+            self.baseline = baseline_rows(session, source)
 
     def judge(self, schedule: Schedule) -> tuple[str | None, Outcome] | None:
         """The violation (None when the invariant holds) and the outcome; None when out of shrinking budget."""
@@ -143,7 +147,8 @@ class _Search:
             except HarnessError as exc:  # a hung run, say: stop the search, never shrink towards it
                 exc.add_note(f"while running the schedule {schedule!r}")
                 raise _Aborted(exc) from exc
-            self.verdicts[key] = (violation(self.invariant, outcome), outcome)
+            problem = violation(self.invariant, outcome, self.baseline, near=self.source.path.parent)
+            self.verdicts[key] = (problem, outcome)
         return self.verdicts[key]
 
     def breaks(self, drawn: Any) -> bool:
@@ -178,7 +183,8 @@ def explore(
     """
     if not scenario.endpoints:
         raise ValueError(f"scenario {scenario.name!r} declares no endpoints: there is nowhere to inject faults")
-    if invariant.kind in DATA_INVARIANTS and data_query(scenario) is None:
+    flow = resolve_flow(scenario.flow, base=scenario.path.parent)
+    if invariant.kind in DATA_INVARIANTS and data_query(scenario, flow) is None:
         raise ValueError(
             f"{invariant} compares the rows stored with a fault-free run's: give scenario {scenario.name!r} "
             "`expect.sqlite` (path and query of the rows the flow stores)"
@@ -227,7 +233,7 @@ def explore(
         problem, outcome = search.verdicts[json.dumps(schedule, sort_keys=True)]
         assert problem is not None
         document = _document(
-            scenario, invariant, search.healthy, schedule, xfail=f"{invariant}: {problem}", rows=outcome.served_rows
+            scenario, invariant, search.healthy, schedule, xfail=f"{invariant}: {problem}", rows=search.baseline
         )
         finding = Finding(schedule, _validated(document, scenario), document, problem, outcome)
     found_at = search.found_at or done

@@ -36,7 +36,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from harness.model import FAULTS, MALFORMED, Endpoint, Scenario, Step
+from harness.scenario.model import FAULTS, MALFORMED, Endpoint, Scenario, Step
 
 ERROR_STATUSES = (400, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503, 504)
 SERVER_ERRORS = tuple(s for s in ERROR_STATUSES if s >= 500)

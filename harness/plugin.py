@@ -80,7 +80,7 @@ class ScenarioFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         from harness._errors import ScenarioError
-        from harness.loader import load_file
+        from harness.scenario.loader import load_file
 
         try:
             documents = load_file(self.path)
@@ -122,18 +122,19 @@ class ScenarioItem(pytest.Item):
         self.add_marker(pytest.mark.scenario)
 
     def runtest(self) -> None:
-        from harness.expectations import check, failure
+        from harness.checking.expectations import failure
+        from harness.checking.verdict import run_scenario
 
-        session = _session(self.config)
-        outcome = session.run(self.scenario, policy=self.policy)
+        result = run_scenario(_session(self.config), self.scenario, self.policy)
+        outcome = result.outcome
+        assert outcome is not None  # run_scenario either ran the flow or raised
         self.user_properties += [
             ("flow_state", outcome.flow.name),
             ("calls", dict(outcome.counts)),
             ("virtual_s", round(outcome.virtual_s, 3)),
         ]
-        mismatches = check(self.scenario, outcome)
-        if mismatches:
-            raise failure(self.scenario, outcome, mismatches, self.policy)
+        if result.mismatches:
+            raise failure(self.scenario, outcome, list(result.mismatches), self.policy)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         from harness._errors import HarnessError
@@ -166,7 +167,7 @@ class InvalidScenarioItem(pytest.Item):
 def _session(config: pytest.Config) -> Any:
     session = config.stash.get(SESSION, None)
     if session is None:
-        from harness.runner import Session
+        from harness.run.session import Session
 
         session = config.stash[SESSION] = Session(
             real_time=config.getoption("real_time"), time_limit=config.getoption("scenario_timeout") or None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from harness import Outcome, Scenario, Session
-from harness.clock import Clock
+from harness.run.clock import Clock
 
 TOLERANCE_S = 0.1  # run-to-run difference in the engine's own overhead on a loaded 2-core machine
 

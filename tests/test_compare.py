@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from harness import Scenario, Session
-from harness.compare import Cell, compare, fault_free, is_random, p95, plan, run_cell, wasted_calls, wilson
+from harness.checking.baseline import fault_free
+from harness.compare import Cell, compare, is_random, p95, plan, run_cell, wasted_calls, wilson
 from harness.policies import PRESETS
-from harness.report import compare_json, compare_markdown, compare_table
+from harness.report.comparison import compare_json, compare_markdown, compare_table
 
 REPO = "https://api.github.com/repos/octo/cat"
 CFPB = "https://www.consumerfinance.gov/data-research/consumer-complaints/search/api/v1/"

@@ -10,8 +10,9 @@ import prefect.client.orchestration as orchestration
 import prefect.flow_engine as flow_engine
 import prefect.task_engine as task_engine
 
-from harness._engine import FLOW_HOOKED, HOOKED, Recorder, hooked
-from harness.clock import Clock
+from harness.run.clock import Clock
+from harness.run.hooks import FLOW_HOOKED, HOOKED, hooked
+from harness.run.states import Recorder
 
 
 def test_task_engine_sleeps_through_its_module_level_time_and_anyio() -> None:
@@ -75,7 +76,7 @@ def test_jitter_is_prefects_function_drawing_from_a_seeded_generator() -> None:
 
     import prefect.utilities.math as prefect_math
 
-    from harness._engine import seeded_jitter
+    from harness.run.hooks import seeded_jitter
 
     assert "clamped_poisson_interval(" in inspect.getsource(task_engine.SyncTaskRunEngine.handle_retry)
     assert task_engine.clamped_poisson_interval is prefect_math.clamped_poisson_interval

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import Scenario, ScenarioTimeout, Session, load_file, runner
+from harness import Scenario, ScenarioTimeout, Session, load_file
 from harness.cli import main
 from harness.explore import Exploration, describe, dump, explore, parse_invariant, write
-from harness.model import Invariant
+from harness.run import session as session_module
+from harness.scenario.model import Invariant
 
 ROOT = Path(__file__).parent.parent
 
@@ -244,7 +245,7 @@ def test_cli_prints_the_schedule_and_speed_and_writes_a_valid_scenario(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """``harness explore`` exits 1 on a finding, prints it with its counts, and the file it writes validates."""
-    monkeypatch.setattr(runner, "Session", lambda **_: _Shared(harness_session))
+    monkeypatch.setattr(session_module, "Session", lambda **_: _Shared(harness_session))
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "CRITICAL")
     monkeypatch.chdir(tmp_path)
     Path("cfpb.yaml").write_text(CFPB)

@@ -20,7 +20,7 @@ import pytest
 from harness import Session, load_file
 from harness.compare import Cell, compare, wilson
 from harness.policies import PRESETS
-from harness.report import LABEL_CHAR, PALETTE, _panel, compare_html
+from harness.report.html import LABEL_CHAR, PALETTE, _panel, compare_html
 from tests.test_compare import CHAOS, GONE
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -12,7 +12,8 @@ from typing import NamedTuple
 import pytest
 
 from harness import Problem, Scenario, ScenarioError
-from harness.loader import MAX_BYTES, load_file, load_paths
+from harness.scenario.loader import load_file, load_paths
+from harness.scenario.problems import MAX_BYTES
 
 # Lines 1-4 of most documents below; endpoint steps start on line 8.
 HEAD = "name: bad\nflow: github_stars\nparameters:\n  repos: [PrefectHQ/prefect]\n"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from harness import Outcome, Scenario, ScenarioError, Session, check, load_paths
-from harness.model import STATE_NAMES, STATE_TYPES, UNSET, StateMatch, TaskExpect, VirtualTime
+from harness.scenario.model import STATE_NAMES, STATE_TYPES, UNSET, StateMatch, TaskExpect, VirtualTime
 
 LIBRARY = Path(__file__).parent.parent / "scenarios"
 SCENARIOS = [s for s in load_paths([LIBRARY]) if isinstance(s, Scenario)]

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-# A pytest traceback entry inside the harness package, e.g. "harness/runner.py:120: in run".
-HARNESS_FRAME = re.compile(r"harness/\w+\.py:\d+: ")
+# A pytest traceback entry inside the harness package, e.g. "harness/run/session.py:120: in run".
+HARNESS_FRAME = re.compile(r"harness/(\w+/)*\w+\.py:\d+: ")
 
 PASSING = """
 name: stars recover

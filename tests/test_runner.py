@@ -102,26 +102,31 @@ endpoints:
     assert len(outcome.task_runs("fetch")) == 8
 
 
-def test_global_random_is_seeded_per_scenario_and_restored(
+def test_jitter_does_not_depend_on_the_global_random(
     harness_session: Session, scenario_from: Callable[[str], Scenario]
 ) -> None:
-    """Prefect's jitter draws from the global random: seeded per scenario, the caller's state kept."""
+    """Jittered retry delays come from the scenario's seed alone, whatever state the global random is in."""
     import random
 
-    random.seed(123)
-    expected_next = random.random()
-    random.seed(123)
-    s = scenario_from(f"""
-name: seeded
-flow: tests.flows:delayed_ping
-parameters: {{url: "{URL}"}}
+    from harness.policies import PRESETS
+
+    s = scenario_from("""
+name: jittered
+flow: github_stars
+parameters: {repos: [octo/cat]}
 seed: 5
 endpoints:
-  - request: GET {URL}
-    responses: [{{status: 200}}]
+  - request: GET https://api.github.com/repos/octo/cat
+    responses: [{status: 500}, {status: 500}, {json: {stargazers_count: 7}}]
 """)
-    harness_session.run(s)
-    assert random.random() == expected_next
+    delays = []
+    for global_seed in (1, 2):
+        random.seed(global_seed)
+        (task,) = harness_session.run(s, policy=PRESETS["exponential_jitter"]).tasks
+        delays.append(task.delays)
+    assert len(delays[0]) == 2
+    assert delays[0] != (1.0, 2.0)  # drawn, not the configured delays
+    assert delays[0] == delays[1]
 
 
 def _outcome_summary(outcome: Any) -> tuple[Any, ...]:

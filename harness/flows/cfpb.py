@@ -70,3 +70,8 @@ def cfpb_etl(size: int = 10, db_path: str = "cfpbcomplaints.db") -> int:
     raw = get_complaint_data(size)
     parsed = parse_complaint_data(raw)
     return store_complaints(parsed, db_path)
+
+
+def harness_stored_rows(parameters: dict[str, Any]) -> tuple[str, str]:
+    """Where this flow's rows are read for the data invariants: (SQLite path, query)."""
+    return str(parameters.get("db_path", "cfpbcomplaints.db")), "SELECT COUNT(*) FROM complaint"

@@ -23,7 +23,7 @@ class BlockedConnection(ConnectionRefusedError):
 
 
 class NetworkGuard:
-    """Records and refuses connections to anything but ``allowed`` (host, port) pairs."""
+    """Records and refuses DNS lookups but of loopback, and connections but to loopback's ``allowed_port``."""
 
     def __init__(self, allowed_port: int) -> None:
         self.allowed_port = allowed_port

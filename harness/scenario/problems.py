@@ -1,29 +1,28 @@
-"""Loading scenario files: YAML with source lines, validated into ``Scenario``.
+"""From YAML and model errors to problems: ``path:line: field: message``, with the fix.
 
-File-level problems (size, encoding, YAML syntax) raise ``ScenarioError`` for
-the whole file; a semantic problem fails only its own document, which comes
-back as a ``ScenarioError`` in place of its ``Scenario``.
+One pipeline for every file the harness reads (scenario files and strategies
+files alike): the file's bytes (``read_text``), its YAML (``yaml_problem``),
+the model's validation errors (``validation_problems``) and keys written twice
+(``duplicate_keys``) all become ``Problem`` objects that name the file, the
+line, the field in the document's own terms, and what to write instead.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
-import inspect
 import re
-import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness._errors import Problem, ScenarioError
-from harness._yaml import LineDict, LineList, load_documents
-from harness.model import Scenario, did_you_mean
+from harness.scenario._yaml import LineDict, LineList
 
+M = TypeVar("M", bound=BaseModel)
 MAX_BYTES = 1 << 20
 SUFFIXES = (".yaml", ".yml")
 
@@ -93,9 +92,9 @@ def _clean_loc(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
     return out
 
 
-def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
+def _model_at(root: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
     """The model class that validates the mapping at ``loc``, if there is one."""
-    tp: Any = Scenario
+    tp: Any = root
     for part in loc:
         tp = _unwrap(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
@@ -126,7 +125,7 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
-def _keys_of(model: type[BaseModel]) -> list[str]:
+def keys_of(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
@@ -174,6 +173,7 @@ _EXPECTED: dict[str, str] = {
     "max": "a number of seconds >= 0",
     "min": "a number of seconds >= 0",
     "invariants": "a list of invariants",
+    "strategies": "a mapping of strategy names to their options (retries, ...), or to nothing for a preset",
 }
 
 
@@ -206,7 +206,16 @@ _STRATEGY_EXPECTED = {
 }
 
 
-def yaml_type(value: Any) -> str:
+def did_you_mean(value: str, choices: Sequence[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest choice (case aside), else the list of choices."""
+    folded = {c.casefold(): c for c in choices}
+    close = difflib.get_close_matches(value.casefold(), list(folded), n=1)
+    if close and folded[close[0]] != value:
+        return f"; did you mean {folded[close[0]]!r}?"
+    return f"; expected one of: {', '.join(choices)}"
+
+
+def type_name(value: Any) -> str:
     """A value's type in YAML's words: mapping, list, str, int, float, bool, null."""
     if value is None:
         return "null"
@@ -223,7 +232,7 @@ def short_repr(value: Any, limit: int = 80) -> str:
 
 
 def _got(value: Any, wants_string: bool = False) -> str:
-    got = f"got {short_repr(value)} ({yaml_type(value)})"
+    got = f"got {short_repr(value)} ({type_name(value)})"
     if wants_string and isinstance(value, int | float | bool):
         got += f"; quote it: '{str(value).lower() if isinstance(value, bool) else value}'"
     return got
@@ -233,7 +242,12 @@ _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "l
 
 
 def _problem_from_error(
-    err: Mapping[str, Any], raw: Any, path: Path, text: str, missing: set[tuple[str | int, ...]]
+    err: Mapping[str, Any],
+    root: type[BaseModel],
+    raw: Any,
+    path: Path,
+    text: str,
+    missing: set[tuple[str | int, ...]],
 ) -> Problem | None:
     is_key = "[key]" in err["loc"]
     loc = _clean_loc(raw, err["loc"])
@@ -242,10 +256,10 @@ def _problem_from_error(
     value = err.get("input")
     if kind == "extra_forbidden":
         key = loc[-1]
-        model = _model_at(loc[:-1])
-        choices = _keys_of(model) if model else []
+        model = _model_at(root, loc[:-1])
+        choices = keys_of(model) if model else []
         if not isinstance(key, str):
-            message = f"unknown key {key!r} ({yaml_type(key)}); expected one of: {', '.join(choices)}"
+            message = f"unknown key {key!r} ({type_name(key)}); expected one of: {', '.join(choices)}"
         else:
             message = f"unknown key {key!r}" + (did_you_mean(key, choices) if choices else "")
     elif kind == "missing":
@@ -255,7 +269,7 @@ def _problem_from_error(
         hint = _expected(loc)
         message = f"required key {loc[-1]!r} is missing" + (f"; add `{loc[-1]}:` with {hint}" if hint else "")
     elif is_key:
-        message = f"key {value!r} ({yaml_type(value)}) must be a string; quote it: '{value}'"
+        message = f"key {value!r} ({type_name(value)}) must be a string; quote it: '{value}'"
     elif kind in ("value_error", "assertion_error"):
         message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     elif kind in _BOUNDS and _expected(loc) is None:
@@ -270,7 +284,7 @@ def _problem_from_error(
     return Problem(path, line, field_path(loc), message, snippet=snippet(text, line))
 
 
-def _duplicate_keys(raw: Any, path: Path, text: str) -> list[Problem]:
+def duplicate_keys(raw: Any, path: Path, text: str) -> list[Problem]:
     """Keys written twice in one mapping, anywhere in the document."""
     problems = []
     seen: set[int] = set()
@@ -295,182 +309,6 @@ def _duplicate_keys(raw: Any, path: Path, text: str) -> list[Problem]:
         elif isinstance(node, LineList):
             stack.extend((v, (*loc, i)) for i, v in enumerate(node))
     return sorted(problems, key=lambda p: p.line or 0)
-
-
-def validate_document(raw: Any, path: Path, text: str, doc_line: int) -> Scenario:
-    """Validate one parsed document into a ``Scenario`` or raise ``ScenarioError``."""
-    if raw is None:
-        raise ScenarioError(
-            [
-                Problem(
-                    path,
-                    doc_line,
-                    "",
-                    "empty document (null); a scenario needs at least `name` and `flow`",
-                    snippet=snippet(text, doc_line),
-                )
-            ]
-        )
-    if not isinstance(raw, LineDict):
-        fix = (
-            "; a file holds one scenario per document: separate them with '---', not '- '"
-            if isinstance(raw, list)
-            else "; start with `name:` and `flow:`"
-        )
-        raise ScenarioError(
-            [
-                Problem(
-                    path,
-                    doc_line,
-                    "",
-                    f"a scenario document must be a mapping of keys, got {short_repr(raw)} ({yaml_type(raw)}){fix}",
-                    snippet=snippet(text, doc_line),
-                )
-            ]
-        )
-    duplicates = _duplicate_keys(raw, path, text)
-    if duplicates:
-        raise ScenarioError(duplicates)
-    bad_keys = [k for k in raw if not isinstance(k, str)]
-    if bad_keys:
-        key = bad_keys[0]
-        line = raw.key_lines[key]
-        raise ScenarioError(
-            [
-                Problem(
-                    path,
-                    line,
-                    str(key),
-                    f"unknown key {key!r} ({yaml_type(key)}); expected one of: {', '.join(_keys_of(Scenario))}",
-                    snippet=snippet(text, line),
-                )
-            ]
-        )
-    try:
-        scenario = Scenario.model_validate(raw)
-    except ValidationError as exc:
-        errors = exc.errors()
-        located = [(tuple(_clean_loc(raw, e["loc"])), e) for e in errors]
-        # A misspelt key that names a missing one ("fault" for "faults") is one problem, not two.
-        missing = {loc for loc, e in located if e["type"] == "missing"}
-        covered = set()
-        for loc, e in located:
-            if e["type"] == "extra_forbidden" and isinstance(loc[-1], str):
-                model = _model_at(loc[:-1])
-                close = difflib.get_close_matches(loc[-1], _keys_of(model), n=1) if model else []
-                if close and (*loc[:-1], close[0]) in missing:
-                    covered.add((*loc[:-1], close[0]))
-        # A tuple whose items failed also reports itself too short: noise.
-        failed = [loc for loc, e in located if e["type"] != "too_short"]
-        problems = [
-            p
-            for loc, e in located
-            if not (e["type"] == "too_short" and any(f[: len(loc)] == loc and len(f) > len(loc) for f in failed))
-            and (p := _problem_from_error(e, raw, path, text, covered)) is not None
-        ]
-        problems.sort(key=lambda p: p.line or 0)
-        raise ScenarioError(problems) from None
-    scenario._path = path
-    scenario._line = raw.line
-    scenario._lines = raw
-    problems = list(_semantic_problems(scenario, raw, path, text))
-    if problems:
-        raise ScenarioError(problems)
-    return scenario
-
-
-def _semantic_problems(scenario: Scenario, raw: LineDict, path: Path, text: str) -> Iterable[Problem]:
-    def problem(loc: tuple[str | int, ...], message: str, line: int | None = None) -> Problem:
-        line = line or line_at(raw, loc)
-        return Problem(path, line, field_path(loc), message, snippet=snippet(text, line))
-
-    declared = [e.request.text for e in scenario.endpoints]
-    seen: set[str] = set()
-    for i, name in enumerate(declared):
-        if name in seen:
-            yield problem(("endpoints", i, "request"), f"endpoint {name!r} is declared twice")
-        seen.add(name)
-    for key in scenario.expect.calls:
-        if key not in declared:
-            yield problem(
-                ("expect", "calls", key),
-                f"{key!r} is not a declared endpoint{did_you_mean(key, declared) if declared else ' (none declared)'}",
-            )
-    try:
-        flow = resolve_flow(scenario.flow, base=path.parent)
-    except ImportError as exc:
-        yield problem(("flow",), str(exc))
-        return
-    signature = inspect.signature(flow.fn)
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-    params = [n for n, p in signature.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    for key in scenario.parameters:
-        if key not in params and not accepts_any:
-            yield problem(
-                ("parameters", key),
-                f"flow {scenario.flow!r} has no parameter {key!r}"
-                + (did_you_mean(key, params) if params else " (it takes none)"),
-            )
-    for name, p in signature.parameters.items():
-        required = p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        if required and name not in scenario.parameters:
-            where = ("parameters",) if "parameters" in raw else ("flow",)
-            yield problem(
-                ("parameters", name),
-                f"flow {scenario.flow!r} needs parameter {name!r}; add it under `parameters:`",
-                line=line_at(raw, where),
-            )
-    known = module_task_names(flow)
-    if known:
-        for name in scenario.expect.tasks:
-            if name not in known:
-                yield problem(
-                    ("expect", "tasks", name),
-                    f"flow {scenario.flow!r} defines no task {name!r}{did_you_mean(name, sorted(known))}",
-                )
-
-
-def module_task_names(flow: Any) -> set[str]:
-    """Names of the Prefect tasks the flow's module can call (``harness.policies.tasks_of``)."""
-    from harness.policies import tasks_of
-
-    return {task.name for task in tasks_of(flow)}
-
-
-def resolve_flow(spec: str, base: Path | None = None) -> Any:
-    """Import a flow by built-in name or ``package.module:flow``."""
-    from prefect import Flow
-
-    from harness.flows import BUILTIN_FLOWS
-
-    target = BUILTIN_FLOWS.get(spec, spec)
-    if ":" in target and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", target):
-        raise ImportError(f"flow must be a built-in name or 'package.module:flow_function', got {spec!r}")
-    if ":" not in target:
-        raise ImportError(
-            f"unknown flow {spec!r}: name a built-in ({', '.join(BUILTIN_FLOWS)}) or 'package.module:flow'"
-            + did_you_mean(spec, list(BUILTIN_FLOWS)).replace("; expected one of", "; built-ins are")
-        )
-    module_name, _, attr = target.partition(":")
-    added = None
-    if base is not None and str(base.resolve()) not in sys.path:
-        added = str(base.resolve())
-        sys.path.append(added)  # a flow module beside its scenario file imports
-    try:
-        module = importlib.import_module(module_name)
-    except (Exception, SystemExit) as exc:  # the module's own code runs here: report, never crash the loader
-        raise ImportError(f"cannot import flow module {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        if added is not None:
-            sys.path.remove(added)
-    obj = getattr(module, attr, None)
-    if obj is None:
-        names = [n for n, v in vars(module).items() if isinstance(v, Flow)]
-        hint = did_you_mean(attr, names) if names else ""
-        raise ImportError(f"module {module_name!r} has no attribute {attr!r}{hint}")
-    if not isinstance(obj, Flow):
-        raise ImportError(f"{target!r} is a {type(obj).__name__}, not a Prefect flow (decorate it with @flow)")
-    return obj
 
 
 def read_text(path: Path) -> str:
@@ -507,7 +345,7 @@ def read_text(path: Path) -> str:
         ) from None
 
 
-def _yaml_problem(exc: yaml.YAMLError, path: Path, text: str) -> Problem:
+def yaml_problem(exc: yaml.YAMLError, path: Path, text: str) -> Problem:
     """A PyYAML error as a located problem, in words a scenario author can act on."""
     if isinstance(exc, yaml.reader.ReaderError):
         pos = int(exc.position or 0)
@@ -538,68 +376,49 @@ def _yaml_problem(exc: yaml.YAMLError, path: Path, text: str) -> Problem:
     return Problem(path, line, "", message, snippet=snippet(text, line))
 
 
-def load_file(path: str | Path) -> list[Scenario | ScenarioError]:
-    """Every document of one file: a ``Scenario``, or the ``ScenarioError`` it raised.
+def validation_problems(exc: ValidationError, root: type[BaseModel], raw: Any, path: Path, text: str) -> list[Problem]:
+    """Pydantic's errors for ``raw`` validated as ``root``, as problems sorted by line."""
+    located = [(tuple(_clean_loc(raw, e["loc"])), e) for e in exc.errors()]
+    # A misspelt key that names a missing one ("fault" for "faults") is one problem, not two.
+    missing = {loc for loc, e in located if e["type"] == "missing"}
+    covered = set()
+    for loc, e in located:
+        if e["type"] == "extra_forbidden" and isinstance(loc[-1], str):
+            model = _model_at(root, loc[:-1])
+            close = difflib.get_close_matches(loc[-1], keys_of(model), n=1) if model else []
+            if close and (*loc[:-1], close[0]) in missing:
+                covered.add((*loc[:-1], close[0]))
+    # A tuple whose items failed also reports itself too short: noise.
+    failed = [loc for loc, e in located if e["type"] != "too_short"]
+    problems = [
+        p
+        for loc, e in located
+        if not (e["type"] == "too_short" and any(f[: len(loc)] == loc and len(f) > len(loc) for f in failed))
+        and (p := _problem_from_error(e, root, raw, path, text, covered)) is not None
+    ]
+    problems.sort(key=lambda p: p.line or 0)
+    return problems
 
-    Raises ``ScenarioError`` when the file as a whole cannot be read.
-    """
-    path = Path(path)
-    text = read_text(path)
+
+def located(
+    path: Path, text: str, raw: Any, loc: Sequence[str | int], message: str, line: int | None = None
+) -> Problem:
+    """A problem at the field ``loc`` of ``raw`` (or at ``line``), with its lines shown."""
+    line = line or line_at(raw, loc) or getattr(raw, "line", None) or 1
+    return Problem(path, line, field_path(loc), message, snippet=snippet(text, line))
+
+
+def validated(root: type[M], raw: LineDict, path: Path, text: str) -> M:
+    """``raw`` validated as ``root``; else ``ScenarioError`` with every problem located in the file."""
+    duplicates = duplicate_keys(raw, path, text)
+    if duplicates:
+        raise ScenarioError(duplicates)
+    for key in raw:
+        if not isinstance(key, str):
+            message = f"unknown key {key!r} ({type_name(key)}); expected one of: {', '.join(keys_of(root))}"
+            line = raw.key_lines[key]
+            raise ScenarioError([Problem(path, line, str(key), message, snippet=snippet(text, line))])
     try:
-        docs = load_documents(text, str(path))
-    except yaml.YAMLError as exc:
-        raise ScenarioError([_yaml_problem(exc, path, text)]) from None
-    if not docs:
-        raise ScenarioError([Problem(path, 1, "", "file holds no scenario (it is empty)")])
-    out: list[Scenario | ScenarioError] = []
-    for doc_line, raw in docs:
-        try:
-            out.append(validate_document(raw, path, text, doc_line))
-        except ScenarioError as exc:
-            out.append(exc)
-    return out
-
-
-def scenario_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The scenario files under ``paths`` (files or folders), sorted."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file()))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {p}")
-    return files
-
-
-def load_paths(paths: Iterable[str | Path]) -> list[Scenario | ScenarioError]:
-    """Load every scenario under ``paths``; duplicate names become errors."""
-    out: list[Scenario | ScenarioError] = []
-    seen: dict[str, Scenario] = {}
-    for file in scenario_files(paths):
-        try:
-            items = load_file(file)
-        except ScenarioError as exc:
-            out.append(exc)
-            continue
-        for item in items:
-            if isinstance(item, Scenario):
-                first = seen.get(item.name)
-                if first is not None:
-                    line = item.line_of("name")
-                    item = ScenarioError(
-                        [
-                            Problem(
-                                item.path,
-                                line,
-                                "name",
-                                f"duplicate scenario name {item.name!r} (first at {first.path}:"
-                                f"{first.line_of('name')}); names are unique in a run: rename one",
-                            )
-                        ]
-                    )
-                else:
-                    seen[item.name] = item
-            out.append(item)
-    return out
+        return root.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(validation_problems(exc, root, raw, path, text)) from None

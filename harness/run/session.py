@@ -1,20 +1,17 @@
-"""The runner: runs one scenario's flow on Prefect's real engine and records an Outcome.
+"""The session: runs one scenario's flow on Prefect's real engine and records an Outcome.
 
 A ``Session`` owns the one Prefect test server of a pytest session (per
 worker) or CLI invocation; ``Session.run`` runs one scenario in a fresh
-temporary directory with the virtual clock, the injector and the engine hooks
-in place, and undoes all of them afterwards.
+temporary directory with the virtual clock, the transport, the network guard
+and the engine hooks in place, and undoes all of them afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import importlib
 import inspect
 import os
-import random
 import shutil
 import signal
 import sqlite3
@@ -26,15 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness._engine import Recorder, hooked, share_api_ssl_context
 from harness._errors import ScenarioTimeout, shown
-from harness._guard import NetworkGuard
-from harness.clock import Clock
-from harness.injector import Call, Injector
-from harness.loader import resolve_flow
-from harness.model import Expect, Scenario, SqliteExpect
-from harness.policies import CallLog, Policy, applied
-from harness.server import PrefectServer
+from harness.policies.apply import CallLog, applied
+from harness.run.clock import Clock
+from harness.run.guard import NetworkGuard
+from harness.run.hooks import hooked, session_hooks
+from harness.run.server import PrefectServer
+from harness.run.states import Recorder
+from harness.run.transport import Call, Injector
+from harness.scenario.model import Scenario, SqliteExpect
+from harness.scenario.resolve import resolve_flow, stored_rows_of
+from harness.scenario.strategy import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +78,6 @@ class Outcome:
     seed: int = 0
     blocked: tuple[str, ...] = ()  # connections outside httpx the network guard refused
     waited_s: float = 0.0  # virtual seconds spent waiting (delays, latency, timeouts), no compute
-    served_rows: Any = None  # the data query's result (a count or rows) in a fault-free run, for data invariants
 
     @property
     def unmatched(self) -> tuple[Call, ...]:
@@ -100,7 +98,7 @@ class Session:
         self.server: PrefectServer | None = None
         self._stack = contextlib.ExitStack()
         self._ready = False
-        self._served: dict[str, Any] = {}
+        self.memo: dict[Any, Any] = {}  # what later stages compute once per session (fault-free baselines)
 
     def start(self) -> None:
         """Start the server in the background; safe to call more than once."""
@@ -129,8 +127,7 @@ class Session:
                     updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_API_URL: self.server.api_url}
                 )
             )
-            _share_ssl_context()
-            self._stack.callback(share_api_ssl_context())
+            self._stack.enter_context(session_hooks())
             self._ready = True
         return self.server
 
@@ -165,12 +162,13 @@ class Session:
         injector = Injector(scenario, clock, recorder, server.api_url)
         guard = NetworkGuard(server.port)
         log = CallLog(injector.calls, clock.sleep, clock.now)
-        with _workdir() as workdir, _seeded(scenario.seed):
+        query = data_query(scenario, flow)
+        with _workdir() as workdir:
             clock.started = time.perf_counter()
             try:
                 with (
                     _time_limit(self.time_limit),
-                    applied(policy, flow, log) as flow,
+                    applied(policy, flow, log, near=scenario.path.parent) as flow,
                     hooked(clock, recorder, scenario.seed),
                     injector,
                     guard.active(),
@@ -186,34 +184,8 @@ class Session:
                 ) from None
             wall = time.perf_counter() - clock.started
             virtual = clock.now()
-            sqlite_value, sqlite_error = _query(workdir, scenario)
-        outcome = _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error)
-        served = self._served_rows(scenario, policy) if _judges_data(scenario) else None
-        return dataclasses.replace(outcome, blocked=tuple(guard.blocked), waited_s=clock.skipped, served_rows=served)
-
-    def _served_rows(self, scenario: Scenario, policy: Policy | None) -> Any:
-        """The data query's result in a fault-free run of ``scenario`` (run once per session, then cached)."""
-        from harness.compare import fault_free
-
-        spec = data_query(scenario)
-        if spec is None:
-            return None
-        baseline = fault_free(scenario).model_copy(update={"expect": Expect(sqlite=spec), "strategies": {}})
-        key = repr(
-            (
-                str(scenario.path.parent),
-                baseline.flow,
-                baseline.parameters,
-                baseline.seed,
-                baseline.endpoints,
-                spec,
-                policy,
-            )
-        )
-        if key not in self._served:
-            outcome = self.run(baseline, policy=policy)
-            self._served[key] = None if outcome.sqlite_error else outcome.sqlite
-        return self._served[key]
+            sqlite_value, sqlite_error = _query(workdir, query)
+        return _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error, guard, clock)
 
 
 class _Hung(BaseException):
@@ -286,6 +258,8 @@ def _outcome(
     virtual: float,
     sqlite_value: Any,
     sqlite_error: str | None,
+    guard: NetworkGuard,
+    clock: Clock,
 ) -> Outcome:
     result = None
     if state.is_completed():
@@ -318,30 +292,28 @@ def _outcome(
         sqlite=sqlite_value,
         sqlite_error=sqlite_error,
         seed=scenario.seed,
+        blocked=tuple(guard.blocked),
+        waited_s=clock.skipped,
     )
 
 
-DATA_INVARIANTS = ("no_data_loss", "no_duplicates")
+def data_query(scenario: Scenario, flow: Any) -> SqliteExpect | None:
+    """Where the rows a flow stores are read: ``expect.sqlite``, else what the flow's module declares.
 
-
-def _judges_data(scenario: Scenario) -> bool:
-    return any(inv.kind in DATA_INVARIANTS for inv in scenario.expect.invariants)
-
-
-def data_query(scenario: Scenario) -> SqliteExpect | None:
-    """Where the rows a flow stores are read: ``expect.sqlite``, or for ``cfpb_etl`` its complaint count."""
+    A flow module declares it with ``harness_stored_rows(parameters) -> (path, query)``
+    (the built-in ``cfpb_etl`` does), so data invariants can judge it without ``expect.sqlite``.
+    """
     if scenario.expect.sqlite is not None:
         return scenario.expect.sqlite
-    from harness.flows import BUILTIN_FLOWS
+    declared = stored_rows_of(flow)
+    if declared is None:
+        return None
+    path, query = declared(scenario.parameters)
+    return SqliteExpect(path=path, query=query, equals=None)
 
-    if BUILTIN_FLOWS.get(scenario.flow, scenario.flow) == BUILTIN_FLOWS["cfpb_etl"]:
-        path = str(scenario.parameters.get("db_path", "cfpbcomplaints.db"))
-        return SqliteExpect(path=path, query="SELECT COUNT(*) FROM complaint", equals=None)
-    return None
 
-
-def _query(workdir: Path, scenario: Scenario) -> tuple[Any, str | None]:
-    spec = data_query(scenario) if _judges_data(scenario) else scenario.expect.sqlite
+def _query(workdir: Path, spec: SqliteExpect | None) -> tuple[Any, str | None]:
+    """The data query's result after the run: one value, or rows; or why it could not be read."""
     if spec is None:
         return None, None
     db = workdir / spec.path
@@ -368,41 +340,3 @@ def _workdir() -> Iterator[Path]:
     finally:
         os.chdir(previous)
         shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seed the global ``random`` (Prefect's jitter draws from it), then restore it."""
-    saved = random.getstate()
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(saved)
-
-
-def _share_ssl_context() -> None:
-    """Build httpx's default SSL context once per session instead of once per client.
-
-    No TLS handshake happens under the injector; each ``httpx.get`` would
-    otherwise load the CA bundle again (tens of milliseconds).
-    """
-    import functools
-
-    default: Any = importlib.import_module("httpx._transports.default")
-    original = default.create_ssl_context
-    if getattr(original, "_harness_shared", False):
-        return
-
-    @functools.wraps(original)
-    def shared(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
-        if verify is True and cert is None:
-            return _default_context(trust_env)
-        return original(verify=verify, cert=cert, trust_env=trust_env)
-
-    @functools.cache
-    def _default_context(trust_env: bool) -> Any:
-        return original(verify=True, cert=None, trust_env=trust_env)
-
-    shared._harness_shared = True  # type: ignore[attr-defined]
-    default.create_ssl_context = shared

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness._errors import ScenarioFailure, shown
-from harness.model import UNSET, Invariant, Scenario, StateMatch
-from harness.runner import Outcome, StateInfo
+from harness.checking.baseline import DATA_INVARIANTS, row_difference
+from harness.run.session import Outcome, StateInfo
+from harness.scenario.model import UNSET, Invariant, Scenario, StateMatch
+from harness.scenario.resolve import resolve_function
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +55,12 @@ def _state_mismatches(field: str, want: StateMatch, got: StateInfo, line: int) -
     return out
 
 
-def check(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
-    """Every way ``outcome`` differs from what ``scenario`` expects."""
+def check(scenario: Scenario, outcome: Outcome, *, baseline: Any = None) -> list[Mismatch]:
+    """Every way ``outcome`` differs from what ``scenario`` expects.
+
+    ``baseline`` is the data a fault-free run stores (``checking.baseline.baseline_rows``),
+    which the data invariants compare with; ``harness.run_scenario`` passes it.
+    """
     exp = scenario.expect
     out: list[Mismatch] = []
     unmatched: dict[str, int] = {}
@@ -119,7 +125,7 @@ def check(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
         if vt.min is not None and waited < vt.min:
             out.append(Mismatch("expect.virtual_time.min", f">= {vt.min:g} s", f"{waited:g} s", line))
     for i, inv in enumerate(exp.invariants):
-        problem = violation(inv, outcome)
+        problem = violation(inv, outcome, baseline, near=scenario.path.parent)
         if problem:
             out.append(
                 Mismatch(f"expect.invariants[{i}]", str(inv), problem, scenario.line_of("expect", "invariants", i))
@@ -127,31 +133,27 @@ def check(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
     return out
 
 
-def violation(invariant: Invariant, outcome: Outcome) -> str | None:
-    """How ``outcome`` breaks ``invariant``, or None when it holds."""
+def violation(invariant: Invariant, outcome: Outcome, baseline: Any = None, near: Path | None = None) -> str | None:
+    """How ``outcome`` breaks ``invariant``, or None when it holds (``baseline``: see ``check``)."""
     if invariant.kind == "completes":
         return None if outcome.flow.type == "COMPLETED" else f"the flow ended {_state_text(outcome.flow)}"
     if invariant.kind == "bounded_calls":
         over = {k: n for k, n in outcome.counts.items() if invariant.bound is not None and n > invariant.bound}
         return None if not over else "; ".join(f"{k} took {n} calls" for k, n in over.items())
-    if invariant.kind in ("no_data_loss", "no_duplicates"):
-        return _data_violation(invariant.kind, outcome)
-    module, _, name = invariant.kind.partition(":")
-    fn = getattr(importlib.import_module(module), name)
-    result = fn(outcome)
+    if invariant.kind in DATA_INVARIANTS:
+        return _data_violation(invariant.kind, outcome, baseline)
+    result = resolve_function(invariant.kind, "invariant", near)(outcome)
     return None if result in (None, True) else ("violated" if result is False else str(result))
 
 
-def _data_violation(kind: str, outcome: Outcome) -> str | None:
-    """The rows the run stored (``sqlite``) against those a fault-free run of the scenario stores (``served_rows``).
+def _data_violation(kind: str, outcome: Outcome, served: Any) -> str | None:
+    """The rows the run stored (``sqlite``) against those a fault-free run of the scenario stores (``served``).
 
     Both are the data query's result: a count (one number) or rows. ``no_data_loss``
     fails when rows of the fault-free run are missing, ``no_duplicates`` when rows
     are stored more often than the fault-free run stores them.
     """
-    from harness.compare import row_difference
-
-    served, stored = outcome.served_rows, outcome.sqlite
+    stored = outcome.sqlite
     if isinstance(served, list) and stored is not None and not isinstance(stored, list):
         stored = [[stored]]  # one row of one column comes back as a single value
     diff = None if served is None else row_difference(stored, served)

@@ -1,217 +1,12 @@
-"""Reports of scenario runs: the terminal table and the JSON CI pipelines read."""
+"""The strategy comparison as a self-contained HTML page: one chart per scenario, then the tables."""
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from harness._errors import shown
-from harness.expectations import Mismatch, plain
-from harness.model import Scenario
-from harness.runner import Outcome
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """One scenario's verdict: passed, or failed with mismatches or an error."""
-
-    name: str
-    file: str
-    line: int
-    outcome: Outcome | None = None
-    mismatches: tuple[Mismatch, ...] = ()
-    error: str | None = None
-    xfail: str | None = None
-    failures: tuple[str, ...] = field(default=())
-
-    @property
-    def failed_expectations(self) -> bool:
-        return bool(self.mismatches or self.error)
-
-    @property
-    def passed(self) -> bool:
-        """True when the verdict is what the scenario asks for (an ``xfail`` scenario must fail)."""
-        if self.xfail is not None:
-            return bool(self.mismatches) and self.error is None
-        return not self.failed_expectations
-
-    @property
-    def verdict(self) -> str:
-        if self.xfail is not None:
-            return "xfail" if self.passed else ("XPASS" if not self.failed_expectations else "ERROR")
-        if self.error:
-            return "ERROR"
-        return "pass" if self.passed else "FAIL"
-
-    @classmethod
-    def of(
-        cls,
-        scenario: Scenario,
-        outcome: Outcome | None,
-        mismatches: list[Mismatch],
-        error: str | None = None,
-        label: str | None = None,
-    ) -> Result:
-        failures = tuple(f"{shown(scenario.path)}:{m.line}: {m}" for m in mismatches) + ((error,) if error else ())
-        return cls(
-            label or scenario.name,
-            shown(scenario.path),
-            scenario.line,
-            outcome,
-            tuple(mismatches),
-            error,
-            scenario.xfail,
-            failures,
-        )
-
-
-def as_json(result: Result) -> dict[str, Any]:
-    """The JSON record of one scenario, as ``harness run --json`` writes it."""
-    o = result.outcome
-    return {
-        "name": result.name,
-        "file": result.file,
-        "line": result.line,
-        "passed": result.passed,
-        "verdict": result.verdict,
-        "failures": list(result.failures),
-        "flow": None if o is None else {"state": o.flow.name, "type": o.flow.type, "message": o.flow.message},
-        "tasks": []
-        if o is None
-        else [
-            {
-                "name": t.name,
-                "state": t.state.name,
-                "run_count": t.run_count,
-                "retries": t.retries,
-                "history": list(t.history),
-            }
-            for t in o.tasks
-        ],
-        "calls": {} if o is None else dict(o.counts),
-        "unmatched": [] if o is None else [f"{c.method} {c.url}" for c in o.unmatched],
-        "result": None if o is None else _jsonable(plain(o.result)),
-        "wall_s": None if o is None else round(o.wall_s, 4),
-        "virtual_s": None if o is None else round(o.virtual_s, 4),
-        "waited_s": None if o is None else round(o.waited_s, 4),
-        "timeline": [] if o is None else [[round(t, 4), what] for t, what in o.timeline],
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=repr))
-
-
-def write_json(results: list[Result], path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps({"scenarios": [as_json(r) for r in results]}, indent=2) + "\n")
-
-
-def table(results: list[Result]) -> str:
-    """One row per scenario: name, verdict, flow state, retries per task, calls."""
-    rows = [("scenario", "verdict", "flow", "retries", "calls", "virtual s", "wall s")]
-    for r in results:
-        o = r.outcome
-        if o is None:
-            rows.append((r.name, r.verdict, "-", "-", "-", "-", "-"))
-            continue
-        retries = ", ".join(f"{t.name}={t.retries}" for t in o.tasks) or "-"
-        calls = ", ".join(str(n) for n in o.counts.values()) or "-"
-        rows.append((r.name, r.verdict, o.flow.name, retries, calls, f"{o.virtual_s:.2f}", f"{o.wall_s:.2f}"))
-    widths = [min(max(len(row[i]) for row in rows), 60 if i == 0 else 40) for i in range(len(rows[0]))]
-    out = []
-    for row in rows:
-        cells = [(c if len(c) <= w else c[: w - 1] + "…").ljust(w) for c, w in zip(row, widths, strict=True)]
-        out.append("  ".join(cells).rstrip())
-    return "\n".join(out)
-
-
-# -- strategy comparison ------------------------------------------------------------
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
-
-
-def _rows_text(cell: Any) -> str:
-    if cell.rows_missing is None:
-        return "-"
-    return f"{cell.rows_missing:g} / {cell.rows_duplicated:g}"
-
-
-COMPARE_HEADER = (
-    "scenario",
-    "strategy",
-    "runs",
-    "success",
-    "95% CI",
-    "attempts mean/p95",
-    "calls/run",
-    "wasted/run",
-    "virtual s mean/p95",
-    "rows missing/dup",
-)
-
-
-def _compare_rows(cells: list[Any]) -> list[tuple[str, ...]]:
-    return [
-        (
-            c.scenario,
-            c.strategy,
-            str(c.runs),
-            _pct(c.success_rate),
-            f"{_pct(c.success_ci[0])}-{_pct(c.success_ci[1])}",
-            f"{c.attempts_mean:.2f} / {c.attempts_p95:g}",
-            f"{c.calls_mean:.2f}",
-            f"{c.wasted_calls:.2f}",
-            f"{c.virtual_s_mean:.1f} / {c.virtual_s_p95:.1f}",
-            _rows_text(c),
-        )
-        for c in cells
-    ]
-
-
-def compare_table(cells: list[Any]) -> str:
-    """The comparison as an aligned terminal table."""
-    rows = [COMPARE_HEADER, *_compare_rows(cells)]
-    widths = [min(max(len(r[i]) for r in rows), 48) for i in range(len(COMPARE_HEADER))]
-    return "\n".join(
-        "  ".join((c if len(c) <= w else c[: w - 1] + "…").ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in rows
-    )
-
-
-def _md(text: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def compare_markdown(cells: list[Any], policies: list[Any], seeds: int) -> str:
-    """The comparison as GitHub Markdown (fits ``$GITHUB_STEP_SUMMARY``)."""
-    out = [f"## Fault-tolerance strategies compared (seeds 0..{seeds - 1} for random scenarios)", ""]
-    out.append("| " + " | ".join(COMPARE_HEADER) + " |")
-    out.append("|" + "---|" * len(COMPARE_HEADER))
-    out += ["| " + " | ".join(_md(v) for v in r) + " |" for r in _compare_rows(cells)]
-    out += ["", "### Strategies", "", "| strategy | Prefect options that reproduce it | what it is |", "|---|---|---|"]
-    for p in policies:
-        what = p.description + (f" (source: {p.source})" if p.source else "")
-        out.append(f"| {_md(p.name)} | `{_md(p.task_options())}` | {_md(what)} |")
-    return "\n".join(out) + "\n"
-
-
-def compare_json(cells: list[Any], policies: list[Any], seeds: int) -> dict[str, Any]:
-    """The comparison for pipelines: ``{"seeds", "strategies", "cells": [...]}``."""
-    return {
-        "seeds": seeds,
-        "strategies": {
-            p.name: {"description": p.description, "source": p.source, "options": p.task_options()} for p in policies
-        },
-        "cells": [c.as_json() for c in cells],
-    }
-
+from harness.report.comparison import COMPARE_HEADER, compare_rows, pct
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22")
 
@@ -323,7 +118,7 @@ def _panel(scenario: str, cells: list[Any], colours: dict[str, str] | None = Non
     for tick in (0, 0.25, 0.5, 0.75, 1):
         parts.append(f'<line x1="{plot.x0}" y1="{py(tick):.1f}" x2="{plot.x1}" y2="{py(tick):.1f}" class="grid"/>')
         parts.append(
-            f'<text x="{plot.x0 - 6}" y="{py(tick) + 4:.1f}" text-anchor="end" class="tick">{_pct(tick)}</text>'
+            f'<text x="{plot.x0 - 6}" y="{py(tick) + 4:.1f}" text-anchor="end" class="tick">{pct(tick)}</text>'
         )
     n_ticks = round(xmax / step)
     for k in range(n_ticks + 1):
@@ -380,8 +175,8 @@ def _panel(scenario: str, cells: list[Any], colours: dict[str, str] | None = Non
             colour = colours.get(c.strategy, PALETTE[0])
             parts.append(
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{POINT_R:g}" fill="{colour}" class="point" '
-                f'data-strategy="{e(c.strategy)}"><title>{e(c.strategy)}: {_pct(c.success_rate)} success '
-                f"({_pct(c.success_ci[0])}-{_pct(c.success_ci[1])}), {c.calls_mean:.2f} calls/run, "
+                f'data-strategy="{e(c.strategy)}"><title>{e(c.strategy)}: {pct(c.success_rate)} success '
+                f"({pct(c.success_ci[0])}-{pct(c.success_ci[1])}), {c.calls_mean:.2f} calls/run, "
                 f"{c.runs} run(s)</title></circle>"
             )
     labels: list[_Box] = []
@@ -440,7 +235,7 @@ def compare_html(cells: list[Any], policies: list[Any], seeds: int) -> str:
         for p in policies
     )
     head = "".join(f"<th>{e(h)}</th>" for h in COMPARE_HEADER)
-    body = "\n".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in _compare_rows(cells))
+    body = "\n".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in compare_rows(cells))
     strategies = "\n".join(
         f'<tr><td class="name"><span class="swatch" style="background:{colours[p.name]}"></span>{e(p.name)}</td>'
         f"<td><code>{e(p.task_options())}</code></td>"

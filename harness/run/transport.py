@@ -1,4 +1,4 @@
-"""The injector: a respx router that serves each endpoint's steps, fail closed.
+"""Where a fault is served: a respx router that serves each endpoint's steps to httpx, fail closed.
 
 Prefect's own API traffic passes through; every other request is matched
 against the scenario's endpoints (first declared wins) and logged, whatever
@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import respx
 
-from harness._engine import Recorder, timeout_error
-from harness.clock import Clock
-from harness.model import Endpoint, Scenario, Step
+from harness.run.clock import Clock
+from harness.run.hooks import timeout_error
+from harness.run.states import Recorder
+from harness.scenario.model import Endpoint, Scenario, Step
 
 FAULT_ERRORS: dict[str, tuple[type[httpx.TransportError], str]] = {
     "connect_timeout": (httpx.ConnectTimeout, "timed out"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import math
 import re
 from pathlib import Path
@@ -24,7 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-from harness.policies import Policy
+from harness.scenario.problems import did_you_mean, line_at, type_name
+from harness.scenario.resolve import SPEC
+from harness.scenario.strategy import Policy, named_policy, with_names
 
 FAULTS = (
     "connect_timeout",
@@ -93,21 +94,6 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
-def did_you_mean(value: str, choices: tuple[str, ...] | list[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest choice (case aside), else the list of choices."""
-    folded = {c.casefold(): c for c in choices}
-    close = difflib.get_close_matches(value.casefold(), list(folded), n=1)
-    if close and folded[close[0]] != value:
-        return f"; did you mean {folded[close[0]]!r}?"
-    return f"; expected one of: {', '.join(choices)}"
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    return "mapping" if isinstance(value, dict) else "list" if isinstance(value, list) else type(value).__name__
-
-
 def _seconds(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -115,7 +101,7 @@ def _seconds(value: Any) -> bool:
 def _one_of(kind: str, choices: tuple[str, ...]) -> Any:
     def check(value: Any) -> Any:
         if not isinstance(value, str):
-            raise ValueError(f"{kind} must be a string, got {value!r} ({_type_name(value)})")
+            raise ValueError(f"{kind} must be a string, got {value!r} ({type_name(value)})")
         if value not in choices:
             raise ValueError(f"unknown {kind} {value!r}{did_you_mean(value, choices)}")
         return value
@@ -171,7 +157,7 @@ def _latency(value: Any) -> Any:
             if _seconds(m) and _seconds(s) and m > 0 and s >= 0:
                 return Latency(kind="lognormal", a=float(m), b=float(s))
         raise ValueError(f"lognormal latency must be {{median: m > 0, sigma: s >= 0}}, got {p!r}")
-    raise ValueError(f"latency must be {expected}, got {value!r} ({_type_name(value)})")
+    raise ValueError(f"latency must be {expected}, got {value!r} ({type_name(value)})")
 
 
 # -- response steps -------------------------------------------------------------
@@ -292,7 +278,7 @@ def parse_request(value: Any) -> Any:
     if isinstance(value, RequestLine):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"request must be a string 'METHOD URL', got {value!r} ({_type_name(value)})")
+        raise ValueError(f"request must be a string 'METHOD URL', got {value!r} ({type_name(value)})")
     parts = value.split()
     if len(parts) != 2:
         raise ValueError(f"request must be 'METHOD URL', e.g. 'GET https://api.github.com/repos/o/r'; got {value!r}")
@@ -408,7 +394,7 @@ def _invariant(value: Any) -> Any:
     if isinstance(value, Invariant):
         return value
     if isinstance(value, str):
-        if value in INVARIANTS or re.fullmatch(r"[\w.]+:\w+", value):
+        if value in INVARIANTS or SPEC.fullmatch(value):
             return Invariant(kind=value)
         raise ValueError(f"unknown invariant {value!r}{did_you_mean(value, INVARIANTS + ('bounded_calls',))}")
     if isinstance(value, dict) and list(value) == ["bounded_calls"]:
@@ -448,30 +434,12 @@ class StrategyCase(_Model):
         """``{expect: ..., **options}`` under the strategy's name: a preset, or options of its own."""
         if not isinstance(value, dict) or "__name__" not in value:
             return value
-        from harness.policies import PRESETS
-
         body = dict(value)
-        name = body.pop("__name__")
         expect = body.pop("expect", None)
-        if not body and name not in PRESETS:
-            raise ValueError(
-                f"unknown strategy {name!r}{did_you_mean(str(name), tuple(PRESETS))}; "
-                "or give its options (retries, retry_delay_seconds, ...) to define it here"
-            )
-        out: dict[str, Any] = {"policy": PRESETS[name] if not body else {"name": name, **body}}
+        out: dict[str, Any] = {"policy": named_policy(body)}
         if expect is not None:
             out["expect"] = expect
         return out
-
-
-def _strategy_cases(value: Any) -> Any:
-    """Tell each strategy its own name (the key it is listed under)."""
-    if not isinstance(value, dict):
-        return value
-    return {
-        name: {"__name__": name, **(body or {})} if isinstance(body, dict) or body is None else body
-        for name, body in value.items()
-    }
 
 
 class Scenario(_Model):
@@ -485,7 +453,7 @@ class Scenario(_Model):
     endpoints: tuple[Endpoint, ...] = ()
     expect: Expect = Expect()
     xfail: str | None = None
-    strategies: Annotated[dict[str, StrategyCase], BeforeValidator(_strategy_cases)] = {}
+    strategies: Annotated[dict[str, StrategyCase], BeforeValidator(with_names)] = {}
 
     _path: Path = PrivateAttr(default=Path("<string>"))
     _line: int = PrivateAttr(default=1)
@@ -501,8 +469,6 @@ class Scenario(_Model):
 
     def line_of(self, *loc: str | int) -> int:
         """The source line of a field, e.g. ``line_of("expect", "tasks", "get_stars")``."""
-        from harness.loader import line_at
-
         return line_at(self._lines, loc) or self._line
 
     def cases(self) -> list[tuple[str, Scenario, Policy | None]]:

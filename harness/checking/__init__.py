@@ -1,0 +1,1 @@
+"""Checking an outcome: expectations and invariants, the fault-free baseline, the verdict."""

@@ -1,0 +1,1 @@
+"""Reports: scenario results (table, JSON) and strategy comparisons (table, Markdown, JSON, HTML)."""

@@ -1,0 +1,71 @@
+"""Reports of scenario runs: the terminal table and the JSON CI pipelines read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.checking.expectations import plain
+from harness.checking.verdict import Result
+
+
+def as_json(result: Result) -> dict[str, Any]:
+    """The JSON record of one scenario, as ``harness run --json`` writes it."""
+    o = result.outcome
+    return {
+        "name": result.name,
+        "file": result.file,
+        "line": result.line,
+        "passed": result.passed,
+        "verdict": result.verdict,
+        "failures": list(result.failures),
+        "flow": None if o is None else {"state": o.flow.name, "type": o.flow.type, "message": o.flow.message},
+        "tasks": []
+        if o is None
+        else [
+            {
+                "name": t.name,
+                "state": t.state.name,
+                "run_count": t.run_count,
+                "retries": t.retries,
+                "history": list(t.history),
+            }
+            for t in o.tasks
+        ],
+        "calls": {} if o is None else dict(o.counts),
+        "unmatched": [] if o is None else [f"{c.method} {c.url}" for c in o.unmatched],
+        "result": None if o is None else _jsonable(plain(o.result)),
+        "wall_s": None if o is None else round(o.wall_s, 4),
+        "virtual_s": None if o is None else round(o.virtual_s, 4),
+        "waited_s": None if o is None else round(o.waited_s, 4),
+        "timeline": [] if o is None else [[round(t, 4), what] for t, what in o.timeline],
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr))
+
+
+def write_json(results: list[Result], path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({"scenarios": [as_json(r) for r in results]}, indent=2) + "\n")
+
+
+def table(results: list[Result]) -> str:
+    """One row per scenario: name, verdict, flow state, retries per task, calls."""
+    rows = [("scenario", "verdict", "flow", "retries", "calls", "virtual s", "wall s")]
+    for r in results:
+        o = r.outcome
+        if o is None:
+            rows.append((r.name, r.verdict, "-", "-", "-", "-", "-"))
+            continue
+        retries = ", ".join(f"{t.name}={t.retries}" for t in o.tasks) or "-"
+        calls = ", ".join(str(n) for n in o.counts.values()) or "-"
+        rows.append((r.name, r.verdict, o.flow.name, retries, calls, f"{o.virtual_s:.2f}", f"{o.wall_s:.2f}"))
+    widths = [min(max(len(row[i]) for row in rows), 60 if i == 0 else 40) for i in range(len(rows[0]))]
+    out = []
+    for row in rows:
+        cells = [(c if len(c) <= w else c[: w - 1] + "…").ljust(w) for c, w in zip(row, widths, strict=True)]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)

@@ -1,0 +1,180 @@
+"""Every patch the harness sets in Prefect and httpx, in one place, each undone.
+
+Per scenario (``hooked``): Prefect orchestrates task retries in the client,
+and ``prefect.task_engine`` waits with its module-level ``time.sleep`` /
+``anyio.sleep``, reports each state change through its module-level
+``emit_task_run_state_change_event`` and draws retry jitter with
+``clamped_poisson_interval``. The harness swaps those four names: sleeps go
+to the virtual clock, state changes are recorded in-process (``states``),
+and jitter draws from a generator seeded by the scenario (``seeded_jitter``).
+Flow retries are decided by the server on its own clock, so the session runs
+a flow with its retry delay at 0 and ``prefect.flow_engine``'s
+``propose_state_sync`` / ``propose_state`` are wrapped to add the configured
+delay to the virtual clock when the server answers ``AwaitingRetry``.
+
+Per session (``session_hooks``): one SSL context for Prefect's API clients
+and one for httpx's default clients, instead of one per client.
+
+``tests/test_engine_hooks.py`` fails loudly if Prefect moves a hooked name,
+and checks that the process is as before once the session ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import random
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from harness.run.clock import Clock
+from harness.run.states import Recorder
+
+HOOKED = ("time", "anyio", "emit_task_run_state_change_event", "clamped_poisson_interval")
+FLOW_HOOKED = ("propose_state_sync", "propose_state")
+
+
+class _TimeShim(types.ModuleType):
+    def __init__(self, clock: Clock, real: types.ModuleType, recorder: Recorder) -> None:
+        super().__init__("time")
+        self._clock, self._real, self._recorder = clock, real, recorder
+
+    def sleep(self, seconds: float) -> None:
+        self._clock.sleep(self._recorder.exact_delay(seconds))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class _AnyioShim(types.ModuleType):
+    def __init__(self, clock: Clock, real: types.ModuleType, recorder: Recorder) -> None:
+        super().__init__("anyio")
+        self._clock, self._real, self._recorder = clock, real, recorder
+
+    async def sleep(self, seconds: float) -> None:
+        await self._clock.asleep(self._recorder.exact_delay(seconds))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
+    """Swap the task engine's sleeps and state-change reporting for the harness's."""
+    engine: Any = importlib.import_module("prefect.task_engine")
+    saved = {name: getattr(engine, name) for name in HOOKED}
+    emit: Callable[..., Any] = saved["emit_task_run_state_change_event"]
+
+    def emit_and_record(*, task_run: Any, initial_state: Any, validated_state: Any, follows: Any = None) -> Any:
+        recorder.record(task_run, validated_state)
+        return emit(task_run=task_run, initial_state=initial_state, validated_state=validated_state, follows=follows)
+
+    flow_engine: Any = importlib.import_module("prefect.flow_engine")
+    flow_saved = {name: getattr(flow_engine, name) for name in FLOW_HOOKED}
+
+    def propose_sync(*args: Any, **kwargs: Any) -> Any:
+        state = flow_saved["propose_state_sync"](*args, **kwargs)
+        recorder.record_flow(state)
+        return state
+
+    async def propose(*args: Any, **kwargs: Any) -> Any:
+        state = await flow_saved["propose_state"](*args, **kwargs)
+        recorder.record_flow(state)
+        return state
+
+    engine.time = _TimeShim(clock, saved["time"], recorder)
+    engine.anyio = _AnyioShim(clock, saved["anyio"], recorder)
+    engine.emit_task_run_state_change_event = emit_and_record
+    engine.clamped_poisson_interval = seeded_jitter(random.Random(f"{seed}:jitter"))
+    flow_engine.propose_state_sync = propose_sync
+    flow_engine.propose_state = propose
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(engine, name, value)
+        for name, value in flow_saved.items():
+            setattr(flow_engine, name, value)
+
+
+def seeded_jitter(rng: random.Random) -> Callable[..., float]:
+    """Prefect's own ``clamped_poisson_interval``, drawing from ``rng`` instead of the global ``random``.
+
+    Retry jitter drew from the global ``random``, which Prefect's background
+    threads also draw from: the same seed gave different delays. The function
+    is Prefect's code, run with its module's ``random`` bound to the scenario's
+    generator.
+    """
+    import prefect.utilities.math as prefect_math
+
+    namespace = {**vars(prefect_math), "random": rng}
+    for name in ("poisson_interval", "clamped_poisson_interval"):
+        original = getattr(prefect_math, name)
+        namespace[name] = types.FunctionType(original.__code__, namespace, name, original.__defaults__)
+    return namespace["clamped_poisson_interval"]  # type: ignore[no-any-return]
+
+
+def timeout_error(seconds: float) -> BaseException:
+    """The exception Prefect's own task timeout raises."""
+    from prefect.task_engine import TaskRunTimeoutError
+
+    return TaskRunTimeoutError(f"Scope timed out after {seconds} second(s).")
+
+
+class _SslShim(types.ModuleType):
+    """``ssl`` for Prefect's API client: one context per set of arguments, built once.
+
+    Prefect builds a verifying context (loading the CA bundle, ~50 ms) for every
+    client it opens; the harness's API is plain HTTP on loopback, so the context
+    is never used for a handshake.
+    """
+
+    def __init__(self, real: types.ModuleType) -> None:
+        super().__init__("ssl")
+        self._real = real
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    def create_default_context(self, *args: Any, **kwargs: Any) -> Any:
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in self._cache:
+            self._cache[key] = self._real.create_default_context(*args, **kwargs)
+        return self._cache[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def session_hooks() -> Iterator[None]:
+    """One SSL context per session for Prefect's API clients and httpx's default clients; undone at the end.
+
+    No TLS handshake happens on the loopback API or under respx, yet every
+    client would load the CA bundle again (tens of milliseconds each).
+    """
+    orchestration: Any = importlib.import_module("prefect.client.orchestration")
+    default: Any = importlib.import_module("httpx._transports.default")
+    real_ssl, real_create = orchestration.ssl, default.create_ssl_context
+    orchestration.ssl = _SslShim(real_ssl)
+    default.create_ssl_context = _shared_ssl_context(real_create)
+    try:
+        yield
+    finally:
+        orchestration.ssl, default.create_ssl_context = real_ssl, real_create
+
+
+def _shared_ssl_context(create: Callable[..., Any]) -> Callable[..., Any]:
+    """httpx's ``create_ssl_context``, built once per set of default arguments."""
+
+    @functools.cache
+    def default_context(trust_env: bool) -> Any:
+        return create(verify=True, cert=None, trust_env=trust_env)
+
+    @functools.wraps(create)
+    def shared(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if verify is True and cert is None:
+            return default_context(trust_env)
+        return create(verify=verify, cert=cert, trust_env=trust_env)
+
+    return shared

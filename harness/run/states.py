@@ -1,0 +1,115 @@
+"""Where a state is recorded: task runs and flow states, as Prefect's engine reports them.
+
+The API hears of task states only later, through events flushed by the
+server; the harness records them in-process instead, from the task engine's
+own state-change reports (``hooks`` routes them here). A task run's retries
+spent are ``run_count - 1``; the delay of each retry is the one its options
+give, or, for jitter, the one drawn, to the millisecond.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from harness.run.clock import Clock
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """What the harness saw of one task run, in the order runs started."""
+
+    id: Any
+    name: str
+    task: Any = None
+    history: list[tuple[float, str, str]] = field(default_factory=list)  # (virtual s, type, name)
+    run_count: int = 0
+    message: str | None = None
+    attempt_started: float = 0.0
+    delays: list[float] = field(default_factory=list)
+
+
+def _configured_delay(task: Any, run_count: int) -> float | None:
+    """The delay the task's options give before its next retry, when it is not drawn at random.
+
+    ``scheduled_time`` is "now + delay" taken a moment before the state's own
+    timestamp, so measuring the delay from the state loses a little of it.
+    """
+    if task is None or task.retry_jitter_factor:
+        return None
+    delays = task.retry_delay_seconds
+    if isinstance(delays, list | tuple):
+        return float(delays[min(run_count - 1, len(delays) - 1)]) if delays else None
+    return float(delays) if delays is not None else None
+
+
+class Recorder:
+    """Task runs and their state changes, as the engine reports them; flow states too."""
+
+    def __init__(self, clock: Clock, flow_retry_delay: float = 0.0) -> None:
+        self.clock = clock
+        self.flow_retry_delay = flow_retry_delay
+        self.tasks: dict[Any, TaskRecord] = {}
+        self.flow_history: list[tuple[float, str]] = []
+        self._pending: list[tuple[Any, float]] = []  # (scheduled_time, delay) of retries not yet waited
+        self._lock = threading.Lock()
+
+    def exact_delay(self, seconds: float) -> float:
+        """The configured delay of the retry whose wait asks for ``seconds``.
+
+        The engine sleeps ``scheduled_time - now()``, a little less than the
+        delay (three 600 s retries would sum to 1799.99 s); the delay itself is
+        taken from the AwaitingRetry state, to the millisecond.
+        """
+        import prefect.types._datetime as dt
+
+        target = dt.now("UTC") + timedelta(seconds=seconds)
+        with self._lock:
+            for i, (scheduled, delay) in enumerate(self._pending):
+                if abs((scheduled - target).total_seconds()) < 0.05:
+                    del self._pending[i]
+                    return delay
+        return seconds
+
+    def record_flow(self, state: Any) -> None:
+        self.flow_history.append((self.clock.now(), state.name))
+        if state.name == "AwaitingRetry":
+            self.clock.sleep(self.flow_retry_delay)
+
+    def record(self, task_run: Any, state: Any) -> None:
+        from prefect.context import TaskRunContext
+
+        ctx = TaskRunContext.get()
+        task = ctx.task if ctx is not None and ctx.task_run.id == task_run.id else None
+        with self._lock:
+            rec = self.tasks.get(task_run.id)
+            if rec is None:
+                name = task.name if task is not None else task_run.name.rsplit("-", 1)[0]
+                rec = self.tasks[task_run.id] = TaskRecord(task_run.id, name, task)
+            elif task is not None and rec.task is None:
+                rec.task, rec.name = task, task.name
+            now = self.clock.now()
+            rec.history.append((now, state.type.value, state.name))
+            rec.run_count = task_run.run_count
+            rec.message = state.message
+            if state.is_running():
+                rec.attempt_started = now
+            scheduled = state.state_details.scheduled_time
+            if state.name == "AwaitingRetry" and scheduled is not None:
+                delay = _configured_delay(rec.task, task_run.run_count)
+                if delay is None:  # jitter: the drawn delay, measured to the millisecond
+                    delay = round(max((scheduled - state.timestamp).total_seconds(), 0.0), 3)
+                rec.delays.append(delay)
+                self._pending.append((scheduled, delay))
+
+    def current(self) -> TaskRecord | None:
+        """The record of the task run executing in this context, if any."""
+        from prefect.context import TaskRunContext
+
+        ctx = TaskRunContext.get()
+        if ctx is None:
+            return None
+        with self._lock:
+            return self.tasks.get(ctx.task_run.id)

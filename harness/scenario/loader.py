@@ -1,0 +1,225 @@
+"""Loading scenario and strategies files: YAML with source lines, validated into frozen models.
+
+File-level problems (size, encoding, YAML syntax) raise ``ScenarioError`` for
+the whole file; a semantic problem fails only its own document, which comes
+back as a ``ScenarioError`` in place of its ``Scenario``. Every
+``module:function`` a document names (its flow, retry conditions,
+invariants) is resolved here, so a misspelt one is a problem at its line,
+never a traceback at run time.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness._errors import Problem, ScenarioError
+from harness.scenario._yaml import LineDict, load_documents
+from harness.scenario.model import Scenario
+from harness.scenario.problems import (
+    did_you_mean,
+    line_at,
+    located,
+    read_text,
+    short_repr,
+    type_name,
+    validated,
+    yaml_problem,
+)
+from harness.scenario.resolve import resolve_flow, resolve_function, tasks_of
+from harness.scenario.strategy import Policy, StrategiesFile
+
+SUFFIXES = (".yaml", ".yml")
+
+
+def validate_document(raw: Any, path: Path, text: str, doc_line: int) -> Scenario:
+    """Validate one parsed document into a ``Scenario`` or raise ``ScenarioError``."""
+    if raw is None:
+        message = "empty document (null); a scenario needs at least `name` and `flow`"
+        raise ScenarioError([located(path, text, raw, (), message, doc_line)])
+    if not isinstance(raw, LineDict):
+        fix = (
+            "; a file holds one scenario per document: separate them with '---', not '- '"
+            if isinstance(raw, list)
+            else "; start with `name:` and `flow:`"
+        )
+        message = f"a scenario document must be a mapping of keys, got {short_repr(raw)} ({type_name(raw)}){fix}"
+        raise ScenarioError([located(path, text, raw, (), message, doc_line)])
+    scenario = validated(Scenario, raw, path, text)
+    scenario._path = path
+    scenario._line = raw.line
+    scenario._lines = raw
+    problems = [located(path, text, raw, loc, message, line) for loc, message, line in _semantic_problems(scenario)]
+    if problems:
+        raise ScenarioError(problems)
+    return scenario
+
+
+Found = tuple[tuple[str | int, ...], str, int | None]  # (field, message, line when not the field's own)
+
+
+def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
+    """What the model alone cannot judge: endpoints against calls, and every name resolved."""
+    declared = [e.request.text for e in scenario.endpoints]
+    seen: set[str] = set()
+    for i, name in enumerate(declared):
+        if name in seen:
+            yield ("endpoints", i, "request"), f"endpoint {name!r} is declared twice", None
+        seen.add(name)
+    for key in scenario.expect.calls:
+        if key not in declared:
+            hint = did_you_mean(key, declared) if declared else " (none declared)"
+            yield ("expect", "calls", key), f"{key!r} is not a declared endpoint{hint}", None
+    yield from _function_problems(scenario)
+    try:
+        flow = resolve_flow(scenario.flow, base=scenario.path.parent)
+    except ImportError as exc:
+        yield ("flow",), str(exc), None
+        return
+    yield from _parameter_problems(scenario, flow)
+    known = {task.name for task in tasks_of(flow)}
+    if known:
+        for name in scenario.expect.tasks:
+            if name not in known:
+                hint = did_you_mean(name, sorted(known))
+                yield ("expect", "tasks", name), f"flow {scenario.flow!r} defines no task {name!r}{hint}", None
+
+
+def _function_problems(scenario: Scenario) -> Iterable[Found]:
+    """Invariants and retry conditions named ``module:function`` that do not import."""
+    near = scenario.path.parent
+    expects = [((), scenario.expect)] + [(("strategies", n), c.expect) for n, c in scenario.strategies.items()]
+    for where, expect in expects:
+        for i, inv in enumerate(expect.invariants):
+            if ":" in inv.kind:
+                try:
+                    resolve_function(inv.kind, "invariant", near)
+                except ImportError as exc:
+                    yield (*where, "expect", "invariants", i), str(exc), None
+    for name, case in scenario.strategies.items():
+        condition = case.policy.retry_condition
+        if condition is not None and ":" in condition:
+            try:
+                resolve_function(condition, "retry condition", near)
+            except ImportError as exc:
+                yield ("strategies", name, "retry_condition"), str(exc), None
+
+
+def _parameter_problems(scenario: Scenario, flow: Any) -> Iterable[Found]:
+    signature = inspect.signature(flow.fn)
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    params = [n for n, p in signature.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    for key in scenario.parameters:
+        if key not in params and not accepts_any:
+            hint = did_you_mean(key, params) if params else " (it takes none)"
+            yield ("parameters", key), f"flow {scenario.flow!r} has no parameter {key!r}{hint}", None
+    for name, p in signature.parameters.items():
+        required = p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        if required and name not in scenario.parameters:
+            where = ("parameters",) if "parameters" in scenario._lines else ("flow",)
+            message = f"flow {scenario.flow!r} needs parameter {name!r}; add it under `parameters:`"
+            yield ("parameters", name), message, line_at(scenario._lines, where)
+
+
+def _documents(path: Path) -> tuple[str, list[tuple[int, Any]]]:
+    """A file's text and its parsed documents; ``ScenarioError`` when it cannot be read as YAML."""
+    text = read_text(path)
+    try:
+        return text, load_documents(text, str(path))
+    except yaml.YAMLError as exc:
+        raise ScenarioError([yaml_problem(exc, path, text)]) from None
+
+
+def load_policies(path: str | Path) -> dict[str, Policy]:
+    """Named strategies from a YAML file: ``strategies: {name: {retries: 3, ...}, preset_name: }``.
+
+    Raises ``ScenarioError`` (a ``ValueError``) naming the file, line and field
+    of each thing wrong, through the same pipeline as scenario files.
+    """
+    path = Path(path)
+    text, docs = _documents(path)
+    raw: Any = docs[0][1] if len(docs) == 1 else None
+    if not isinstance(raw, LineDict) or "strategies" not in raw:
+        message = (
+            "a strategies file is one YAML document with a `strategies:` mapping of named strategies, "
+            "e.g. `strategies: {patient: {retries: 5, retry_delay_seconds: 10}}`"
+        )
+        raise ScenarioError([located(path, text, raw, (), message, docs[0][0] if docs else 1)])
+    strategies = validated(StrategiesFile, raw, path, text).strategies
+    problems = []
+    for name, policy in strategies.items():
+        if policy.retry_condition is not None and ":" in policy.retry_condition:
+            try:
+                resolve_function(policy.retry_condition, "retry condition", path.parent)
+            except ImportError as exc:
+                problems.append(located(path, text, raw, ("strategies", name, "retry_condition"), str(exc)))
+    if problems:
+        raise ScenarioError(problems)
+    return strategies
+
+
+def load_file(path: str | Path) -> list[Scenario | ScenarioError]:
+    """Every document of one file: a ``Scenario``, or the ``ScenarioError`` it raised.
+
+    Raises ``ScenarioError`` when the file as a whole cannot be read.
+    """
+    path = Path(path)
+    text, docs = _documents(path)
+    if not docs:
+        raise ScenarioError([Problem(path, 1, "", "file holds no scenario (it is empty)")])
+    out: list[Scenario | ScenarioError] = []
+    for doc_line, raw in docs:
+        try:
+            out.append(validate_document(raw, path, text, doc_line))
+        except ScenarioError as exc:
+            out.append(exc)
+    return out
+
+
+def scenario_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The scenario files under ``paths`` (files or folders), sorted."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file()))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+    return files
+
+
+def load_paths(paths: Iterable[str | Path]) -> list[Scenario | ScenarioError]:
+    """Load every scenario under ``paths``; duplicate names become errors."""
+    out: list[Scenario | ScenarioError] = []
+    seen: dict[str, Scenario] = {}
+    for file in scenario_files(paths):
+        try:
+            items = load_file(file)
+        except ScenarioError as exc:
+            out.append(exc)
+            continue
+        for item in items:
+            if isinstance(item, Scenario):
+                first = seen.get(item.name)
+                if first is not None:
+                    line = item.line_of("name")
+                    item = ScenarioError(
+                        [
+                            Problem(
+                                item.path,
+                                line,
+                                "name",
+                                f"duplicate scenario name {item.name!r} (first at {first.path}:"
+                                f"{first.line_of('name')}); names are unique in a run: rename one",
+                            )
+                        ]
+                    )
+                else:
+                    seen[item.name] = item
+            out.append(item)
+    return out

@@ -1,0 +1,301 @@
+"""The strategy language: a named set of real Prefect task and flow options, and the presets.
+
+A ``Policy`` is what a scenario's ``strategies:`` and a strategies file
+declare: options a user sets on ``@task`` / ``@flow`` (retries, delays,
+jitter, a retry condition, a timeout, flow retries). Applying one to a run is
+``harness.policies.apply``'s job; ``Policy.task_options`` prints the
+``@task(...)`` that reproduces it in a user's code.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, field_validator
+
+from harness.scenario.problems import did_you_mean
+from harness.scenario.resolve import SPEC
+
+MAX_DELAYS = 50  # Prefect refuses a longer retry_delay_seconds list
+
+
+def _delays(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    if list(value) != ["exponential"]:
+        keys = ", ".join(map(str, value))
+        hint = next(
+            (h for k in value if isinstance(k, str) and "did you mean" in (h := did_you_mean(k, ["exponential"]))), ""
+        )
+        raise ValueError(
+            f"retry_delay_seconds is seconds (10), a list of seconds ([1, 5, 30]) or "
+            f"{{exponential: {{base: 1, factor: 2, cap: 30}}}}; got a mapping with {keys}{hint}"
+        )
+    spec = value["exponential"]
+    if not isinstance(spec, dict) or "base" not in spec:
+        raise ValueError(
+            f"exponential delays are {{exponential: {{base: seconds, factor: 2, cap: seconds}}}}, got {spec!r}"
+        )
+    unknown = [k for k in spec if k not in ("base", "factor", "cap")]
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} in exponential delays; expected base, factor, cap")
+    return Exponential(**spec)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Exponential(_Model):
+    """Exponential delays ``base * factor**n``, each at most ``cap``."""
+
+    base: NonNegativeFloat
+    factor: Annotated[float, Field(ge=1.0)] = 2.0
+    cap: NonNegativeFloat | None = None
+
+    def delays(self, retries: int) -> list[float]:
+        out = [self.base * self.factor**n for n in range(min(retries, MAX_DELAYS))]
+        return [min(d, self.cap) if self.cap is not None else d for d in out]
+
+
+class Policy(_Model):
+    """A named fault-tolerance strategy, applied to the tasks whose names match ``tasks``."""
+
+    name: str
+    description: str = ""
+    source: str = ""
+    tasks: Annotated[str, Field(min_length=1)] = "*"
+    retries: NonNegativeInt | None = None
+    retry_delay_seconds: Annotated[
+        NonNegativeFloat | Annotated[list[NonNegativeFloat], Field(max_length=MAX_DELAYS)] | Exponential | None,
+        BeforeValidator(_delays),
+    ] = None
+    retry_jitter_factor: NonNegativeFloat | None = None
+    retry_condition: str | None = None  # "transient" or "module:function"
+    honour_retry_after: bool = False
+    timeout_seconds: Annotated[float, Field(gt=0)] | None = None
+    flow_retries: NonNegativeInt | None = None
+    flow_retry_delay_seconds: NonNegativeFloat | None = None
+
+    @field_validator("retry_condition")
+    @classmethod
+    def _condition(cls, value: str | None) -> str | None:
+        if value is None or value == "transient" or SPEC.fullmatch(value):
+            return value
+        hint = did_you_mean(value, ["transient"])
+        hint = hint.removeprefix("; ") + " " if "did you mean" in hint else ""
+        raise ValueError(
+            f"unknown retry condition {value!r}; {hint}give `transient` or a 'module:function' "
+            "taking (task, task_run, state), as Prefect's retry_condition_fn"
+        )
+
+    @field_validator("retry_delay_seconds")
+    @classmethod
+    def _exponential_needs_retries(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, Exponential) and info.data.get("retries") is None:
+            raise ValueError(
+                "exponential delays need `retries` beside them: Prefect takes one delay per retry "
+                "(retry_delay_seconds=[...]), so the list's length is the number of retries"
+            )
+        return value
+
+    def changes_tasks(self) -> bool:
+        return (
+            any(
+                v is not None
+                for v in (
+                    self.retries,
+                    self.retry_delay_seconds,
+                    self.retry_jitter_factor,
+                    self.retry_condition,
+                    self.timeout_seconds,
+                )
+            )
+            or self.honour_retry_after
+        )
+
+    def delays(self) -> float | list[float] | None:
+        """``retry_delay_seconds`` as Prefect takes it: seconds, or one delay per retry."""
+        if isinstance(self.retry_delay_seconds, Exponential):
+            return self.retry_delay_seconds.delays(self.retries or 0)
+        return self.retry_delay_seconds
+
+    def options_for(self, task: Any) -> dict[str, Any]:
+        """The task options this policy sets on ``task`` (others keep the task's own)."""
+        out: dict[str, Any] = {}
+        if self.retries is not None:
+            out["retries"] = self.retries
+        if self.retry_delay_seconds is not None:
+            out["retry_delay_seconds"] = self.delays()
+        if self.retry_jitter_factor is not None:
+            out["retry_jitter_factor"] = self.retry_jitter_factor
+        if self.timeout_seconds is not None:
+            out["timeout_seconds"] = self.timeout_seconds
+        return out
+
+    def task_options(self) -> str:
+        """The ``@task(...)`` (and ``@flow(...)``) that reproduce this policy in a user's code."""
+        if not self.changes_tasks() and self.flow_retries is None:
+            return "the flow's own options"
+        parts = []
+        if self.retries is not None:
+            parts.append(f"retries={self.retries}")
+        if self.retry_delay_seconds is not None:
+            parts.append(f"retry_delay_seconds={_num(self.delays())}")
+        if self.retry_jitter_factor is not None:
+            parts.append(f"retry_jitter_factor={_num(self.retry_jitter_factor)}")
+        condition = self._condition_name()
+        if condition:
+            parts.append(f"retry_condition_fn={condition}")
+        if self.timeout_seconds is not None:
+            parts.append(f"timeout_seconds={_num(self.timeout_seconds)}")
+        text = f"@task({', '.join(parts)})" if parts else ""
+        if text and self.tasks != "*":
+            text += f" on tasks {self.tasks!r}"
+        if self.flow_retries is not None:
+            flow = f"retries={self.flow_retries}"
+            if self.flow_retry_delay_seconds:
+                flow += f", retry_delay_seconds={_num(self.flow_retry_delay_seconds)}"
+            text += (" " if text else "") + f"@flow({flow})"
+        return text
+
+    def _condition_name(self) -> str | None:
+        """The name of the production condition in ``harness.policies`` that does what this one does."""
+        if self.retry_condition == "transient":
+            return "retry_on_transient_honouring_retry_after" if self.honour_retry_after else "retry_on_transient"
+        if self.retry_condition:
+            name = self.retry_condition.rsplit(":", 1)[-1]
+            return f"honouring_retry_after({name})" if self.honour_retry_after else name
+        return "wait_for_retry_after" if self.honour_retry_after else None
+
+
+def _num(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_num(v) for v in value]
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+PRESETS: dict[str, Policy] = {
+    p.name: p
+    for p in [
+        Policy(name="as_written", description="the flow's own settings, unchanged"),
+        Policy(name="no_retries", description="no task retries", retries=0),
+        Policy(
+            name="fixed",
+            description="three retries, ten seconds apart",
+            retries=3,
+            retry_delay_seconds=10,
+        ),
+        Policy(
+            name="exponential_jitter",
+            description="four retries, exponential backoff from 1 s (cap 30 s), jitter 0.5",
+            retries=4,
+            retry_delay_seconds=Exponential(base=1, factor=2, cap=30),
+            retry_jitter_factor=0.5,
+        ),
+        Policy(
+            name="transient",
+            description="three retries, only of transient errors (5xx, 429, timeouts, connection errors), 1 s apart",
+            retries=3,
+            retry_delay_seconds=1,
+            retry_condition="transient",
+        ),
+        Policy(
+            name="transient_retry_after",
+            description="as transient, and waits Retry-After / x-ratelimit-reset before a retry",
+            retries=3,
+            retry_delay_seconds=1,
+            retry_condition="transient",
+            honour_retry_after=True,
+        ),
+        Policy(
+            name="temporal",
+            description=(
+                "Temporal's default activity retry policy: initial interval 1 s, backoff coefficient 2.0, "
+                "maximum interval 100 x initial; maximum attempts unlimited, bounded here to 10 attempts"
+            ),
+            source="docs.temporal.io/encyclopedia/retry-policies (Temporal Server 1.x; SDK RetryPolicy defaults)",
+            retries=9,
+            retry_delay_seconds=Exponential(base=1, factor=2, cap=100),
+        ),
+        Policy(
+            name="dagster",
+            description="Dagster's RetryPolicy(): max_retries=1, no delay, no backoff, no jitter",
+            source="docs.dagster.io, dagster._core.definitions.policy.RetryPolicy (dagster 1.x)",
+            retries=1,
+            retry_delay_seconds=0,
+        ),
+        Policy(
+            name="airflow",
+            description=(
+                "Airflow's defaults: retries from core.default_task_retries = 0, retry_delay 300 s, "
+                "retry_exponential_backoff off; with 0 retries it never retries"
+            ),
+            source=(
+                "Airflow configuration reference [core] default_task_retries; "
+                "BaseOperator retry_delay (Airflow 2.x/3.x)"
+            ),
+            retries=0,
+            retry_delay_seconds=300,
+        ),
+        Policy(
+            name="airflow_retries_3",
+            description="Airflow's retry_delay default (300 s, constant) with retries=3, as DAG authors commonly set",
+            source="Airflow BaseOperator defaults (Airflow 2.x/3.x) with retries=3",
+            retries=3,
+            retry_delay_seconds=300,
+        ),
+        Policy(
+            name="polly",
+            description=(
+                "Polly v8 RetryStrategyOptions defaults: 3 retries, constant 2 s delay, no jitter, every exception"
+            ),
+            source="pollydocs.org, Polly.Retry.RetryStrategyOptions (Polly.Core 8.x)",
+            retries=3,
+            retry_delay_seconds=2,
+        ),
+    ]
+}
+
+
+def named_policy(value: Any) -> Any:
+    """A strategy as listed under its name (``__name__``, put there by ``with_names``): a preset, or options."""
+    if not isinstance(value, dict) or "__name__" not in value:
+        return value
+    body = dict(value)
+    name = body.pop("__name__")
+    if body:
+        return {**body, "name": name}
+    if name not in PRESETS:
+        raise ValueError(
+            f"unknown strategy {name!r}{did_you_mean(str(name), tuple(PRESETS))}; "
+            "or give its options (retries, retry_delay_seconds, ...) to define it here"
+        )
+    return PRESETS[name]
+
+
+def with_names(value: Any) -> Any:
+    """Tell each strategy of a ``strategies:`` mapping its own name (the key it is listed under)."""
+    if not isinstance(value, dict):
+        return value
+    return {
+        name: {"__name__": name, **(body or {})} if isinstance(body, dict) or body is None else body
+        for name, body in value.items()
+    }
+
+
+class StrategiesFile(_Model):
+    """A strategies file: ``strategies: {name: {retries: 3, ...}, preset_name: }``."""
+
+    strategies: Annotated[
+        dict[str, Annotated[Policy, BeforeValidator(named_policy)]], BeforeValidator(with_names), Field(min_length=1)
+    ]
+
+
+def resolve(name: str, defined: dict[str, Policy] | None = None) -> Policy:
+    """A policy by name: one defined in a strategies file, else a built-in preset."""
+    if defined and name in defined:
+        return defined[name]
+    if name in PRESETS:
+        return PRESETS[name]
+    raise KeyError(f"unknown strategy {name!r}{did_you_mean(name, sorted({*PRESETS, *(defined or {})}))}")
