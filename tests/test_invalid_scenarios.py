@@ -515,6 +515,49 @@ CASES = [
         id="bounded-calls-negative",
     ),
     pytest.param(
+        HEAD + "expect:\n  invariants:\n    - completes\n    - mymod_never_defined:holds\n",
+        8,
+        "expect.invariants[1]",
+        "cannot import invariant module 'mymod_never_defined': ModuleNotFoundError: no module named "
+        "'mymod_never_defined' in",
+        id="invariant-module-unknown",
+    ),
+    pytest.param(
+        HEAD + "expect:\n  invariants: ['harness.flows.github:get_starz']\n",
+        6,
+        "expect.invariants[0]",
+        "invariant module 'harness.flows.github' has no attribute 'get_starz'; did you mean 'get_stars'?",
+        id="invariant-function-unknown",
+    ),
+    pytest.param(
+        HEAD + "expect:\n  invariants: ['harness.flows.cfpb:URL']\n",
+        6,
+        "expect.invariants[0]",
+        "invariant 'harness.flows.cfpb:URL' is a str, not a function",
+        id="invariant-not-a-function",
+    ),
+    pytest.param(
+        HEAD + "strategies:\n  careful:\n    retries: 2\n    retry_condition: harness.policies:retry_on_transent\n",
+        8,
+        "strategies.careful.retry_condition",
+        "has no attribute 'retry_on_transent'; did you mean 'retry_on_transient'?",
+        id="retry-condition-function-unknown",
+    ),
+    pytest.param(
+        HEAD + "strategies:\n  careful:\n    retries: 2\n    retry_condition: no_such_conditions:retry\n",
+        8,
+        "strategies.careful.retry_condition",
+        "cannot import retry condition module 'no_such_conditions'",
+        id="retry-condition-module-unknown",
+    ),
+    pytest.param(
+        HEAD + "strategies:\n  careful:\n    retries: 2\n    expect:\n      invariants: [no_such_invariants:holds]\n",
+        9,
+        "strategies.careful.expect.invariants[0]",
+        "cannot import invariant module 'no_such_invariants'",
+        id="strategy-invariant-module-unknown",
+    ),
+    pytest.param(
         HEAD + "expect:\n  sqlite: {path: x.db, query: select 1}\n",
         6,
         "expect.sqlite.equals",
@@ -631,6 +674,10 @@ def test_validate_cli_reports_bad_files_without_traceback(tmp_path: Path) -> Non
         "task.yaml": (HEAD + "expect:\n  tasks:\n    get_starz: Completed\n", ":7: expect.tasks.get_starz: flow"),
         "bomb.yaml": (HEAD + BOMB, ":1: invalid YAML: document expands"),
         "latin1.yaml": (b"name: caf\xe9\nflow: github_stars\n", ": byte 9: file is not UTF-8"),
+        "invariant.yaml": (
+            HEAD + "expect:\n  invariants: [mymod:never_defined]\n",
+            ":6: expect.invariants[0]: cannot import invariant module 'mymod'",
+        ),
     }
     for name, (source, _) in files.items():
         data = source if isinstance(source, bytes) else source.encode()
@@ -646,5 +693,6 @@ def test_validate_cli_reports_bad_files_without_traceback(tmp_path: Path) -> Non
     assert result.returncode == 2, result.stderr
     for name, (_, expected) in files.items():
         assert f"\n{name}{expected}" in f"\n{result.stderr}", result.stderr
-    assert "1 scenario(s) valid, 5 invalid" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert "1 scenario(s) valid, 6 invalid" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness import Outcome, Scenario, ScenarioError, Session, check, load_paths
+from harness.checking.baseline import baseline_rows, judges_data
 from harness.scenario.model import STATE_NAMES, STATE_TYPES, UNSET, StateMatch, TaskExpect, VirtualTime
 
 LIBRARY = Path(__file__).parent.parent / "scenarios"
@@ -107,13 +108,14 @@ def mutations(scenario: Scenario, outcome: Outcome) -> list[tuple[str, Any, Scen
 def test_every_exact_expectation_can_fail(harness_session: Session, scenario: Scenario) -> None:
     """The scenario passes as written; each changed value or tightened bound fails, naming its field."""
     outcome = outcome_of(harness_session, scenario)
-    as_written = check(scenario, outcome)
+    baseline = baseline_rows(harness_session, scenario) if judges_data(scenario) else None
+    as_written = check(scenario, outcome, baseline=baseline)
     if scenario.xfail is None:
         assert as_written == [], "\n".join(map(str, as_written))
     found = mutations(scenario, outcome)
     assert found or scenario.expect.invariants, f"{scenario.name!r} asserts nothing exact"
     for field, new, mutated in found:
-        mismatches = [m for m in check(mutated, outcome) if m not in as_written]
+        mismatches = [m for m in check(mutated, outcome, baseline=baseline) if m not in as_written]
         assert mismatches, f"changing {field} to {new!r} did not fail {scenario.name!r}"
         assert mismatches[0].field == field, (field, mismatches)
         text = str(mismatches[0])

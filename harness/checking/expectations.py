@@ -13,6 +13,8 @@ from harness.run.session import Outcome, StateInfo
 from harness.scenario.model import UNSET, Invariant, Scenario, StateMatch
 from harness.scenario.resolve import resolve_function
 
+NOT_GIVEN: Any = object()  # ``check`` was given no fault-free baseline (``None`` is a baseline with no rows)
+
 
 @dataclass(frozen=True, slots=True)
 class Mismatch:
@@ -55,7 +57,7 @@ def _state_mismatches(field: str, want: StateMatch, got: StateInfo, line: int) -
     return out
 
 
-def check(scenario: Scenario, outcome: Outcome, *, baseline: Any = None) -> list[Mismatch]:
+def check(scenario: Scenario, outcome: Outcome, *, baseline: Any = NOT_GIVEN) -> list[Mismatch]:
     """Every way ``outcome`` differs from what ``scenario`` expects.
 
     ``baseline`` is the data a fault-free run stores (``checking.baseline.baseline_rows``),
@@ -133,7 +135,9 @@ def check(scenario: Scenario, outcome: Outcome, *, baseline: Any = None) -> list
     return out
 
 
-def violation(invariant: Invariant, outcome: Outcome, baseline: Any = None, near: Path | None = None) -> str | None:
+def violation(
+    invariant: Invariant, outcome: Outcome, baseline: Any = NOT_GIVEN, near: Path | None = None
+) -> str | None:
     """How ``outcome`` breaks ``invariant``, or None when it holds (``baseline``: see ``check``)."""
     if invariant.kind == "completes":
         return None if outcome.flow.type == "COMPLETED" else f"the flow ended {_state_text(outcome.flow)}"
@@ -153,6 +157,11 @@ def _data_violation(kind: str, outcome: Outcome, served: Any) -> str | None:
     fails when rows of the fault-free run are missing, ``no_duplicates`` when rows
     are stored more often than the fault-free run stores them.
     """
+    if served is NOT_GIVEN:
+        return (
+            f"cannot judge {kind} without the rows a fault-free run stores: use harness.run_scenario, or pass "
+            "check(..., baseline=harness.checking.baseline.baseline_rows(session, scenario))"
+        )
     stored = outcome.sqlite
     if isinstance(served, list) and stored is not None and not isinstance(stored, list):
         stored = [[stored]]  # one row of one column comes back as a single value

@@ -55,7 +55,7 @@ def validate_document(raw: Any, path: Path, text: str, doc_line: int) -> Scenari
     scenario._lines = raw
     problems = [located(path, text, raw, loc, message, line) for loc, message, line in _semantic_problems(scenario)]
     if problems:
-        raise ScenarioError(problems)
+        raise ScenarioError(sorted(problems, key=lambda p: p.line or 0))
     return scenario
 
 
