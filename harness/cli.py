@@ -8,43 +8,66 @@ import io
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="harness", description="Fault-injection scenarios for Prefect flows.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run scenarios and report")
-    run.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders (default: scenarios/)")
-    run.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    run.add_argument("--real-time", action="store_true", help="sleep retry delays and latency for real")
-    run.add_argument(
+def parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command per job."""
+    out = argparse.ArgumentParser(prog="harness", description="Fault-injection scenarios for Prefect flows.")
+    sub = out.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_compare(sub)
+    _add_validate(sub)
+    _add_explore(sub)
+    return out
+
+
+def _add_run(sub: Any) -> None:
+    """`harness run`: run scenarios and report."""
+    cmd = sub.add_parser("run", help="run scenarios and report")
+    cmd.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders (default: scenarios/)")
+    cmd.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    cmd.add_argument("--real-time", action="store_true", help="sleep retry delays and latency for real")
+    cmd.add_argument(
         "--timeout",
         type=float,
         default=60.0,
         metavar="SECONDS",
         help="wall-clock limit of one scenario (default 60, 0 for none)",
     )
-    run.add_argument("--verbose", "-v", action="store_true", help="show Prefect's logs and the flows' own output")
-    comp = sub.add_parser("compare", help="compare fault-tolerance strategies on the same faults")
-    comp.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders (default: scenarios/)")
-    comp.add_argument(
+    cmd.add_argument("--verbose", "-v", action="store_true", help="show Prefect's logs and the flows' own output")
+
+
+def _add_compare(sub: Any) -> None:
+    """`harness compare`: strategies side by side on the same faults."""
+    cmd = sub.add_parser("compare", help="compare fault-tolerance strategies on the same faults")
+    cmd.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders (default: scenarios/)")
+    cmd.add_argument(
         "--strategies",
         default="as_written,no_retries,fixed,exponential_jitter,transient",
         help="comma-separated strategy names: built-in presets or ones from --strategies-file",
     )
-    comp.add_argument("--strategies-file", metavar="FILE", help="YAML file of named strategies")
-    comp.add_argument("--seeds", type=int, default=20, help="random scenarios run seeds 0..N-1 (default 20)")
-    comp.add_argument("--json", metavar="FILE", help="the cells as JSON, for pipelines")
-    comp.add_argument("--markdown", metavar="FILE", help="Markdown report (fits $GITHUB_STEP_SUMMARY)")
-    comp.add_argument("--html", metavar="FILE", help="self-contained HTML page with a chart per scenario")
-    comp.add_argument(
+    cmd.add_argument("--strategies-file", metavar="FILE", help="YAML file of named strategies")
+    cmd.add_argument("--seeds", type=int, default=20, help="random scenarios run seeds 0..N-1 (default 20)")
+    cmd.add_argument("--json", metavar="FILE", help="the cells as JSON, for pipelines")
+    cmd.add_argument("--markdown", metavar="FILE", help="Markdown report (fits $GITHUB_STEP_SUMMARY)")
+    cmd.add_argument("--html", metavar="FILE", help="self-contained HTML page with a chart per scenario")
+    cmd.add_argument(
         "--timeout", type=float, default=60.0, metavar="SECONDS", help="wall-clock limit of one run (default 60)"
     )
-    validate = sub.add_parser("validate", help="check scenario files without running them")
-    validate.add_argument("paths", nargs="*", default=["scenarios"])
-    explore = sub.add_parser(
+
+
+def _add_validate(sub: Any) -> None:
+    """`harness validate`: check files without running them."""
+    cmd = sub.add_parser("validate", help="check scenario files without running them")
+    cmd.add_argument("paths", nargs="*", default=["scenarios"])
+
+
+def _add_explore(sub: Any) -> None:
+    """`harness explore`: search fault schedules for a breaking one."""
+    cmd = sub.add_parser(
         "explore",
         help="search fault schedules for the smallest that breaks an invariant; write it as a scenario",
         description=(
@@ -56,14 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cannot be searched (invalid, or a run could not finish)."
         ),
     )
-    explore.add_argument("scenario_file", help="scenario file: its flow, parameters and endpoints")
-    explore.add_argument(
+    cmd.add_argument("scenario_file", help="scenario file: its flow, parameters and endpoints")
+    cmd.add_argument(
         "--invariant",
         required=True,
         metavar="NAME",
         help="completes, no_data_loss, no_duplicates, bounded_calls:N or module:function",
     )
-    explore.add_argument(
+    cmd.add_argument(
         "--budget",
         type=int,
         default=100,
@@ -71,30 +94,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="schedules tried before shrinking (Hypothesis max_examples; default 100); shrinking "
         "adds at most --shrink-runs runs",
     )
-    explore.add_argument("--out", required=True, metavar="DIR", help="folder to write the minimal scenario to")
-    explore.add_argument("--seed", type=int, default=0, help="the same seed finds the same schedule (default 0)")
-    explore.add_argument("--scenario", metavar="NAME", help="the document to explore (default: the file's first)")
-    explore.add_argument(
-        "--max-faults", type=int, default=8, metavar="N", help="faults per endpoint at most (default 8)"
-    )
-    explore.add_argument(
+    cmd.add_argument("--out", required=True, metavar="DIR", help="folder to write the minimal scenario to")
+    cmd.add_argument("--seed", type=int, default=0, help="the same seed finds the same schedule (default 0)")
+    cmd.add_argument("--scenario", metavar="NAME", help="the document to explore (default: the file's first)")
+    cmd.add_argument("--max-faults", type=int, default=8, metavar="N", help="faults per endpoint at most (default 8)")
+    cmd.add_argument(
         "--shrink-runs", type=int, default=100, metavar="N", help="flow runs shrinking may add (default 100)"
     )
-    explore.add_argument(
+    cmd.add_argument(
         "--shrink-seconds",
         type=float,
         default=60.0,
         metavar="SECONDS",
         help="wall-clock time shrinking may add (default 60)",
     )
-    explore.add_argument(
+    cmd.add_argument(
         "--timeout",
         type=float,
         default=60.0,
         metavar="SECONDS",
         help="wall-clock limit of one run (default 60, 0 for none)",
     )
-    args = parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.command == "validate":
         return _validate(args.paths)
     if not getattr(args, "verbose", False):
@@ -222,7 +246,6 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _explore(args: argparse.Namespace) -> int:
-    import shlex
     import time
 
     from harness._errors import HarnessError
@@ -243,22 +266,10 @@ def _explore(args: argparse.Namespace) -> int:
     session = Session(time_limit=args.timeout or None)
     session.start()
     try:
-        good, bad = _load([args.scenario_file])
-        if bad or not good:
+        scenario = _explored_scenario(args)
+        if scenario is None:
             return EXIT_INVALID
-        chosen = [s for s in good if args.scenario in (None, s.name)]
-        if not chosen:
-            names = ", ".join(repr(s.name) for s in good)
-            print(
-                f"harness explore: no scenario named {args.scenario!r} in {args.scenario_file} (it holds {names})",
-                file=sys.stderr,
-            )
-            return EXIT_INVALID
-        scenario = chosen[0]
-        others = ""
-        if args.scenario is None and len(good) > 1:
-            others = f" (document 1 of {len(good)}; pick another with --scenario)"
-        print(f"exploring {scenario.name!r}{others} for {invariant}")
+        print(f"exploring {scenario.name!r}{_scenario_note(args)} for {invariant}")
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the flows' own prints
                 found = explore(
@@ -282,12 +293,48 @@ def _explore(args: argparse.Namespace) -> int:
     print(f"total {time.perf_counter() - started:.1f} s")
     if found.finding is None:
         return EXIT_OK
+    path = write(found, args.out, command=_explore_command(args))
+    print(f"wrote {path}: commit it to keep this failure in CI (xfail), or fix the flow")
+    note = import_note(scenario, args.out)
+    if note:
+        print(note)
+    return EXIT_FAILED
+
+
+def _explored_scenario(args: argparse.Namespace) -> Any:
+    """The document ``--scenario`` names (default: the file's first), or None after saying why not."""
+    good, bad = _load([args.scenario_file])
+    if bad or not good:
+        return None
+    chosen = [s for s in good if args.scenario in (None, s.name)]
+    if not chosen:
+        names = ", ".join(repr(s.name) for s in good)
+        print(
+            f"harness explore: no scenario named {args.scenario!r} in {args.scenario_file} (it holds {names})",
+            file=sys.stderr,
+        )
+        return None
+    args.documents = len(good)
+    return chosen[0]
+
+
+def _scenario_note(args: argparse.Namespace) -> str:
+    """Which document was taken, when the file holds several and none was named."""
+    if args.scenario is None and args.documents > 1:
+        return f" (document 1 of {args.documents}; pick another with --scenario)"
+    return ""
+
+
+def _explore_command(args: argparse.Namespace) -> str:
+    """The command that reproduces this search, written into the scenario it found."""
+    import shlex
+
     options = [
         ("--scenario", args.scenario, None),
         ("--max-faults", args.max_faults, 8),
         ("--shrink-runs", args.shrink_runs, 100),
     ]
-    command = shlex.join(
+    return shlex.join(
         [
             "harness",
             "explore",
@@ -301,12 +348,6 @@ def _explore(args: argparse.Namespace) -> int:
             *(x for name, value, default in options if value != default for x in (name, str(value))),
         ]
     )
-    path = write(found, args.out, command=command)
-    print(f"wrote {path}: commit it to keep this failure in CI (xfail), or fix the flow")
-    note = import_note(scenario, args.out)
-    if note:
-        print(note)
-    return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -181,41 +181,9 @@ def explore(
     the invariant broken already without any fault; and the ``HarnessError``
     of a run that could not finish (``ScenarioTimeout``), naming its schedule.
     """
-    if not scenario.endpoints:
-        raise ValueError(f"scenario {scenario.name!r} declares no endpoints: there is nowhere to inject faults")
-    flow = resolve_flow(scenario.flow, base=scenario.path.parent)
-    if invariant.kind in DATA_INVARIANTS and data_query(scenario, flow) is None:
-        raise ValueError(
-            f"{invariant} compares the rows stored with a fault-free run's: give scenario {scenario.name!r} "
-            "`expect.sqlite` (path and query of the rows the flow stores)"
-        )
-    search = _Search(session, scenario, invariant, shrink_runs, shrink_seconds)
-    fault_free_run = search.judge(tuple(() for _ in search.healthy))
-    assert fault_free_run is not None
-    problem, outcome = fault_free_run
-    search.started = time.perf_counter()  # the search's speed, without the server's start-up
-    undeclared = sorted({f"{c.method} {c.url}" for c in outcome.unmatched}) + list(outcome.blocked)
-    if undeclared:
-        raise ValueError(
-            f"scenario {scenario.name!r} sends requests it does not declare ({', '.join(undeclared)}): "
-            "declare every endpoint the flow calls before searching"
-        )
-    if problem is not None:
-        raise ValueError(
-            f"scenario {scenario.name!r} breaks {invariant} without any fault ({problem}): "
-            "its healthy answers (each endpoint's last 2xx answer, or chaos' otherwise) must keep the invariant"
-        )
+    search = _searchable(session, scenario, invariant, shrink_runs, shrink_seconds)
     strategy = st.tuples(*(generators.schedules(max_faults=max_faults) for _ in search.healthy))
-    options = settings(
-        max_examples=budget,
-        database=None,
-        derandomize=False,
-        deadline=None,
-        phases=(Phase.generate, Phase.shrink),
-        report_multiple_bugs=False,
-        suppress_health_check=list(HealthCheck),
-        verbosity=Verbosity.quiet,
-    )
+    options = _settings(budget)
     try:
         with warnings.catch_warnings():
             # Prefect's background threads draw from the global `random` while Hypothesis draws a
@@ -249,6 +217,51 @@ def explore(
         shrink_runs=search.shrunk,
         shrink_s=done - found_at,
         shrink_capped=search.capped,
+    )
+
+
+def _searchable(
+    session: Session, scenario: Scenario, invariant: Invariant, shrink_runs: int, shrink_seconds: float
+) -> _Search:
+    """A search of ``scenario``, once its fault-free run shows it can be searched; else ``ValueError``."""
+    if not scenario.endpoints:
+        raise ValueError(f"scenario {scenario.name!r} declares no endpoints: there is nowhere to inject faults")
+    flow = resolve_flow(scenario.flow, base=scenario.path.parent)
+    if invariant.kind in DATA_INVARIANTS and data_query(scenario, flow) is None:
+        raise ValueError(
+            f"{invariant} compares the rows stored with a fault-free run's: give scenario {scenario.name!r} "
+            "`expect.sqlite` (path and query of the rows the flow stores)"
+        )
+    search = _Search(session, scenario, invariant, shrink_runs, shrink_seconds)
+    fault_free_run = search.judge(tuple(() for _ in search.healthy))
+    assert fault_free_run is not None
+    problem, outcome = fault_free_run
+    search.started = time.perf_counter()  # the search's speed, without the server's start-up
+    undeclared = sorted({f"{c.method} {c.url}" for c in outcome.unmatched}) + list(outcome.blocked)
+    if undeclared:
+        raise ValueError(
+            f"scenario {scenario.name!r} sends requests it does not declare ({', '.join(undeclared)}): "
+            "declare every endpoint the flow calls before searching"
+        )
+    if problem is not None:
+        raise ValueError(
+            f"scenario {scenario.name!r} breaks {invariant} without any fault ({problem}): "
+            "its healthy answers (each endpoint's last 2xx answer, or chaos' otherwise) must keep the invariant"
+        )
+    return search
+
+
+def _settings(budget: int) -> settings:
+    """Hypothesis' settings for a reproducible search: no database, no deadline, quiet."""
+    return settings(
+        max_examples=budget,
+        database=None,
+        derandomize=False,
+        deadline=None,
+        phases=(Phase.generate, Phase.shrink),
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
     )
 
 

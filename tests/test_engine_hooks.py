@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import anyio
 import prefect.client.orchestration as orchestration
@@ -86,3 +90,55 @@ def test_jitter_is_prefects_function_drawing_from_a_seeded_generator() -> None:
     draw = seeded_jitter(random.Random(7))
     assert [draw(10.0, 0.5) for _ in range(5)] == first
     assert len(set(first)) == 5 and all(0 < d <= 15.0 for d in first)  # within Prefect's upper clamp
+
+
+AFTER_SESSION = """
+import os, socket
+import httpx._transports.default as httpx_default
+import prefect.client.orchestration as orchestration
+import prefect.flow_engine as flow_engine
+import prefect.task_engine as task_engine
+from harness import Session, load_file
+from harness.run.hooks import FLOW_HOOKED, HOOKED
+
+def snapshot():
+    return {
+        **{f"task_engine.{n}": getattr(task_engine, n) for n in HOOKED},
+        **{f"flow_engine.{n}": getattr(flow_engine, n) for n in FLOW_HOOKED},
+        "orchestration.ssl": orchestration.ssl,
+        "httpx create_ssl_context": httpx_default.create_ssl_context,
+        "socket.connect": socket.socket.connect,
+        "socket.connect_ex": socket.socket.connect_ex,
+        "socket.getaddrinfo": socket.getaddrinfo,
+        "environ": {k: v for k, v in os.environ.items() if k.startswith("PREFECT_")},
+        "cwd": os.getcwd(),
+    }
+
+before = snapshot()
+(scenario,) = load_file("s.yaml")
+with Session() as session:
+    outcome = session.run(scenario)
+    assert outcome.flow.name == "Completed", outcome.flow
+    during = snapshot()
+after = snapshot()
+changed = sorted(k for k in before if before[k] != after[k])
+assert not changed, changed
+assert during["orchestration.ssl"] is not before["orchestration.ssl"]  # the session did set its hooks
+assert during["httpx create_ssl_context"] is not before["httpx create_ssl_context"]
+print("as before")
+"""
+
+
+def test_the_process_is_as_before_once_a_session_ends(tmp_path: Path) -> None:
+    """Every patch (engine, SSL contexts, guard), the settings and the working directory are undone at session end."""
+    (tmp_path / "s.yaml").write_text(
+        "name: s\nflow: github_stars\nparameters: {repos: [o/r]}\nendpoints:\n"
+        "  - request: GET https://api.github.com/repos/o/r\n"
+        "    responses: [{status: 500}, {json: {stargazers_count: 1}}]\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    result = subprocess.run(
+        [sys.executable, "-c", AFTER_SESSION], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("as before")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from harness._errors import ScenarioFailure, shown
 from harness.checking.baseline import DATA_INVARIANTS, row_difference
 from harness.run.session import Outcome, StateInfo
-from harness.scenario.model import UNSET, Invariant, Scenario, StateMatch
+from harness.scenario.model import UNSET, Invariant, Scenario, StateMatch, TaskExpect
 from harness.scenario.resolve import resolve_function
 
 NOT_GIVEN: Any = object()  # ``check`` was given no fault-free baseline (``None`` is a baseline with no rows)
@@ -64,55 +65,70 @@ def check(scenario: Scenario, outcome: Outcome, *, baseline: Any = NOT_GIVEN) ->
     which the data invariants compare with; ``harness.run_scenario`` passes it.
     """
     exp = scenario.expect
-    out: list[Mismatch] = []
-    unmatched: dict[str, int] = {}
-    for call in outcome.unmatched:
-        unmatched[f"{call.method} {call.url}"] = unmatched.get(f"{call.method} {call.url}", 0) + 1
-    declared = ", ".join(e.request.text for e in scenario.endpoints) or "none"
-    for request, n in unmatched.items():
-        out.append(
-            Mismatch(
-                "endpoints",
-                f"a declared endpoint for every request (declared: {declared})",
-                f"{request} matched none ({n} call{'s' if n > 1 else ''})",
-                scenario.line_of("endpoints"),
-            )
-        )
-    for what in outcome.blocked:
-        out.append(
-            Mismatch(
-                "network",
-                "no connection outside the declared endpoints",
-                f"{what} (refused)",
-                scenario.line,
-            )
-        )
+    out = _network_mismatches(scenario, outcome)
     if exp.flow is not None:
         out += _state_mismatches("expect.flow", exp.flow, outcome.flow, scenario.line_of("expect", "flow"))
     if exp.result is not UNSET and plain(outcome.result) != exp.result:
         out.append(Mismatch("expect.result", exp.result, plain(outcome.result), scenario.line_of("expect", "result")))
     for name, runs in exp.tasks.items():
-        line = scenario.line_of("expect", "tasks", name)
-        observed = outcome.task_runs(name)
-        if not observed:
-            ran = sorted({t.name for t in outcome.tasks})
-            out.append(
-                Mismatch(f"expect.tasks.{name}", "a run", f"it never ran (ran: {', '.join(ran) or 'no task'})", line)
-            )
-            continue
-        if len(observed) != len(runs):
-            out.append(Mismatch(f"expect.tasks.{name}", f"{len(runs)} run(s)", f"{len(observed)} run(s)", line))
-        for i, (want, got) in enumerate(zip(runs, observed, strict=False)):
-            field = f"expect.tasks.{name}" + (f"[{i}]" if len(runs) > 1 else "")
-            item_line = scenario.line_of("expect", "tasks", name, i) if len(runs) > 1 else line
-            if want.state or want.type or want.message:
-                out += _state_mismatches(field, want, got.state, item_line)
-            if want.retries is not None and want.retries != got.retries:
-                out.append(Mismatch(f"{field}.retries", want.retries, got.retries, item_line))
+        out += _task_mismatches(scenario, name, runs, outcome)
     for key, n in exp.calls.items():
         got_n = outcome.counts.get(key, 0)
         if got_n != n:
             out.append(Mismatch(f"expect.calls[{key}]", n, got_n, scenario.line_of("expect", "calls", key)))
+    out += _data_and_time_mismatches(scenario, outcome)
+    for i, inv in enumerate(exp.invariants):
+        problem = violation(inv, outcome, baseline, near=scenario.path.parent)
+        if problem:
+            out.append(
+                Mismatch(f"expect.invariants[{i}]", str(inv), problem, scenario.line_of("expect", "invariants", i))
+            )
+    return out
+
+
+def _network_mismatches(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
+    """Requests no endpoint declares and connections the guard refused: each fails the scenario."""
+    unmatched = Counter(f"{call.method} {call.url}" for call in outcome.unmatched)
+    declared = ", ".join(e.request.text for e in scenario.endpoints) or "none"
+    out = [
+        Mismatch(
+            "endpoints",
+            f"a declared endpoint for every request (declared: {declared})",
+            f"{request} matched none ({n} call{'s' if n > 1 else ''})",
+            scenario.line_of("endpoints"),
+        )
+        for request, n in unmatched.items()
+    ]
+    out += [
+        Mismatch("network", "no connection outside the declared endpoints", f"{what} (refused)", scenario.line)
+        for what in outcome.blocked
+    ]
+    return out
+
+
+def _task_mismatches(scenario: Scenario, name: str, runs: tuple[TaskExpect, ...], outcome: Outcome) -> list[Mismatch]:
+    """One task's expected runs against its observed runs, in the order they started."""
+    line = scenario.line_of("expect", "tasks", name)
+    observed = outcome.task_runs(name)
+    if not observed:
+        ran = sorted({t.name for t in outcome.tasks})
+        return [Mismatch(f"expect.tasks.{name}", "a run", f"it never ran (ran: {', '.join(ran) or 'no task'})", line)]
+    out = []
+    if len(observed) != len(runs):
+        out.append(Mismatch(f"expect.tasks.{name}", f"{len(runs)} run(s)", f"{len(observed)} run(s)", line))
+    for i, (want, got) in enumerate(zip(runs, observed, strict=False)):
+        field = f"expect.tasks.{name}" + (f"[{i}]" if len(runs) > 1 else "")
+        item_line = scenario.line_of("expect", "tasks", name, i) if len(runs) > 1 else line
+        if want.state or want.type or want.message:
+            out += _state_mismatches(field, want, got.state, item_line)
+        if want.retries is not None and want.retries != got.retries:
+            out.append(Mismatch(f"{field}.retries", want.retries, got.retries, item_line))
+    return out
+
+
+def _data_and_time_mismatches(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
+    """``expect.sqlite`` against the rows read after the run; ``expect.virtual_time`` against the time waited."""
+    exp, out = scenario.expect, []
     if exp.sqlite is not None:
         line = scenario.line_of("expect", "sqlite")
         if outcome.sqlite_error:
@@ -126,12 +142,6 @@ def check(scenario: Scenario, outcome: Outcome, *, baseline: Any = NOT_GIVEN) ->
             out.append(Mismatch("expect.virtual_time.max", f"<= {vt.max:g} s", f"{waited:g} s", line))
         if vt.min is not None and waited < vt.min:
             out.append(Mismatch("expect.virtual_time.min", f">= {vt.min:g} s", f"{waited:g} s", line))
-    for i, inv in enumerate(exp.invariants):
-        problem = violation(inv, outcome, baseline, near=scenario.path.parent)
-        if problem:
-            out.append(
-                Mismatch(f"expect.invariants[{i}]", str(inv), problem, scenario.line_of("expect", "invariants", i))
-            )
     return out
 
 

@@ -107,7 +107,10 @@ class Session:
         self.server = PrefectServer()
         self.server.start()
         # Settings must be in the environment before Prefect is imported for the first time.
-        os.environ.update(self.server.environment())
+        settings = self.server.environment()
+        saved = {key: os.environ.get(key) for key in settings}
+        os.environ.update(settings)
+        self._stack.callback(_restore_environ, saved)
 
     def _ensure_ready(self) -> PrefectServer:
         self.start()
@@ -186,6 +189,14 @@ class Session:
             virtual = clock.now()
             sqlite_value, sqlite_error = _query(workdir, query)
         return _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error, guard, clock)
+
+
+def _restore_environ(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 class _Hung(BaseException):
