@@ -206,12 +206,18 @@ _STRATEGY_EXPECTED = {
 }
 
 
-def did_you_mean(value: str, choices: Sequence[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest choice (case aside), else the list of choices."""
+def closest(value: str, choices: Sequence[str]) -> str | None:
+    """The choice ``value`` most probably misspells (case aside), if one is close enough."""
     folded = {c.casefold(): c for c in choices}
     close = difflib.get_close_matches(value.casefold(), list(folded), n=1)
-    if close and folded[close[0]] != value:
-        return f"; did you mean {folded[close[0]]!r}?"
+    return folded[close[0]] if close else None
+
+
+def did_you_mean(value: str, choices: Sequence[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest choice, else the list of choices."""
+    close = closest(value, choices)
+    if close is not None and close != value:
+        return f"; did you mean {close!r}?"
     return f"; expected one of: {', '.join(choices)}"
 
 
@@ -385,9 +391,9 @@ def validation_problems(exc: ValidationError, root: type[BaseModel], raw: Any, p
     for loc, e in located:
         if e["type"] == "extra_forbidden" and isinstance(loc[-1], str):
             model = _model_at(root, loc[:-1])
-            close = difflib.get_close_matches(loc[-1], keys_of(model), n=1) if model else []
-            if close and (*loc[:-1], close[0]) in missing:
-                covered.add((*loc[:-1], close[0]))
+            close = closest(loc[-1], keys_of(model)) if model else None
+            if close is not None and (*loc[:-1], close) in missing:
+                covered.add((*loc[:-1], close))
     # A tuple whose items failed also reports itself too short: noise.
     failed = [loc for loc, e in located if e["type"] != "too_short"]
     problems = [
