@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 from prefect import flow, task
+from prefect.tasks import task_input_hash
 
 
 @task(retries=1)
@@ -190,3 +191,29 @@ def fetch_or_hang(url: str) -> int:
 @flow
 def hangs_on_503(url: str = "https://api.example.test/maybe") -> int:
     return fetch_or_hang(url)
+
+
+@task(retries=2, cache_key_fn=task_input_hash)
+def cached_count(url: str) -> int:
+    response = httpx.get(url)
+    response.raise_for_status()
+    return int(response.json()["count"])
+
+
+@flow
+def cached_flow(url: str = "https://api.example.test/count") -> int:
+    """A task cached on its inputs: a second scenario must not be served from the first one's cache."""
+    return cached_count(url)
+
+
+@task(retries=3)
+def submitted_stars(repo: str) -> int:
+    return int(httpx.get(f"https://api.github.com/repos/{repo}").json()["stargazers_count"])
+
+
+@flow
+def fire_and_forget(repos: list[str]) -> str:
+    """Submits a task per repository and returns without waiting on the futures (a defect Prefect only hints at)."""
+    for repo in repos:
+        submitted_stars.submit(repo)
+    return "submitted"

@@ -20,7 +20,7 @@ import pytest
 from harness import Session, load_file
 from harness.compare import Cell, compare, wilson
 from harness.policies import PRESETS
-from harness.report.html import LABEL_CHAR, PALETTE, _panel, compare_html
+from harness.report.html import LABEL_CHAR, PALETTE, compare_html, panel_svg
 from tests.test_compare import CHAOS, GONE
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -141,7 +141,7 @@ def test_crowded_panel_keeps_every_point_visible_and_labelled() -> None:
         )
         for name in names
     ]
-    svg = ET.fromstring(_panel(cells[0].scenario, cells))
+    svg = ET.fromstring(panel_svg(cells[0].scenario, cells))
     xs = sorted(float(c.get("cx", 0)) for c in svg.iter(f"{SVG}circle"))
     assert len(xs) == 8 and all(b - a >= 12 for a, b in zip(xs, xs[1:], strict=False)), xs
     titles = [t.text or "" for t in svg.iter(f"{SVG}text") if t.get("class") == "title"]

@@ -1,10 +1,24 @@
-"""The strategy comparison as a self-contained HTML page: one chart per scenario, then the tables."""
+"""The strategy comparison as a self-contained HTML page: one chart per scenario, then the tables.
+
+The geometry of a chart panel (scales, ticks, dodged points, label placement) is
+computed here into plain frozen dataclasses, so that it can be read and tested
+as numbers; the markup lives in the package's jinja2 templates (``templates/``),
+autoescaped, because scenario and strategy names, descriptions and sources come
+from users' files.
+
+Cells and policies are duck-typed (``harness.compare.Cell``, ``harness.policies.Policy``):
+the report layer does not import the layers that produce them.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import jinja2
 
 from harness.report.comparison import COMPARE_HEADER, compare_rows, pct
 
@@ -26,8 +40,118 @@ def strategy_colours(names: list[str]) -> dict[str, str]:
     return out
 
 
+# What the templates draw. Coordinates are numbers, formatted by the templates as the page always had them: some
+# exactly as Python prints them (integers stay integers), the others to one decimal.
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A straight line: a grid line, a tick mark, an axis or a leader from a point to its moved label."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A piece of text and where it is anchored."""
+
+    x: float
+    y: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """An axis tick: its mark (a grid line across the plot for y, a notch below the axis for x) and its label."""
+
+    mark: Line
+    label: Text
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """The whisker of a point's 95% interval: a bar at ``x`` from ``lo`` to ``hi``, capped from ``x0`` to ``x1``."""
+
+    x: float
+    x0: float
+    x1: float
+    lo: float
+    hi: float
+    colour: str
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One strategy's point where it is drawn (dodged off its coincident neighbours), with its hover text."""
+
+    strategy: str
+    x: float
+    y: float
+    r: float
+    colour: str
+    tooltip: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabelLine:
+    """One strategy's name in a group's label, in the strategy's colour."""
+
+    y: float
+    text: str
+    colour: str
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """The label of a group of coincident points: a name a line, right-aligned when it sits left of the group."""
+
+    x: float
+    end: bool
+    lines: tuple[LabelLine, ...]
+    leader: Line | None
+
+
+@dataclass(frozen=True, slots=True)
+class Panel:
+    """Everything one scenario's chart draws, in the order it is drawn (later elements on top)."""
+
+    scenario: str
+    width: int
+    height: int
+    title: tuple[Text, ...]
+    subtitle: Text
+    y_ticks: tuple[Tick, ...]
+    x_ticks: tuple[Tick, ...]
+    x_axis: Line
+    y_axis: Line
+    x_label: Text
+    y_label: Text
+    intervals: tuple[Interval, ...]
+    points: tuple[Point, ...]
+    labels: tuple[Label, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """A strategy as the page lists it, in the legend and in the strategies table."""
+
+    name: str
+    colour: str
+    options: str
+    description: str
+    source: str
+
+
+# Layout.
+
+
 @dataclass(frozen=True, slots=True)
 class _Box:
+    """A rectangle a label may take, or that it should not cover: labels, points, interval bars."""
+
     x0: float
     y0: float
     x1: float
@@ -40,6 +164,39 @@ class _Box:
 
     def within(self, other: _Box) -> bool:
         return self.x0 >= other.x0 and self.x1 <= other.x1 and self.y0 >= other.y0 and self.y1 <= other.y1
+
+
+@dataclass(frozen=True, slots=True)
+class _Scale:
+    """Data to pixels: calls per run (0 to ``xmax``) across, success rate (0 to 1) up, ``pad`` inside the frame."""
+
+    plot: _Box
+    step: float
+    xmax: float
+    pad: float
+
+    def x(self, calls: float) -> float:
+        return self.plot.x0 + self.pad + (self.plot.x1 - self.plot.x0 - 2 * self.pad) * calls / self.xmax
+
+    def y(self, rate: float) -> float:
+        return self.plot.y0 + self.pad + (self.plot.y1 - self.plot.y0 - 2 * self.pad) * (1 - rate)
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """Cells whose points coincide: set side by side at ``xs`` on their common ``y``, and labelled together."""
+
+    cells: tuple[Any, ...]
+    xs: tuple[float, ...]
+    y: float
+
+    @property
+    def left(self) -> float:
+        return self.xs[0] - POINT_R
+
+    @property
+    def right(self) -> float:
+        return self.xs[-1] + POINT_R
 
 
 def _wrap(text: str, width: int, lines: int) -> list[str]:
@@ -61,6 +218,7 @@ def _wrap(text: str, width: int, lines: int) -> list[str]:
 
 
 def _nice_step(span: float) -> float:
+    """About a fifth of ``span``, rounded to 1, 2, 2.5 or 5 times a power of ten, so the ticks read as round."""
     raw = span / 5
     magnitude = 10.0 ** math.floor(math.log10(raw))
     for m in (1.0, 2.0, 2.5, 5.0, 10.0):
@@ -69,7 +227,8 @@ def _nice_step(span: float) -> float:
     return 10.0 * magnitude
 
 
-def _runs_text(cells: list[Any]) -> str:
+def _runs_text(cells: Sequence[Any]) -> str:
+    """The subtitle: how many runs each point stands for, since a scripted single run has no interval to speak of."""
     low, high = min(c.runs for c in cells), max(c.runs for c in cells)
     if high == 1:
         return "scripted: 1 run per strategy"
@@ -77,207 +236,227 @@ def _runs_text(cells: list[Any]) -> str:
     return f"{runs} runs per strategy (seeds); bars: 95% interval"
 
 
-def _panel(scenario: str, cells: list[Any], colours: dict[str, str] | None = None) -> str:
-    """One SVG panel: success rate (y) against mean calls per run (x), a labelled point per strategy.
-
-    Strategies at the same spot are set side by side (dodged) so that each stays
-    visible, and labelled together; labels are placed where they overlap
-    neither another label nor a point, inside the axes.
-    """
-    import html
-
-    colours = colours or strategy_colours([c.strategy for c in cells])
-    title = _wrap(scenario, TITLE_CHARS, 2)
-    w, h = PANEL_W, PANEL_H
-    top = 22 + 17 * len(title) + 20
-    plot = _Box(PLOT_LEFT, top, w - PLOT_RIGHT_PAD, h - PLOT_BOTTOM_PAD)
-    label_area = _Box(plot.x0 + 2, plot.y0 - 14, w - 4, plot.y1 - 2)  # labels may use the margins, not the axes
-    pad = POINT_R + 4  # 0% and 100% sit inside the frame, not on it
+def _scale(cells: Sequence[Any], top: int) -> _Scale:
+    """The plot area below a title ending at ``top``, its x axis rounded up to a whole step past the most calls."""
+    plot = _Box(PLOT_LEFT, top, PANEL_W - PLOT_RIGHT_PAD, PANEL_H - PLOT_BOTTOM_PAD)
     raw_max: float = max(max(float(c.calls_mean) for c in cells) * 1.08, 1.0)
     step = _nice_step(raw_max)
     xmax: float = math.ceil(raw_max / step - 1e-9) * step
+    return _Scale(plot, step, xmax, POINT_R + 4)  # padded: 0% and 100% sit inside the frame, not on it
 
-    def px(x: float) -> float:
-        return plot.x0 + pad + (plot.x1 - plot.x0 - 2 * pad) * x / xmax
 
-    def py(y: float) -> float:
-        return plot.y0 + pad + (plot.y1 - plot.y0 - 2 * pad) * (1 - y)
-
-    e = html.escape
-    parts = [
-        f'<svg class="panel" role="img" aria-label="{e(scenario)}" viewBox="0 0 {w} {h}" '
-        f'width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">',
-        f"<title>{e(scenario)}</title>",
-    ]
-    for i, line in enumerate(title):
-        parts.append(f'<text x="{w / 2}" y="{22 + 17 * i}" text-anchor="middle" class="title">{e(line)}</text>')
-    parts.append(
-        f'<text x="{w / 2}" y="{22 + 17 * len(title)}" text-anchor="middle" class="subtitle">'
-        f"{e(_runs_text(cells))}</text>"
-    )
-    for tick in (0, 0.25, 0.5, 0.75, 1):
-        parts.append(f'<line x1="{plot.x0}" y1="{py(tick):.1f}" x2="{plot.x1}" y2="{py(tick):.1f}" class="grid"/>')
-        parts.append(
-            f'<text x="{plot.x0 - 6}" y="{py(tick) + 4:.1f}" text-anchor="end" class="tick">{pct(tick)}</text>'
-        )
-    n_ticks = round(xmax / step)
-    for k in range(n_ticks + 1):
-        x = k * step
-        parts.append(f'<line x1="{px(x):.1f}" y1="{plot.y1}" x2="{px(x):.1f}" y2="{plot.y1 + 4}" class="axis"/>')
-        parts.append(f'<text x="{px(x):.1f}" y="{plot.y1 + 17}" text-anchor="middle" class="tick">{x:g}</text>')
-    parts.append(f'<line x1="{plot.x0}" y1="{plot.y1}" x2="{plot.x1}" y2="{plot.y1}" class="axis"/>')
-    parts.append(f'<line x1="{plot.x0}" y1="{plot.y0}" x2="{plot.x0}" y2="{plot.y1}" class="axis"/>')
-    parts.append(
-        f'<text x="{(plot.x0 + plot.x1) / 2}" y="{h - 12}" text-anchor="middle" class="label">mean calls per run</text>'
-    )
-    mid = (plot.y0 + plot.y1) / 2
-    parts.append(
-        f'<text x="16" y="{mid}" text-anchor="middle" class="label" '
-        f'transform="rotate(-90 16 {mid})">success rate</text>'
+def _y_ticks(scale: _Scale) -> tuple[Tick, ...]:
+    """Quarters of the success rate, each with a grid line across the plot to read the points against."""
+    plot = scale.plot
+    return tuple(
+        Tick(Line(plot.x0, scale.y(t), plot.x1, scale.y(t)), Text(plot.x0 - 6, scale.y(t) + 4, pct(t)))
+        for t in (0, 0.25, 0.5, 0.75, 1)
     )
 
-    # Points at the same spot form a group, dodged side by side and labelled together.
+
+def _x_ticks(scale: _Scale) -> tuple[Tick, ...]:
+    """A notch and a number every ``step`` calls, from 0 to ``xmax``."""
+    plot = scale.plot
+    at = [k * scale.step for k in range(round(scale.xmax / scale.step) + 1)]
+    return tuple(
+        Tick(Line(scale.x(x), plot.y1, scale.x(x), plot.y1 + 4), Text(scale.x(x), plot.y1 + 17, f"{x:g}")) for x in at
+    )
+
+
+def _groups(cells: Sequence[Any], scale: _Scale) -> list[list[Any]]:
+    """Cells whose points would overlap (less than a diameter apart both ways), in the order they first appear."""
     groups: list[list[Any]] = []
     for c in cells:
         for g in groups:
             if (
-                abs(px(g[0].calls_mean) - px(c.calls_mean)) < 2 * POINT_R
-                and abs(py(g[0].success_rate) - py(c.success_rate)) < 2 * POINT_R
+                abs(scale.x(g[0].calls_mean) - scale.x(c.calls_mean)) < 2 * POINT_R
+                and abs(scale.y(g[0].success_rate) - scale.y(c.success_rate)) < 2 * POINT_R
             ):
                 g.append(c)
                 break
         else:
             groups.append([c])
+    return groups
+
+
+def _dodge(cells: list[Any], scale: _Scale) -> _Group:
+    """A group's points side by side around their mean x (so each stays visible), moved back inside the axes."""
     dodge = 2 * POINT_R + 2
-    placed: list[tuple[list[Any], list[float], float]] = []  # (cells, their x, y)
+    centre = sum(scale.x(c.calls_mean) for c in cells) / len(cells)
+    xs = [centre + (j - (len(cells) - 1) / 2) * dodge for j in range(len(cells))]
+    plot = scale.plot
+    shift = max(plot.x0 + POINT_R + 2 - xs[0], 0.0) or min(plot.x1 - POINT_R - 2 - xs[-1], 0.0)
+    return _Group(tuple(cells), tuple(x + shift for x in xs), scale.y(cells[0].success_rate))
+
+
+def _tooltip(cell: Any) -> str:
+    """What hovering a point shows: the exact numbers the chart only places."""
+    lo, hi = cell.success_ci
+    return (
+        f"{cell.strategy}: {pct(cell.success_rate)} success ({pct(lo)}-{pct(hi)}), "
+        f"{cell.calls_mean:.2f} calls/run, {cell.runs} run(s)"
+    )
+
+
+def _intervals(groups: list[_Group], colours: dict[str, str], scale: _Scale) -> tuple[Interval, ...]:
+    """Each point's interval, drawn first so that the points and labels stay on top of the faint bars."""
+    out: list[Interval] = []
     for g in groups:
-        centre = sum(px(c.calls_mean) for c in g) / len(g)
-        xs = [centre + (j - (len(g) - 1) / 2) * dodge for j in range(len(g))]
-        shift = max(plot.x0 + POINT_R + 2 - xs[0], 0.0) or min(plot.x1 - POINT_R - 2 - xs[-1], 0.0)
-        placed.append((g, [x + shift for x in xs], py(g[0].success_rate)))
-    obstacles = [
-        _Box(x - POINT_R - 2, y - POINT_R - 2, x + POINT_R + 2, y + POINT_R + 2) for _, xs, y in placed for x in xs
+        for c, x in zip(g.cells, g.xs, strict=True):
+            lo, hi = scale.y(c.success_ci[0]), scale.y(c.success_ci[1])
+            out.append(Interval(x, x - 4, x + 4, lo, hi, colours.get(c.strategy, PALETTE[0])))
+    return tuple(out)
+
+
+def _points(groups: list[_Group], colours: dict[str, str]) -> tuple[Point, ...]:
+    """Every strategy's point at its dodged x, in the cells' order."""
+    return tuple(
+        Point(c.strategy, x, g.y, POINT_R, colours.get(c.strategy, PALETTE[0]), _tooltip(c))
+        for g in groups
+        for c, x in zip(g.cells, g.xs, strict=True)
+    )
+
+
+def _candidates(group: _Group) -> list[_Box]:
+    """Where a group's label may go, best first: beside, above, below, then ever further up or down beside."""
+    y, gx0, gx1 = group.y, group.left, group.right
+    lw = max(len(c.strategy) for c in group.cells) * LABEL_CHAR + 2
+    lh = LABEL_LINE * len(group.cells)
+    out = [
+        _Box(gx1 + 6, y - lh / 2, gx1 + 6 + lw, y + lh / 2),
+        _Box(gx0 - 6 - lw, y - lh / 2, gx0 - 6, y + lh / 2),
+        _Box((gx0 + gx1 - lw) / 2, y - POINT_R - 5 - lh, (gx0 + gx1 + lw) / 2, y - POINT_R - 5),
+        _Box((gx0 + gx1 - lw) / 2, y + POINT_R + 5, (gx0 + gx1 + lw) / 2, y + POINT_R + 5 + lh),
     ]
-    whiskers: list[_Box] = []
-    for g, xs, _ in placed:
-        for c, x in zip(g, xs, strict=True):
-            colour = colours.get(c.strategy, PALETTE[0])
-            lo, hi = py(c.success_ci[0]), py(c.success_ci[1])
-            whiskers.append(_Box(x - 4, hi - 1, x + 4, lo + 1))
-            parts.append(
-                f'<g class="interval" stroke="{colour}" stroke-width="2" opacity="0.45">'
-                f'<line x1="{x:.1f}" y1="{lo:.1f}" x2="{x:.1f}" y2="{hi:.1f}"/>'
-                f'<line x1="{x - 4:.1f}" y1="{lo:.1f}" x2="{x + 4:.1f}" y2="{lo:.1f}"/>'
-                f'<line x1="{x - 4:.1f}" y1="{hi:.1f}" x2="{x + 4:.1f}" y2="{hi:.1f}"/></g>'
-            )
-    for g, xs, y in placed:
-        for c, x in zip(g, xs, strict=True):
-            colour = colours.get(c.strategy, PALETTE[0])
-            parts.append(
-                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{POINT_R:g}" fill="{colour}" class="point" '
-                f'data-strategy="{e(c.strategy)}"><title>{e(c.strategy)}: {pct(c.success_rate)} success '
-                f"({pct(c.success_ci[0])}-{pct(c.success_ci[1])}), {c.calls_mean:.2f} calls/run, "
-                f"{c.runs} run(s)</title></circle>"
-            )
-    labels: list[_Box] = []
-    for g, xs, y in sorted(placed, key=lambda p: (p[2], p[1][0])):
-        lw = max(len(c.strategy) for c in g) * LABEL_CHAR + 2
-        lh = LABEL_LINE * len(g)
-        gx0, gx1 = xs[0] - POINT_R, xs[-1] + POINT_R
-        candidates = [
-            _Box(gx1 + 6, y - lh / 2, gx1 + 6 + lw, y + lh / 2),
-            _Box(gx0 - 6 - lw, y - lh / 2, gx0 - 6, y + lh / 2),
-            _Box((gx0 + gx1 - lw) / 2, y - POINT_R - 5 - lh, (gx0 + gx1 + lw) / 2, y - POINT_R - 5),
-            _Box((gx0 + gx1 - lw) / 2, y + POINT_R + 5, (gx0 + gx1 + lw) / 2, y + POINT_R + 5 + lh),
-        ]
-        for k in range(1, 16):
-            for sign in (-1, 1):
-                dy = sign * k * LABEL_LINE
-                candidates.append(_Box(gx1 + 10, y - lh / 2 + dy, gx1 + 10 + lw, y + lh / 2 + dy))
-                candidates.append(_Box(gx0 - 10 - lw, y - lh / 2 + dy, gx0 - 10, y + lh / 2 + dy))
-        inside = [b for b in candidates if b.within(label_area)] or candidates
+    for k in range(1, 16):
+        for sign in (-1, 1):
+            dy = sign * k * LABEL_LINE
+            out.append(_Box(gx1 + 10, y - lh / 2 + dy, gx1 + 10 + lw, y + lh / 2 + dy))
+            out.append(_Box(gx0 - 10 - lw, y - lh / 2 + dy, gx0 - 10, y + lh / 2 + dy))
+    return out
 
-        def cost(rank: int, b: _Box) -> float:
-            # Covering a label or a point is never worth it; crossing a faint interval bar is, a little.
-            hidden = sum(b.overlap(o) for o in labels) + sum(b.overlap(o) for o in obstacles)
-            return hidden * 1000 + sum(b.overlap(o) for o in whiskers) * 0.05 + rank
 
-        best = min(enumerate(inside), key=lambda rb: cost(*rb))[1]
-        labels.append(best)
-        if best.y1 < y - POINT_R or best.y0 > y + POINT_R:  # moved off the point's line: draw a leader
-            lx = best.x0 if best.x0 > gx1 else best.x1 if best.x1 < gx0 else (best.x0 + best.x1) / 2
-            ly = best.y1 if best.y1 < y else best.y0
-            ax = gx1 if lx > gx1 else gx0 if lx < gx0 else (gx0 + gx1) / 2
-            parts.append(f'<line x1="{ax:.1f}" y1="{y:.1f}" x2="{lx:.1f}" y2="{ly:.1f}" class="leader"/>')
-        anchor = ' text-anchor="end"' if best.x1 <= gx0 else ""
-        tx = best.x1 if anchor else best.x0
-        for j, c in enumerate(g):
-            parts.append(
-                f'<text x="{tx:.1f}" y="{best.y0 + LABEL_LINE * (j + 1) - 3:.1f}" class="point-label"{anchor} '
-                f'fill="{colours.get(c.strategy, PALETTE[0])}">{e(c.strategy)}</text>'
-            )
-    parts.append("</svg>")
-    return "\n".join(parts)
+def _best_box(
+    candidates: list[_Box], area: _Box, labels: list[_Box], obstacles: list[_Box], whiskers: list[_Box]
+) -> _Box:
+    """The candidate inside ``area`` that hides least: the earliest of those that hide nothing, if any do."""
+    inside = [b for b in candidates if b.within(area)] or candidates
+
+    def cost(rank: int, b: _Box) -> float:
+        # Covering a label or a point is never worth it; crossing a faint interval bar is, a little.
+        hidden = sum(b.overlap(o) for o in labels) + sum(b.overlap(o) for o in obstacles)
+        return hidden * 1000 + sum(b.overlap(o) for o in whiskers) * 0.05 + rank
+
+    return min(enumerate(inside), key=lambda rb: cost(*rb))[1]
+
+
+def _leader(group: _Group, box: _Box) -> Line | None:
+    """A line from the group to its label when the label moved off the points' line, so it reads as theirs."""
+    y, gx0, gx1 = group.y, group.left, group.right
+    if not (box.y1 < y - POINT_R or box.y0 > y + POINT_R):
+        return None
+    lx = box.x0 if box.x0 > gx1 else box.x1 if box.x1 < gx0 else (box.x0 + box.x1) / 2
+    ly = box.y1 if box.y1 < y else box.y0
+    ax = gx1 if lx > gx1 else gx0 if lx < gx0 else (gx0 + gx1) / 2
+    return Line(ax, y, lx, ly)
+
+
+def _label(group: _Group, box: _Box, colours: dict[str, str]) -> Label:
+    """The names in ``box``, aligned towards the group: right-aligned when the box is left of the points."""
+    end = box.x1 <= group.left
+    lines = tuple(
+        LabelLine(box.y0 + LABEL_LINE * (j + 1) - 3, c.strategy, colours.get(c.strategy, PALETTE[0]))
+        for j, c in enumerate(group.cells)
+    )
+    return Label(box.x1 if end else box.x0, end, lines, _leader(group, box))
+
+
+def _labels(
+    groups: list[_Group], intervals: tuple[Interval, ...], colours: dict[str, str], area: _Box
+) -> tuple[Label, ...]:
+    """The groups' labels, placed top to bottom, each where it overlaps neither another label nor a point."""
+    obstacles = [
+        _Box(x - POINT_R - 2, g.y - POINT_R - 2, x + POINT_R + 2, g.y + POINT_R + 2) for g in groups for x in g.xs
+    ]
+    whiskers = [_Box(i.x0, i.hi - 1, i.x1, i.lo + 1) for i in intervals]
+    boxes: list[_Box] = []
+    out: list[Label] = []
+    for g in sorted(groups, key=lambda g: (g.y, g.xs[0])):
+        box = _best_box(_candidates(g), area, boxes, obstacles, whiskers)
+        boxes.append(box)
+        out.append(_label(g, box, colours))
+    return tuple(out)
+
+
+def layout_panel(scenario: str, cells: Sequence[Any], colours: dict[str, str] | None = None) -> Panel:
+    """One panel's geometry: success rate (y) against mean calls per run (x), a labelled point per strategy.
+
+    Strategies at the same spot are set side by side (dodged) so that each stays
+    visible, and labelled together; labels are placed where they overlap
+    neither another label nor a point, inside the axes.
+    """
+    colours = colours or strategy_colours([c.strategy for c in cells])
+    title = _wrap(scenario, TITLE_CHARS, 2)
+    scale = _scale(cells, top=22 + 17 * len(title) + 20)
+    plot = scale.plot
+    label_area = _Box(plot.x0 + 2, plot.y0 - 14, PANEL_W - 4, plot.y1 - 2)  # labels may use the margins, not the axes
+    groups = [_dodge(g, scale) for g in _groups(cells, scale)]
+    intervals = _intervals(groups, colours, scale)
+    return Panel(
+        scenario=scenario,
+        width=PANEL_W,
+        height=PANEL_H,
+        title=tuple(Text(PANEL_W / 2, 22 + 17 * i, line) for i, line in enumerate(title)),
+        subtitle=Text(PANEL_W / 2, 22 + 17 * len(title), _runs_text(cells)),
+        y_ticks=_y_ticks(scale),
+        x_ticks=_x_ticks(scale),
+        x_axis=Line(plot.x0, plot.y1, plot.x1, plot.y1),
+        y_axis=Line(plot.x0, plot.y0, plot.x0, plot.y1),
+        x_label=Text((plot.x0 + plot.x1) / 2, PANEL_H - 12, "mean calls per run"),
+        y_label=Text(16, (plot.y0 + plot.y1) / 2, "success rate"),
+        intervals=intervals,
+        points=_points(groups, colours),
+        labels=_labels(groups, intervals, colours, label_area),
+    )
+
+
+# Rendering.
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The templates, loaded once; autoescaped, since every name on the page may come from a user's file."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("harness.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,  # a line holding only a {% tag %} leaves no blank line in the page
+    )
+    env.filters["fmt"] = format  # {{ x|fmt(".1f") }} is f"{x:.1f}"
+    return env
+
+
+def panel_svg(scenario: str, cells: Sequence[Any], colours: dict[str, str] | None = None) -> str:
+    """One scenario's chart as an SVG element (the ``panel_svg`` macro of ``templates/panel.svg.j2``)."""
+    macros = _environment().get_template("panel.svg.j2").module
+    return str(macros.panel_svg(layout_panel(scenario, cells, colours)))  # type: ignore[attr-defined]
 
 
 def compare_html(cells: list[Any], policies: list[Any], seeds: int) -> str:
     """A self-contained page: one chart panel per scenario, then the table and the strategies."""
-    import html
-
-    e = html.escape
     colours = strategy_colours([p.name for p in policies] + [c.strategy for c in cells])
     by_scenario: dict[str, list[Any]] = {}
     for c in cells:
         by_scenario.setdefault(c.scenario, []).append(c)
-    panels = "\n".join(_panel(name, group, colours) for name, group in by_scenario.items())
-    legend = " ".join(
-        f'<span class="key"><span class="swatch" style="background:{colours[p.name]}"></span>{e(p.name)}</span>'
-        for p in policies
+    return (
+        _environment()
+        .get_template("compare.html.j2")
+        .render(
+            seeds=seeds,
+            panels=[layout_panel(name, group, colours) for name, group in by_scenario.items()],
+            header=COMPARE_HEADER,
+            rows=compare_rows(cells),
+            strategies=[Strategy(p.name, colours[p.name], p.task_options(), p.description, p.source) for p in policies],
+        )
     )
-    head = "".join(f"<th>{e(h)}</th>" for h in COMPARE_HEADER)
-    body = "\n".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in compare_rows(cells))
-    strategies = "\n".join(
-        f'<tr><td class="name"><span class="swatch" style="background:{colours[p.name]}"></span>{e(p.name)}</td>'
-        f"<td><code>{e(p.task_options())}</code></td>"
-        f"<td>{e(p.description)}{' (source: ' + e(p.source) + ')' if p.source else ''}</td></tr>"
-        for p in policies
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Fault-tolerance strategies compared</title>
-<style>
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }}
-.panels {{ display: flex; flex-wrap: wrap; gap: 16px; }}
-.panel {{ border: 1px solid #ddd; background: #fff; }}
-.title {{ font-weight: 600; font-size: 13px; fill: #222; }}
-.subtitle {{ font-size: 11px; fill: #666; }}
-.axis {{ stroke: #333; stroke-width: 1.2; }}
-.grid {{ stroke: #eee; }}
-.leader {{ stroke: #999; stroke-width: 0.8; }}
-.point {{ stroke: #fff; stroke-width: 1.5; }}
-.tick {{ font-size: 11px; fill: #555; }}
-.label {{ font-size: 12px; fill: #222; }}
-.point-label {{ font-size: 11px; font-weight: 600; }}
-.legend {{ margin: 8px 0 16px; }}
-.key {{ margin-right: 18px; white-space: nowrap; }}
-.swatch {{ display: inline-block; width: 11px; height: 11px; border-radius: 50%; margin-right: 5px;
-  vertical-align: -1px; }}
-table {{ border-collapse: collapse; margin-top: 24px; }}
-td, th {{ border: 1px solid #ddd; padding: 4px 8px; text-align: left; }}
-td.name {{ white-space: nowrap; }}
-</style></head><body>
-<h1>Fault-tolerance strategies compared</h1>
-<p>Each panel is one scenario: success rate (bars: its 95% Wilson interval) against mean calls per run,
-one point per strategy. Up and to the left is better. Random scenarios ran seeds 0..{seeds - 1}.</p>
-<div class="legend">{legend}</div>
-<div class="panels">
-{panels}
-</div>
-<table id="cells"><thead><tr>{head}</tr></thead><tbody>
-{body}
-</tbody></table>
-<table id="strategies"><thead><tr><th>strategy</th><th>Prefect options</th><th>what it is</th></tr></thead><tbody>
-{strategies}
-</tbody></table>
-</body></html>
-"""

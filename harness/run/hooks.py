@@ -12,6 +12,9 @@ a flow with its retry delay at 0 and ``prefect.flow_engine``'s
 ``propose_state_sync`` / ``propose_state`` are wrapped to add the configured
 delay to the virtual clock when the server answers ``AwaitingRetry``.
 
+Per scenario too (``own_results``): a result storage of its own, so that no
+task cache of another scenario serves it.
+
 Per session (``session_hooks``): one SSL context for Prefect's API clients
 and one for httpx's default clients, instead of one per client.
 
@@ -25,8 +28,11 @@ import contextlib
 import functools
 import importlib
 import random
+import shutil
+import tempfile
 import types
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from harness.run.clock import Clock
@@ -144,6 +150,30 @@ class _SslShim(types.ModuleType):
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def own_results() -> Iterator[Path]:
+    """A result storage of the scenario's own: no cache record or persisted result of another scenario.
+
+    Prefect keeps task cache records and persisted results in
+    ``PREFECT_RESULTS_LOCAL_STORAGE_PATH`` (by default under ``PREFECT_HOME``),
+    shared by every flow run that uses it; a second scenario with the same
+    inputs would be served from the first one's cache, with no call at all.
+    The folder is removed afterwards, and Prefect's cache of storage objects
+    forgets it.
+    """
+    from prefect.results import _default_storages
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+
+    path = Path(tempfile.mkdtemp(prefix="harness-results-"))
+    try:
+        with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: path}):
+            yield path
+    finally:
+        for key in [k for k in _default_storages if k[1] == str(path)]:
+            del _default_storages[key]
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager

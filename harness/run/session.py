@@ -27,7 +27,7 @@ from harness._errors import ScenarioTimeout, shown
 from harness.policies.apply import CallLog, applied
 from harness.run.clock import Clock
 from harness.run.guard import NetworkGuard
-from harness.run.hooks import hooked, session_hooks
+from harness.run.hooks import hooked, own_results, session_hooks
 from harness.run.server import PrefectServer
 from harness.run.states import Recorder
 from harness.run.transport import Call, Injector
@@ -171,6 +171,7 @@ class Session:
             try:
                 with (
                     _time_limit(self.time_limit),
+                    own_results(),
                     applied(policy, flow, log, near=scenario.path.parent) as flow,
                     hooked(clock, recorder, scenario.seed),
                     injector,
