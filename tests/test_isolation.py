@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from harness import Scenario, Session, check
+from harness import Outcome, Scenario, Session, check
 
 COUNT = "https://api.example.test/count"
 
@@ -38,3 +39,46 @@ expect:
 """)
     for scenario in (healthy, down, healthy):
         assert check(scenario, harness_session.run(scenario)) == []
+
+
+FIRE_AND_FORGET = """
+name: fire and forget
+flow: tests.flows:fire_and_forget
+parameters: {repos: [octo/up, octo/down]}
+endpoints:
+  - request: GET https://api.github.com/repos/octo/up
+    responses: [{json: {stargazers_count: 7}}]
+  - request: GET https://api.github.com/repos/octo/down
+    responses: [{status: 500}]
+"""
+
+
+def _summary(outcome: Outcome) -> tuple[Any, ...]:
+    return (
+        outcome.flow.name,
+        sorted((t.name, t.state.name, t.run_count, t.note) for t in outcome.tasks),
+        outcome.counts,
+        outcome.warnings,
+    )
+
+
+def test_tasks_the_flow_does_not_wait_on_end_the_same_way_every_time(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """Submitted and never waited on: each finishes its attempt, then Prefect cancels it; 20 runs agree."""
+    scenario = scenario_from(FIRE_AND_FORGET)
+    summaries = {repr(_summary(harness_session.run(scenario))) for _ in range(20)}
+    assert len(summaries) == 1, summaries
+    outcome = harness_session.run(scenario)
+    assert outcome.flow.name == "Completed"
+    assert sorted((t.state.name, t.run_count, t.note) for t in outcome.tasks) == [
+        ("Completed", 1, ""),
+        # Prefect counts the retry it entered (Retrying) before it saw the cancel event: run_count 2, 1 call
+        ("Crashed", 2, "still running when the flow returned; cancelled by Prefect"),
+    ]
+    assert outcome.counts == {
+        "GET https://api.github.com/repos/octo/up": 1,
+        "GET https://api.github.com/repos/octo/down": 1,
+    }
+    (warning,) = outcome.warnings
+    assert "without waiting on task runs it submitted" in warning and "submitted_stars (1 run)" in warning

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import inspect
 import random
 import shutil
 import tempfile
@@ -36,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.run.clock import Clock
+from harness.run.exits import ExitGate
 from harness.run.states import Recorder
 
 HOOKED = ("time", "anyio", "emit_task_run_state_change_event", "clamped_poisson_interval")
-FLOW_HOOKED = ("propose_state_sync", "propose_state")
+FLOW_HOOKED = ("propose_state_sync", "propose_state", "call_with_parameters")
 
 
 class _TimeShim(types.ModuleType):
@@ -68,7 +70,7 @@ class _AnyioShim(types.ModuleType):
 
 @contextlib.contextmanager
 def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
-    """Swap the task engine's sleeps and state-change reporting for the harness's."""
+    """Swap the task engine's sleeps, state reports and jitter, and pin the flow's exit, for one scenario."""
     engine: Any = importlib.import_module("prefect.task_engine")
     saved = {name: getattr(engine, name) for name in HOOKED}
     emit: Callable[..., Any] = saved["emit_task_run_state_change_event"]
@@ -97,12 +99,97 @@ def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
     flow_engine.propose_state_sync = propose_sync
     flow_engine.propose_state = propose
     try:
-        yield
+        with pinned_exit(recorder.exits, flow_engine, flow_saved["call_with_parameters"]):
+            yield
     finally:
         for name, value in saved.items():
             setattr(engine, name, value)
         for name, value in flow_saved.items():
             setattr(flow_engine, name, value)
+
+
+@contextlib.contextmanager
+def pinned_exit(gate: ExitGate, flow_engine: Any, call: Callable[..., Any]) -> Iterator[None]:
+    """Pin the race between a flow's exit and the task runs it submitted and did not wait on (``exits``).
+
+    Marks the flow function's return (``flow_engine.call_with_parameters``),
+    registers each submitted future (``ThreadPoolTaskRunner.submit``), notes
+    what waits on which future (``PrefectConcurrentFuture.wait``, ``result``
+    and the done callbacks ``prefect.futures.wait`` and ``as_completed``
+    register), and lets ``ThreadPoolTaskRunner.__exit__``, Prefect's own
+    cancellation, run once nothing submitted can make progress before it.
+    """
+    from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.futures import PrefectConcurrentFuture
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    submit, exit_, wait, result, callback = (
+        ThreadPoolTaskRunner.submit,
+        ThreadPoolTaskRunner.__exit__,
+        PrefectConcurrentFuture.wait,
+        PrefectConcurrentFuture.result,
+        PrefectConcurrentFuture._add_prefect_done_callback,
+    )
+
+    def call_and_mark(fn: Any, parameters: Any) -> Any:
+        ctx = FlowRunContext.get()
+        runner = ctx.task_runner if ctx is not None else None
+        try:
+            value = call(fn, parameters)
+        except BaseException:
+            gate.returned(runner)
+            raise
+        if not inspect.isawaitable(value):
+            gate.returned(runner)
+            return value
+
+        async def awaited() -> Any:
+            try:
+                return await value
+            finally:
+                gate.returned(runner)
+
+        return awaited()
+
+    def submit_and_register(self: Any, *args: Any, **kwargs: Any) -> Any:
+        future = submit(self, *args, **kwargs)
+        gate.submitted(self, future.task_run_id, future.wrapped_future)
+        return future
+
+    def settled_exit(self: Any, *exc: Any) -> None:
+        gate.settle(self)
+        try:
+            exit_(self, *exc)
+        finally:
+            gate.cancelled(self)
+
+    def waiting(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            ctx = TaskRunContext.get()
+            done = gate.waiting(ctx.task_run.id if ctx is not None else None, self.task_run_id)
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                done()
+
+        return wrapper
+
+    flow_engine.call_with_parameters = call_and_mark
+    ThreadPoolTaskRunner.submit = submit_and_register  # type: ignore[method-assign]
+    ThreadPoolTaskRunner.__exit__ = settled_exit  # type: ignore[method-assign]
+    PrefectConcurrentFuture.wait = waiting(wait)  # type: ignore[method-assign]
+    PrefectConcurrentFuture.result = waiting(result)  # type: ignore[method-assign]
+    PrefectConcurrentFuture._add_prefect_done_callback = waiting(callback)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        flow_engine.call_with_parameters = call
+        ThreadPoolTaskRunner.submit = submit  # type: ignore[method-assign]
+        ThreadPoolTaskRunner.__exit__ = exit_  # type: ignore[method-assign]
+        PrefectConcurrentFuture.wait = wait  # type: ignore[method-assign]
+        PrefectConcurrentFuture.result = result  # type: ignore[method-assign]
+        PrefectConcurrentFuture._add_prefect_done_callback = callback  # type: ignore[method-assign]
 
 
 def seeded_jitter(rng: random.Random) -> Callable[..., float]:

@@ -18,6 +18,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 from harness._errors import ScenarioTimeout, shown
 from harness.policies.apply import CallLog, applied
 from harness.run.clock import Clock
+from harness.run.exits import STOPPED
 from harness.run.guard import NetworkGuard
 from harness.run.hooks import hooked, own_results, session_hooks
 from harness.run.server import PrefectServer
@@ -54,6 +56,7 @@ class TaskRun:
     run_count: int
     history: tuple[str, ...]
     delays: tuple[float, ...] = ()
+    note: str = ""  # what the harness knows of how it ended, e.g. cancelled at the flow's exit
 
     @property
     def retries(self) -> int:
@@ -78,6 +81,7 @@ class Outcome:
     seed: int = 0
     blocked: tuple[str, ...] = ()  # connections outside httpx the network guard refused
     waited_s: float = 0.0  # virtual seconds spent waiting (delays, latency, timeouts), no compute
+    warnings: tuple[str, ...] = ()  # what the flow does that a reader should know (futures it never waited on)
 
     @property
     def unmatched(self) -> tuple[Call, ...]:
@@ -276,6 +280,7 @@ def _outcome(
     result = None
     if state.is_completed():
         result = state.result(raise_on_failure=False)
+    stopped = set(recorder.exits.stopped)
     tasks = tuple(
         TaskRun(
             name=r.name,
@@ -283,6 +288,7 @@ def _outcome(
             run_count=r.run_count,
             history=tuple(h[2] for h in r.history),
             delays=tuple(r.delays),
+            note=STOPPED if r.id in stopped else "",
         )
         for r in recorder.tasks.values()
     )
@@ -306,6 +312,18 @@ def _outcome(
         seed=scenario.seed,
         blocked=tuple(guard.blocked),
         waited_s=clock.skipped,
+        warnings=_warnings(tasks),
+    )
+
+
+def _warnings(tasks: tuple[TaskRun, ...]) -> tuple[str, ...]:
+    stopped = Counter(t.name for t in tasks if t.note == STOPPED)
+    if not stopped:
+        return ()
+    names = ", ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in stopped.items())
+    return (
+        f"the flow returned without waiting on task runs it submitted, and Prefect cancelled them: {names}; "
+        "wait on the futures (future.result(), prefect.futures.wait) so that they finish",
     )
 
 

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from harness.run.clock import Clock
+from harness.run.exits import RETRY_STATES, ExitGate
 
 
 @dataclass(slots=True)
@@ -45,6 +46,9 @@ def _configured_delay(task: Any, run_count: int) -> float | None:
     return float(delays) if delays is not None else None
 
 
+FINAL_TYPES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
 class Recorder:
     """Task runs and their state changes, as the engine reports them; flow states too."""
 
@@ -55,6 +59,12 @@ class Recorder:
         self.flow_history: list[tuple[float, str]] = []
         self._pending: list[tuple[Any, float]] = []  # (scheduled_time, delay) of retries not yet waited
         self._lock = threading.Lock()
+        self.exits = ExitGate(self.is_final)
+
+    def is_final(self, task_run_id: Any) -> bool:
+        with self._lock:
+            rec = self.tasks.get(task_run_id)
+            return rec is not None and bool(rec.history) and rec.history[-1][1] in FINAL_TYPES
 
     def exact_delay(self, seconds: float) -> float:
         """The configured delay of the retry whose wait asks for ``seconds``.
@@ -103,6 +113,14 @@ class Recorder:
                     delay = round(max((scheduled - state.timestamp).total_seconds(), 0.0), 3)
                 rec.delays.append(delay)
                 self._pending.append((scheduled, delay))
+        if state.name in RETRY_STATES:
+            from prefect.context import FlowRunContext
+
+            flow_ctx = FlowRunContext.get()
+            if flow_ctx is not None:
+                self.exits.at_retry(flow_ctx.task_runner, task_run.id)
+        else:
+            self.exits.changed()
 
     def current(self) -> TaskRecord | None:
         """The record of the task run executing in this context, if any."""
