@@ -217,3 +217,17 @@ def fire_and_forget(repos: list[str]) -> str:
     for repo in repos:
         submitted_stars.submit(repo)
     return "submitted"
+
+
+@task
+def slow_step(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+@flow
+def waits_on_a_slow_submitted_task(seconds: float = 0.9) -> float:
+    """Waits on a submitted task that sleeps for real in its own thread."""
+    return slow_step.submit(seconds).result()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness import Outcome, Scenario, Session, check
+import pytest
+
+from harness import Outcome, Scenario, ScenarioTimeout, Session, check
 
 COUNT = "https://api.example.test/count"
 
@@ -82,3 +84,18 @@ def test_tasks_the_flow_does_not_wait_on_end_the_same_way_every_time(
     }
     (warning,) = outcome.warnings
     assert "without waiting on task runs it submitted" in warning and "submitted_stars (1 run)" in warning
+
+
+def test_a_task_still_running_past_the_wall_clock_limit_is_named(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """The time limit stops the scenario and the error names the task runs that were still running."""
+    quick = scenario_from("name: quick\nflow: tests.flows:waits_on_a_slow_submitted_task\nparameters: {seconds: 0}\n")
+    assert harness_session.run(quick).flow.name == "Completed"  # Prefect's first-run costs paid
+    scenario = scenario_from("name: slow submitted\nflow: tests.flows:waits_on_a_slow_submitted_task\n")
+    limited = Session.__new__(Session)
+    limited.__dict__.update(harness_session.__dict__)
+    limited.time_limit = 0.5
+    stuck = r"0.5 s wall-clock limit .*; task runs still running when it was reached: slow_step \(Running\)"
+    with pytest.raises(ScenarioTimeout, match=stuck):
+        limited.run(scenario)

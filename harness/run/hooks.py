@@ -157,11 +157,13 @@ def pinned_exit(gate: ExitGate, flow_engine: Any, call: Callable[..., Any]) -> I
         return future
 
     def settled_exit(self: Any, *exc: Any) -> None:
-        gate.settle(self)
         try:
-            exit_(self, *exc)
+            gate.settle(self)
         finally:
-            gate.cancelled(self)
+            try:
+                exit_(self, *exc)
+            finally:
+                gate.cancelled(self)
 
     def waiting(original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,11 +170,16 @@ class Session:
         guard = NetworkGuard(server.port)
         log = CallLog(injector.calls, clock.sleep, clock.now)
         query = data_query(scenario, flow)
+        running: list[str] = []  # the task runs unfinished when the time limit was reached
+
+        def unfinished() -> None:
+            running.extend(f"{r.name} ({r.history[-1][2]})" for r in recorder.unfinished())
+
         with _workdir() as workdir:
             clock.started = time.perf_counter()
             try:
                 with (
-                    _time_limit(self.time_limit),
+                    _time_limit(self.time_limit, unfinished),
                     own_results(),
                     applied(policy, flow, log, near=scenario.path.parent) as flow,
                     hooked(clock, recorder, scenario.seed),
@@ -189,6 +194,7 @@ class Session:
                 raise ScenarioTimeout(
                     f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line}) ran past its "
                     f"{self.time_limit:g} s wall-clock limit and was stopped"
+                    + (f"; task runs still running when it was reached: {', '.join(running)}" if running else "")
                 ) from None
             wall = time.perf_counter() - clock.started
             virtual = clock.now()
@@ -212,12 +218,13 @@ class _Hung(BaseException):
 
 
 @contextlib.contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
+def _time_limit(seconds: float | None, on_expiry: Callable[[], None] = lambda: None) -> Iterator[None]:
     """End a hung run after ``seconds`` of wall time, without SIGALRM.
 
     Prefect enforces ``timeout_seconds`` with SIGALRM on the main thread, so the
     harness must not use it: a watcher thread sends SIGUSR1 to the main thread,
     whose handler raises ``_Hung``; a blocking sleep is interrupted by it too.
+    ``on_expiry`` runs once, in the watcher, the moment the limit is reached.
     """
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
@@ -231,6 +238,7 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
     def watch() -> None:
         if done.wait(seconds):
             return
+        on_expiry()
         while not done.is_set():
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
             done.wait(1.0)

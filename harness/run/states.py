@@ -122,6 +122,11 @@ class Recorder:
         else:
             self.exits.changed()
 
+    def unfinished(self) -> list[TaskRecord]:
+        """Task runs that have started and not reached a final state."""
+        with self._lock:
+            return [r for r in self.tasks.values() if r.history and r.history[-1][1] not in FINAL_TYPES]
+
     def current(self) -> TaskRecord | None:
         """The record of the task run executing in this context, if any."""
         from prefect.context import TaskRunContext
