@@ -558,6 +558,27 @@ CASES = [
         id="strategy-invariant-module-unknown",
     ),
     pytest.param(
+        HEAD + "expect:\n  tasks:\n    get_stars: {runs: -1}\n",
+        7,
+        "expect.tasks.get_stars[0].runs",
+        "expected a whole number >= 0 (task runs of this name that started; 0 = never ran), got -1",
+        id="runs-negative",
+    ),
+    pytest.param(
+        HEAD + "expect:\n  tasks:\n    get_stars: {runs: 0, state: Failed}\n",
+        7,
+        "expect.tasks.get_stars[0]",
+        "`runs: 0` says the task never ran: it has no state or retries to check",
+        id="runs-zero-with-a-state",
+    ),
+    pytest.param(
+        HEAD + "expect:\n  tasks:\n    get_stars: [{runs: 2}, Completed]\n",
+        7,
+        "expect.tasks.get_stars",
+        "`runs` has no place in the list form",
+        id="runs-in-the-list-form",
+    ),
+    pytest.param(
         HEAD + "expect:\n  sqlite: {path: x.db, query: select 1}\n",
         6,
         "expect.sqlite.equals",

@@ -89,6 +89,8 @@ def mutations(scenario: Scenario, outcome: Outcome) -> list[tuple[str, Any, Scen
                 out.append(
                     (f"{field}.retries", run.retries + 1, replace(run.model_copy(update={"retries": run.retries + 1})))
                 )
+            if run.runs is not None:
+                out.append((f"{field}.runs", run.runs + 1, replace(run.model_copy(update={"runs": run.runs + 1}))))
     for key, n in exp.calls.items():
         out.append((f"expect.calls[{key}]", n + 1, with_expect(calls={**exp.calls, key: n + 1})))
     if exp.sqlite is not None:

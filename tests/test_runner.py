@@ -146,3 +146,37 @@ endpoints:
     chaos: {{rate: 0.5, faults: [{{status: 500}}], otherwise: {{status: 200}}}}
 """)
     assert _outcome_summary(harness_session.run(s)) == _outcome_summary(harness_session.run(s))
+
+
+CFPB_DOWN = """
+name: cfpb search down
+flow: cfpb_etl
+parameters: {size: 3}
+endpoints:
+  - request: GET https://www.consumerfinance.gov/data-research/consumer-complaints/search/api/v1/?size=3
+    responses: [{status: 500, json: {error: down}}]
+expect:
+  flow: Failed
+  tasks:
+    get_complaint_data: {state: Failed, retries: 0}
+    parse_complaint_data: {runs: 0}
+    store_complaints: {runs: 0}
+"""
+
+
+def test_runs_zero_passes_when_the_task_never_ran_and_fails_naming_the_runs_when_it_did(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """`parse_complaint_data: {runs: 0}` holds when the fetch fails; when the fetch succeeds it fails, naming the run."""
+    down = scenario_from(CFPB_DOWN)
+    assert check(down, harness_session.run(down)) == []
+    up = scenario_from(
+        CFPB_DOWN.replace("{status: 500, json: {error: down}}", "{json: {hits: {hits: []}}}")
+        .replace("flow: Failed", "flow: Completed")
+        .replace("{state: Failed, retries: 0}", "{state: Completed, runs: 1}")
+    )
+    mismatches = check(up, harness_session.run(up))
+    assert [str(m) for m in mismatches] == [
+        "expect.tasks.parse_complaint_data.runs: expected 0, observed 1 (Completed after 0 retries)",
+        "expect.tasks.store_complaints.runs: expected 0, observed 1 (Completed after 0 retries)",
+    ]

@@ -10,7 +10,7 @@ from typing import Any
 
 from harness._errors import ScenarioFailure, shown
 from harness.checking.baseline import DATA_INVARIANTS, row_difference
-from harness.run.session import Outcome, StateInfo
+from harness.run.session import Outcome, StateInfo, TaskRun
 from harness.scenario.model import UNSET, Invariant, Scenario, StateMatch, TaskExpect
 from harness.scenario.resolve import resolve_function
 
@@ -110,6 +110,8 @@ def _task_mismatches(scenario: Scenario, name: str, runs: tuple[TaskExpect, ...]
     """One task's expected runs against its observed runs, in the order they started."""
     line = scenario.line_of("expect", "tasks", name)
     observed = outcome.task_runs(name)
+    if len(runs) == 1 and runs[0].runs is not None:
+        return _counted_runs(f"expect.tasks.{name}", runs[0], observed, line)
     if not observed:
         ran = sorted({t.name for t in outcome.tasks})
         return [Mismatch(f"expect.tasks.{name}", "a run", f"it never ran (ran: {', '.join(ran) or 'no task'})", line)]
@@ -123,6 +125,21 @@ def _task_mismatches(scenario: Scenario, name: str, runs: tuple[TaskExpect, ...]
             out += _state_mismatches(field, want, got.state, item_line)
         if want.retries is not None and want.retries != got.retries:
             out.append(Mismatch(f"{field}.retries", want.retries, got.retries, item_line))
+    return out
+
+
+def _counted_runs(field: str, want: TaskExpect, observed: list[TaskRun], line: int) -> list[Mismatch]:
+    """``{runs: N, ...}``: exactly N runs started, each with the state and retries given."""
+    if len(observed) != want.runs:
+        seen = ", ".join(f"{_state_text(t.state)} after {t.retries} retries" for t in observed)
+        return [Mismatch(f"{field}.runs", want.runs, f"{len(observed)}" + (f" ({seen})" if seen else ""), line)]
+    out = []
+    for i, got in enumerate(observed):
+        at = f"{field}[{i}]" if len(observed) > 1 else field
+        if want.state or want.type or want.message:
+            out += _state_mismatches(at, want, got.state, line)
+        if want.retries is not None and want.retries != got.retries:
+            out.append(Mismatch(f"{at}.retries", want.retries, got.retries, line))
     return out
 
 

@@ -348,14 +348,17 @@ class StateMatch(_Model):
 
 
 class TaskExpect(StateMatch):
-    """One run of a task: its final state and the retries it spent."""
+    """Runs of a task: their final state and the retries each spent; ``runs``, how many started."""
 
     retries: NonNegativeInt | None = None
+    runs: NonNegativeInt | None = None  # task runs of this name that started; 0 = it never ran
 
     @model_validator(mode="after")
     def _needs_state(self) -> TaskExpect:
-        if self.state is None and self.type is None and self.message is None and self.retries is None:
-            raise ValueError("give `state`, `type`, `message` or `retries`")
+        if all(v is None for v in (self.state, self.type, self.message, self.retries, self.runs)):
+            raise ValueError("give `state`, `type`, `message`, `retries` or `runs`")
+        if self.runs == 0 and any(v is not None for v in (self.state, self.type, self.message, self.retries)):
+            raise ValueError("`runs: 0` says the task never ran: it has no state or retries to check; keep `runs: 0`")
         return self
 
 
@@ -365,6 +368,11 @@ def _task_runs(value: Any) -> Any:
     if isinstance(value, dict):
         return [value]
     if isinstance(value, list):  # one run per item; a bare state name is shorthand there too
+        if any(isinstance(v, dict) and "runs" in v for v in value):
+            raise ValueError(
+                "`runs` has no place in the list form, whose items are the runs: "
+                "write {runs: N, state: ...} for N runs alike, or one item per run"
+            )
         return [{"state": v} if isinstance(v, str) else v for v in value]
     return value
 

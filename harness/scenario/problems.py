@@ -130,7 +130,7 @@ def keys_of(model: type[BaseModel]) -> list[str]:
 
 
 _STEP = "a response step such as {status: 200, json: ...}, {fault: read_timeout} or {malformed: html}"
-_TASK_RUN = "a state name such as 'Completed' or a mapping {state, type, message, retries}"
+_TASK_RUN = "a state name such as 'Completed' or a mapping {state, type, message, retries, runs}"
 # What a field must hold, by its name (or its parent's, for mapping values and list items).
 _EXPECTED: dict[str, str] = {
     "name": "a non-empty string",
@@ -160,6 +160,7 @@ _EXPECTED: dict[str, str] = {
     "tasks.*": _TASK_RUN + ", or a list of those (one per run, in call order)",
     "tasks.*[]": _TASK_RUN,
     "retries": "a whole number >= 0 (retries spent = run_count - 1)",
+    "runs": "a whole number >= 0 (task runs of this name that started; 0 = never ran)",
     "state": "a state name such as 'Completed'",
     "type": "a state type such as 'FAILED'",
     "message": "a regular expression",
