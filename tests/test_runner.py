@@ -167,7 +167,7 @@ expect:
 def test_runs_zero_passes_when_the_task_never_ran_and_fails_naming_the_runs_when_it_did(
     harness_session: Session, scenario_from: Callable[[str], Scenario]
 ) -> None:
-    """`parse_complaint_data: {runs: 0}` holds when the fetch fails; when the fetch succeeds it fails, naming the run."""
+    """`{runs: 0}` holds when the fetch fails; when the fetch succeeds it fails, naming the run seen."""
     down = scenario_from(CFPB_DOWN)
     assert check(down, harness_session.run(down)) == []
     up = scenario_from(
