@@ -29,6 +29,7 @@ class TaskRecord:
     run_count: int = 0
     message: str | None = None
     attempt_started: float = 0.0
+    attempt_waited: float = 0.0  # the clock's waited seconds when the current attempt started
     delays: list[float] = field(default_factory=list)
 
 
@@ -106,6 +107,7 @@ class Recorder:
             rec.message = state.message
             if state.is_running():
                 rec.attempt_started = now
+                rec.attempt_waited = self.clock.skipped
             scheduled = state.state_details.scheduled_time
             if state.name == "AwaitingRetry" and scheduled is not None:
                 delay = _configured_delay(rec.task, task_run.run_count)

@@ -195,7 +195,8 @@ class Injector:
         budget = None
         task_timeout: float | None = getattr(getattr(record, "task", None), "timeout_seconds", None)
         if task_timeout is not None:
-            budget = max(task_timeout - (self.clock.now() - record.attempt_started), 0.0)
+            # The attempt's time waited so far, its compute aside: a timeout waits the same on any machine.
+            budget = max(task_timeout - (self.clock.skipped - record.attempt_waited), 0.0)
         read = (request.extensions.get("timeout") or {}).get("read")
         cut_by_task = f"task timeout_seconds={task_timeout} (latency {latency:g} s)"
         try:
