@@ -1,4 +1,4 @@
-"""The command line: `harness run`, `validate`, `compare` and `explore`; it parses arguments and prints."""
+"""The command line: `harness run`, `validate`, `compare`, `explore` and `coverage`; it parses arguments and prints."""
 
 from __future__ import annotations
 
@@ -21,7 +21,31 @@ def parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_validate(sub)
     _add_explore(sub)
+    _add_coverage(sub)
     return out
+
+
+def _add_coverage(sub: Any) -> None:
+    """`harness coverage`: which fault kinds each flow and endpoint is tried with; runs nothing."""
+    cmd = sub.add_parser(
+        "coverage",
+        help="which fault kinds each flow and endpoint is tried with (runs nothing)",
+        description=(
+            "Read the scenario files and print, per flow and endpoint, the kinds its scripted steps serve "
+            "(fault:<name>, malformed:<name>, status:<code>) and those only a chaos option serves. "
+            "Exit 1 when --require names a kind that a flow's scripted steps never serve, 2 on invalid files."
+        ),
+    )
+    cmd.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders (default: scenarios/)")
+    cmd.add_argument("--json", metavar="FILE", help="the rows and each scenario's checks as JSON")
+    cmd.add_argument("--markdown", metavar="FILE", help="the rows as a Markdown table")
+    cmd.add_argument(
+        "--require",
+        metavar="KIND,...",
+        help="kinds every flow (or each --flow) must serve in a scripted step; fault:* and malformed:* stand "
+        "for every kind of the language",
+    )
+    cmd.add_argument("--flow", action="append", metavar="FLOW", help="hold only this flow to --require (repeatable)")
 
 
 def _add_run(sub: Any) -> None:
@@ -121,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "validate":
         return _validate(args.paths)
+    if args.command == "coverage":
+        return _coverage(args)
     if not getattr(args, "verbose", False):
         # Before Prefect is first imported: its logging is configured at import.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
@@ -145,6 +171,35 @@ def _load(paths: Sequence[str]) -> tuple[list, list]:  # type: ignore[type-arg]
     for err in bad:
         print(err, file=sys.stderr)
     return good, bad
+
+
+def _coverage(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from harness import coverage
+
+    try:
+        required = coverage.expand([k.strip() for k in (args.require or "").split(",") if k.strip()])
+    except ValueError as exc:
+        print(f"harness coverage: --require: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    good, bad = _load(args.paths)
+    if bad:
+        return EXIT_INVALID
+    table = coverage.rows(good)
+    print(coverage.text(table))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(coverage.as_json(good, table), indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(coverage.markdown(table))
+    lacking = coverage.missing(table, required, args.flow)
+    for flow, kinds in lacking.items():
+        endpoints = ", ".join(r.endpoint for r in table if r.flow == flow) or "no endpoint declared"
+        print(f"\n{flow}: no scripted step serves {', '.join(kinds)} (its endpoints: {endpoints})", file=sys.stderr)
+    return EXIT_FAILED if lacking else EXIT_OK
 
 
 def _validate(paths: Sequence[str]) -> int:

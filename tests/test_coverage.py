@@ -1,0 +1,108 @@
+"""`harness coverage`: the fault kinds a library tries on each flow and endpoint, read without running."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+LIBRARY = """
+name: stars retried
+flow: github_stars
+parameters: {repos: [octo/cat]}
+endpoints:
+  - request: GET https://api.github.com/repos/octo/cat
+    responses:
+      - {fault: read_timeout, times: 2}
+      - {status: 503}
+      - {malformed: html, status: 502}
+      - {json: {stargazers_count: 1}}
+expect:
+  flow: Completed
+  tasks:
+    get_stars: {state: Completed, retries: 3}
+  calls: {GET https://api.github.com/repos/octo/cat: 5}
+strategies:
+  no_retries:
+    expect:
+      flow: Failed
+---
+name: stars under chaos
+flow: github_stars
+parameters: {repos: [octo/cat]}
+endpoints:
+  - request: GET https://api.github.com/repos/octo/cat
+    chaos:
+      rate: 0.5
+      faults: [{fault: connect_error}, {status: 503}]
+      otherwise: {json: {stargazers_count: 1}}
+expect:
+  invariants: [completes]
+"""
+
+
+@pytest.fixture
+def library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "lib.yaml").write_text(LIBRARY)
+    return tmp_path
+
+
+def test_json_counts_scripted_steps_and_chaos_options(library: Path) -> None:
+    """Each scripted step counts once whatever its `times`; chaos options count apart; each scenario's checks."""
+    assert main(["coverage", "scenarios", "--json", "cov.json"]) == 0
+    report = json.loads((library / "cov.json").read_text())
+    assert report["rows"] == [
+        {
+            "flow": "github_stars",
+            "endpoint": "GET https://api.github.com/repos/octo/cat",
+            "scripted": {
+                "fault:read_timeout": 1,
+                "malformed:html": 1,
+                "status:200": 1,
+                "status:502": 1,
+                "status:503": 1,
+            },
+            "chaos": {"fault:connect_error": 1, "status:200": 1, "status:503": 1},
+        }
+    ]
+    first, second = report["scenarios"]
+    assert first["checks"] == ["flow.state", "tasks.get_stars.retries", "tasks.get_stars.state", "calls"]
+    assert first["strategies"] == {"no_retries": ["flow.state"]}
+    assert second["checks"] == ["invariants.completes"]
+
+
+def test_the_terminal_report_separates_chaos_only_kinds(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Kinds only a chaos option serves are listed apart from the scripted ones."""
+    assert main(["coverage", "scenarios", "--markdown", "cov.md"]) == 0
+    out = capsys.readouterr().out
+    assert "scripted: fault:read_timeout, malformed:html, status:200, status:502, status:503" in out
+    assert "chaos only: fault:connect_error" in out
+    assert "| github_stars | GET https://api.github.com/repos/octo/cat |" in (library / "cov.md").read_text()
+
+
+def test_require_exits_1_naming_each_flow_and_the_kinds_it_lacks(
+    library: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A kind only chaos serves does not count; `fault:*` stands for every transport fault."""
+    assert main(["coverage", "scenarios", "--require", "fault:read_timeout,status:503"]) == 0
+    assert main(["coverage", "scenarios", "--require", "fault:*,status:404"]) == 1
+    err = capsys.readouterr().err
+    assert "github_stars: no scripted step serves fault:connect_timeout, fault:write_timeout" in err
+    assert "fault:read_timeout," not in err  # scripted
+    assert "fault:connect_error" in err  # chaos only
+    assert err.rstrip().endswith("(its endpoints: GET https://api.github.com/repos/octo/cat)")
+    assert main(["coverage", "scenarios", "--require", "status:404", "--flow", "cfpb_etl"]) == 1
+    assert (
+        "cfpb_etl: no scripted step serves status:404 (its endpoints: no endpoint declared)" in capsys.readouterr().err
+    )
+
+
+def test_a_require_pattern_that_matches_nothing_is_invalid(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A misspelt pattern is refused with exit 2, not silently required of nobody."""
+    assert main(["coverage", "scenarios", "--require", "faults:*"]) == 2
+    assert "'faults:*' matches no kind" in capsys.readouterr().err
