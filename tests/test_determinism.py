@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 from harness import Outcome, Scenario, Session
-from tests.test_library import SCENARIOS
+from harness.policies import Policy
+from tests.test_library import CASES
 
 
 def summary(outcome: Outcome) -> tuple[object, ...]:
@@ -24,16 +25,19 @@ def summary(outcome: Outcome) -> tuple[object, ...]:
     )
 
 
-def run_all(session: Session, scenarios: list[Scenario]) -> dict[str, tuple[object, ...]]:
-    return {s.name: summary(session.run(s)) for s in scenarios}
+Case = tuple[str, Scenario, Policy | None]
+
+
+def run_all(session: Session, cases: list[Case]) -> dict[str, tuple[object, ...]]:
+    return {label: summary(session.run(s, policy=policy)) for label, s, policy in cases}
 
 
 def test_shuffled_and_repeated_runs_of_the_library_agree(harness_session: Session) -> None:
-    """The whole library in order, then shuffled: every scenario's outcome is identical."""
-    in_order = run_all(harness_session, SCENARIOS)
-    shuffled = list(SCENARIOS)
+    """The whole library, strategy variants included, in order, then shuffled: every outcome is identical."""
+    in_order = run_all(harness_session, CASES)
+    shuffled = list(CASES)
     random.Random(20261126).shuffle(shuffled)
-    assert [s.name for s in shuffled] != [s.name for s in SCENARIOS]
+    assert [label for label, _, _ in shuffled] != [label for label, _, _ in CASES]
     again = run_all(harness_session, shuffled)
     differing = {name for name in in_order if in_order[name] != again[name]}
     assert not differing, {name: (in_order[name], again[name]) for name in differing}

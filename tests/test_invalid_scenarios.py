@@ -579,6 +579,23 @@ CASES = [
         id="runs-in-the-list-form",
     ),
     pytest.param(
+        HEAD
+        + "expect:\n  flow: Completed\n  tasks:\n    get_stars: {state: Completed, retries: 0}\n"
+        + "strategies:\n  no_retries:\n    expect:\n      flow: Completed\n",
+        11,
+        "strategies.no_retries.expect",
+        "strategy 'no_retries' checks less than the scenario's own expect, which it replaces: "
+        "state tasks.get_stars.state, tasks.get_stars.retries under this strategy too",
+        id="variant-checks-less-than-its-base",
+    ),
+    pytest.param(
+        HEAD + "expect:\n  flow: Completed\nstrategies:\n  no_retries:\n",
+        8,
+        "strategies.no_retries",
+        "strategy 'no_retries' checks less than the scenario's own expect, which it replaces: state flow.state",
+        id="variant-without-expect",
+    ),
+    pytest.param(
         HEAD + "expect:\n  sqlite: {path: x.db, query: select 1}\n",
         6,
         "expect.sqlite.equals",

@@ -15,17 +15,20 @@ import pytest
 
 from harness import Outcome, Scenario, ScenarioError, Session, check, load_paths
 from harness.checking.baseline import baseline_rows, judges_data
+from harness.policies import Policy
 from harness.scenario.model import STATE_NAMES, STATE_TYPES, UNSET, StateMatch, TaskExpect, VirtualTime
 
 LIBRARY = Path(__file__).parent.parent / "scenarios"
 SCENARIOS = [s for s in load_paths([LIBRARY]) if isinstance(s, Scenario)]
+# Every scenario as written, then once per strategy it lists: (label, scenario with that expect, policy).
+CASES = [case for scenario in SCENARIOS for case in scenario.cases()]
 _outcomes: dict[str, Outcome] = {}
 
 
-def outcome_of(session: Session, scenario: Scenario) -> Outcome:
-    if scenario.name not in _outcomes:
-        _outcomes[scenario.name] = session.run(scenario)
-    return _outcomes[scenario.name]
+def outcome_of(session: Session, label: str, scenario: Scenario, policy: Policy | None = None) -> Outcome:
+    if label not in _outcomes:
+        _outcomes[label] = session.run(scenario, policy=policy)
+    return _outcomes[label]
 
 
 def test_library_is_valid_and_large() -> None:
@@ -106,19 +109,21 @@ def mutations(scenario: Scenario, outcome: Outcome) -> list[tuple[str, Any, Scen
     return out
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_every_exact_expectation_can_fail(harness_session: Session, scenario: Scenario) -> None:
-    """The scenario passes as written; each changed value or tightened bound fails, naming its field."""
-    outcome = outcome_of(harness_session, scenario)
-    baseline = baseline_rows(harness_session, scenario) if judges_data(scenario) else None
+@pytest.mark.parametrize(("label", "scenario", "policy"), CASES, ids=[label for label, _, _ in CASES])
+def test_every_exact_expectation_can_fail(
+    harness_session: Session, label: str, scenario: Scenario, policy: Policy | None
+) -> None:
+    """Each scenario and strategy variant passes as written; each changed value or tightened bound fails."""
+    outcome = outcome_of(harness_session, label, scenario, policy)
+    baseline = baseline_rows(harness_session, scenario, policy) if judges_data(scenario) else None
     as_written = check(scenario, outcome, baseline=baseline)
     if scenario.xfail is None:
         assert as_written == [], "\n".join(map(str, as_written))
     found = mutations(scenario, outcome)
-    assert found or scenario.expect.invariants, f"{scenario.name!r} asserts nothing exact"
+    assert found or scenario.expect.invariants, f"{label!r} asserts nothing exact"
     for field, new, mutated in found:
         mismatches = [m for m in check(mutated, outcome, baseline=baseline) if m not in as_written]
-        assert mismatches, f"changing {field} to {new!r} did not fail {scenario.name!r}"
+        assert mismatches, f"changing {field} to {new!r} did not fail {label!r}"
         assert mismatches[0].field == field, (field, mismatches)
         text = str(mismatches[0])
         assert "expected" in text and "observed" in text

@@ -419,10 +419,12 @@ expect:
 strategies:
   transient:
     expect:
+      flow: Failed
       tasks: {{get_stars: {{state: Failed, retries: 0}}}}
       calls: {{GET {REPO}: 1}}
   no_retries:
     expect:
+      flow: Failed
       calls: {{GET {REPO}: 4}}
 """
 

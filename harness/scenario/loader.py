@@ -75,6 +75,7 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
             hint = did_you_mean(key, declared) if declared else " (none declared)"
             yield ("expect", "calls", key), f"{key!r} is not a declared endpoint{hint}", None
     yield from _function_problems(scenario)
+    yield from _weak_variants(scenario)
     try:
         flow = resolve_flow(scenario.flow, base=scenario.path.parent)
     except ImportError as exc:
@@ -87,6 +88,34 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
             if name not in known:
                 hint = did_you_mean(name, sorted(known))
                 yield ("expect", "tasks", name), f"flow {scenario.flow!r} defines no task {name!r}{hint}", None
+
+
+def _weak_variants(scenario: Scenario) -> Iterable[Found]:
+    """A strategy's ``expect`` replaces the scenario's: it must state at least what the scenario's states."""
+    base = scenario.expect.essentials()
+    for name, case in scenario.strategies.items():
+        stated = set(case.expect.essentials())
+        lacking = [key for key in base if key not in stated and not (key == "flow.type" and "flow.state" in stated)]
+        if lacking:
+            where: tuple[str | int, ...] = (
+                ("strategies", name, "expect")
+                if "expect" in _raw_case(scenario, name)
+                else (
+                    "strategies",
+                    name,
+                )
+            )
+            yield (
+                where,
+                f"strategy {name!r} checks less than the scenario's own expect, which it replaces: "
+                f"state {', '.join(lacking)} under this strategy too",
+                None,
+            )
+
+
+def _raw_case(scenario: Scenario, name: str) -> Any:
+    raw = scenario._lines.get("strategies", {}).get(name) if scenario._lines is not None else None
+    return raw if isinstance(raw, dict) else {}
 
 
 def _function_problems(scenario: Scenario) -> Iterable[Found]:

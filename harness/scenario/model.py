@@ -426,6 +426,18 @@ class Expect(_Model):
     virtual_time: VirtualTime | None = None
     invariants: tuple[Annotated[Invariant, BeforeValidator(_invariant)], ...] = ()
 
+    def essentials(self) -> list[str]:
+        """What it states of the flow's state, each task's state and retries, and the calls per endpoint."""
+        out = [f"flow.{k}" for k in ("state", "type") if self.flow is not None and getattr(self.flow, k) is not None]
+        for name, runs in self.tasks.items():
+            never = any(run.runs == 0 for run in runs)  # a task that never ran has no state or retries
+            out += [
+                f"tasks.{name}.{k}"
+                for k in ("state", "retries")
+                if never or any(getattr(r, k) is not None for r in runs)
+            ]
+        return out + [f"calls[{key}]" for key in self.calls]
+
 
 # -- the scenario -------------------------------------------------------------------
 
