@@ -116,16 +116,19 @@ def loopback_socket_flow(port: int = 9) -> str:
 
 
 @task
-def sleep_forever() -> None:
+def sleep_forever(marker: str | None = None) -> None:
     import time
+    from pathlib import Path
 
+    if marker:
+        Path(marker).write_text("hanging")  # tells a waiting test the scenario has started hanging
     time.sleep(3600)
 
 
 @flow
-def hanging_flow() -> None:
+def hanging_flow(marker: str | None = None) -> None:
     """Hangs in the user's own code, where the virtual clock does not reach."""
-    sleep_forever()
+    sleep_forever(marker)
 
 
 @task

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 HANGS = """
 name: hangs until interrupted
 flow: tests.flows:hanging_flow
+parameters: {{marker: "{marker}"}}
 """
 
 PASSES_AND_RAISES = """
@@ -71,28 +73,36 @@ def run_pytest(tmp: Path, text: str, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
+def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``condition`` until it holds or ``seconds`` pass; whether it held."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_a_session_leaves_nothing_behind(tmp_path: Path) -> None:
     """After a session with a passing flow and one interrupted by a BaseException: no process, no file."""
     proc = run_pytest(tmp_path, PASSES_AND_RAISES)
     out, _ = proc.communicate(timeout=120)
     assert b"1 passed" in out, out.decode()[-2000:]
-    time.sleep(0.5)  # the server's exit is reaped asynchronously
-    assert leftovers(proc.pid, tmp_path) == set()
+    # the server's exit is reaped asynchronously: wait for it, up to a bound
+    assert wait_until(lambda: leftovers(proc.pid, tmp_path) == set(), 10), leftovers(proc.pid, tmp_path)
 
 
 def test_ctrl_c_stops_the_server_and_removes_its_files(tmp_path: Path) -> None:
     """SIGINT while a scenario hangs: the session ends, the server stops, the files go."""
-    proc = run_pytest(tmp_path, HANGS, "--scenario-timeout=0")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(p.startswith("process") for p in leftovers(proc.pid, tmp_path)):
-        time.sleep(0.2)
-    assert any(p.startswith("process") for p in leftovers(proc.pid, tmp_path)), "the server never started"
-    time.sleep(3)  # let the scenario start hanging
+    marker = tmp_path / "hanging"
+    proc = run_pytest(tmp_path, HANGS.format(marker=marker), "--scenario-timeout=0")
+    # the flow writes the marker once its task hangs, with the server up
+    assert wait_until(marker.exists, 90), "the scenario never started hanging"
+    assert any(p.startswith("process") for p in leftovers(proc.pid, tmp_path)), "no server while the scenario runs"
     os.killpg(proc.pid, signal.SIGINT)
     try:
         proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         pytest.fail("the session did not end after Ctrl-C")
-    time.sleep(0.5)
-    assert leftovers(proc.pid, tmp_path) == set()
+    assert wait_until(lambda: leftovers(proc.pid, tmp_path) == set(), 10), leftovers(proc.pid, tmp_path)
