@@ -16,6 +16,7 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 def parser() -> argparse.ArgumentParser:
     """The command line: one sub-command per job."""
     out = argparse.ArgumentParser(prog="harness", description="Fault-injection scenarios for Prefect flows.")
+    out.add_argument("--version", action="version", version=_version())
     sub = out.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_compare(sub)
@@ -46,6 +47,13 @@ def _add_coverage(sub: Any) -> None:
         "for every kind of the language",
     )
     cmd.add_argument("--flow", action="append", metavar="FLOW", help="hold only this flow to --require (repeatable)")
+
+
+def _version() -> str:
+    """The harness's version and Prefect's, read from the installed distributions (Prefect is not imported)."""
+    from importlib.metadata import version
+
+    return f"harness {version('prefect-fault-harness')} (prefect {version('prefect')})"
 
 
 def _add_run(sub: Any) -> None:
@@ -271,6 +279,7 @@ def _compare(args: argparse.Namespace) -> int:
         good, bad = _load(args.paths)
         if bad:
             return EXIT_INVALID
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from harness.compare import compare, plan
@@ -279,7 +288,13 @@ def _compare(args: argparse.Namespace) -> int:
 
         total = sum(len(seeds) for _, seeds in plan(good, args.seeds)) * len(policies)
         columns = (TextColumn("compare"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, transient=False) as progress, contextlib.redirect_stdout(io.StringIO()):
+        # On the terminal's stderr (stdout is the report, and the flows' own prints are swallowed),
+        # and only on a terminal, never in a CI log.
+        console = Console(file=sys.stderr)
+        with (
+            Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress,
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             bar = progress.add_task("runs", total=total)
             cells = compare(session, good, policies, args.seeds, tick=lambda: progress.advance(bar))
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import shutil
 import signal
@@ -255,7 +256,11 @@ def _time_limit(seconds: float | None, on_expiry: Callable[[], None] = lambda: N
 
 
 def _drain_events() -> None:
-    """Send the events still queued to the server before it stops (as prefect_test_harness does)."""
+    """Send the events still queued to the server before it stops (as prefect_test_harness does).
+
+    The drain waits for every queued event; the worker's own "Still processing
+    items" warning, which says only that it is waiting, is kept off the console.
+    """
     from prefect.events.worker import EventsWorker
     from prefect.utilities.asyncutils import run_coro_as_sync
 
@@ -264,7 +269,13 @@ def _drain_events() -> None:
         if inspect.isawaitable(result):
             await result
 
-    run_coro_as_sync(drain())
+    worker_log = logging.getLogger(EventsWorker.__name__)
+    level = worker_log.level
+    worker_log.setLevel(logging.ERROR)
+    try:
+        run_coro_as_sync(drain())
+    finally:
+        worker_log.setLevel(level)
 
 
 def _call(flow: Any, parameters: dict[str, Any]) -> Any:

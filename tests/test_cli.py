@@ -1,0 +1,61 @@
+"""The `harness` command as a user meets it: versioned, quiet on a clean run, bars only on a terminal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+from harness.cli import main
+
+SCENARIO = """
+name: stars recover
+flow: github_stars
+parameters: {repos: [octo/cat]}
+endpoints:
+  - request: GET https://api.github.com/repos/octo/cat
+    responses: [{status: 500}, {json: {stargazers_count: 7}}]
+expect:
+  flow: Completed
+  tasks: {get_stars: {state: Completed, retries: 1}}
+  calls: {GET https://api.github.com/repos/octo/cat: 2}
+"""
+
+
+def harness(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("harness")), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_version_names_the_harness_and_prefect(capsys: object) -> None:
+    """`harness --version` prints both versions and exits 0."""
+    try:
+        main(["--version"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert out.strip() == f"harness {version('prefect-fault-harness')} (prefect {version('prefect')})"
+
+
+def test_a_clean_run_prints_nothing_on_stderr(tmp_path: Path) -> None:
+    """No Prefect warning or log line, no progress bar: stdout has the report, stderr stays empty."""
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "s.yaml").write_text(SCENARIO)
+    run = harness(tmp_path, "run", "scenarios")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1/1 scenario(s) passed" in run.stdout
+    assert run.stderr == ""
+    compared = harness(tmp_path, "compare", "scenarios", "--strategies", "as_written,no_retries", "--seeds", "1")
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert "as_written" in compared.stdout
+    assert compared.stderr == ""  # not a terminal: no progress bar
