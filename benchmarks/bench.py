@@ -1,25 +1,33 @@
 """Benchmark: the harness against the hand-written way of testing a Prefect flow.
 
-In one run it measures, each side in a fresh subprocess so that both pay
-their own start-up:
+Three sides, each in a fresh subprocess so that each pays its own start-up,
+alternated and repeated (``--repeats``) so that a slow moment of the machine
+does not fall on one side only:
 
-- session start: harness (template database, tuned settings) against
-  ``prefect_test_harness()``;
-- the same one-retry github_stars scenario N times through each, with the
-  per-run medians and their ratio;
-- a scenario with three retries 600 s apart (virtual time against wall time);
-- the whole scenario library through ``harness run``, start included.
+- harness: a ``harness.Session`` (template database, tuned settings);
+- hand-written, default settings: ``prefect_test_harness()`` plus respx;
+- hand-written, heartbeats off: the same, with the one setting that costs most
+  (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` = None) turned off by hand, as a user could.
 
-Usage: ``python benchmarks/bench.py [--runs N]``. Prints figures; asserts nothing.
+Each side runs the same one-retry github_stars scenario ``--runs`` times; the
+figures are the per-run medians, as min / median / max over the repeats,
+and their ratios. Also: the harness's session start with a warm template
+database and with a cold cache (no template: migrations run), three retries
+600 s apart (virtual against wall time), and the whole library through
+``harness run``, start included.
+
+Usage: ``python benchmarks/bench.py [--runs N] [--repeats K]``. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,13 +64,16 @@ print(json.dumps({"start_s": start_s, "runs": runs, "slow": [slow.wall_s, slow.v
 """
 
 HAND_WRITTEN_SIDE = """
-import json, sys, time
+import contextlib, json, sys, time
 t0 = time.perf_counter()
 import httpx, respx
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 from harness.flows.github import github_stars
 URL = "https://api.github.com/repos/PrefectHQ/prefect"
-with prefect_test_harness():
+heartbeat_off = sys.argv[2] == "heartbeat-off"
+settings = temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}) if heartbeat_off else contextlib.nullcontext()
+with prefect_test_harness(), settings:
     start_s = time.perf_counter() - t0
     runs = []
     for _ in range(int(sys.argv[1])):
@@ -77,14 +88,14 @@ print(json.dumps({"start_s": start_s, "runs": runs}))
 """
 
 
-def side(code: str, *args: str) -> dict:
-    env = {"PREFECT_LOGGING_LEVEL": "CRITICAL", "PATH": "/usr/bin:/bin"}
+def side(code: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    extra = {"PREFECT_LOGGING_LEVEL": "CRITICAL", **(env or {})}
     out = subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**__import__("os").environ, **env},
+        env={**os.environ, **extra},
         check=False,
     )
     if out.returncode != 0:
@@ -92,15 +103,32 @@ def side(code: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def spread(values: list[float], scale: float = 1.0, unit: str = "") -> str:
+    """min / median / max of ``values``."""
+    lo, mid, hi = (v * scale for v in (min(values), statistics.median(values), max(values)))
+    return f"{lo:8.1f} {mid:8.1f} {hi:8.1f} {unit}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=20, help="flow runs per process (default 20)")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per side, alternated (default 3)")
     args = parser.parse_args()
     one = ROOT / "benchmarks" / "_one_retry.yaml"
     one.write_text(ONE_RETRY)
+    library_file = str(ROOT / "scenarios" / "user_flows.yaml")
+    medians: dict[str, list[float]] = {"harness": [], "hand, default": [], "hand, heartbeat off": []}
+    starts: dict[str, list[float]] = {key: [] for key in medians}
     try:
-        harness = side(HARNESS_SIDE, str(one), str(ROOT / "scenarios" / "user_flows.yaml"), str(args.runs))
-        hand = side(HAND_WRITTEN_SIDE, str(args.runs))
+        for _ in range(args.repeats):
+            harness = side(HARNESS_SIDE, str(one), library_file, str(args.runs))
+            default = side(HAND_WRITTEN_SIDE, str(args.runs), "default")
+            off = side(HAND_WRITTEN_SIDE, str(args.runs), "heartbeat-off")
+            for key, result in (("harness", harness), ("hand, default", default), ("hand, heartbeat off", off)):
+                medians[key].append(statistics.median(result["runs"]))
+                starts[key].append(result["start_s"])
+        with tempfile.TemporaryDirectory() as cold:  # no template database: the migrations run
+            cold_start = side(HARNESS_SIDE, str(one), library_file, "1", env={"XDG_CACHE_HOME": cold})["start_s"]
     finally:
         one.unlink()
     t = time.perf_counter()
@@ -110,14 +138,17 @@ def main() -> None:
     library_s = time.perf_counter() - t
     summary = library.stdout.strip().splitlines()[-1] if library.stdout.strip() else library.stderr[-500:]
 
-    h_med, w_med = statistics.median(harness["runs"]), statistics.median(hand["runs"])
-    print(f"one-retry github_stars scenario, {args.runs} runs each, medians:")
-    print(f"  harness        {h_med * 1000:8.1f} ms per run")
-    print(f"  hand-written   {w_med * 1000:8.1f} ms per run (prefect_test_harness + respx, default settings)")
-    print(f"  ratio          {w_med / h_med:8.1f}x faster")
-    print("session start:")
-    print(f"  harness        {harness['start_s']:8.2f} s  (process start to server ready, template database)")
-    print(f"  hand-written   {hand['start_s']:8.2f} s  (process start to prefect_test_harness() ready)")
+    print(f"one-retry github_stars scenario: per-run median of {args.runs} runs in each of {args.repeats} fresh")
+    print("processes per side, alternated; min / median / max over the processes, in ms:")
+    for key, values in medians.items():
+        print(f"  {key:22} {spread(values, 1000, 'ms')}")
+    h = statistics.median(medians["harness"])
+    for key in ("hand, default", "hand, heartbeat off"):
+        print(f"  ratio to {key:13} {statistics.median(medians[key]) / h:8.1f}x  (medians of the medians)")
+    print("session start, process start to first flow run possible, in s:")
+    for key, values in starts.items():
+        print(f"  {key:22} {spread(values, 1, 's')}")
+    print(f"  harness, cold cache    {cold_start:8.1f} s  (no template database: migrations run)")
     wall, virtual, state = harness["slow"]
     print("three retries at retry_delay_seconds=600:")
     print(f"  {state}, virtual {virtual:.2f} s, wall {wall:.3f} s")
