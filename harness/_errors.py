@@ -4,7 +4,8 @@
     ├── ScenarioError            a scenario file or document is invalid (file, line, field)
     ├── ScenarioFailure          a scenario ran and its expectations were not met (AssertionError)
     ├── ScenarioTimeout          a scenario ran past its wall-clock limit
-    └── ServerError              the Prefect test server could not be started
+    ├── ServerError              the Prefect test server could not be started
+    └── WorkerError              a job could not run on a worker process or cluster (lost, or not importable)
 
 Every error names the scenario file and line it is about.
 """
@@ -75,3 +76,7 @@ class ScenarioTimeout(HarnessError):
 
 class ServerError(HarnessError):
     """The Prefect test server could not be started."""
+
+
+class WorkerError(HarnessError):
+    """A job could not run on a worker: its process was lost, or the scenario does not load there."""

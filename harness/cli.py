@@ -1,4 +1,4 @@
-"""The command line: `harness run`, `validate`, `compare`, `explore` and `coverage`; it parses arguments and prints."""
+"""The command line: `harness run`, `validate`, `compare`, `explore`, `coverage`, `schema`, `record`; parse, print."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -23,7 +23,63 @@ def parser() -> argparse.ArgumentParser:
     _add_validate(sub)
     _add_explore(sub)
     _add_coverage(sub)
+    _add_schema(sub)
+    _add_record(sub)
     return out
+
+
+def _add_record(sub: Any) -> None:
+    """`harness record`: one live run of a flow, written as a scenario."""
+    cmd = sub.add_parser(
+        "record",
+        help="run a flow once against the live API and write what happened as a scenario, secrets left out",
+        description=(
+            "Run the flow once on Prefect's real engine with the network open for its own httpx requests only, "
+            "and write a scenario: one endpoint per distinct METHOD URL, each answer a step (status, allow-listed "
+            "headers, the body), and expectations from the run. Authorization, cookies, secret query parameters "
+            "and the names given to --redact never reach the file. The file is replayed once with the API gone "
+            "before it is written. Exit 2, writing nothing, on invalid input or a run that cannot be recorded."
+        ),
+    )
+    cmd.add_argument("flow", help="the flow: package.module:flow_function, or a built-in name")
+    cmd.add_argument("--parameters", default="{}", metavar="JSON", help="the flow's keyword arguments, a JSON object")
+    cmd.add_argument("--out", required=True, metavar="FILE", help="the scenario file to write")
+    cmd.add_argument("--name", help="the scenario's name (default: '<flow function> as recorded')")
+    cmd.add_argument(
+        "--redact",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME",
+        help="also leave out this header, query parameter, JSON field or parameter (repeatable)",
+    )
+    cmd.add_argument(
+        "--max-body",
+        type=int,
+        default=256 * 1024,
+        metavar="BYTES",
+        help="trim lists in a JSON body to fit (default 262144, 256 KiB)",
+    )
+    cmd.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    cmd.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS", help="wall-clock limit of the run (default 60)"
+    )
+    cmd.add_argument("--verbose", "-v", action="store_true", help="show Prefect's logs and the flow's own output")
+
+
+def _add_schema(sub: Any) -> None:
+    """`harness schema`: the JSON Schema of the scenario language, for editors."""
+    cmd = sub.add_parser(
+        "schema",
+        help="write the JSON Schema of a scenario document (or of a strategies file), for editors",
+        description=(
+            "Write the JSON Schema (draft 2020-12) of one scenario document, generated from the harness's own "
+            "model: point a YAML editor at it for completion and checking as you type. `harness validate` "
+            "still has the last word (imports, flows, tasks, rules across keys)."
+        ),
+    )
+    cmd.add_argument("--strategies", action="store_true", help="the schema of a strategies file instead")
+    cmd.add_argument("--out", metavar="FILE", help="write it to FILE (default: standard output)")
 
 
 def _add_coverage(sub: Any) -> None:
@@ -69,7 +125,14 @@ def _add_run(sub: Any) -> None:
         metavar="SECONDS",
         help="wall-clock limit of one scenario (default 60, 0 for none)",
     )
+    cmd.add_argument(
+        "--transport",
+        choices=("respx", "wire"),
+        default="respx",
+        help="httpx's transport where a scenario names none (default respx; other clients always use the wire)",
+    )
     cmd.add_argument("--verbose", "-v", action="store_true", help="show Prefect's logs and the flows' own output")
+    _add_spread(cmd, "scenarios")
 
 
 def _add_compare(sub: Any) -> None:
@@ -88,6 +151,24 @@ def _add_compare(sub: Any) -> None:
     cmd.add_argument("--html", metavar="FILE", help="self-contained HTML page with a chart per scenario")
     cmd.add_argument(
         "--timeout", type=float, default=60.0, metavar="SECONDS", help="wall-clock limit of one run (default 60)"
+    )
+    _add_spread(cmd, "runs")
+
+
+def _add_spread(cmd: Any, what: str) -> None:
+    """--workers and --dask: where the runs go; the report is the same, in the same order."""
+    cmd.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"run the {what} in N worker processes, each with its own Prefect server (default 1: in this process)",
+    )
+    cmd.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help=f"run the {what} on the Dask scheduler at ADDRESS, or on a local cluster of --workers processes "
+        "with 'local' (needs the dask extra; every worker needs the harness and the flows importable)",
     )
 
 
@@ -155,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args.paths)
     if args.command == "coverage":
         return _coverage(args)
+    if args.command == "schema":
+        return _schema(args.strategies, args.out)
     if not getattr(args, "verbose", False):
         # Before Prefect is first imported: its logging is configured at import.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
@@ -162,7 +245,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _compare(args)
     if args.command == "explore":
         return _explore(args)
-    return _run(args.paths, args.json, args.real_time, args.verbose, args.timeout or None)
+    if args.command == "record":
+        return _record(args)
+    return _run(
+        args.paths,
+        args.json,
+        args.real_time,
+        args.verbose,
+        args.timeout or None,
+        args.transport,
+        workers=args.workers,
+        dask=args.dask,
+    )
 
 
 def _load(paths: Sequence[str]) -> tuple[list, list]:  # type: ignore[type-arg]
@@ -210,6 +304,25 @@ def _coverage(args: argparse.Namespace) -> int:
     return EXIT_FAILED if lacking else EXIT_OK
 
 
+def _schema(strategies: bool, out: str | None) -> int:
+    from pathlib import Path
+
+    from harness.scenario.schema import dumps, scenario_schema, strategies_schema
+
+    text = dumps(strategies_schema() if strategies else scenario_schema())
+    if out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"harness schema: cannot write {out}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
 def _validate(paths: Sequence[str]) -> int:
     good, bad = _load(paths)
     print(f"{len(good)} scenario(s) valid, {len(bad)} invalid")
@@ -217,30 +330,37 @@ def _validate(paths: Sequence[str]) -> int:
 
 
 def _run(
-    paths: Sequence[str], json_path: str | None, real_time: bool, verbose: bool = False, timeout: float | None = 60.0
+    paths: Sequence[str],
+    json_path: str | None,
+    real_time: bool,
+    verbose: bool = False,
+    timeout: float | None = 60.0,
+    transport: str = "respx",
+    *,
+    workers: int = 1,
+    dask: str | None = None,
 ) -> int:
     import time
 
-    from harness.run.session import Session
-
     started = time.perf_counter()
-    session = Session(real_time=real_time, time_limit=timeout)
-    session.start()  # the server starts while the scenarios load
+    # the server (or the workers' servers) starts while the scenarios load
+    runner = _runner(workers, dask, verbose, real_time=real_time, time_limit=timeout, transport=transport)
     try:
         good, bad = _load(paths)
-        from harness.checking.verdict import Result, run_scenario
+        from harness.checking.verdict import Result
+        from harness.parallel import Failed, ScenarioRef, run_case
         from harness.report.results import table, write_json
 
-        results: list[Result] = []
-        for label, scenario, policy in (case for doc in good for case in doc.cases()):
-            quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
-            try:
-                with quiet:  # the flows' own prints would break up the table
-                    results.append(run_scenario(session, scenario, policy, label))
-            except Exception as exc:  # a harness error on one scenario must not hide the others
-                results.append(Result.of(scenario, None, [], error=f"{type(exc).__name__}: {exc}", label=label))
+        cases = [case for doc in good for case in doc.cases()]
+        jobs = [(ScenarioRef.of(scenario, label, policy), verbose) for label, scenario, policy in cases]
+        with _progress("run", len(jobs), show=not verbose) as tick:
+            values = runner.map(run_case, jobs, tick)
+        results: list[Result] = [
+            Result.of(scenario, None, [], error=str(value), label=label) if isinstance(value, Failed) else value
+            for (label, scenario, _), value in zip(cases, values, strict=True)
+        ]
     finally:
-        session.close()
+        runner.close()
     print(table(results))
     for r in results:
         if not r.passed:
@@ -260,7 +380,7 @@ def _compare(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from harness.run.session import Session
+    from harness._errors import HarnessError
     from harness.scenario.loader import load_policies
     from harness.scenario.strategy import resolve
 
@@ -273,32 +393,23 @@ def _compare(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         print("harness compare: --seeds must be at least 1", file=sys.stderr)
         return EXIT_INVALID
-    session = Session(time_limit=args.timeout or None)
-    session.start()
+    runner = _runner(args.workers, args.dask, False, time_limit=args.timeout or None)
     try:
         good, bad = _load(args.paths)
         if bad:
             return EXIT_INVALID
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         from harness.compare import compare, plan
         from harness.report.comparison import compare_json, compare_markdown, compare_table
         from harness.report.html import compare_html
 
         total = sum(len(seeds) for _, seeds in plan(good, args.seeds)) * len(policies)
-        columns = (TextColumn("compare"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        # On the terminal's stderr (stdout is the report, and the flows' own prints are swallowed),
-        # and only on a terminal, never in a CI log.
-        console = Console(file=sys.stderr)
-        with (
-            Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress,
-            contextlib.redirect_stdout(io.StringIO()),
-        ):
-            bar = progress.add_task("runs", total=total)
-            cells = compare(session, good, policies, args.seeds, tick=lambda: progress.advance(bar))
+        with _progress("compare", total) as tick, contextlib.redirect_stdout(io.StringIO()):
+            cells = compare(runner, good, policies, args.seeds, tick=tick)
+    except HarnessError as exc:  # a run that could not finish: every run of a cell hung, or a worker was lost
+        print(f"harness compare: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     finally:
-        session.close()
+        runner.close()
     print(compare_table(cells))
     print("\nstrategies:")
     for p in policies:
@@ -313,6 +424,47 @@ def _compare(args: argparse.Namespace) -> int:
         Path(args.html).parent.mkdir(parents=True, exist_ok=True)
         Path(args.html).write_text(compare_html(cells, policies, args.seeds))
     return EXIT_OK
+
+
+def _runner(workers: int, dask: str | None, verbose: bool, **session: Any) -> Any:
+    """Where the runs go, started: this process's session, N worker processes, or a Dask cluster."""
+    if workers < 1:
+        print("harness: --workers must be at least 1", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID)
+    if dask is not None:
+        try:
+            from harness.parallel.cluster import Dask
+        except ImportError as exc:
+            print(
+                f"harness: --dask needs Dask's distributed scheduler ({exc}): "
+                "pip install 'prefect-fault-harness[dask]'",
+                file=sys.stderr,
+            )
+            raise SystemExit(EXIT_INVALID) from None
+        return Dask(dask, workers, verbose=verbose, **session)
+    if workers > 1:
+        from harness.parallel import Local
+
+        return Local(workers, verbose=verbose, **session)
+    from harness.parallel import Serial
+    from harness.run.session import Session
+
+    started = Session(**session)
+    started.start()
+    return Serial(started)
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int, show: bool = True) -> Iterator[Callable[[], None]]:
+    """One progress bar for every run, wherever it runs: on stderr (stdout is the report), only on a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    console = Console(file=sys.stderr)
+    with Progress(*columns, console=console, transient=False, disable=not (show and console.is_terminal)) as progress:
+        bar = progress.add_task("runs", total=total)
+        yield lambda: progress.advance(bar)
 
 
 def _explore(args: argparse.Namespace) -> int:
@@ -418,6 +570,72 @@ def _explore_command(args: argparse.Namespace) -> str:
             *(x for name, value, default in options if value != default for x in (name, str(value))),
         ]
     )
+
+
+def _record(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from harness._errors import HarnessError
+    from harness.record import record
+    from harness.run.session import Session
+
+    try:
+        parameters = json.loads(args.parameters)
+    except json.JSONDecodeError as exc:
+        print(
+            f"harness record: --parameters is not valid JSON ({exc}); give an object, e.g. '{{\"n\": 3}}'",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    if not isinstance(parameters, dict):
+        kind = type(parameters).__name__
+        print(f"harness record: --parameters must be a JSON object of keyword arguments, got a {kind}", file=sys.stderr)
+        return EXIT_INVALID
+    started = time.perf_counter()
+    session = Session(time_limit=args.timeout or None)
+    session.start()
+    try:
+        quiet = contextlib.nullcontext() if args.verbose else contextlib.redirect_stdout(io.StringIO())
+        with quiet:  # the flow's own prints
+            done = record(
+                session,
+                args.flow,
+                parameters,
+                args.out,
+                name=args.name,
+                redact=args.redact,
+                max_body=args.max_body,
+                force=args.force,
+                command=_record_command(args),
+            )
+    except (ValueError, HarnessError) as exc:
+        print(f"harness record: {exc}".replace("\n", " "), file=sys.stderr)
+        return EXIT_INVALID
+    finally:
+        session.close()
+    took = time.perf_counter() - started
+    print(
+        f"recorded {done.requests} request(s) to {done.endpoints} endpoint(s) in {took:.1f} s; flow {done.flow_state}"
+    )
+    for note in done.notes:
+        print(f"note: {note}")
+    print(f"wrote {done.path}: it replays with the API gone (harness run {done.path})")
+    return EXIT_OK
+
+
+def _record_command(args: argparse.Namespace) -> str:
+    """The command that made a recording, written into its header (secrets in it are replaced there)."""
+    import shlex
+
+    words = ["harness", "record", args.flow, "--parameters", args.parameters, "--out", args.out]
+    if args.name:
+        words += ["--name", args.name]
+    if args.redact:
+        words += ["--redact", *args.redact]
+    if args.max_body != 256 * 1024:
+        words += ["--max-body", str(args.max_body)]
+    return shlex.join(words)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness._errors import ScenarioTimeout
-from harness.checking.baseline import fault_free, row_difference
+from harness._errors import ScenarioTimeout, WorkerError
+from harness.checking.baseline import baseline_rows, row_difference
+from harness.parallel import Failed, Runner, ScenarioRef, Serial
 from harness.policies.conditions import can_succeed_on_retry
 from harness.run.session import Outcome, Session
 from harness.scenario.model import Scenario
@@ -105,6 +106,88 @@ def wasted_calls(outcome: Outcome) -> int:
     return wasted
 
 
+@dataclass(frozen=True, slots=True)
+class RunFigures:
+    """What a cell keeps of one run: plain data, so that it travels back from a worker process."""
+
+    hung: bool = False  # ran past its wall-clock limit: a failure, and no other figure
+    success: bool = False
+    attempts: float = 0.0
+    waited_s: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    wasted: int = 0
+    judged_rows: bool = False  # the scenario reads rows and the fault-free run stored some
+    rows: tuple[float, float] | None = None  # (missing, duplicated) against the fault-free run
+    wall_s: float = 0.0
+
+    @classmethod
+    def of(cls, outcome: Outcome, scenario: Scenario, baseline: Any) -> RunFigures:
+        judged = scenario.expect.sqlite is not None and baseline is not None
+        return cls(
+            success=outcome.flow.type == "COMPLETED" and not outcome.unmatched and not outcome.blocked,
+            attempts=float(sum(t.run_count for t in outcome.tasks)),
+            waited_s=outcome.waited_s,
+            counts=dict(outcome.counts),
+            wasted=wasted_calls(outcome),
+            judged_rows=judged,
+            rows=row_difference(outcome.sqlite, baseline) if judged else None,
+            wall_s=outcome.wall_s,
+        )
+
+
+def run_once(session: Session, scenario: Scenario, policy: Policy, seed: int, baseline: Any) -> RunFigures:
+    """One run of ``scenario`` under ``policy`` with ``seed``; a run past its time limit is ``hung``."""
+    run = scenario.model_copy(update={"seed": seed}) if seed != scenario.seed else scenario
+    try:
+        outcome = session.run(run, policy=policy)
+    except ScenarioTimeout:
+        return RunFigures(hung=True)  # a run past its wall-clock limit counts as a failure, and adds no other figure
+    return RunFigures.of(outcome, scenario, baseline)
+
+
+def run_job(session: Session, ref: ScenarioRef, policy: Policy, seed: int) -> RunFigures:
+    """The job a runner runs for one seed of one cell (the fault-free baseline once per session)."""
+    scenario = ref.scenario()
+    baseline = baseline_rows(session, scenario) if scenario.expect.sqlite is not None else None
+    return run_once(session, scenario, policy, seed, baseline)
+
+
+def summarise(scenario: Scenario, policy: Policy, figures: list[RunFigures]) -> Cell:
+    """The cell of ``scenario`` under ``policy`` from its runs' figures, in seed order."""
+    ran = [f for f in figures if not f.hung]
+    if not ran:
+        raise ScenarioTimeout(f"every run of {scenario.name!r} under {policy.name!r} ran past its wall-clock limit")
+    n, r = len(figures), len(ran)
+    successes = sum(f.success for f in ran)
+    attempts = [f.attempts for f in ran]
+    virtual = [f.waited_s for f in ran]
+    calls = {k: sum(f.counts.get(k, 0) for f in ran) / r for k in ran[0].counts}
+    missing = duplicated = None
+    if all(f.judged_rows for f in ran):
+        diffs = [f.rows for f in ran]
+        if all(d is not None for d in diffs):
+            missing = sum(d[0] for d in diffs if d) / r
+            duplicated = sum(d[1] for d in diffs if d) / r
+    return Cell(
+        scenario=scenario.name,
+        strategy=policy.name,
+        runs=n,
+        successes=successes,
+        success_rate=successes / n,
+        success_ci=wilson(successes, n),
+        attempts_mean=sum(attempts) / r,
+        attempts_p95=p95(attempts),
+        calls=calls,
+        calls_mean=sum(calls.values()),
+        wasted_calls=sum(f.wasted for f in ran) / r,
+        virtual_s_mean=sum(virtual) / r,
+        virtual_s_p95=p95(virtual),
+        rows_missing=missing,
+        rows_duplicated=duplicated,
+        wall_s=sum(f.wall_s for f in ran),
+    )
+
+
 def run_cell(
     session: Session,
     scenario: Scenario,
@@ -114,48 +197,11 @@ def run_cell(
     tick: Callable[[], None] = lambda: None,
 ) -> Cell:
     """Run ``scenario`` under ``policy`` once per seed and summarise."""
-    outcomes: list[Outcome] = []
-    hung = 0
+    figures = []
     for seed in seeds:
-        run = scenario.model_copy(update={"seed": seed}) if seed != scenario.seed else scenario
-        try:
-            outcomes.append(session.run(run, policy=policy))
-        except ScenarioTimeout:
-            hung += 1  # a run past its wall-clock limit counts as a failure, and adds no other figure
+        figures.append(run_once(session, scenario, policy, seed, baseline))
         tick()
-    if not outcomes:
-        raise ScenarioTimeout(f"every run of {scenario.name!r} under {policy.name!r} ran past its wall-clock limit")
-    n = len(outcomes) + hung
-    successes = sum(o.flow.type == "COMPLETED" and not o.unmatched and not o.blocked for o in outcomes)
-    ran = len(outcomes)
-    attempts = [float(sum(t.run_count for t in o.tasks)) for o in outcomes]
-    virtual = [o.waited_s for o in outcomes]
-    endpoints = list(outcomes[0].counts)
-    calls = {k: sum(o.counts.get(k, 0) for o in outcomes) / ran for k in endpoints}
-    missing = duplicated = None
-    if scenario.expect.sqlite is not None and baseline is not None:
-        diffs = [row_difference(o.sqlite, baseline) for o in outcomes]
-        if all(d is not None for d in diffs):
-            missing = sum(d[0] for d in diffs if d) / ran
-            duplicated = sum(d[1] for d in diffs if d) / ran
-    return Cell(
-        scenario=scenario.name,
-        strategy=policy.name,
-        runs=n,
-        successes=successes,
-        success_rate=successes / n,
-        success_ci=wilson(successes, n),
-        attempts_mean=sum(attempts) / ran,
-        attempts_p95=p95(attempts),
-        calls=calls,
-        calls_mean=sum(calls.values()),
-        wasted_calls=sum(wasted_calls(o) for o in outcomes) / ran,
-        virtual_s_mean=sum(virtual) / ran,
-        virtual_s_p95=p95(virtual),
-        rows_missing=missing,
-        rows_duplicated=duplicated,
-        wall_s=sum(o.wall_s for o in outcomes),
-    )
+    return summarise(scenario, policy, figures)
 
 
 def plan(scenarios: list[Scenario], seeds: int) -> list[tuple[Scenario, list[int]]]:
@@ -164,18 +210,28 @@ def plan(scenarios: list[Scenario], seeds: int) -> list[tuple[Scenario, list[int
 
 
 def compare(
-    session: Session,
+    runner: Session | Runner,
     scenarios: list[Scenario],
     policies: list[Policy],
     seeds: int,
     tick: Callable[[], None] = lambda: None,
 ) -> list[Cell]:
-    """Every scenario x policy x seed; one ``Cell`` per scenario and policy."""
-    cells = []
-    for scenario, scenario_seeds in plan(scenarios, seeds):
-        baseline = None
-        if scenario.expect.sqlite is not None:
-            baseline = session.run(fault_free(scenario)).sqlite
-        for policy in policies:
-            cells.append(run_cell(session, scenario, policy, scenario_seeds, baseline, tick))
-    return cells
+    """Every scenario x policy x seed; one ``Cell`` per scenario and policy.
+
+    ``runner`` is a session (the runs one after another here) or a runner
+    from ``harness.parallel`` (worker processes, a Dask cluster): the cells
+    are the same, in the same order, wall-clock fields aside.
+    """
+    if isinstance(runner, Session):
+        runner = Serial(runner)
+    cells = [(s, p, ScenarioRef.of(s), ss) for s, ss in plan(scenarios, seeds) for p in policies]
+    jobs = [(ref, p, seed) for _, p, ref, ss in cells for seed in ss]
+    figures = iter(runner.map(run_job, jobs, tick))
+    out = []
+    for scenario, policy, _, scenario_seeds in cells:
+        runs = [next(figures) for _ in scenario_seeds]
+        for seed, f in zip(scenario_seeds, runs, strict=True):
+            if isinstance(f, Failed):
+                raise WorkerError(f"{scenario.name!r} under {policy.name!r} with seed {seed} did not run: {f}")
+        out.append(summarise(scenario, policy, runs))
+    return out

@@ -31,7 +31,6 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-import yaml
 from hypothesis import HealthCheck, Phase, Verbosity, find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisDeprecationWarning, NoSuchExample
@@ -44,6 +43,9 @@ from harness.checking.expectations import plain, violation
 from harness.run.session import Outcome, Session, data_query
 from harness.scenario.model import Expect, Invariant, Scenario, Step
 from harness.scenario.resolve import resolve_flow
+from harness.scenario.writer import dump as dump
+from harness.scenario.writer import invariant_yaml as invariant_yaml
+from harness.scenario.writer import step_yaml as step_yaml
 
 RANDOM_WARNING = "Do not use the `random` module inside strategies"
 
@@ -318,58 +320,6 @@ def _runs(faults: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             out.append(dict(step))
     return out
-
-
-def step_yaml(step: Step) -> dict[str, Any]:
-    """A ``Step`` as a scenario writes it (``times`` dropped: the healthy answer repeats for ever)."""
-    out: dict[str, Any] = {}
-    for key in ("fault", "malformed", "status"):
-        if getattr(step, key) is not None:
-            out[key] = getattr(step, key)
-    if step.headers:
-        out["headers"] = dict(step.headers)
-    for key in ("json", "text", "body_base64"):
-        if step.has(key):
-            out[key] = plain(step.json_) if key == "json" else getattr(step, key)
-    if step.latency is not None:
-        lat = step.latency
-        out["latency"] = (
-            lat.a
-            if lat.kind == "fixed"
-            else {"uniform": [lat.a, lat.b]}
-            if lat.kind == "uniform"
-            else {"lognormal": {"median": lat.a, "sigma": lat.b}}
-        )
-    return out
-
-
-def invariant_yaml(invariant: Invariant) -> Any:
-    return {"bounded_calls": invariant.bound} if invariant.kind == "bounded_calls" else invariant.kind
-
-
-class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True  # write shared bodies out in full, never as &id001 anchors
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)  # indent lists under their key, as the scenario library does
-
-    def write_plain(self, text: str, split: bool = True) -> None:
-        super().write_plain(text, split=False)  # a request line stays on one line; only prose folds
-
-
-class _Prose(str):
-    """A string written folded (``>-``), as the library writes descriptions."""
-
-
-_Dumper.add_representer(_Prose, lambda d, text: d.represent_scalar("tag:yaml.org,2002:str", text, style=">"))
-
-
-def dump(document: dict[str, Any]) -> str:
-    """A scenario document as YAML: block style, with steps and small mappings on one line."""
-    if "description" in document:
-        document = {**document, "description": _Prose(document["description"])}
-    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=None, allow_unicode=True, width=100)
 
 
 def write(exploration: Exploration, out: str | Path, command: str = "") -> Path:

@@ -22,6 +22,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "Prefect fault-injection scenarios")
     group.addoption("--real-time", action="store_true", help="sleep retry delays and latency for real")
     group.addoption(
+        "--harness-transport",
+        choices=("respx", "wire"),
+        default="respx",
+        help="httpx's transport where a scenario names none (default respx; other clients always use the wire)",
+    )
+    group.addoption(
         "--scenario-timeout",
         type=float,
         default=60.0,
@@ -170,7 +176,9 @@ def _session(config: pytest.Config) -> Any:
         from harness.run.session import Session
 
         session = config.stash[SESSION] = Session(
-            real_time=config.getoption("real_time"), time_limit=config.getoption("scenario_timeout") or None
+            real_time=config.getoption("real_time"),
+            time_limit=config.getoption("scenario_timeout") or None,
+            transport=config.getoption("harness_transport"),
         )
         session.start()
     return session

@@ -234,3 +234,21 @@ def slow_step(seconds: float) -> float:
 def waits_on_a_slow_submitted_task(seconds: float = 0.9) -> float:
     """Waits on a submitted task that sleeps for real in its own thread."""
     return slow_step.submit(seconds).result()
+
+
+@task
+def flaky_fetch(url: str) -> int:
+    response = httpx.get(url)
+    response.raise_for_status()
+    return response.status_code
+
+
+@flow(retries=1, retry_delay_seconds=1)
+def retried_subflow(url: str) -> int:
+    return flaky_fetch(url)
+
+
+@flow(retries=1, retry_delay_seconds=60)
+def parent_of_a_retried_subflow(url: str = "https://api.example.test/sub") -> int:
+    """The subflow retries once after its own 1 s; the parent's 60 s delay is never spent."""
+    return retried_subflow(url)

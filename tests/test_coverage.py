@@ -29,6 +29,9 @@ strategies:
   no_retries:
     expect:
       flow: Failed
+      tasks:
+        get_stars: {state: Failed, retries: 0}
+      calls: {GET https://api.github.com/repos/octo/cat: 1}
 ---
 name: stars under chaos
 flow: github_stars
@@ -72,7 +75,9 @@ def test_json_counts_scripted_steps_and_chaos_options(library: Path) -> None:
     ]
     first, second = report["scenarios"]
     assert first["checks"] == ["flow.state", "tasks.get_stars.retries", "tasks.get_stars.state", "calls"]
-    assert first["strategies"] == {"no_retries": ["flow.state"]}
+    assert first["strategies"] == {
+        "no_retries": ["flow.state", "tasks.get_stars.retries", "tasks.get_stars.state", "calls"]
+    }
     assert second["checks"] == ["invariants.completes"]
 
 

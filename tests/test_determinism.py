@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from harness import Outcome, Scenario, Session
 from harness.policies import Policy
 from tests.test_library import CASES
+
+
+def _per_endpoint(outcome: Outcome) -> list[Any]:
+    """The call log ordered by endpoint, each endpoint's calls in the order they came (a stable sort)."""
+    return sorted(outcome.calls, key=lambda c: c.endpoint or "")
 
 
 def summary(outcome: Outcome) -> tuple[object, ...]:
@@ -18,7 +24,8 @@ def summary(outcome: Outcome) -> tuple[object, ...]:
             (t.name, t.state.name, t.run_count, t.history, tuple(round(d, 2) for d in t.delays)) for t in outcome.tasks
         ),
         tuple(sorted(outcome.counts.items())),
-        tuple((c.endpoint, c.url, c.served) for c in outcome.calls),
+        # per endpoint, in order (concurrent task runs calling different endpoints interleave as threads go)
+        tuple((c.endpoint, c.url, c.served) for c in _per_endpoint(outcome)),
         repr(outcome.result),
         outcome.sqlite,
         round(outcome.waited_s, 1),

@@ -93,7 +93,7 @@ def test_jitter_is_prefects_function_drawing_from_a_seeded_generator() -> None:
 
 
 AFTER_SESSION = """
-import os, socket
+import os, socket, ssl
 import httpx._transports.default as httpx_default
 import prefect.client.orchestration as orchestration
 import prefect.flow_engine as flow_engine
@@ -110,9 +110,13 @@ def snapshot():
         "socket.connect": socket.socket.connect,
         "socket.connect_ex": socket.socket.connect_ex,
         "socket.getaddrinfo": socket.getaddrinfo,
-        "environ": {k: v for k, v in os.environ.items() if k.startswith("PREFECT_")},
+        "environ": {k: v for k, v in os.environ.items() if k.startswith(("PREFECT_", "SSL_", "REQUESTS_"))},
+        "proxies": {k: v for k, v in os.environ.items() if k.lower().endswith("_proxy")},
+        "ssl default verify paths": ssl.get_default_verify_paths(),
         "cwd": os.getcwd(),
     }
+
+os.environ["HTTPS_PROXY"] = "http://proxy.invalid:3128"  # cleared while a scenario runs, back afterwards
 
 before = snapshot()
 (scenario,) = load_file("s.yaml")
@@ -120,9 +124,13 @@ with Session() as session:
     outcome = session.run(scenario)
     assert outcome.flow.name == "Completed", outcome.flow
     during = snapshot()
+    wire_folder = session.wire.folder
+    assert (wire_folder / "ca.pem").exists()
 after = snapshot()
 changed = sorted(k for k in before if before[k] != after[k])
 assert not changed, changed
+assert not wire_folder.exists()  # the CA and every key removed with the session
+assert during["environ"]["SSL_CERT_FILE"] == str(wire_folder / "bundle.pem")  # trusted during the session only
 assert during["orchestration.ssl"] is not before["orchestration.ssl"]  # the session did set its hooks
 assert during["httpx create_ssl_context"] is not before["httpx create_ssl_context"]
 print("as before")
@@ -130,7 +138,7 @@ print("as before")
 
 
 def test_the_process_is_as_before_once_a_session_ends(tmp_path: Path) -> None:
-    """Every patch (engine, SSL contexts, guard), the settings and the working directory are undone at session end."""
+    """Every patch (engine, SSL contexts, guard, the CA trusted), the settings and the cwd are undone at the end."""
     (tmp_path / "s.yaml").write_text(
         "name: s\nflow: github_stars\nparameters: {repos: [o/r]}\nendpoints:\n"
         "  - request: GET https://api.github.com/repos/o/r\n"

@@ -602,6 +602,13 @@ CASES = [
         "required key 'equals' is missing",
         id="sqlite-without-equals",
     ),
+    pytest.param(
+        HEAD + "strategies:\n  careful:\n    retries: 2\n    name: patient\n",
+        5,
+        "strategies",
+        "strategy 'careful': unknown key 'name'; a strategy is named by the key it is listed under",
+        id="strategy-body-names-itself",
+    ),
 ]
 
 

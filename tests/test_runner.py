@@ -180,3 +180,23 @@ def test_runs_zero_passes_when_the_task_never_ran_and_fails_naming_the_runs_when
         "expect.tasks.parse_complaint_data.runs: expected 0, observed 1 (Completed after 0 retries)",
         "expect.tasks.store_complaints.runs: expected 0, observed 1 (Completed after 0 retries)",
     ]
+
+
+def test_a_subflow_waits_its_own_retry_delay_on_the_virtual_clock(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """A subflow's retry waits the subflow's own delay, virtually, not its parent's and not for real."""
+    scenario = scenario_from("""
+name: subflow retry
+flow: tests.flows:parent_of_a_retried_subflow
+endpoints:
+  - request: GET https://api.example.test/sub
+    responses: [{status: 500}, {status: 200}]
+""")
+    outcome = harness_session.run(scenario)
+    assert outcome.flow.name == "Completed"
+    assert outcome.waited_s == 1.0
+    states = [(at, what) for at, what in outcome.timeline if what.startswith("flow: ")]
+    retried = next(i for i, (_, what) in enumerate(states) if what == "flow: AwaitingRetry")
+    gap = states[retried + 1][0] - states[retried][0]
+    assert 1.0 <= gap < 1.5  # the subflow's 1 s, skipped; slept for real it would read 2 s

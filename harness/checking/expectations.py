@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,9 @@ from typing import Any
 from harness._errors import ScenarioFailure, shown
 from harness.checking.baseline import DATA_INVARIANTS, row_difference
 from harness.run.session import Outcome, StateInfo, TaskRun
-from harness.scenario.model import UNSET, Invariant, Scenario, StateMatch, TaskExpect
+from harness.scenario.model import UNSET, Invariant, RequestLine, Scenario, StateMatch, TaskExpect
 from harness.scenario.resolve import resolve_function
+from harness.scenario.writer import plain as plain  # where scenarios are written
 
 NOT_GIVEN: Any = object()  # ``check`` was given no fault-free baseline (``None`` is a baseline with no rows)
 
@@ -32,15 +35,6 @@ class Mismatch:
 
 def _show(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
-
-
-def plain(value: Any) -> Any:
-    """A value as YAML would write it: tuples become lists, mappings plain dicts."""
-    if isinstance(value, tuple | list):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    return value
 
 
 def _state_text(state: StateInfo) -> str:
@@ -88,16 +82,17 @@ def check(scenario: Scenario, outcome: Outcome, *, baseline: Any = NOT_GIVEN) ->
 
 def _network_mismatches(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
     """Requests no endpoint declares and connections the guard refused: each fails the scenario."""
-    unmatched = Counter(f"{call.method} {call.url}" for call in outcome.unmatched)
+    unmatched = Counter((call.method, call.url) for call in outcome.unmatched)
     declared = ", ".join(e.request.text for e in scenario.endpoints) or "none"
     out = [
         Mismatch(
             "endpoints",
             f"a declared endpoint for every request (declared: {declared})",
-            f"{request} matched none ({n} call{'s' if n > 1 else ''})",
+            f"{method} {url} matched none ({n} call{'s' if n > 1 else ''})"
+            + near_miss(method, url, [e.request for e in scenario.endpoints]),
             scenario.line_of("endpoints"),
         )
-        for request, n in unmatched.items()
+        for (method, url), n in unmatched.items()
     ]
     out += [
         Mismatch("network", "no connection outside the declared endpoints", f"{what} (refused)", scenario.line)
@@ -106,8 +101,37 @@ def _network_mismatches(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
     return out
 
 
+def closest_endpoints(method: str, url: str, requests: Sequence[RequestLine]) -> list[tuple[RequestLine, list[str]]]:
+    """The declared request lines nearest a request that matched none, with what differs in each.
+
+    Ranked by the number of differences, then by how alike the two texts are: the nearest, or the two
+    nearest when they tie on both.
+    """
+    request = f"{method} {url}"
+    ranked = sorted(
+        (
+            (len(diffs), -round(difflib.SequenceMatcher(None, request, line.text).ratio(), 9), i, line, diffs)
+            for i, line in enumerate(requests)
+            if (diffs := line.differences(method, url))
+        ),
+        key=lambda r: r[:3],
+    )
+    if not ranked:
+        return []
+    tied = [r for r in ranked[1:2] if r[:2] == ranked[0][:2]]
+    return [(line, diffs) for _, _, _, line, diffs in [ranked[0], *tied]]
+
+
+def near_miss(method: str, url: str, requests: Sequence[RequestLine]) -> str:
+    """``; closest: GET https://host/path (path /paths, not /path)``, or nothing when no endpoint is declared."""
+    closest = closest_endpoints(method, url, requests)
+    if not closest:
+        return ""
+    return "; closest: " + " or ".join(f"{line.text} ({', '.join(diffs)})" for line, diffs in closest)
+
+
 def _task_mismatches(scenario: Scenario, name: str, runs: tuple[TaskExpect, ...], outcome: Outcome) -> list[Mismatch]:
-    """One task's expected runs against its observed runs, in the order they started."""
+    """One task's expected runs against its observed runs, in the order the flow called or submitted them."""
     line = scenario.line_of("expect", "tasks", name)
     observed = outcome.task_runs(name)
     if len(runs) == 1 and runs[0].runs is not None:
@@ -227,10 +251,15 @@ def describe_outcome(outcome: Outcome) -> list[str]:
     for t in outcome.tasks:
         lines.append(f"task   {t.name}: {_state_text(t.state)}, retries {t.retries}  [{' > '.join(t.history)}]")
     served: dict[str, list[str]] = {}
+    wire: set[str] = set()
     for c in outcome.calls:
-        served.setdefault(c.endpoint or f"{c.method} {c.url} (unmatched)", []).append(c.served)
+        key = c.endpoint or f"{c.method} {c.url} (unmatched)"
+        served.setdefault(key, []).append(c.served)
+        if c.transport == "wire":
+            wire.add(key)
     for key, n in outcome.counts.items():
-        lines.append(f"calls  {key}: {n}  [{', '.join(served.get(key, []))}]")
+        over = "  (over the wire)" if key in wire else ""
+        lines.append(f"calls  {key}: {n}  [{', '.join(served.get(key, []))}]{over}")
     for key, steps in served.items():
         if key not in outcome.counts:
             lines.append(f"calls  {key}: {len(steps)}")

@@ -35,6 +35,12 @@ def as_json(result: Result) -> dict[str, Any]:
         ],
         "calls": {} if o is None else dict(o.counts),
         "unmatched": [] if o is None else [f"{c.method} {c.url}" for c in o.unmatched],
+        "call_log": []
+        if o is None
+        else [
+            {"request": f"{c.method} {c.url}", "endpoint": c.endpoint, "served": c.served, "transport": c.transport}
+            for c in o.calls
+        ],
         "result": None if o is None else _jsonable(plain(o.result)),
         "wall_s": None if o is None else round(o.wall_s, 4),
         "virtual_s": None if o is None else round(o.virtual_s, 4),

@@ -2,24 +2,109 @@
 
 It is uvicorn serving Prefect's API app, plus one thread that ends the server
 when the harness process that started it is gone, so that a killed test run
-leaves no server behind.
+leaves no server (and no database folder) behind.
+
+A kept server (``HARNESS_REUSE_SERVER=1``, see ``harness.run.kept``) has no
+parent to follow: it is given its slot's state and lock files and an idle
+limit, and exits, removing its slot and folder, once no session has held the
+slot's lock for that long, or when its database is gone or its slot names
+another server.
 """
 
+import contextlib
+import fcntl
+import json
 import os
+import shutil
+import signal
 import sys
 import threading
 import time
+from pathlib import Path
+
+
+def _folder() -> Path | None:
+    """The server's own folder (its database's), when it is one the harness made."""
+    url = os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL", "")
+    folder = Path(url.partition(":///")[2]).parent
+    return folder if folder.name.startswith("harness-server-") else None
+
+
+def _remove_folder() -> None:
+    folder = _folder()
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _exit_with_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(0.5)
+    _remove_folder()
     os._exit(0)
+
+
+def _names_me(state: Path) -> bool:
+    try:
+        return int(json.loads(state.read_text())["pid"]) == os.getpid()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _forget(state: Path, lock: Path) -> None:
+    """Remove the slot (while holding its lock, so that no session takes it meanwhile) and the folder."""
+    if _names_me(state):
+        for path in (state, lock):
+            with contextlib.suppress(OSError):
+                path.unlink()
+    _remove_folder()
+
+
+def _exit_when_idle(state: Path, lock: Path, idle_s: float) -> None:
+    """Exit once no session has held the slot for ``idle_s`` seconds, or the database or the slot is gone."""
+    folder = _folder()
+    database = None if folder is None else folder / "prefect.db"
+    idle_since = time.time()
+    step = min(max(idle_s / 10, 0.1), 5.0)
+    while True:
+        time.sleep(step)
+        if (database is not None and not database.exists()) or not _names_me(state):
+            _forget(state, lock)
+            os._exit(0)
+        with contextlib.suppress(OSError):
+            idle_since = max(idle_since, state.stat().st_mtime)  # a session touches it when it lets go
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            _remove_folder()
+            os._exit(0)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a session is using it
+            idle_since = time.time()
+            os.close(fd)
+            continue
+        if time.time() - idle_since >= idle_s:
+            _forget(state, lock)
+            os._exit(0)
+        os.close(fd)  # releases the lock
 
 
 def main() -> None:
     port, parent = int(sys.argv[1]), int(sys.argv[2])
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    kept = len(sys.argv) > 3
+    if parent:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    if kept:
+        state, lock, idle_s = Path(sys.argv[3]), Path(sys.argv[4]), float(sys.argv[5])
+        threading.Thread(target=_exit_when_idle, args=(state, lock, idle_s), daemon=True).start()
+
+        def stopped(signum: int, frame: object) -> None:
+            # uvicorn shuts down, then raises the signal again: it ends up here
+            _forget(state, lock)
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, stopped)
+        signal.signal(signal.SIGINT, stopped)
     import uvicorn
 
     uvicorn.run(
@@ -30,6 +115,8 @@ def main() -> None:
         log_level="error",
         lifespan="on",
     )
+    if kept:
+        _forget(state, lock)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,23 @@ and ``prefect.task_engine`` waits with its module-level ``time.sleep`` /
 ``clamped_poisson_interval``. The harness swaps those four names: sleeps go
 to the virtual clock, state changes are recorded in-process (``states``),
 and jitter draws from a generator seeded by the scenario (``seeded_jitter``).
-Flow retries are decided by the server on its own clock, so the session runs
-a flow with its retry delay at 0 and ``prefect.flow_engine``'s
-``propose_state_sync`` / ``propose_state`` are wrapped to add the configured
-delay to the virtual clock when the server answers ``AwaitingRetry``.
+Flow retries are decided by the server on its own clock, so every flow run
+(subflows too) runs with its retry delay at 0 (``virtual_flow_retries``) and
+``prefect.flow_engine``'s ``propose_state_sync`` / ``propose_state`` are
+wrapped to add the configured delay to the virtual clock when the server
+answers ``AwaitingRetry``. A flow's ``timeout_seconds`` is kept on the
+virtual clock too (``virtual_flow_timeouts``), and the task engine and
+result store read "now" on it (``virtual_now``), so that cache expiry
+sees the time the skipped waits stand for.
 
 Per scenario too (``own_results``): a result storage of its own, so that no
 task cache of another scenario serves it.
 
 Per session (``session_hooks``): one SSL context for Prefect's API clients
 and one for httpx's default clients, instead of one per client.
+
+Per recording run (``httpx_sends``): httpx's network transports send
+through the recording transport, which keeps each exchange.
 
 ``tests/test_engine_hooks.py`` fails loudly if Prefect moves a hooked name,
 and checks that the process is as before once the session ends.
@@ -25,6 +32,7 @@ and checks that the process is as before once the session ends.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib
 import inspect
@@ -32,16 +40,19 @@ import random
 import shutil
 import tempfile
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.run.clock import Clock
-from harness.run.exits import ExitGate
 from harness.run.states import Recorder
 
+if TYPE_CHECKING:
+    import httpx
+
 HOOKED = ("time", "anyio", "emit_task_run_state_change_event", "clamped_poisson_interval")
-FLOW_HOOKED = ("propose_state_sync", "propose_state", "call_with_parameters")
+FLOW_HOOKED = ("propose_state_sync", "propose_state", "call_with_parameters", "run_flow")
 
 
 class _TimeShim(types.ModuleType):
@@ -95,11 +106,23 @@ def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
     engine.time = _TimeShim(clock, saved["time"], recorder)
     engine.anyio = _AnyioShim(clock, saved["anyio"], recorder)
     engine.emit_task_run_state_change_event = emit_and_record
-    engine.clamped_poisson_interval = seeded_jitter(random.Random(f"{seed}:jitter"))
+    jitter = seeded_jitter(random.Random(f"{seed}:jitter"))
+
+    def jitter_and_record(*args: Any, **kwargs: Any) -> float:
+        delay = jitter(*args, **kwargs)
+        recorder.drew(delay)
+        return delay
+
+    engine.clamped_poisson_interval = jitter_and_record
     flow_engine.propose_state_sync = propose_sync
     flow_engine.propose_state = propose
     try:
-        with pinned_exit(recorder.exits, flow_engine, flow_saved["call_with_parameters"]):
+        with (
+            virtual_flow_retries(recorder, flow_engine),
+            pinned_exit(recorder, flow_engine, flow_saved["call_with_parameters"]),
+            virtual_flow_timeouts(clock, flow_engine),
+            virtual_now(clock),
+        ):
             yield
     finally:
         for name, value in saved.items():
@@ -109,7 +132,161 @@ def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def pinned_exit(gate: ExitGate, flow_engine: Any, call: Callable[..., Any]) -> Iterator[None]:
+def virtual_flow_retries(recorder: Recorder, flow_engine: Any) -> Iterator[None]:
+    """Every flow run, subflows included, waits its retry delay on the virtual clock.
+
+    Flow retries are decided by the server on its own clock: a flow run
+    waiting for its retry would wait for real. ``flow_engine.run_flow`` (which
+    ``Flow.__call__`` imports at each call) runs the flow with its retry delay
+    at 0, and the recorder adds the configured delay to the virtual clock when
+    the server answers ``AwaitingRetry`` to that flow run.
+    """
+    run_flow = flow_engine.run_flow
+
+    def with_virtual_delay(flow: Any, *args: Any, **kwargs: Any) -> Any:
+        delay = float(flow.retry_delay_seconds or 0)
+        if flow.retries and delay:
+            flow = flow.with_options(retry_delay_seconds=0)
+        token = recorder.flow_retry_delay.set(delay)
+        try:
+            result = run_flow(flow, *args, **kwargs)
+        finally:
+            recorder.flow_retry_delay.reset(token)
+        if not inspect.isawaitable(result):
+            return result
+
+        async def awaited() -> Any:
+            token = recorder.flow_retry_delay.set(delay)
+            try:
+                return await result
+            finally:
+                recorder.flow_retry_delay.reset(token)
+
+        return awaited()
+
+    flow_engine.run_flow = with_virtual_delay
+    try:
+        yield
+    finally:
+        flow_engine.run_flow = run_flow
+
+
+@contextlib.contextmanager
+def virtual_flow_timeouts(clock: Clock, flow_engine: Any) -> Iterator[None]:
+    """A flow's ``timeout_seconds`` kept on the virtual clock as well as on the wall clock.
+
+    Prefect enforces a flow's timeout with a cancel scope on real time (an
+    alarm, a watcher thread or an anyio deadline); the task retry delays the
+    harness skips would never reach it. The scope Prefect opens for a flow run
+    (``prefect.utilities.timeout``'s ``cancel_sync_after`` / ``cancel_async_after``,
+    entered by ``flow_engine.timeout`` / ``timeout_async``) is also set on the
+    virtual clock, which cancels it through Prefect's own ``scope.cancel()``
+    once the flow run has waited ``timeout_seconds`` (the compute aside): the
+    flow times out where it would have, in Prefect's own way.
+    """
+    import prefect.utilities.timeout as prefect_timeout
+
+    names = ("timeout", "timeout_async")
+    saved = {name: getattr(flow_engine, name) for name in names}
+    cancel_saved = {name: getattr(prefect_timeout, name) for name in ("cancel_sync_after", "cancel_async_after")}
+    opening = contextvars.ContextVar("harness_flow_timeout", default=False)
+
+    def flagged(original: Callable[..., Any]) -> Callable[..., Any]:
+        @contextlib.contextmanager
+        def flow_timeout(*args: Any, **kwargs: Any) -> Iterator[None]:
+            token = opening.set(True)  # the cancel scope opened now is the flow run's
+            entered = False
+            try:
+                with original(*args, **kwargs):
+                    opening.reset(token)
+                    entered = True
+                    yield
+            finally:
+                if not entered:
+                    opening.reset(token)
+
+        return flow_timeout
+
+    def registering(original: Callable[..., Any]) -> Callable[..., Any]:
+        @contextlib.contextmanager
+        def cancel_after(timeout: float | None, name: str | None = None) -> Iterator[Any]:
+            with original(timeout, name=name) as scope:
+                forget = clock.after(timeout, scope.cancel) if opening.get() and timeout else None
+                try:
+                    yield scope
+                finally:
+                    if forget is not None:
+                        forget()
+
+        return cancel_after
+
+    for name in names:
+        setattr(flow_engine, name, flagged(saved[name]))
+    for name, original in cancel_saved.items():
+        setattr(prefect_timeout, name, registering(original))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(flow_engine, name, value)
+        for name, value in cancel_saved.items():
+            setattr(prefect_timeout, name, value)
+
+
+class _ShiftedDatetime(types.ModuleType):
+    """``prefect.types._datetime`` whose ``now`` reads the virtual clock: wall time plus what was skipped."""
+
+    def __init__(self, clock: Clock, real: types.ModuleType) -> None:
+        super().__init__(real.__name__)
+        self._clock, self._real = clock, real
+
+    def now(self, tz: Any = "UTC") -> Any:
+        return self._real.now(tz) + timedelta(seconds=self._clock.skipped)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class _Via(types.ModuleType):
+    """A module as another module sees it: one attribute replaced, every other one the real module's."""
+
+    def __init__(self, real: types.ModuleType, name: str, value: Any) -> None:
+        super().__init__(real.__name__)
+        self._real, self._name, self._value = real, name, value
+
+    def __getattr__(self, name: str) -> Any:
+        return self._value if name == self._name else getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def virtual_now(clock: Clock) -> Iterator[None]:
+    """The task engine and result store read "now" on the virtual clock, as a real wait would have moved it.
+
+    Both read ``prefect.types._datetime.now`` through the ``prefect`` name of
+    their own module: retry schedules (``scheduled_time`` and the wait until
+    it) and task cache expiry (written as now + ``cache_expiration``, then
+    compared with now). With retry delays skipped, a cache would never expire
+    across them; the two modules' ``prefect`` is given a view whose
+    ``types._datetime.now`` adds the skipped seconds, nothing else changed.
+    """
+    import prefect
+    import prefect.types
+    import prefect.types._datetime as real_datetime
+
+    view = _Via(prefect, "types", _Via(prefect.types, "_datetime", _ShiftedDatetime(clock, real_datetime)))
+    modules: list[Any] = [importlib.import_module(name) for name in ("prefect.task_engine", "prefect.results")]
+    saved = [module.prefect for module in modules]
+    for module in modules:
+        module.prefect = view
+    try:
+        yield
+    finally:
+        for module, value in zip(modules, saved, strict=True):
+            module.prefect = value
+
+
+@contextlib.contextmanager
+def pinned_exit(recorder: Recorder, flow_engine: Any, call: Callable[..., Any]) -> Iterator[None]:
     """Pin the race between a flow's exit and the task runs it submitted and did not wait on (``exits``).
 
     Marks the flow function's return (``flow_engine.call_with_parameters``),
@@ -123,6 +300,7 @@ def pinned_exit(gate: ExitGate, flow_engine: Any, call: Callable[..., Any]) -> I
     from prefect.futures import PrefectConcurrentFuture
     from prefect.task_runners import ThreadPoolTaskRunner
 
+    gate = recorder.exits
     submit, exit_, wait, result, callback = (
         ThreadPoolTaskRunner.submit,
         ThreadPoolTaskRunner.__exit__,
@@ -153,6 +331,7 @@ def pinned_exit(gate: ExitGate, flow_engine: Any, call: Callable[..., Any]) -> I
 
     def submit_and_register(self: Any, *args: Any, **kwargs: Any) -> Any:
         future = submit(self, *args, **kwargs)
+        recorder.submitted(future.task_run_id)
         gate.submitted(self, future.task_run_id, future.wrapped_future)
         return future
 
@@ -250,11 +429,25 @@ def own_results() -> Iterator[Path]:
     shared by every flow run that uses it; a second scenario with the same
     inputs would be served from the first one's cache, with no call at all.
     The folder is removed afterwards, and Prefect's cache of storage objects
-    forgets it.
+    forgets it. When the session already points the setting at a folder of
+    its own (``harness-results-*``, set once: a copy of Prefect's settings
+    costs as much CPU as the rest of a run), that folder is used and emptied
+    after the run instead: each run still starts with no record.
     """
     from prefect.results import _default_storages
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
 
+    current = PREFECT_RESULTS_LOCAL_STORAGE_PATH.value()
+    if current is not None and Path(current).name.startswith("harness-results-") and Path(current).is_dir():
+        current = Path(current)
+        try:
+            yield current
+        finally:
+            for key in [k for k in _default_storages if k[1] == str(current)]:
+                del _default_storages[key]
+            shutil.rmtree(current, ignore_errors=True)
+            current.mkdir()
+        return
     path = Path(tempfile.mkdtemp(prefix="harness-results-"))
     try:
         with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: path}):
@@ -297,3 +490,36 @@ def _shared_ssl_context(create: Callable[..., Any]) -> Callable[..., Any]:
         return create(verify=verify, cert=cert, trust_env=trust_env)
 
     return shared
+
+
+@contextlib.contextmanager
+def httpx_sends(
+    sync: Callable[[Callable[[httpx.Request], httpx.Response], httpx.Request], httpx.Response],
+    asynchronous: Callable[
+        [Callable[[httpx.Request], Awaitable[httpx.Response]], httpx.Request], Awaitable[httpx.Response]
+    ],
+) -> Iterator[None]:
+    """Route every request httpx's network transports send through ``sync`` / ``asynchronous``; undone at the end.
+
+    A recording run (``harness record``) patches ``httpx.HTTPTransport.handle_request``
+    and ``httpx.AsyncHTTPTransport.handle_async_request``, so the flow's own
+    clients, with their own settings (TLS, proxies, HTTP/2), do the sending;
+    each wrapper gets the real send and the request.
+    """
+    import httpx
+
+    real_sync, real_async = httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request
+
+    def handle_request(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        return sync(functools.partial(real_sync, self), request)
+
+    async def handle_async_request(self: httpx.AsyncHTTPTransport, request: httpx.Request) -> httpx.Response:
+        return await asynchronous(functools.partial(real_async, self), request)
+
+    setattr(httpx.HTTPTransport, "handle_request", handle_request)  # noqa: B010 (a method mypy would reject)
+    setattr(httpx.AsyncHTTPTransport, "handle_async_request", handle_async_request)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(httpx.HTTPTransport, "handle_request", real_sync)  # noqa: B010
+        setattr(httpx.AsyncHTTPTransport, "handle_async_request", real_async)  # noqa: B010

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness._errors import ScenarioTimeout, shown
 from harness.policies.apply import CallLog, applied
@@ -31,9 +31,11 @@ from harness.run.clock import Clock
 from harness.run.exits import STOPPED
 from harness.run.guard import NetworkGuard
 from harness.run.hooks import hooked, own_results, session_hooks
+from harness.run.kept import session_server
 from harness.run.server import PrefectServer
 from harness.run.states import Recorder
 from harness.run.transport import Call, Injector
+from harness.run.wire.backend import Wire, httpx_on_wire
 from harness.scenario.model import Scenario, SqliteExpect
 from harness.scenario.resolve import resolve_flow, stored_rows_of
 from harness.scenario.strategy import Policy
@@ -92,12 +94,31 @@ class Outcome:
         return [t for t in self.tasks if t.name == name]
 
 
+class Transport(Protocol):
+    """What answers the flow's requests during a run: the respx ``Injector``, or a recording run's transport."""
+
+    calls: list[Call]
+
+    def counts(self) -> dict[str, int]: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: Any) -> Any: ...
+
+
+TransportFactory = Callable[[Scenario, Clock, Recorder, str, NetworkGuard], Transport]
+
+
 class Session:
     """One Prefect test server and the settings every scenario runs with."""
 
     DEFAULT_TIME_LIMIT = 60.0
 
-    def __init__(self, real_time: bool = False, time_limit: float | None = DEFAULT_TIME_LIMIT) -> None:
+    def __init__(
+        self, real_time: bool = False, time_limit: float | None = DEFAULT_TIME_LIMIT, transport: str = "respx"
+    ) -> None:
+        self.transport = transport  # httpx's transport when a scenario names none: "respx" or "wire"
+        self.wire: Wire | None = None
         self.real_time = real_time
         self.time_limit = time_limit
         self.server: PrefectServer | None = None
@@ -109,13 +130,16 @@ class Session:
         """Start the server in the background; safe to call more than once."""
         if self.server is not None:
             return
-        self.server = PrefectServer()
+        self.server = session_server()  # a kept one only with HARNESS_REUSE_SERVER=1
         self.server.start()
         # Settings must be in the environment before Prefect is imported for the first time.
         settings = self.server.environment()
         saved = {key: os.environ.get(key) for key in settings}
         os.environ.update(settings)
         self._stack.callback(_restore_environ, saved)
+        # The wire backend's CA is trusted from here, before any flow (or aiohttp) is imported.
+        self.wire = Wire()
+        self._stack.callback(self.wire.close)
 
     def _ensure_ready(self) -> PrefectServer:
         self.start()
@@ -125,14 +149,23 @@ class Session:
             from prefect.settings import (
                 PREFECT_API_URL,
                 PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+                PREFECT_RESULTS_LOCAL_STORAGE_PATH,
                 temporary_settings,
             )
 
+            # The session's result storage, emptied after every run (``own_results``): set once here,
+            # since a copy of Prefect's settings costs ~20 ms of CPU, as much as the rest of a run.
+            results = Path(tempfile.mkdtemp(prefix="harness-results-"))
+            self._stack.callback(shutil.rmtree, results, True)
             # The heartbeat thread's join costs most of a second per flow run;
             # None (off) cannot be set through the environment.
             self._stack.enter_context(
                 temporary_settings(
-                    updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_API_URL: self.server.api_url}
+                    updates={
+                        PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+                        PREFECT_API_URL: self.server.api_url,
+                        PREFECT_RESULTS_LOCAL_STORAGE_PATH: results,
+                    }
                 )
             )
             self._stack.enter_context(session_hooks())
@@ -155,20 +188,34 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(self, scenario: Scenario, *, real_time: bool | None = None, policy: Policy | None = None) -> Outcome:
+    def run(
+        self,
+        scenario: Scenario,
+        *,
+        real_time: bool | None = None,
+        policy: Policy | None = None,
+        transport: TransportFactory | None = None,
+    ) -> Outcome:
         """Run ``scenario``'s flow once and return what happened.
 
         ``real_time`` overrides the session's mode for this run: sleep retry
         delays and latency for real instead of on the virtual clock.
         ``policy`` sets a fault-tolerance strategy's options on the flow's
-        tasks (and flow) for this run only.
+        tasks (and flow) for this run only. ``transport`` replaces the respx
+        injector for this run (``harness record``'s recording transport).
         """
         server = self._ensure_ready()
         flow = resolve_flow(scenario.flow, base=scenario.path.parent)
         clock = Clock(real_time=self.real_time if real_time is None else real_time)
         recorder = Recorder(clock)
-        injector = Injector(scenario, clock, recorder, server.api_url)
         guard = NetworkGuard(server.port)
+        injector: Transport = (
+            transport(scenario, clock, recorder, server.api_url, guard)
+            if transport is not None
+            else Injector(
+                scenario, clock, recorder, server.api_url, mock_httpx=not httpx_on_wire(scenario, self.transport)
+            )
+        )
         log = CallLog(injector.calls, clock.sleep, clock.now)
         query = data_query(scenario, flow)
         running: list[str] = []  # the task runs unfinished when the time limit was reached
@@ -185,11 +232,9 @@ class Session:
                     applied(policy, flow, log, near=scenario.path.parent) as flow,
                     hooked(clock, recorder, scenario.seed),
                     injector,
-                    guard.active(),
+                    self._wired(injector) as redirect,
+                    guard.active(redirect),
                 ):
-                    recorder.flow_retry_delay = float(flow.retry_delay_seconds or 0)
-                    if flow.retries and flow.retry_delay_seconds:
-                        flow = flow.with_options(retry_delay_seconds=0)  # the server would wait on its own clock
                     state = _call(flow, scenario.parameters)
             except _Hung:
                 raise ScenarioTimeout(
@@ -201,6 +246,15 @@ class Session:
             virtual = clock.now()
             sqlite_value, sqlite_error = _query(workdir, query)
         return _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error, guard, clock)
+
+    @contextlib.contextmanager
+    def _wired(self, injector: Transport) -> Iterator[Any]:
+        """The wire server serving ``injector``'s schedules, and the redirect that sends declared hosts there."""
+        if self.wire is None or not isinstance(injector, Injector):
+            yield None
+            return
+        with self.wire.serving(injector) as redirect:
+            yield redirect
 
 
 def _restore_environ(saved: dict[str, str | None]) -> None:
@@ -288,7 +342,7 @@ def _outcome(
     scenario: Scenario,
     state: Any,
     recorder: Recorder,
-    injector: Injector,
+    injector: Transport,
     wall: float,
     virtual: float,
     sqlite_value: Any,
@@ -309,12 +363,15 @@ def _outcome(
             delays=tuple(r.delays),
             note=STOPPED if r.id in stopped else "",
         )
-        for r in recorder.tasks.values()
+        for r in recorder.in_order()
     )
     timeline = sorted(
         [(at, f"{r.name}: {name}") for r in recorder.tasks.values() for at, _, name in r.history]
         + [(at, f"flow: {name}") for at, name in recorder.flow_history]
-        + [(c.at, f"{c.method} {c.url} -> {c.served}") for c in injector.calls]
+        + [
+            (c.at, f"{c.method} {c.url} -> {c.served}" + (" (wire)" if c.transport == "wire" else ""))
+            for c in injector.calls
+        ]
     )
     return Outcome(
         scenario=scenario.name,

@@ -9,6 +9,7 @@ give, or, for jitter, the one drawn, to the millisecond.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,7 +21,7 @@ from harness.run.exits import RETRY_STATES, ExitGate
 
 @dataclass(slots=True)
 class TaskRecord:
-    """What the harness saw of one task run, in the order runs started."""
+    """What the harness saw of one task run."""
 
     id: Any
     name: str
@@ -50,17 +51,45 @@ def _configured_delay(task: Any, run_count: int) -> float | None:
 FINAL_TYPES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
+def _submitted(task_run_id: Any) -> bool:
+    """Whether the flow run's task runner holds a cancel event for this task run: it was submitted."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return ctx is not None and task_run_id in getattr(ctx.task_runner, "_cancel_events", {})
+
+
 class Recorder:
     """Task runs and their state changes, as the engine reports them; flow states too."""
 
-    def __init__(self, clock: Clock, flow_retry_delay: float = 0.0) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.flow_retry_delay = flow_retry_delay
+        # The configured retry delay of the flow run proposing states in this context (``hooks``).
+        self.flow_retry_delay: contextvars.ContextVar[float] = contextvars.ContextVar("flow_retry_delay", default=0.0)
         self.tasks: dict[Any, TaskRecord] = {}
         self.flow_history: list[tuple[float, str]] = []
         self._pending: list[tuple[Any, float]] = []  # (scheduled_time, delay) of retries not yet waited
         self._lock = threading.Lock()
         self.exits = ExitGate(self.is_final)
+        # The order the flow called or submitted its task runs in: deterministic, unlike the order
+        # concurrent task runs start in. Submitted runs get theirs at ``submit``, called ones here.
+        self._order: dict[Any, int] = {}
+        self._drawn = threading.local()  # the jittered delay a task run's thread drew last
+
+    def drew(self, delay: float) -> None:
+        """The retry delay Prefect's jitter just drew, in the task run's own thread (``hooks``)."""
+        self._drawn.value = delay
+
+    def submitted(self, task_run_id: Any) -> None:
+        """A task run the flow has just submitted (in the flow's own order)."""
+        with self._lock:
+            self._order.setdefault(task_run_id, len(self._order))
+
+    def in_order(self) -> list[TaskRecord]:
+        """Task runs in the order the flow called or submitted them."""
+        with self._lock:
+            last = len(self._order)
+            return sorted(self.tasks.values(), key=lambda r: self._order.get(r.id, last))
 
     def is_final(self, task_run_id: Any) -> bool:
         with self._lock:
@@ -76,7 +105,8 @@ class Recorder:
         """
         import prefect.types._datetime as dt
 
-        target = dt.now("UTC") + timedelta(seconds=seconds)
+        # The engine's own clock reads virtual time (``hooks``): wall time plus what was skipped.
+        target = dt.now("UTC") + timedelta(seconds=self.clock.skipped + seconds)
         with self._lock:
             for i, (scheduled, delay) in enumerate(self._pending):
                 if abs((scheduled - target).total_seconds()) < 0.05:
@@ -87,7 +117,7 @@ class Recorder:
     def record_flow(self, state: Any) -> None:
         self.flow_history.append((self.clock.now(), state.name))
         if state.name == "AwaitingRetry":
-            self.clock.sleep(self.flow_retry_delay)
+            self.clock.sleep(self.flow_retry_delay.get())
 
     def record(self, task_run: Any, state: Any) -> None:
         from prefect.context import TaskRunContext
@@ -99,6 +129,8 @@ class Recorder:
             if rec is None:
                 name = task.name if task is not None else task_run.name.rsplit("-", 1)[0]
                 rec = self.tasks[task_run.id] = TaskRecord(task_run.id, name, task)
+                if not _submitted(task_run.id):
+                    self._order.setdefault(task_run.id, len(self._order))
             elif task is not None and rec.task is None:
                 rec.task, rec.name = task, task.name
             now = self.clock.now()
@@ -111,8 +143,12 @@ class Recorder:
             scheduled = state.state_details.scheduled_time
             if state.name == "AwaitingRetry" and scheduled is not None:
                 delay = _configured_delay(rec.task, task_run.run_count)
-                if delay is None:  # jitter: the drawn delay, measured to the millisecond
-                    delay = round(max((scheduled - state.timestamp).total_seconds(), 0.0), 3)
+                if delay is None:  # jitter: the delay this thread's task run just drew, to the millisecond
+                    drawn = getattr(self._drawn, "value", None)
+                    if drawn is None:  # measured: scheduled on the virtual clock, the timestamp on the wall clock
+                        drawn = (scheduled - state.timestamp).total_seconds() - self.clock.skipped
+                    self._drawn.value = None
+                    delay = round(max(drawn, 0.0), 3)
                 rec.delays.append(delay)
                 self._pending.append((scheduled, delay))
         if state.name in RETRY_STATES:

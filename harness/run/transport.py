@@ -1,9 +1,12 @@
-"""Where a fault is served: a respx router that serves each endpoint's steps to httpx, fail closed.
+"""Where a fault is served: each endpoint's schedule of steps, and the respx router serving it to httpx.
 
 Prefect's own API traffic passes through; every other request is matched
 against the scenario's endpoints (first declared wins) and logged, whatever
 the step does with it. A request that matches nothing is logged as unmatched
-and answered with an error, and the scenario fails naming it.
+and answered with an error, and the scenario fails naming it. The wire server
+(``harness.run.wire``) serves the same schedules over real sockets through
+``Injector.take`` and ``Injector.claim_connect``, so steps mean the same on
+both transports.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import random
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import respx
@@ -21,7 +25,7 @@ import respx
 from harness.run.clock import Clock
 from harness.run.hooks import timeout_error
 from harness.run.states import Recorder
-from harness.scenario.model import Endpoint, Scenario, Step
+from harness.scenario.model import BODY_FAULTS, CONNECT_FAULTS, Endpoint, Scenario, Step
 
 FAULT_ERRORS: dict[str, tuple[type[httpx.TransportError], str]] = {
     "connect_timeout": (httpx.ConnectTimeout, "timed out"),
@@ -63,6 +67,7 @@ class Call:
     headers: tuple[tuple[str, str], ...]
     task_run: Any = None
     task: str | None = None
+    transport: str = "respx"  # what served it: "respx" (httpx, in-process) or "wire" (a real socket)
 
 
 class _Schedule:
@@ -76,8 +81,22 @@ class _Schedule:
         self.endpoint, self.rng, self.clock = endpoint, rng, clock
         self._steps = [s for s in endpoint.responses for _ in range(s.times)]
         self._served = 0
+        self._held: Step | None = None  # peeked at a connection's opening, served to the next call
+        self.host = urlsplit(endpoint.request.url).hostname or ""
+
+    def peek(self) -> Step:
+        """The step the next call gets, drawn once: a later ``next`` returns the same step."""
+        if self._held is None:
+            self._held = self._draw()
+        return self._held
 
     def next(self) -> Step:
+        if self._held is not None:
+            step, self._held = self._held, None
+            return step
+        return self._draw()
+
+    def _draw(self) -> Step:
         chaos = self.endpoint.chaos
         while (
             self._served < len(self._steps) - 1
@@ -100,11 +119,27 @@ class _Schedule:
         return step
 
 
-class Injector:
-    """Serves a scenario's endpoints through respx for the duration of a run."""
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A call matched to its endpoint: the step it gets and the latency drawn for it."""
 
-    def __init__(self, scenario: Scenario, clock: Clock, recorder: Recorder, api_url: str) -> None:
-        self.scenario, self.clock, self.recorder = scenario, clock, recorder
+    at: float
+    endpoint: Endpoint
+    step: Step
+    latency: float
+
+
+class Injector:
+    """Serves a scenario's endpoints for the duration of a run: through respx to httpx, and to the wire server.
+
+    ``mock_httpx=False`` (``transport: wire``) leaves httpx on real sockets, which
+    the network guard sends to the wire server like every other client's.
+    """
+
+    def __init__(
+        self, scenario: Scenario, clock: Clock, recorder: Recorder, api_url: str, *, mock_httpx: bool = True
+    ) -> None:
+        self.scenario, self.clock, self.recorder, self.mock_httpx = scenario, clock, recorder, mock_httpx
         self.calls: list[Call] = []
         self._schedules = [
             _Schedule(e, random.Random(f"{scenario.seed}:{i}"), clock) for i, e in enumerate(scenario.endpoints)
@@ -116,11 +151,18 @@ class Injector:
         self.router.route().mock(side_effect=self._dispatch)
 
     def __enter__(self) -> Injector:
-        self.router.__enter__()
+        if self.mock_httpx:
+            self.router.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.router.__exit__(*exc)
+        if self.mock_httpx:
+            self.router.__exit__(*exc)
+
+    @property
+    def hosts(self) -> list[str]:
+        """The declared hosts, in the order endpoints declare them."""
+        return list(dict.fromkeys(s.host for s in self._schedules))
 
     @property
     def unmatched(self) -> list[Call]:
@@ -133,32 +175,59 @@ class Injector:
                 out[call.endpoint] += 1
         return out
 
-    def _dispatch(self, request: httpx.Request) -> httpx.Response:
-        method, url = request.method, str(request.url)
-        record = self.recorder.current()
+    def take(self, method: str, url: str, record: Any, transport: str = "respx") -> Taken | None:
+        """The step for a call, from the first endpoint that matches; None (logged) when none does."""
         with self._lock:  # concurrent tasks are sequenced: one schedule position per call
             for schedule in self._schedules:
                 if schedule.endpoint.request.matches(method, url):
                     step = schedule.next()
                     latency = step.latency.draw(schedule.rng) if step.latency else 0.0
+                    return Taken(self.clock.now(), schedule.endpoint, step, latency)
+            self.calls.append(
+                Call(self.clock.now(), method, url, None, "unmatched", None, (), *_who(record), transport=transport)
+            )
+            return None
+
+    def claim_connect(self, host: str, record: Any) -> Step | None:
+        """A connect-phase fault (refused, timed out) that the next connection to ``host`` meets, logged as a call.
+
+        It happens before any request names its endpoint, so it is decided per
+        host: the first endpoint of ``host`` whose next step is one claims it
+        (validation allows one such endpoint per host).
+        """
+        with self._lock:
+            for schedule in self._schedules:
+                if schedule.host == host and schedule.peek().fault in CONNECT_FAULTS:
+                    step = schedule.next()
+                    latency = step.latency.draw(schedule.rng) if step.latency else 0.0
                     break
             else:
-                self.calls.append(Call(self.clock.now(), method, url, None, "unmatched", None, (), *_who(record)))
-                raise UnmatchedRequest(f"harness: no endpoint declared for {method} {url}", request=request)
-        at = self.clock.now()
+                return None
+        self.clock.sleep(latency)
+        line = schedule.endpoint.request
+        self.log(self.clock.now(), line.method, line.url, schedule.endpoint, step.describe(), None, (), record, "wire")
+        return step
+
+    def _dispatch(self, request: httpx.Request) -> httpx.Response:
+        method, url = request.method, str(request.url)
+        record = self.recorder.current()
+        taken = self.take(method, url, record)
+        if taken is None:
+            raise UnmatchedRequest(f"harness: no endpoint declared for {method} {url}", request=request)
+        at, endpoint, step = taken.at, taken.endpoint, taken.step
         try:
-            response = self._serve(step, latency, request, record)
+            response = self._serve(step, taken.latency, request, record)
         except _CutShort as cut:
-            self._log(at, method, url, schedule.endpoint, cut.served, None, (), record)
+            self.log(at, method, url, endpoint, cut.served, None, (), record)
             raise cut.error from None
         except BaseException:
-            self._log(at, method, url, schedule.endpoint, step.describe(), None, (), record)
+            self.log(at, method, url, endpoint, step.describe(), None, (), record)
             raise
         headers = tuple((k, v) for k, v in response.headers.items())
-        self._log(at, method, url, schedule.endpoint, step.describe(), response.status_code, headers, record)
+        self.log(at, method, url, endpoint, step.describe(), response.status_code, headers, record)
         return response
 
-    def _log(
+    def log(
         self,
         at: float,
         method: str,
@@ -168,9 +237,12 @@ class Injector:
         status: int | None,
         headers: tuple[tuple[str, str], ...],
         record: Any,
+        transport: str = "respx",
     ) -> None:
+        """Log a call to ``endpoint`` and what was served."""
+        call = Call(at, method, url, endpoint.request.text, served, status, headers, *_who(record), transport=transport)
         with self._lock:
-            self.calls.append(Call(at, method, url, endpoint.request.text, served, status, headers, *_who(record)))
+            self.calls.append(call)
 
     def _serve(self, step: Step, latency: float, request: httpx.Request, record: Any) -> httpx.Response:
         if latency:
@@ -178,6 +250,14 @@ class Injector:
         if step.fault:
             cls, message = FAULT_ERRORS[step.fault]
             raise cls(message, request=request)
+        return self.answer(step)
+
+    def answer(self, step: Step) -> httpx.Response:
+        """The response a step answers with: its status, headers and body, or its malformed body.
+
+        A wire-only body fault (``partial_body``, ``bad_chunk``, ``slow_body``)
+        spoils this answer on the wire; without a body of its own it carries the default JSON.
+        """
         if step.malformed:
             return self._malformed(step)
         headers = dict(step.headers)
@@ -188,6 +268,8 @@ class Injector:
             return httpx.Response(status, text=step.text, headers=headers)
         if step.body_base64 is not None:
             return httpx.Response(status, content=base64.b64decode(step.body_base64), headers=headers)
+        if step.fault in BODY_FAULTS:
+            return httpx.Response(status, json=DEFAULT_JSON, headers=headers)
         return httpx.Response(status, headers=headers)
 
     def _wait(self, latency: float, request: httpx.Request, record: Any) -> None:
@@ -215,9 +297,10 @@ class Injector:
                     f"read_timeout (latency {latency:g} s > client timeout {read:g} s)",
                 )
             self.clock.sleep(latency)
-        except TimeoutError as exc:
-            # In real time Prefect's own timer may fire during the sleep, a moment
-            # before the harness's: the same timeout, logged the same way.
+        except (TimeoutError, _prefect_cancelled()) as exc:
+            # In real time Prefect's own timer (its alarm raises its CancelledError, a TimeoutError
+            # once out of the scope) may fire during the sleep before the harness's: the same
+            # timeout, logged the same way, Prefect's own exception carried on.
             raise _CutShort(exc, cut_by_task) from None
 
     def _malformed(self, step: Step) -> httpx.Response:
@@ -241,6 +324,13 @@ class Injector:
             body = bytes(self._bytes_rng.getrandbits(8) for _ in range(64))
             headers["content-type"] = "application/octet-stream"
         return httpx.Response(status, content=body, headers={**headers, **step.headers})
+
+
+def _prefect_cancelled() -> type[BaseException]:
+    """Prefect's own cancellation error (imported late: importing the harness does not import Prefect)."""
+    from prefect._internal.concurrency.cancellation import CancelledError
+
+    return CancelledError
 
 
 def _who(record: Any) -> tuple[Any, str | None]:

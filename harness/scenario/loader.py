@@ -14,12 +14,13 @@ import inspect
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from harness._errors import Problem, ScenarioError
 from harness.scenario._yaml import LineDict, load_documents
-from harness.scenario.model import Scenario
+from harness.scenario.model import CONNECT_FAULTS, NOT_ON_WIRE, WIRE_FAULTS, Scenario
 from harness.scenario.problems import (
     did_you_mean,
     line_at,
@@ -76,6 +77,7 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
             yield ("expect", "calls", key), f"{key!r} is not a declared endpoint{hint}", None
     yield from _function_problems(scenario)
     yield from _weak_variants(scenario)
+    yield from _transport_problems(scenario)
     try:
         flow = resolve_flow(scenario.flow, base=scenario.path.parent)
     except ImportError as exc:
@@ -109,6 +111,43 @@ def _weak_variants(scenario: Scenario) -> Iterable[Found]:
                 where,
                 f"strategy {name!r} checks less than the scenario's own expect, which it replaces: "
                 f"state {', '.join(lacking)} under this strategy too",
+                None,
+            )
+
+
+def _transport_problems(scenario: Scenario) -> Iterable[Found]:
+    """Faults the scenario's transport cannot serve, and (on the wire) connect-phase faults two endpoints could claim.
+
+    Without ``transport: wire`` httpx meets connect-phase faults per request
+    (respx); another client's connection to such a host meets the first
+    endpoint's, as the README says.
+    """
+    wire = scenario.transport == "wire"
+    for where, step in scenario.steps():
+        if step.fault in WIRE_FAULTS and not wire:
+            yield (
+                (*where, "fault"),
+                f"fault {step.fault!r} exists only on a real connection: add `transport: wire` to the scenario",
+                None,
+            )
+        if step.fault in NOT_ON_WIRE and wire:
+            yield (
+                (*where, "fault"),
+                f"fault {step.fault!r} is the client's own pool, which no connection can exhaust: "
+                "it exists only with `transport: respx`",
+                None,
+            )
+    claimants: dict[str, list[int]] = {}
+    for i, e in enumerate(scenario.endpoints if wire else ()):
+        if any(step.fault in CONNECT_FAULTS for where, step in scenario.steps() if where[1] == i):
+            claimants.setdefault(urlsplit(e.request.url).hostname or "", []).append(i)
+    for host, indexes in claimants.items():
+        for i in indexes[1:]:
+            yield (
+                ("endpoints", i, "request"),
+                f"endpoints {indexes[0]} and {i} of host {host!r} both declare a connect-phase fault "
+                f"({', '.join(CONNECT_FAULTS)}): on the wire it is decided per host, before any request names its "
+                "endpoint; declare it on one of them",
                 None,
             )
 

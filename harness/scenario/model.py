@@ -17,15 +17,18 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     PrivateAttr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
+from harness.flows import BUILTIN_FLOWS
 from harness.scenario.problems import did_you_mean, line_at, type_name
-from harness.scenario.resolve import SPEC
-from harness.scenario.strategy import Policy, named_policy, with_names
+from harness.scenario.resolve import SPEC, spec_pattern
+from harness.scenario.strategy import Policy, named_policy, strategies_json_schema, with_names
 
 FAULTS = (
     "connect_timeout",
@@ -36,6 +39,12 @@ FAULTS = (
     "connection_reset",
     "remote_protocol_error",
 )
+# Faults that exist only on a real connection: served by the wire server, never by respx.
+WIRE_FAULTS = ("close_before_response", "partial_body", "bad_chunk", "slow_body")
+BODY_FAULTS = ("partial_body", "bad_chunk", "slow_body")  # a fault in the answer's body: status and body allowed
+CONNECT_FAULTS = ("connect_error", "connect_timeout")  # decided when the connection opens, before any request
+NOT_ON_WIRE = ("pool_timeout",)  # the client's own pool: no connection can serve it
+TRANSPORTS = ("respx", "wire")
 MALFORMED = (
     "truncated_json",
     "invalid_json",
@@ -106,10 +115,10 @@ def _one_of(kind: str, choices: tuple[str, ...]) -> Any:
             raise ValueError(f"unknown {kind} {value!r}{did_you_mean(value, choices)}")
         return value
 
-    return BeforeValidator(check)
+    return BeforeValidator(check, json_schema_input_type=Literal[choices])  # the JSON Schema's enum
 
 
-FaultKind = Annotated[str, _one_of("fault", FAULTS)]
+FaultKind = Annotated[str, _one_of("fault", FAULTS + WIRE_FAULTS)]
 MalformedKind = Annotated[str, _one_of("malformed body", MALFORMED)]
 StateName = Annotated[str, _one_of("state name", STATE_NAMES)]
 StateTypeName = Annotated[str, _one_of("state type", STATE_TYPES)]
@@ -160,22 +169,57 @@ def _latency(value: Any) -> Any:
     raise ValueError(f"latency must be {expected}, got {value!r} ({type_name(value)})")
 
 
+class UniformLatency(_Model):
+    """``{uniform: [low, high]}``: seconds drawn uniformly between low and high (0 <= low <= high)."""
+
+    uniform: tuple[NonNegativeFloat, NonNegativeFloat]
+
+
+class LognormalParams(_Model):
+    median: PositiveFloat
+    sigma: NonNegativeFloat
+
+
+class LognormalLatency(_Model):
+    """``{lognormal: {median: m, sigma: s}}``: seconds drawn from a lognormal distribution."""
+
+    lognormal: LognormalParams
+
+
+LATENCY_INPUT = NonNegativeFloat | UniformLatency | LognormalLatency | None  # the forms ``_latency`` reads
+
+
 # -- response steps -------------------------------------------------------------
 
 
 class Step(_Model):
     """One response step: an answer, a transport fault or a malformed body."""
 
-    status: Annotated[int, Field(ge=100, le=599)] | None = None
-    headers: dict[str, str] = {}
-    json_: Any = Field(default=UNSET, alias="json")
-    text: str | None = None
-    body_base64: str | None = None
-    fault: FaultKind | None = None
-    malformed: MalformedKind | None = None
-    latency: Annotated[Latency | None, BeforeValidator(lambda v: None if v is None else _latency(v))] = None
-    times: PositiveInt = 1
-    until: NonNegativeFloat | None = None  # a window: serve every call until this virtual second
+    status: Annotated[int, Field(ge=100, le=599)] | None = Field(
+        default=None, description="HTTP status of the answer (default 200; a malformed body's too)."
+    )
+    headers: dict[str, str] = Field(default={}, description="Response headers; numbers are sent as text.")
+    json_: Any = Field(default=UNSET, alias="json", description="JSON body (for truncated_json, the body to cut).")
+    text: str | None = Field(default=None, description="Text body.")
+    body_base64: str | None = Field(default=None, description="Binary body, base64-encoded.")
+    fault: FaultKind | None = Field(
+        default=None, description="Raise the httpx exception this transport failure raises."
+    )
+    malformed: MalformedKind | None = Field(
+        default=None, description="Serve a broken body (status 200 unless `status`)."
+    )
+    latency: Annotated[
+        Latency | None,
+        BeforeValidator(lambda v: None if v is None else _latency(v), json_schema_input_type=LATENCY_INPUT),
+    ] = Field(
+        default=None,
+        description="Seconds spent before it answers or fails, on the virtual clock: a number, "
+        "{uniform: [a, b]} or {lognormal: {median: m, sigma: s}}.",
+    )
+    times: PositiveInt = Field(default=1, description="Calls this step serves (default 1).")
+    until: NonNegativeFloat | None = Field(  # a window: serve every call until this virtual second
+        None, description="Instead of `times`: serve every call until the virtual clock reaches this second."
+    )
 
     @field_validator("body_base64")
     @classmethod
@@ -189,7 +233,7 @@ class Step(_Model):
                 ) from None
         return value
 
-    @field_validator("headers", mode="before")
+    @field_validator("headers", mode="before", json_schema_input_type=dict[str, str | float])
     @classmethod
     def _headers(cls, value: Any) -> Any:
         if isinstance(value, dict):
@@ -207,7 +251,7 @@ class Step(_Model):
             raise ValueError(
                 "a step is an answer, a `fault` or a `malformed` body, not both `fault` and `malformed`: keep one"
             )
-        if self.fault and (bodies or self.status is not None or self.headers):
+        if self.fault and self.fault not in BODY_FAULTS and (bodies or self.status is not None or self.headers):
             extra = ", ".join(
                 bodies + (["status"] if self.status is not None else []) + (["headers"] if self.headers else [])
             )
@@ -236,9 +280,11 @@ class Step(_Model):
 class Chaos(_Model):
     """Random faults: each call is faulted with probability ``rate``."""
 
-    rate: Annotated[float, Field(ge=0.0, le=1.0)]
-    faults: Annotated[tuple[Step, ...], Field(min_length=1)]
-    otherwise: Step
+    rate: Annotated[float, Field(ge=0.0, le=1.0)] = Field(description="Probability that a call is faulted.")
+    faults: Annotated[tuple[Step, ...], Field(min_length=1)] = Field(
+        description="Steps a faulted call is served, one chosen uniformly (no `times`)."
+    )
+    otherwise: Step = Field(description="The step every other call is served (no `times`).")
 
     @model_validator(mode="after")
     def _no_times(self) -> Chaos:
@@ -273,6 +319,38 @@ class RequestLine(_Model):
             return set(self.query) <= got
         return True
 
+    def differences(self, method: str, url: str) -> list[str]:
+        """How a request misses this line, one item per part (``path /a, not /b``); empty exactly when it matches."""
+        out = [] if method == self.method else [f"method {method}, not {self.method}"]
+        got, mine = urlsplit(url), urlsplit(self.url)
+        if got.scheme != mine.scheme:
+            out.append(f"scheme {got.scheme}, not {mine.scheme}")
+        origin = f"{mine.scheme}://{mine.netloc}"
+        if self.prefix and not url.startswith(self.url):
+            rest, got_rest = self.url[len(origin) :], url[len(f"{got.scheme}://{got.netloc}") :]
+            if rest == "" and not got.netloc.startswith(mine.netloc):  # the prefix ends inside the host
+                out.append(f"host {got.netloc}, not {mine.netloc}*")
+            elif rest != "" and got.netloc != mine.netloc:
+                out.append(f"host {got.netloc}, not {mine.netloc}")
+            if rest != "" and not got_rest.startswith(rest):
+                out.append(f"path {(got_rest if '?' in rest else got.path) or '(empty)'}, not {rest}*")
+        elif not self.prefix:
+            if got.netloc != mine.netloc:
+                out.append(f"host {got.netloc}, not {mine.netloc}")
+            if got.path != mine.path:
+                out.append(f"path {got.path or '(empty)'}, not {mine.path or '(empty)'}")
+            sent = parse_qsl(got.query, keep_blank_values=True)
+            for key, value in self.query:
+                if (key, value) in sent:
+                    continue
+                values = [v for k, v in sent if k == key]
+                out.append(
+                    f"query {key}={','.join(values)}, not {key}={value}" if values else f"query parameter {key} missing"
+                )
+        if not out and not self.matches(method, url):  # a case the parts above do not name: show it whole
+            out.append(f"url {url}, not {self.url}{'*' if self.prefix else ''}")
+        return out
+
 
 def parse_request(value: Any) -> Any:
     if isinstance(value, RequestLine):
@@ -299,12 +377,26 @@ def parse_request(value: Any) -> Any:
     return RequestLine(method=method, url=base, prefix=False, query=query, text=f"{method} {url}")
 
 
+RequestText = Annotated[  # what ``parse_request`` reads: METHOD, then an absolute http(s) URL (``*`` ends a prefix)
+    str,
+    Field(
+        pattern=rf"^\s*(?:{'|'.join(METHODS)})\s+[Hh][Tt][Tt][Pp][Ss]?://(?!\*\s*$)[^\s/?#]+\S*\s*$",
+        examples=["GET https://api.github.com/repos/PrefectHQ/prefect", "GET https://api.github.com/repos/*"],
+    ),
+]
+
+
 class Endpoint(_Model):
     """A mocked endpoint: its request line, scripted responses, then optional chaos."""
 
-    request: Annotated[RequestLine, BeforeValidator(parse_request)]
-    responses: tuple[Step, ...] = ()
-    chaos: Chaos | None = None
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["responses"]}, {"required": ["chaos"]}]})
+
+    request: Annotated[RequestLine, BeforeValidator(parse_request, json_schema_input_type=RequestText)] = Field(
+        description=f"'METHOD URL' ({', '.join(METHODS)}): a URL ending in * matches by prefix; "
+        "a query string matches as a subset of the request's."
+    )
+    responses: tuple[Step, ...] = Field(default=(), description="Steps served in order; the last repeats for ever.")
+    chaos: Chaos | None = Field(default=None, description="Random faults, instead of or after `responses`.")
 
     @model_validator(mode="after")
     def _something(self) -> Endpoint:
@@ -323,9 +415,13 @@ def _state_match(value: Any) -> Any:
 class StateMatch(_Model):
     """A final state by exact name, by type, and optionally a message regex."""
 
-    state: StateName | None = None
-    type: StateTypeName | None = None
-    message: str | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    state: StateName | None = Field(
+        default=None, description="The final state's exact name (Completed, Failed, TimedOut...)."
+    )
+    type: StateTypeName | None = Field(default=None, description="The final state's type: FAILED covers TimedOut too.")
+    message: str | None = Field(default=None, description="A regular expression searched in the state's message.")
 
     @field_validator("message")
     @classmethod
@@ -350,8 +446,10 @@ class StateMatch(_Model):
 class TaskExpect(StateMatch):
     """Runs of a task: their final state and the retries each spent; ``runs``, how many started."""
 
-    retries: NonNegativeInt | None = None
-    runs: NonNegativeInt | None = None  # task runs of this name that started; 0 = it never ran
+    retries: NonNegativeInt | None = Field(default=None, description="Retries the run spent (run_count - 1).")
+    runs: NonNegativeInt | None = Field(  # task runs of this name that started; 0 = it never ran
+        None, description="How many runs of this task started, each as given beside it; 0: it never ran."
+    )
 
     @model_validator(mode="after")
     def _needs_state(self) -> TaskExpect:
@@ -377,15 +475,23 @@ def _task_runs(value: Any) -> Any:
     return value
 
 
+TaskRun = Annotated[TaskExpect, Field(json_schema_extra={"not": {"required": ["runs"]}})]  # an item of the list form
+TASK_RUNS_INPUT = StateName | TaskExpect | list[StateName | TaskRun]  # the forms ``_task_runs`` reads
+
+
 class SqliteExpect(_Model):
-    path: str
-    query: str
-    equals: Any
+    """The result of a query on an SQLite file the run left in its working directory."""
+
+    path: str = Field(description="The database file, relative to the scenario's working directory.")
+    query: str = Field(description="SQL whose result is compared.")
+    equals: Any = Field(description="A single value for one row of one column, else a list of rows.")
 
 
 class VirtualTime(_Model):
-    max: NonNegativeFloat | None = None
-    min: NonNegativeFloat | None = None
+    """Seconds the run waited on the virtual clock (retry delays, latency, timeouts)."""
+
+    max: NonNegativeFloat | None = Field(default=None, description="At most this many seconds.")
+    min: NonNegativeFloat | None = Field(default=None, description="At least this many seconds.")
 
 
 class Invariant(_Model):
@@ -415,16 +521,42 @@ def _invariant(value: Any) -> Any:
     )
 
 
+class BoundedCalls(_Model):
+    """``{bounded_calls: N}``: at most N calls to each endpoint."""
+
+    bounded_calls: NonNegativeInt
+
+
+ModuleFunction = Annotated[str, Field(pattern=spec_pattern(), description="'package.module:function'")]
+INVARIANT_INPUT: Any = Literal[INVARIANTS] | BoundedCalls | ModuleFunction  # the forms ``_invariant`` reads
+
+
 class Expect(_Model):
     """What the scenario asserts about the outcome."""
 
-    flow: Annotated[StateMatch | None, BeforeValidator(_state_match)] = None
-    result: Any = UNSET
-    tasks: dict[str, Annotated[tuple[TaskExpect, ...], BeforeValidator(_task_runs)]] = {}
-    calls: dict[str, NonNegativeInt] = {}
+    flow: Annotated[
+        StateMatch | None, BeforeValidator(_state_match, json_schema_input_type=StateName | StateMatch | None)
+    ] = Field(default=None, description="The flow's final state: its name (Completed), or {state, type, message}.")
+    result: Any = Field(default=UNSET, description="The flow's return value (tuples compare as lists).")
+    tasks: dict[
+        str, Annotated[tuple[TaskExpect, ...], BeforeValidator(_task_runs, json_schema_input_type=TASK_RUNS_INPUT)]
+    ] = Field(
+        default={},
+        description="Per task name: a state name, {state, type, message, retries, runs}, "
+        "or a list of them, one per run in the order runs started.",
+    )
+    calls: dict[str, NonNegativeInt] = Field(
+        default={}, description="Per endpoint (its `request` line): the requests that matched it."
+    )
     sqlite: SqliteExpect | None = None
     virtual_time: VirtualTime | None = None
-    invariants: tuple[Annotated[Invariant, BeforeValidator(_invariant)], ...] = ()
+    invariants: tuple[
+        Annotated[Invariant, BeforeValidator(_invariant, json_schema_input_type=INVARIANT_INPUT)], ...
+    ] = Field(
+        default=(),
+        description="Properties of the outcome: completes, no_data_loss, no_duplicates, "
+        "{bounded_calls: N} or 'module:function' taking the Outcome.",
+    )
 
     def essentials(self) -> list[str]:
         """What it states of the flow's state, each task's state and retries, and the calls per endpoint."""
@@ -440,6 +572,14 @@ class Expect(_Model):
 
 
 # -- the scenario -------------------------------------------------------------------
+
+
+class StrategyInput(Policy):
+    """A strategy as written under a scenario's ``strategies:``: a policy's options and its own ``expect``."""
+
+    expect: Expect | None = Field(
+        default=None, description="What must hold under this strategy; replaces the scenario's."
+    )
 
 
 class StrategyCase(_Model):
@@ -465,15 +605,32 @@ class StrategyCase(_Model):
 class Scenario(_Model):
     """One scenario document, validated, with the file and line it came from."""
 
-    name: Annotated[str, Field(min_length=1)]
-    description: str = ""
-    flow: Annotated[str, Field(min_length=1)]
-    parameters: dict[str, Any] = {}
-    seed: int = 0
-    endpoints: tuple[Endpoint, ...] = ()
-    expect: Expect = Expect()
-    xfail: str | None = None
-    strategies: Annotated[dict[str, StrategyCase], BeforeValidator(with_names)] = {}
+    name: Annotated[str, Field(min_length=1)] = Field(description="Unique in a run; the pytest item's name.")
+    description: str = Field(default="", description="Free text.")
+    flow: Annotated[
+        str,
+        Field(min_length=1),
+        WithJsonSchema(
+            {"anyOf": [{"enum": list(BUILTIN_FLOWS)}, {"type": "string", "pattern": spec_pattern()}]}, mode="validation"
+        ),
+    ] = Field(description="A built-in flow's name, or 'package.module:flow_function'.")
+    parameters: dict[str, Any] = Field(default={}, description="Keyword arguments of the flow.")
+    seed: int = Field(
+        default=0, description="Fixes every random draw: chaos, latency, Prefect's retry jitter (default 0)."
+    )
+    endpoints: tuple[Endpoint, ...] = Field(default=(), description="The mocked HTTP endpoints the flow may call.")
+    expect: Expect = Field(default=Expect(), description="What must hold after the run.")
+    xfail: str | None = Field(default=None, description="Why the scenario must fail its expectations (strict).")
+    strategies: Annotated[
+        dict[str, StrategyCase],
+        BeforeValidator(with_names, json_schema_input_type=dict[str, StrategyInput | None]),
+        Field(json_schema_extra=strategies_json_schema),
+    ] = Field(
+        default={},
+        description="Run the scenario again under fault-tolerance strategies: a preset's name alone, "
+        "or options of your own; each with its own `expect`.",
+    )
+    transport: Annotated[str, _one_of("transport", TRANSPORTS)] | None = None  # httpx's; other clients: the wire
 
     _path: Path = PrivateAttr(default=Path("<string>"))
     _line: int = PrivateAttr(default=1)
@@ -490,6 +647,16 @@ class Scenario(_Model):
     def line_of(self, *loc: str | int) -> int:
         """The source line of a field, e.g. ``line_of("expect", "tasks", "get_stars")``."""
         return line_at(self._lines, loc) or self._line
+
+    def steps(self) -> list[tuple[tuple[str | int, ...], Step]]:
+        """Every step with its place: ``(("endpoints", 0, "responses", 1), step)``, chaos included."""
+        out: list[tuple[tuple[str | int, ...], Step]] = []
+        for i, e in enumerate(self.endpoints):
+            out += [(("endpoints", i, "responses", j), s) for j, s in enumerate(e.responses)]
+            if e.chaos is not None:
+                out += [(("endpoints", i, "chaos", "faults", j), s) for j, s in enumerate(e.chaos.faults)]
+                out.append((("endpoints", i, "chaos", "otherwise"), e.chaos.otherwise))
+        return out
 
     def cases(self) -> list[tuple[str, Scenario, Policy | None]]:
         """The scenario as written, then once per listed strategy: (label, scenario, policy)."""

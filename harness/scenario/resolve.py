@@ -27,6 +27,11 @@ SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 STORED_ROWS = "harness_stored_rows"  # a flow module's hook: where its rows are stored, for data invariants
 
 
+def spec_pattern() -> str:
+    """``SPEC`` as a JSON Schema ``pattern``, anchored (a schema's pattern searches, ``SPEC`` is full-matched)."""
+    return f"^{SPEC.pattern}$"
+
+
 def _folders(near: Path | None) -> list[str]:
     out = [str(near.resolve())] if near is not None else []
     cwd = os.getcwd()

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from harness.scenario.problems import did_you_mean
-from harness.scenario.resolve import SPEC
+from harness.scenario.resolve import SPEC, spec_pattern
 
 MAX_DELAYS = 50  # Prefect refuses a longer retry_delay_seconds list
 
@@ -58,24 +68,69 @@ class Exponential(_Model):
         return [min(d, self.cap) if self.cap is not None else d for d in out]
 
 
+class ExponentialDelays(_Model):
+    """``{exponential: {base: 1, factor: 2, cap: 30}}``: one delay per retry, ``base * factor**n`` up to ``cap``."""
+
+    exponential: Exponential
+
+
+RetryCondition = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"const": "transient", "description": "retry 5xx, 429, timeouts and connection errors only"},
+                {"type": "string", "pattern": spec_pattern(), "description": "'module:function'"},
+            ]
+        }
+    ),
+]
+
+
 class Policy(_Model):
     """A named fault-tolerance strategy, applied to the tasks whose names match ``tasks``."""
 
-    name: str
-    description: str = ""
-    source: str = ""
-    tasks: Annotated[str, Field(min_length=1)] = "*"
-    retries: NonNegativeInt | None = None
+    name: SkipJsonSchema[str]  # the key it is listed under, never written in its body
+    description: str = Field(default="", description="Free text, shown in reports.")
+    source: str = Field(default="", description="Where the values come from, shown in reports.")
+    tasks: Annotated[str, Field(min_length=1)] = Field(
+        default="*", description='Task name or glob the options apply to (default "*": every task).'
+    )
+    retries: NonNegativeInt | None = Field(default=None, description="@task(retries=N): retries of each task run.")
     retry_delay_seconds: Annotated[
         NonNegativeFloat | Annotated[list[NonNegativeFloat], Field(max_length=MAX_DELAYS)] | Exponential | None,
-        BeforeValidator(_delays),
-    ] = None
-    retry_jitter_factor: NonNegativeFloat | None = None
-    retry_condition: str | None = None  # "transient" or "module:function"
-    honour_retry_after: bool = False
-    timeout_seconds: Annotated[float, Field(gt=0)] | None = None
-    flow_retries: NonNegativeInt | None = None
-    flow_retry_delay_seconds: NonNegativeFloat | None = None
+        BeforeValidator(
+            _delays,
+            json_schema_input_type=NonNegativeFloat
+            | Annotated[list[NonNegativeFloat], Field(max_length=MAX_DELAYS)]
+            | ExponentialDelays
+            | None,
+        ),
+    ] = Field(
+        default=None,
+        description="Seconds before each retry: 10, one per retry ([1, 5, 30]), or "
+        "{exponential: {base: 1, factor: 2, cap: 30}} (needs `retries`).",
+    )
+    retry_jitter_factor: NonNegativeFloat | None = Field(
+        default=None, description="@task(retry_jitter_factor=...): Prefect's random jitter on each delay."
+    )
+    retry_condition: RetryCondition | None = Field(
+        default=None,
+        description="`transient` (5xx, 429, timeouts, connection errors) or 'module:function' taking "
+        "(task, task_run, state), as Prefect's retry_condition_fn.",
+    )
+    honour_retry_after: bool = Field(
+        default=False, description="Wait what a 429 or 503 asks (Retry-After, x-ratelimit-reset) before a retry."
+    )
+    timeout_seconds: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="@task(timeout_seconds=...): the time limit of one task run."
+    )
+    flow_retries: NonNegativeInt | None = Field(
+        default=None, description="@flow(retries=N): retries of the whole flow run."
+    )
+    flow_retry_delay_seconds: NonNegativeFloat | None = Field(
+        default=None, description="@flow(retry_delay_seconds=...): seconds before a flow retry."
+    )
 
     @field_validator("retry_condition")
     @classmethod
@@ -278,17 +333,51 @@ def with_names(value: Any) -> Any:
     """Tell each strategy of a ``strategies:`` mapping its own name (the key it is listed under)."""
     if not isinstance(value, dict):
         return value
+    for name, body in value.items():
+        named = [key for key in ("name", "__name__") if isinstance(body, dict) and key in body]
+        if named:  # it would be overridden (or, for the private key, rename it): refuse it as the schema does
+            raise ValueError(
+                f"strategy {name!r}: unknown key {named[0]!r}; a strategy is named by the key it is listed under"
+            )
     return {
         name: {"__name__": name, **(body or {})} if isinstance(body, dict) or body is None else body
         for name, body in value.items()
     }
 
 
+def strategies_json_schema(schema: dict[str, Any]) -> None:
+    """A ``strategies:`` mapping's JSON Schema: a preset's name may stand alone, any other name needs options.
+
+    Pydantic gives ``{"additionalProperties": <body or null>}``; each preset becomes a property
+    that takes that, and other names a body with at least one option (``expect`` alone is not one).
+    """
+    value: dict[str, Any] = schema["additionalProperties"]  # {"anyOf": [{"$ref": body}, {"type": "null"}]}
+    body = next(s for s in value["anyOf"] if "$ref" in s)
+    schema["properties"] = {
+        name: {**value, "description": f"preset: {p.description}; {p.task_options()}"} for name, p in PRESETS.items()
+    }
+    options = [info.alias or key for key, info in Policy.model_fields.items() if key != "name"]
+    schema["additionalProperties"] = {
+        **body,
+        "anyOf": [{"required": [key]} for key in options],
+        "description": "a strategy of your own: at least one option (a name alone must be a preset's)",
+    }
+    if "minLength" in schema:  # pydantic words the mapping's min_length for a string
+        schema["minProperties"] = schema.pop("minLength")
+
+
 class StrategiesFile(_Model):
     """A strategies file: ``strategies: {name: {retries: 3, ...}, preset_name: }``."""
 
     strategies: Annotated[
-        dict[str, Annotated[Policy, BeforeValidator(named_policy)]], BeforeValidator(with_names), Field(min_length=1)
+        dict[str, Annotated[Policy, BeforeValidator(named_policy)]],
+        BeforeValidator(with_names, json_schema_input_type=dict[str, Policy | None]),
+        Field(
+            min_length=1,
+            description="Named strategies for `harness compare --strategies-file`: a preset's name alone, "
+            "or options of your own.",
+            json_schema_extra=strategies_json_schema,
+        ),
     ]
 
 

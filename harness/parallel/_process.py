@@ -1,0 +1,165 @@
+"""One harness worker process, seen from the process that feeds it: start it, send jobs, read replies.
+
+Messages are pickles framed by their length on two pipes of the worker's own
+(never its stdout, which the flows print to). A worker that dies shows as
+``EOFError`` on its next reply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from harness.run.kept import hand_over, reuse_requested
+from harness.run.server import PrefectServer
+
+_HEAD = struct.Struct("!Q")
+
+
+def send(fd: int, message: Any) -> None:
+    """Write one message; ``BrokenPipeError`` when the other side is gone."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_HEAD.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read(fd: int, n: int) -> bytes:
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the other side of the pipe is gone")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def receive(fd: int) -> Any:
+    """Read one message; ``EOFError`` when the other side is gone."""
+    (n,) = _HEAD.unpack(_read(fd, _HEAD.size))
+    return pickle.loads(_read(fd, n))
+
+
+def session_options(verbose: bool = False, **session: Any) -> dict[str, Any]:
+    """What a worker needs to run as this process would: its ``Session``'s arguments, imports and folder."""
+    return {
+        "session": session,
+        "start_server": not reuse_requested(),  # a kept server is claimed by the worker's session instead
+        "verbose": verbose,
+        "sys_path": list(sys.path),
+        "cwd": os.getcwd(),
+    }
+
+
+class WorkerProcess:
+    """A ``python -m harness.parallel._worker`` child with its own session and Prefect server.
+
+    The server is started here, at once, and handed over: it boots while the
+    worker starts and imports the harness, as a serial session's server boots
+    while the scenarios load.
+    """
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.server: PrefectServer | None = None
+        if options.get("start_server"):
+            self.server = PrefectServer()
+            self.server.start()
+            options = {**options, "server": hand_over(self.server)}
+        to_child, self._to = os.pipe()
+        self._from, from_child = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "harness.parallel._worker", str(to_child), str(from_child)],
+                pass_fds=(to_child, from_child),
+                stdin=subprocess.DEVNULL,
+                stdout=None if options.get("verbose") else subprocess.DEVNULL,
+                # its own process group: Ctrl-C reaches the parent, which stops its workers in order
+                start_new_session=True,
+            )
+        finally:
+            os.close(to_child)
+            os.close(from_child)
+        self.where = f"worker process {self.process.pid}"
+        self.job: Any = None  # what it is running, for the feeder's bookkeeping
+        self.ready = False  # it started its session and said so
+        send(self._to, options)
+
+    def fileno(self) -> int:
+        return self._from
+
+    def submit(self, job_id: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Send one job; the reply comes through ``reply``."""
+        payload = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+        self.job = job_id
+        send(self._to, ("job", job_id, payload))
+
+    def reply(self) -> tuple[Any, bool, Any]:
+        """(job id, ok, value or ``Failed``) of the job it ran; ``EOFError`` when it died."""
+        while True:
+            message = receive(self._from)
+            if message[0] == "ready":
+                self.where, self.ready = message[1], True
+                continue
+            _, job_id, ok, value = message
+            self.job = None
+            return job_id, ok, value
+
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+        """Run one job and wait for it: (ok, value or ``Failed``); ``EOFError`` when the worker died."""
+        self.submit(0, fn, args)
+        _, ok, value = self.reply()
+        return ok, value
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """Ask it to stop: at once when it is running a job, else after closing its session."""
+        if self.job is not None:
+            self.terminate()
+            return
+        with contextlib.suppress(OSError):
+            send(self._to, ("stop",))
+        self._close_pipes()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop it and wait until it has closed its session; safe to call twice."""
+        self.stop()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.terminate()
+        self._stop_server()
+
+    def terminate(self) -> None:
+        """Stop it now: SIGTERM, on which it closes its session and its server; SIGKILL if it does not."""
+        self._close_pipes()
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._stop_server()
+
+    def _stop_server(self) -> None:
+        """The worker stops its server with its session; this stops it too when the worker could not."""
+        server, self.server = self.server, None
+        if server is not None:
+            server.stop()
+
+    def _close_pipes(self) -> None:
+        for fd in (self._to, self._from):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._to = self._from = -1

@@ -1,0 +1,131 @@
+"""Redirection at connect time: a declared host resolves to a fake loopback address, whose connections reach the server.
+
+While a scenario runs, the network guard asks a ``Redirect`` what a name
+resolves to (a declared host: ``127.77.0.N``, an address of its own) and
+where a connection to such an address really goes, whatever port the client
+asked for: anyio (httpx async) keeps only the resolved address and connects
+to the URL's port, so answering the server's port from ``getaddrinfo`` would
+not be enough. A connect-phase fault is decided there, per host: a refused
+connection goes to a port where nothing listens, an unanswered one to a
+listener whose accept queue is full. Every other connection goes to the
+fault server, which learns from the client's own port which host it was for
+and which task run opened it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from harness.run.guard import LOOPBACK_NAMES
+from harness.run.transport import Injector
+
+FAKE_PREFIX = "127.77.0."
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """Where redirected connections go on loopback: the server, a refusing port and an unanswering one."""
+
+    server: int
+    refused: int
+    unanswered: int
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """What a connection was opened for: the declared host, and the task run that opened it."""
+
+    host: str
+    record: Any
+
+
+class Redirect:
+    """One scenario's declared hosts, their fake addresses, and the connections opened to them."""
+
+    def __init__(self, injector: Injector, ports: Ports) -> None:
+        hosts = [h for h in injector.hosts if not _is_address(h) and h not in LOOPBACK_NAMES][:254]
+        self.injector, self.ports = injector, ports
+        self.addresses = {host: f"{FAKE_PREFIX}{i + 1}" for i, host in enumerate(hosts)}
+        self._hosts = {address: host for host, address in self.addresses.items()}
+        self._origins: dict[int, Origin] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, name: str) -> str | None:
+        """The fake address of a declared host; None for any other name."""
+        return self.addresses.get(name.lower().rstrip("."))
+
+    def target(self, sock: socket.socket, address: tuple[Any, ...]) -> tuple[str, int] | None:
+        """Where a connection to ``address`` really goes; None when it is no declared host's."""
+        host = self._hosts.get(str(address[0]))
+        if host is None:
+            return None
+        record = self.injector.recorder.current()
+        step = self.injector.claim_connect(host, record)
+        if step is not None:
+            return ("127.0.0.1", self.ports.refused if step.fault == "connect_error" else self.ports.unanswered)
+        if sock.getsockname()[1] == 0:
+            sock.bind(("127.0.0.1", 0))  # the client's port is known before the server accepts
+        with self._lock:
+            self._origins[sock.getsockname()[1]] = Origin(host, record)
+        return ("127.0.0.1", self.ports.server)
+
+    def origin(self, client_port: int) -> Origin | None:
+        """What the connection from ``client_port`` was opened for (once)."""
+        with self._lock:
+            return self._origins.pop(client_port, None)
+
+
+def _is_address(host: str) -> bool:
+    """An IP address is never redirected: only names resolve to fake addresses (the Prefect API is on 127.0.0.1)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def cleared_proxies() -> Iterator[None]:
+    """No proxy variables while a scenario runs: requests and urllib would send declared hosts to a proxy."""
+    saved = {key: os.environ.pop(key) for key in PROXY_VARIABLES if key in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def python_resolvers() -> Iterator[None]:
+    """Resolvers and event loops that bypass Python's socket module are swapped for the standard ones.
+
+    aiohttp resolves with c-ares when ``aiodns`` is installed, and uvloop
+    connects in C: neither would meet the guard. During a scenario aiohttp's
+    default resolver is its threaded one (``socket.getaddrinfo``), and a
+    uvloop event loop policy gives way to asyncio's own.
+    """
+    resolver = sys.modules.get("aiohttp.resolver")
+    connector: Any = sys.modules.get("aiohttp.connector")
+    saved_resolver = getattr(connector, "DefaultResolver", None)
+    policy = asyncio.get_event_loop_policy()
+    swap_policy = type(policy).__module__.split(".")[0] == "uvloop"
+    if connector is not None and resolver is not None:
+        connector.DefaultResolver = resolver.ThreadedResolver
+    if swap_policy:
+        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        yield
+    finally:
+        if connector is not None and saved_resolver is not None:
+            connector.DefaultResolver = saved_resolver
+        if swap_policy:
+            asyncio.set_event_loop_policy(policy)

@@ -1,0 +1,81 @@
+"""A throwaway certificate authority per session: one certificate per declared host, trusted by this process only.
+
+The CA (``trustme``) and every key live in the session's temporary folder,
+removed with it. While the session runs, this process trusts the CA through
+``SSL_CERT_FILE`` (``ssl``'s default verify paths, hence urllib, urllib3,
+httpx's default context), ``REQUESTS_CA_BUNDLE`` (requests) and aiohttp's
+contexts built at import; the bundle is certifi's CAs plus this one. The
+system trust store is never touched, and every change is undone at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import ssl
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import certifi
+import trustme
+
+TRUST_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+class Authority:
+    """The session's CA and a server context per host, picked by SNI."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._ca = trustme.CA(organization_name="prefect-fault-harness (throwaway, this session only)")
+        self.ca_file = folder / "ca.pem"
+        self._ca.cert_pem.write_to_path(str(self.ca_file))
+        self.bundle = folder / "bundle.pem"
+        self.bundle.write_bytes(Path(certifi.where()).read_bytes() + b"\n" + self.ca_file.read_bytes())
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+
+    def context_for(self, host: str) -> ssl.SSLContext:
+        """A server context presenting ``host``'s certificate (issued on first use), switching by SNI."""
+        with self._lock:
+            context = self._contexts.get(host)
+            if context is None:
+                path = self.folder / f"host-{len(self._contexts)}.pem"
+                self._ca.issue_cert(host).private_key_and_cert_chain_pem.write_to_path(str(path))
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                context.load_cert_chain(str(path))
+                context.sni_callback = self._by_name
+                self._contexts[host] = context
+            return context
+
+    def _by_name(self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, context: ssl.SSLContext) -> None:
+        if name and self._contexts.get(name) is not context:
+            sock.context = self.context_for(name)
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context trusting this CA only (the measured tests' own clients)."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    @contextlib.contextmanager
+    def trusted(self) -> Iterator[None]:
+        """This process trusts the CA until the block ends; everything is as before afterwards."""
+        saved = {key: os.environ.get(key) for key in TRUST_VARIABLES}
+        aiohttp: Any = sys.modules.get("aiohttp.connector")
+        before = getattr(aiohttp, "_SSL_CONTEXT_VERIFIED", None)
+        os.environ.update({key: str(self.bundle) for key in TRUST_VARIABLES})
+        if aiohttp is not None:
+            aiohttp._SSL_CONTEXT_VERIFIED = aiohttp._make_ssl_context(True)  # built at import: rebuilt trusting the CA
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            aiohttp = sys.modules.get("aiohttp.connector")
+            if aiohttp is not None:  # imported before or during the session: its context without the CA again
+                aiohttp._SSL_CONTEXT_VERIFIED = before if before is not None else aiohttp._make_ssl_context(True)

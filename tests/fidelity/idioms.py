@@ -1,0 +1,637 @@
+"""Prefect flows written as Prefect users write them, calling HTTP APIs with httpx.
+
+Each flow is run twice by the fidelity check: through the harness and through a
+plain ``prefect_test_harness()`` reference. Real sleeps and retry delays are kept
+tiny so that the reference, which waits for real, stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from prefect import flow, task
+from prefect.cache_policies import INPUTS
+from prefect.futures import as_completed, wait
+from prefect.states import Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff, task_input_hash
+from prefect.utilities.annotations import allow_failure, unmapped
+
+API = "https://api.example.test"
+HOOKS = "https://hooks.example.test"
+
+
+def get_json(url: str, **params: Any) -> Any:
+    """GET a JSON body, raising ``httpx.HTTPStatusError`` on a status >= 400."""
+    response = httpx.get(url, params=params or None, timeout=5.0)
+    response.raise_for_status()
+    return response.json()
+
+
+# -- plain tasks ------------------------------------------------------------------
+
+
+@task
+def fetch_once(url: str) -> Any:
+    return get_json(url)
+
+
+@task(retries=2, retry_delay_seconds=0.05)
+def fetch_item(item_id: int) -> int:
+    return int(get_json(f"{API}/items/{item_id}")["value"])
+
+
+@task(retries=2, retry_delay_seconds=0.05)
+def fetch_retrying(url: str) -> Any:
+    return get_json(url)
+
+
+@flow
+def status_raises(url: str) -> Any:
+    """raise_for_status in a task without retries: one call, the flow fails."""
+    return fetch_once(url)
+
+
+@flow
+def transport_fault_retried(url: str) -> Any:
+    """A transport fault (timeout, refused, reset) retried by the task's retries."""
+    return fetch_retrying(url)
+
+
+# -- caching ------------------------------------------------------------------------
+
+
+@task(cache_key_fn=task_input_hash)
+def quote_hashed(symbol: str) -> float:
+    return float(get_json(f"{API}/quotes/{symbol}")["price"])
+
+
+@task(cache_policy=INPUTS)
+def quote_inputs(symbol: str) -> float:
+    return float(get_json(f"{API}/quotes/{symbol}")["price"])
+
+
+@task(cache_key_fn=task_input_hash, cache_expiration=timedelta(hours=1))
+def quote_expiring(symbol: str) -> float:
+    return float(get_json(f"{API}/quotes/{symbol}")["price"])
+
+
+@task(cache_key_fn=task_input_hash, cache_expiration=timedelta(seconds=0.2))
+def quote_short_lived(symbol: str) -> float:
+    return float(get_json(f"{API}/quotes/{symbol}")["price"])
+
+
+@flow
+def cached_by_input_hash(symbols: list[str]) -> list[float]:
+    """cache_key_fn=task_input_hash: a repeated input is served from the cache within the run."""
+    return [quote_hashed(s) for s in symbols]
+
+
+@flow
+def cached_by_inputs_policy(symbols: list[str]) -> list[float]:
+    """cache_policy=INPUTS: a repeated input is served from the cache within the run."""
+    return [quote_inputs(s) for s in symbols]
+
+
+@flow
+def cached_with_expiration(symbol: str) -> list[float]:
+    """cache_expiration of an hour: the second call is a cache hit."""
+    return [quote_expiring(symbol), quote_expiring(symbol)]
+
+
+@flow
+def cache_expires_between_calls(symbol: str) -> list[float]:
+    """cache_expiration of 0.2 s and 0.4 s of real work between the calls: the cache has expired."""
+    first = quote_short_lived(symbol)
+    time.sleep(0.4)
+    return [first, quote_short_lived(symbol)]
+
+
+@flow
+def cache_refreshed(symbol: str) -> list[float]:
+    """refresh_cache=True at the call site: the second call ignores the cached value."""
+    return [quote_inputs(symbol), quote_inputs.with_options(refresh_cache=True)(symbol)]
+
+
+@task(persist_result=True)
+def fetch_persisted(url: str) -> Any:
+    return get_json(url)
+
+
+@flow(persist_result=True)
+def persisted_results(url: str) -> dict[str, Any]:
+    """persist_result=True on the task and the flow: results written to result storage."""
+    body = fetch_persisted(url)
+    return {"count": len(body["items"]), "first": body["items"][0]}
+
+
+# -- futures ------------------------------------------------------------------------
+
+
+@flow
+def submit_then_result(ids: list[int]) -> list[int]:
+    """.submit every task, then .result() each future in order."""
+    futures = [fetch_item.submit(i) for i in ids]
+    return [f.result() for f in futures]
+
+
+@task(retries=3, retry_delay_seconds=0.05)
+def notify(url: str) -> int:
+    response = httpx.post(url, json={"event": "refreshed"}, timeout=5.0)
+    response.raise_for_status()
+    return response.status_code
+
+
+@flow
+def submit_without_waiting(url: str) -> str:
+    """Fire and forget: the flow returns without waiting on its future."""
+    notify.submit(url)
+    return "queued"
+
+
+@flow
+def map_one_failing(ids: list[int]) -> list[int]:
+    """.map over ids, wait for all, then .result(): the failing element fails the flow."""
+    futures = fetch_item.map(ids)
+    wait(futures)
+    return [f.result() for f in futures]
+
+
+@flow
+def wait_then_states(ids: list[int]) -> list[str]:
+    """prefect.futures.wait(), then the final state names; the flow itself does not fail."""
+    futures = fetch_item.map(ids)
+    done, not_done = wait(futures)
+    return sorted(f.state.name for f in done) + [f"not done: {len(not_done)}"]
+
+
+@flow
+def sum_as_completed(ids: list[int]) -> int:
+    """prefect.futures.as_completed(): results summed in completion order."""
+    return sum(f.result() for f in as_completed(fetch_item.map(ids)))
+
+
+@task
+def fetch_with_headers(item_id: int, headers: dict[str, str]) -> int:
+    response = httpx.get(f"{API}/items/{item_id}", headers=headers, timeout=5.0)
+    response.raise_for_status()
+    return int(response.json()["value"])
+
+
+@flow
+def map_then_result(ids: list[int]) -> list[int]:
+    """.map(...).result(): raises on the first failing element, as soon as it fails."""
+    return fetch_item.map(ids).result()
+
+
+@flow
+def map_with_unmapped(ids: list[int], token: str) -> list[int]:
+    """.map with unmapped() for the argument shared by every element."""
+    return fetch_with_headers.map(ids, unmapped({"authorization": f"Bearer {token}"})).result()
+
+
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+def map_on_one_worker(ids: list[int]) -> list[int]:
+    """ThreadPoolTaskRunner(max_workers=1): mapped runs one at a time, one of them retried."""
+    futures = fetch_item.map(ids)
+    wait(futures)
+    return [f.result() for f in futures]
+
+
+@task
+def login(url: str) -> str:
+    return str(get_json(url)["token"])
+
+
+@task
+def fetch_after_login(url: str) -> Any:
+    return get_json(url)
+
+
+@flow
+def upstream_failure_blocks_downstream(login_url: str, data_url: str) -> Any:
+    """wait_for=[an upstream that fails]: the downstream never runs and the flow fails."""
+    token = login.submit(login_url)
+    data = fetch_after_login.submit(data_url, wait_for=[token])
+    return data.result()
+
+
+@task
+def cleanup(url: str) -> int:
+    return httpx.delete(url, timeout=5.0).status_code
+
+
+@flow
+def allow_failure_runs_cleanup(data_url: str, cleanup_url: str) -> int:
+    """allow_failure(): the cleanup runs although its upstream failed; the flow returns its result."""
+    data = fetch_once.submit(data_url)
+    done = cleanup.submit(cleanup_url, wait_for=[allow_failure(data)])
+    return done.result()
+
+
+# -- subflows -----------------------------------------------------------------------
+
+
+@flow(retries=2, retry_delay_seconds=0.05)
+def refresh_inventory(url: str) -> Any:
+    return fetch_once(url)
+
+
+@flow
+def subflow_with_retries(url: str) -> dict[str, Any]:
+    """A subflow with retries of its own; its task has none, so the subflow's retry re-runs it."""
+    return {"inventory": refresh_inventory(url)}
+
+
+@flow
+def inner_fetch(url: str) -> Any:
+    return fetch_once(url)
+
+
+@flow
+def middle_fetch(url: str) -> Any:
+    return {"inner": inner_fetch(url)}
+
+
+@flow
+def nested_subflow_fails(url: str) -> Any:
+    """A failure two subflows deep fails every flow above it."""
+    return {"middle": middle_fetch(url)}
+
+
+@task(retries=1, retry_delay_seconds=0.05)
+def fetch_nested(url: str) -> Any:
+    return {"outer": fetch_once(url)}
+
+
+@flow
+def task_calls_task(url: str) -> Any:
+    """A task calling another task (nested task runs, allowed in Prefect 3)."""
+    return fetch_nested(url)
+
+
+@flow(retries=1, retry_delay_seconds=0.05)
+def child_without_retries(url: str) -> Any:
+    return fetch_once(url)
+
+
+@flow
+def subflow_with_options_retries(url: str) -> Any:
+    """flow.with_options(retries=1) at the call site of a subflow."""
+    return {"child": child_without_retries.with_options(retries=2, retry_delay_seconds=0.01)(url)}
+
+
+# -- async --------------------------------------------------------------------------
+
+
+@task(retries=1, retry_delay_seconds=0.05)
+async def fetch_item_async(item_id: int) -> int:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        response = await client.get(f"{API}/items/{item_id}")
+    response.raise_for_status()
+    return int(response.json()["value"])
+
+
+@flow
+async def async_gather(ids: list[int]) -> list[int]:
+    """An async flow gathering async tasks, one of them retried."""
+    return list(await asyncio.gather(*(fetch_item_async(i) for i in ids)))
+
+
+@flow
+async def sync_task_in_async_flow(ids: list[int]) -> list[int]:
+    """A sync task called from an async flow."""
+    return [fetch_item(i) for i in ids]
+
+
+@flow(retries=1, retry_delay_seconds=0.05)
+async def async_flow_retries(ids: list[int]) -> list[int]:
+    """An async flow with retries=1 whose task has none: the flow's retry runs the tasks again."""
+    return list(await asyncio.gather(*(fetch_item_once_async(i) for i in ids)))
+
+
+@task
+async def fetch_item_once_async(item_id: int) -> int:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        response = await client.get(f"{API}/items/{item_id}")
+    response.raise_for_status()
+    return int(response.json()["value"])
+
+
+# -- timeouts -----------------------------------------------------------------------
+
+
+@task(timeout_seconds=0.3, retries=1, retry_delay_seconds=0.05)
+def slow_job(url: str) -> Any:
+    body = get_json(url)
+    time.sleep(body.get("work_s", 0))  # real work, longer than the timeout on the first answer
+    return body["value"]
+
+
+@task(timeout_seconds=0.3, retries=1, retry_delay_seconds=0.05)
+async def slow_job_async(url: str) -> Any:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        response = await client.get(url)
+    response.raise_for_status()
+    body = response.json()
+    await asyncio.sleep(body.get("work_s", 0))
+    return body["value"]
+
+
+@flow
+def task_timeout_sync(url: str) -> Any:
+    """A sync task with timeout_seconds=0.3 doing 0.8 s of work."""
+    return slow_job(url)
+
+
+@flow
+async def task_timeout_async(url: str) -> Any:
+    """An async task with timeout_seconds=0.3 awaiting 0.8 s."""
+    return await slow_job_async(url)
+
+
+@flow
+def submitted_task_timeout(url: str) -> Any:
+    """A sync task with timeout_seconds submitted to the thread pool: enforced off the main thread."""
+    return slow_job.submit(url).result()
+
+
+@flow(timeout_seconds=1.0)
+def flow_timeout_in_body(url: str) -> Any:
+    """Flow timeout_seconds=1: the task completes, then the flow's own work outlasts it."""
+    body = fetch_once(url)
+    time.sleep(2.0)
+    return body
+
+
+@task
+def fetch_then_work(url: str) -> Any:
+    body = get_json(url)
+    time.sleep(2.0)
+    return body
+
+
+@flow(timeout_seconds=1.0)
+def flow_timeout_in_task(url: str) -> Any:
+    """Flow timeout_seconds=1 expiring while a task is working."""
+    return fetch_then_work(url)
+
+
+@task(retries=3, retry_delay_seconds=1.0)
+def fetch_patiently(url: str) -> Any:
+    return get_json(url)
+
+
+@flow(timeout_seconds=0.5)
+def flow_timeout_during_retry_delays(url: str) -> Any:
+    """Flow timeout_seconds=0.5 against a task waiting 1 s between attempts: it expires in the first wait."""
+    return fetch_patiently(url)
+
+
+@task(retries=3, retry_delay_seconds=1.0)
+async def fetch_patiently_async(url: str) -> Any:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        response = await client.get(url)
+    response.raise_for_status()
+    return response.json()
+
+
+@flow(timeout_seconds=0.5)
+async def async_flow_timeout_during_retry_delays(url: str) -> Any:
+    """The async variant: the flow's timeout expires while its async task waits to retry."""
+    return await fetch_patiently_async(url)
+
+
+# -- retry options ------------------------------------------------------------------
+
+
+def retry_on_server_errors(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry 5xx and transport errors only, as users write retry_condition_fn."""
+    try:
+        state.result()
+    except httpx.HTTPStatusError as exc:
+        return exc.response.status_code >= 500
+    except httpx.TransportError:
+        return True
+    return False
+
+
+@task(retries=3, retry_delay_seconds=0.05, retry_condition_fn=retry_on_server_errors)
+def fetch_conditionally(url: str) -> Any:
+    return get_json(url)
+
+
+@flow
+def retry_condition(url: str) -> Any:
+    """retry_condition_fn retrying only 5xx and transport errors."""
+    return fetch_conditionally(url)
+
+
+@task(retries=3, retry_delay_seconds=[0.01, 0.02])
+def fetch_short_delay_list(url: str) -> Any:
+    return get_json(url)
+
+
+@task(retries=1, retry_delay_seconds=[0.01, 0.02, 0.04])
+def fetch_long_delay_list(url: str) -> Any:
+    return get_json(url)
+
+
+@flow
+def delay_list_shorter_than_retries(url: str) -> Any:
+    """retries=3 with two delays: the last delay is reused."""
+    return fetch_short_delay_list(url)
+
+
+@flow
+def delay_list_longer_than_retries(url: str) -> Any:
+    """retries=1 with three delays: the extra delays are never used."""
+    return fetch_long_delay_list(url)
+
+
+@task(retries=2, retry_delay_seconds=0.05, retry_jitter_factor=1.0)
+def fetch_jittered(url: str) -> Any:
+    return get_json(url)
+
+
+@flow
+def retry_with_jitter(url: str) -> Any:
+    """retry_jitter_factor=1.0 on a 0.05 s delay."""
+    return fetch_jittered(url)
+
+
+@task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=0.01))
+def fetch_with_backoff(url: str) -> Any:
+    return get_json(url)
+
+
+@flow
+def retry_exponential_backoff(url: str) -> Any:
+    """retry_delay_seconds=exponential_backoff(backoff_factor=...)."""
+    return fetch_with_backoff(url)
+
+
+@flow
+def with_options_at_call_site(url: str) -> Any:
+    """task.with_options(retries=...) at the call site, on a task declared without retries."""
+    return fetch_once.with_options(retries=2, retry_delay_seconds=0.01)(url)
+
+
+@flow(retries=1)
+def flow_retries_rerun_tasks(config_url: str, data_url: str) -> dict[str, Any]:
+    """Flow retries=1, tasks without retries: the flow's retry runs its tasks again."""
+    config = fetch_once(config_url)
+    data = fetch_once(data_url)
+    return {"config": config, "data": data}
+
+
+@flow(retries=1, retry_delay_seconds=0.05)
+def flow_retries_with_persisted_task(config_url: str, data_url: str) -> dict[str, Any]:
+    """Flow retries with a persisted upstream: the retry reuses its result instead of calling again."""
+    config = fetch_persisted(config_url)
+    data = fetch_once(data_url)
+    return {"config": config, "data": data}
+
+
+@task(cache_key_fn=task_input_hash, cache_expiration=timedelta(seconds=0.3))
+def quote_brief(symbol: str) -> float:
+    return float(get_json(f"{API}/quotes/{symbol}")["price"])
+
+
+@task(retries=1, retry_delay_seconds=0.6)
+def fetch_retrying_slowly(url: str) -> Any:
+    return get_json(url)
+
+
+@flow
+def cache_expires_during_retry_delay(symbol: str, url: str) -> list[Any]:
+    """A cached quote, a task whose one retry waits 0.6 s, the quote again: its 0.3 s cache has expired."""
+    first = quote_brief(symbol)
+    report = fetch_retrying_slowly(url)
+    return [first, quote_brief(symbol), report]
+
+
+@flow(retries=1, retry_delay_seconds=2)
+def cache_expires_during_flow_retry_delay(symbol: str, url: str) -> list[Any]:
+    """A cached quote, then a failing task: the flow's retry comes 2 s later, past the quote's 0.3 s cache.
+
+    The server rounds a flow's retry delay to whole seconds (a delay under about half a second is not
+    waited at all), so this one is long enough to be waited for real.
+    """
+    return [quote_brief(symbol), fetch_once(url)]
+
+
+# -- control flow in the flow -------------------------------------------------------
+
+
+@flow
+def return_state_fallback(primary_url: str, backup_url: str) -> Any:
+    """return_state=True inside the flow: a failed primary falls back to the backup."""
+    state = fetch_once(primary_url, return_state=True)
+    if state.is_failed():
+        return {"source": "backup", "body": fetch_once(backup_url)}
+    return {"source": "primary", "body": state.result()}
+
+
+@flow
+def except_and_fallback(primary_url: str, backup_url: str) -> Any:
+    """try/except around a task call: the task fails, the flow carries on."""
+    try:
+        return {"source": "primary", "body": fetch_once(primary_url)}
+    except httpx.HTTPStatusError:
+        return {"source": "backup", "body": fetch_once(backup_url)}
+
+
+@flow
+def best_effort_loop(ids: list[int]) -> list[int | None]:
+    """A loop that records None for the elements whose task failed after its retries."""
+    out: list[int | None] = []
+    for i in ids:
+        state = fetch_item(i, return_state=True)
+        out.append(state.result() if state.is_completed() else None)
+    return out
+
+
+@flow
+def returns_failed_state(url: str) -> Any:
+    """A flow that returns a Failed state when the upstream answers with no rows."""
+    body = fetch_once(url)
+    if not body["items"]:
+        return Failed(message="upstream returned no rows")
+    return body
+
+
+@flow(log_prints=True)
+def prints_logged(url: str) -> int:
+    """log_prints=True: print() goes to Prefect's logger."""
+    body = fetch_once(url)
+    print(f"fetched {len(body['items'])} items")
+    return len(body["items"])
+
+
+# -- hooks --------------------------------------------------------------------------
+
+
+def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    httpx.post(f"{HOOKS}/alert", json={"flow_run": flow_run.name, "state": state.name}, timeout=5.0)
+
+
+def report_completion(flow: Any, flow_run: Any, state: Any) -> None:
+    httpx.post(f"{HOOKS}/done", json={"flow_run": flow_run.name}, timeout=5.0)
+
+
+def task_completion_hook(task: Any, task_run: Any, state: Any) -> None:
+    httpx.post(f"{HOOKS}/task-done", json={"task_run": task_run.name}, timeout=5.0)
+
+
+@task(on_completion=[task_completion_hook])
+def fetch_with_completion_hook(url: str) -> Any:
+    return get_json(url)
+
+
+@flow
+def task_on_completion_hook(url: str) -> Any:
+    """A task on_completion hook calling a webhook."""
+    return fetch_with_completion_hook(url)
+
+
+@flow(on_failure=[alert_on_failure], on_completion=[report_completion])
+def flow_hooks(url: str) -> Any:
+    """on_failure / on_completion flow hooks that call a webhook."""
+    return fetch_once(url)
+
+
+def task_failure_hook(task: Any, task_run: Any, state: Any) -> None:
+    httpx.post(f"{HOOKS}/task-failed", json={"task_run": task_run.name}, timeout=5.0)
+
+
+@task(on_failure=[task_failure_hook], retries=1, retry_delay_seconds=0.01)
+def fetch_with_task_hook(url: str) -> Any:
+    return get_json(url)
+
+
+@flow
+def task_on_failure_hook(url: str) -> Any:
+    """A task on_failure hook calling a webhook once, after the retries are spent."""
+    return fetch_with_task_hook(url)
+
+
+# -- a shared client ----------------------------------------------------------------
+
+
+@task(retries=2, retry_delay_seconds=0.01)
+def search(client: httpx.Client, query: str) -> int:
+    response = client.get("/v1/search", params={"q": query, "page": 1})
+    response.raise_for_status()
+    return int(response.json()["total"])
+
+
+@flow
+def shared_client_base_url(queries: list[str]) -> dict[str, int]:
+    """One httpx.Client(base_url=...) shared by every task run, query strings matched as a subset."""
+    with httpx.Client(base_url=API, timeout=5.0, headers={"user-agent": "fidelity"}) as client:
+        return {q: search(client, q) for q in queries}

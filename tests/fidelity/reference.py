@@ -1,0 +1,255 @@
+"""The reference side of the fidelity check: Prefect's own test harness, plain respx, real time.
+
+``python -m tests.fidelity.reference OUT.json`` runs every case of
+``tests.fidelity.cases`` in one ``prefect_test_harness()`` session and writes
+``{case name: {"flow", "tasks", "calls", "unmatched", "result", "error"}}``.
+It uses none of the harness's code: task run states and run counts are read
+back from the Prefect API once the client's events are flushed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+# No Prefect setting of the calling process (a harness session's, say) leaks in: the reference
+# starts from Prefect's defaults, plus the client settings of a harness session, in the
+# environment before Prefect is imported. PREFECT_HOME is private: nothing lands in ~/.prefect.
+for _key in [k for k in os.environ if k.startswith("PREFECT_")]:
+    del os.environ[_key]
+os.environ.update(
+    {
+        "PREFECT_HOME": tempfile.mkdtemp(prefix="fidelity-home-"),
+        "PREFECT_LOGGING_TO_API_ENABLED": "false",
+        "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "false",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+)
+
+import asyncio  # noqa: E402
+import importlib  # noqa: E402
+import inspect  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from typing import Any  # noqa: E402
+from urllib.parse import parse_qsl, urlsplit  # noqa: E402
+
+import httpx  # noqa: E402
+import respx  # noqa: E402
+from prefect.client.orchestration import get_client  # noqa: E402
+from prefect.client.schemas.filters import (  # noqa: E402
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentTaskRunId,
+)
+from prefect.events.worker import EventsWorker  # noqa: E402
+from prefect.settings import (  # noqa: E402
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    PREFECT_LOGGING_TO_API_ENABLED,
+    PREFECT_RESULTS_LOCAL_STORAGE_PATH,
+    temporary_settings,
+)
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+from prefect.utilities.asyncutils import run_coro_as_sync  # noqa: E402
+
+from tests.fidelity.cases import CASES  # noqa: E402
+
+FAULTS: dict[str, type[httpx.TransportError]] = {
+    "connect_timeout": httpx.ConnectTimeout,
+    "read_timeout": httpx.ReadTimeout,
+    "write_timeout": httpx.WriteTimeout,
+    "pool_timeout": httpx.PoolTimeout,
+    "connect_error": httpx.ConnectError,
+    "connection_reset": httpx.ReadError,
+    "remote_protocol_error": httpx.RemoteProtocolError,
+}
+SETTLE_S = 10.0  # bound on waiting for the API to hear every task state
+STEP_KEYS = {"status", "json", "text", "headers", "fault", "times"}
+
+
+class Endpoint:
+    """One endpoint's steps, served in order (``times`` each), the last repeating; calls counted."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.request = spec["request"]
+        method, url = self.request.split()
+        parts = urlsplit(url)
+        self.method, self.base = method, f"{parts.scheme}://{parts.netloc}{parts.path}"
+        self.query = set(parse_qsl(parts.query, keep_blank_values=True))
+        self.steps: list[dict[str, Any]] = []
+        for step in spec["responses"]:
+            unknown = set(step) - STEP_KEYS
+            if unknown:
+                raise ValueError(f"{self.request}: step keys outside the reference's subset: {sorted(unknown)}")
+            self.steps += [step] * int(step.get("times", 1))
+        self.calls = 0
+
+    def matches(self, request: httpx.Request) -> bool:
+        url = request.url
+        base = f"{url.scheme}://{url.netloc.decode()}{url.path}"
+        got = set(parse_qsl(url.query.decode(), keep_blank_values=True))
+        return request.method == self.method and base == self.base and self.query <= got
+
+    def serve(self, request: httpx.Request) -> httpx.Response:
+        step = self.steps[min(self.calls, len(self.steps) - 1)]
+        self.calls += 1
+        if "fault" in step:
+            raise FAULTS[step["fault"]]("injected " + step["fault"], request=request)
+        status, headers = step.get("status", 200), step.get("headers", {})
+        if "json" in step:
+            return httpx.Response(status, json=step["json"], headers=headers)
+        if "text" in step:
+            return httpx.Response(status, text=step["text"], headers=headers)
+        return httpx.Response(status, headers=headers)
+
+
+class Router:
+    """A plain respx router: Prefect's API passes through, then one route per endpoint, then fail closed."""
+
+    def __init__(self, endpoints: list[dict[str, Any]], api_url: str) -> None:
+        self.endpoints = [Endpoint(e) for e in endpoints]
+        self.unmatched: list[str] = []
+        self.lock = threading.Lock()
+        self.mock = respx.mock(assert_all_called=False)
+        self.mock.route(url__startswith=api_url).pass_through()
+        for endpoint in self.endpoints:
+            self.mock.route(method=endpoint.method, url__startswith=endpoint.base).mock(
+                side_effect=self._side_effect(endpoint)
+            )
+        self.mock.route().mock(side_effect=self._unmatched)
+
+    def _side_effect(self, endpoint: Endpoint) -> Any:
+        def side_effect(request: httpx.Request) -> httpx.Response:
+            with self.lock:
+                for candidate in self.endpoints:  # the first declared endpoint that matches wins
+                    if candidate.matches(request):
+                        return candidate.serve(request)
+            return self._unmatched(request)
+
+        return side_effect
+
+    def _unmatched(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.unmatched.append(f"{request.method} {request.url}")
+        raise httpx.ConnectError(f"reference: no endpoint declared for {request.method} {request.url}", request=request)
+
+    def counts(self) -> dict[str, int]:
+        return {e.request: e.calls for e in self.endpoints}
+
+
+def jsonable(value: Any) -> Any:
+    """The value as JSON reads it back: tuples become lists; anything else not JSON becomes its repr."""
+    return json.loads(json.dumps(value, default=repr))
+
+
+def drain_events() -> None:
+    async def drain() -> None:
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
+
+
+def read_tasks(client: Any, root_flow_run_id: Any) -> tuple[list[list[Any]], bool]:
+    """Task runs of the flow run and of its subflows, from the API: (name, state name, run_count); settled?"""
+    flow_runs = {root_flow_run_id}
+    subflow_parents: set[Any] = set()
+    task_runs: dict[Any, Any] = {}
+    frontier = {root_flow_run_id}
+    while frontier:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(frontier))))
+        task_runs.update({tr.id: tr for tr in runs})
+        children = (
+            client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_task_run_id=FlowRunFilterParentTaskRunId(any_=[tr.id for tr in runs])
+                )
+            )
+            if runs
+            else []
+        )
+        subflow_parents |= {fr.parent_task_run_id for fr in children}
+        frontier = {fr.id for fr in children} - flow_runs
+        flow_runs |= frontier
+    # A subflow's parent task run stands for the subflow call in its parent flow: not a task of the flow.
+    tasks = [tr for tid, tr in task_runs.items() if tid not in subflow_parents]
+    rows = sorted([tr.name.rsplit("-", 1)[0], tr.state_name, tr.run_count] for tr in tasks)
+    settled = all(tr.state is not None and tr.state.is_final() for tr in tasks)
+    return rows, settled
+
+
+def settled_tasks(root_flow_run_id: Any) -> list[list[Any]]:
+    """Poll the API until every task run is final and the set is stable (bounded), then return it."""
+    deadline = time.monotonic() + SETTLE_S
+    previous, unchanged_since = None, time.monotonic()
+    with get_client(sync_client=True) as client:
+        while True:
+            rows, settled = read_tasks(client, root_flow_run_id)
+            now = time.monotonic()
+            if rows != previous:
+                previous, unchanged_since = rows, now
+            elif settled or now - unchanged_since >= 2.0 or now >= deadline:
+                return rows
+            time.sleep(0.1)
+
+
+def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
+    module, name = spec["flow"].split(":")
+    flow = getattr(importlib.import_module(module), name)
+    router = Router(spec["endpoints"], api_url.rsplit("/api", 1)[0])
+    storage = tempfile.mkdtemp(prefix="fidelity-results-")
+    out: dict[str, Any] = {"flow": None, "tasks": [], "calls": {}, "unmatched": [], "result": None, "error": None}
+    try:
+        with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage}), router.mock:
+            if inspect.iscoroutinefunction(flow.fn):
+                state = asyncio.run(flow(**spec["parameters"], return_state=True))
+            else:
+                state = flow(**spec["parameters"], return_state=True)
+            result = state.result(raise_on_failure=False) if state.is_completed() else None
+        out["flow"] = state.name
+        out["result"] = jsonable(result)
+        out["calls"] = router.counts()
+        out["unmatched"] = router.unmatched
+        drain_events()
+        out["tasks"] = settled_tasks(state.state_details.flow_run_id)
+    except BaseException:  # a broken case is reported; the others still run
+        out["error"] = traceback.format_exc()
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m tests.fidelity.reference OUT.json", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    results: dict[str, Any] = {}
+    with prefect_test_harness():
+        ready = time.perf_counter() - started
+        api_url = PREFECT_API_URL.value()
+        with temporary_settings(
+            updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_LOGGING_TO_API_ENABLED: False}
+        ):
+            for spec in CASES:
+                t0 = time.perf_counter()
+                results[spec["name"]] = run_case(spec, api_url)
+                print(f"reference: {time.perf_counter() - t0:6.2f} s  {spec['name']}", file=sys.stderr)
+    with open(argv[1], "w") as f:
+        json.dump(results, f, indent=1, sort_keys=True)
+    total = time.perf_counter() - started
+    print(f"reference: {len(results)} case(s), server ready in {ready:.1f} s, {total:.1f} s in all", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,91 @@
+"""Flows that call a live API (a stand-in on loopback in the tests), for ``harness record``."""
+
+from __future__ import annotations
+
+import httpx
+from prefect import flow, task
+
+
+def _client(base_url: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+
+
+@task(retries=1)
+def list_items(base_url: str, token: str, api_key: str) -> list[int]:
+    with _client(base_url, token) as client:
+        response = client.get("/v1/items", params={"page": 1, "api_key": api_key})
+        response.raise_for_status()
+        return [item["id"] for item in response.json()["items"]]
+
+
+@task
+def stock_of(base_url: str, token: str, item: int) -> int:
+    with _client(base_url, token) as client:
+        response = client.get(f"/v1/items/{item}")
+        response.raise_for_status()
+        return int(response.json()["stock"])
+
+
+@flow
+def inventory(base_url: str, token: str, api_key: str) -> int:
+    """The stock of every item: one list call (retried once), then one call per item (never retried)."""
+    return sum(stock_of(base_url, token, item) for item in list_items(base_url, token, api_key))
+
+
+@task
+def job_state(base_url: str, token: str) -> str:
+    with _client(base_url, token) as client:
+        return str(client.get("/v1/job").json()["state"])
+
+
+@flow
+def poll_job(base_url: str, token: str, polls: int = 3) -> list[str]:
+    """Polls the same URL: each answer differs, so the recording serves them in order."""
+    return [job_state(base_url, token) for _ in range(polls)]
+
+
+@task
+def count_catalog(base_url: str, token: str) -> int:
+    with _client(base_url, token) as client:
+        return len(client.get("/v1/catalog").json()["products"])
+
+
+@flow
+def catalog_size(base_url: str, token: str) -> int:
+    """Counts a long list: a recording trimmed to --max-body answers with fewer products."""
+    return count_catalog(base_url, token)
+
+
+@task(retries=1)
+async def async_stock(base_url: str, token: str, item: int) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=5) as client:
+        response = await client.get(f"/v1/items/{item}")
+        response.raise_for_status()
+        return int(response.json()["stock"])
+
+
+@flow
+async def async_inventory(base_url: str, token: str, items: list[int]) -> int:
+    """The same API through httpx.AsyncClient, on the event loop."""
+    return sum([await async_stock(base_url, token, item) for item in items])
+
+
+@flow
+def raises_early(base_url: str) -> int:
+    """Fails before it sends anything."""
+    raise RuntimeError("no credentials configured")
+
+
+@task
+def stdlib_get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+        return str(response.read().decode())
+
+
+@flow
+def stdlib_inventory(base_url: str) -> str:
+    """Calls the API with urllib, which record cannot capture: the guard refuses it."""
+    return stdlib_get(f"{base_url}/v1/items")

@@ -1,0 +1,295 @@
+"""Runs spread over worker processes and Dask: the same report as a serial run, in the same order; nothing dropped."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import Scenario
+from harness._errors import WorkerError
+from harness.parallel import Failed, Local, ScenarioRef, run_case
+from harness.run.session import Session
+from tests.test_cleanup import wait_until
+
+CHAOS = """
+name: chaos
+flow: github_stars
+parameters: {repos: [octo/cat, octo/dog]}
+endpoints:
+  - request: GET https://api.github.com/repos/*
+    chaos:
+      rate: 0.4
+      faults: [{status: 503}, {fault: read_timeout}, {status: 429, headers: {retry-after: "30"}}]
+      otherwise: {json: {stargazers_count: 5}}
+---
+name: gone
+flow: github_stars
+parameters: {repos: [octo/cat]}
+endpoints:
+  - request: GET https://api.github.com/repos/octo/cat
+    responses: [{status: 404, json: {message: Not Found}}]
+"""
+
+ETL = """
+name: etl
+flow: cfpb_etl
+parameters: {size: 2}
+endpoints:
+  - request: GET https://www.consumerfinance.gov/data-research/consumer-complaints/search/api/v1/
+    chaos:
+      rate: 0.3
+      faults: [{status: 500, text: Internal Server Error}]
+      otherwise:
+        json: {hits: {total: {value: 2, relation: eq}, hits: [{_source: {state: TN}}, {_source: {state: AL}}]}}
+expect:
+  sqlite: {path: cfpbcomplaints.db, query: SELECT COUNT(*) FROM complaint, equals: 2}
+"""
+
+LIBRARY = """
+name: recovers
+flow: github_stars
+parameters: {repos: [octo/cat]}
+endpoints:
+  - request: GET https://api.github.com/repos/octo/cat
+    responses: [{status: 500}, {json: {stargazers_count: 7}}]
+expect:
+  flow: Completed
+  result: [7]
+  tasks: {get_stars: {state: Completed, retries: 1}}
+strategies:
+  no_retries:
+    expect: {flow: Failed, tasks: {get_stars: {state: Failed, retries: 0}}}
+---
+name: expects too much
+flow: github_stars
+parameters: {repos: [octo/cat]}
+endpoints:
+  - request: GET https://api.github.com/repos/octo/cat
+    responses: [{status: 404}]
+expect:
+  flow: Completed
+---
+name: returns what does not pickle
+flow: local_flows:unpicklable
+expect:
+  flow: Completed
+"""
+
+LOCAL_FLOWS = """
+from prefect import flow
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise TypeError("this object does not pickle")
+
+    def __repr__(self):
+        return "Unpicklable()"
+
+
+@flow
+def unpicklable():
+    return Unpicklable()
+"""
+
+
+def harness(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("harness")), *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def cells_without_wall(path: Path) -> dict[str, Any]:
+    report = json.loads(path.read_text())
+    return {**report, "cells": [{k: v for k, v in c.items() if k != "wall_s"} for c in report["cells"]]}
+
+
+def scenarios_without_wall(path: Path) -> list[dict[str, Any]]:
+    """Each scenario's record, wall-clock figures aside (virtual time includes compute; the timeline's order too)."""
+    out = []
+    for record in json.loads(path.read_text())["scenarios"]:
+        record = {k: v for k, v in record.items() if k not in ("wall_s", "virtual_s")}
+        record["timeline"] = sorted(what for _, what in record["timeline"])
+        out.append(record)
+    return out
+
+
+def compare_args(name: str) -> list[str]:
+    return ["compare", "scenarios", "--strategies", "as_written,no_retries", "--seeds", "3", "--json", f"{name}.json"]
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A small comparison (chaos, a 404, an ETL with its fault-free baseline) run serially: the reference."""
+    tmp = tmp_path_factory.mktemp("compare")
+    (tmp / "scenarios").mkdir()
+    (tmp / "scenarios" / "a.yaml").write_text(CHAOS)
+    (tmp / "scenarios" / "b.yaml").write_text(ETL)
+    serial = harness(tmp, *compare_args("serial"))
+    assert serial.returncode == 0, serial.stdout + serial.stderr
+    return tmp, serial
+
+
+@pytest.mark.slow
+def test_compare_on_two_workers_gives_the_serial_report(
+    comparison: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """`harness compare --workers 2`: the same table and the same JSON as one process, wall-clock fields aside."""
+    tmp, serial = comparison
+    spread = harness(tmp, *compare_args("workers"), "--workers", "2")
+    assert spread.returncode == 0, spread.stdout + spread.stderr
+    assert spread.stderr == ""
+    assert cells_without_wall(tmp / "workers.json") == cells_without_wall(tmp / "serial.json")
+    assert spread.stdout == serial.stdout
+    assert [c["runs"] for c in cells_without_wall(tmp / "serial.json")["cells"]] == [3, 3, 1, 1, 3, 3]
+
+
+@pytest.mark.slow
+def test_compare_on_a_local_dask_cluster_gives_the_serial_report(
+    comparison: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """`harness compare --dask local --workers 2`: the same JSON as one process, wall-clock fields aside."""
+    pytest.importorskip("distributed")
+    tmp, serial = comparison
+    spread = harness(tmp, *compare_args("dask"), "--dask", "local", "--workers", "2")
+    assert spread.returncode == 0, spread.stdout + spread.stderr
+    assert cells_without_wall(tmp / "dask.json") == cells_without_wall(tmp / "serial.json")
+    assert spread.stdout == serial.stdout
+
+
+@pytest.mark.slow
+def test_run_on_two_workers_gives_the_serial_report(tmp_path: Path) -> None:
+    """`harness run --workers 2`: the same rows, verdicts, failures and JSON (an unpicklable result too), exit 1."""
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "s.yaml").write_text(LIBRARY)
+    (tmp_path / "scenarios" / "local_flows.py").write_text(LOCAL_FLOWS)
+    marker = uuid.uuid4().hex
+    runs = {
+        n: harness(tmp_path, "run", "scenarios", "--json", f"{n}.json", "--workers", str(n), env={"MARK": marker})
+        for n in (1, 2)
+    }
+    for run in runs.values():
+        assert run.returncode == 1, run.stdout + run.stderr
+    serial, spread = scenarios_without_wall(tmp_path / "1.json"), scenarios_without_wall(tmp_path / "2.json")
+    assert spread == serial
+    assert [(r["name"], r["verdict"]) for r in serial] == [
+        ("recovers", "pass"),
+        ("recovers[no_retries]", "pass"),
+        ("expects too much", "FAIL"),
+        ("returns what does not pickle", "pass"),
+    ]
+    assert serial[3]["result"] == "Unpicklable()"
+
+    def rows(out: str) -> list[list[str]]:
+        return [line.split()[:4] for line in out.splitlines()[:5]]
+
+    assert rows(runs[2].stdout) == rows(runs[1].stdout)
+    assert "3/4 scenario(s) passed" in runs[2].stdout
+    assert wait_until(lambda: processes_marked(marker) == [], 15), processes_marked(marker)
+
+
+def processes_marked(marker: str) -> list[str]:
+    """Processes whose environment holds MARK=marker: the command's workers and their servers."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if f"MARK={marker}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(proc.name)
+            except OSError:
+                continue
+    return found
+
+
+# -- the pool itself ---------------------------------------------------------------------------------
+
+
+def whoami(session: Session, i: int) -> tuple[int, int]:
+    """A job: its index and the worker process that ran it."""
+    return i, os.getpid()
+
+
+def raises(session: Session, message: str) -> None:
+    raise ValueError(message)
+
+
+def dies(session: Session, marker: str | None) -> str:
+    """Kills its worker: every time without a marker file, else only the first time."""
+    if marker is None or not Path(marker).exists():
+        if marker is not None:
+            Path(marker).touch()
+        os._exit(3)
+    return "survived"
+
+
+@pytest.mark.slow
+def test_values_come_back_in_job_order_and_exceptions_as_failed(tmp_path: Path) -> None:
+    """Two workers share the jobs; values are in job order; a job that raises is Failed, the others still run."""
+    with Local(2) as pool:
+        values = pool.map(whoami, [(i,) for i in range(6)])
+        failed = pool.map(raises, [("boom",), ("bang",)])
+    assert [v[0] for v in values] == list(range(6))
+    assert os.getpid() not in {v[1] for v in values}
+    assert [type(f) for f in failed] == [Failed, Failed]
+    assert [f.error for f in failed] == ["ValueError: boom", "ValueError: bang"]
+    assert "worker process" in failed[0].where
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_has_its_job_rerun_then_reported(tmp_path: Path) -> None:
+    """A job that kills its worker once runs again on a fresh one; one that kills two is Failed, never dropped."""
+    ticks: list[int] = []
+    with Local(1) as pool:
+        values = pool.map(
+            dies, [(str(tmp_path / "once"),), (None,), (str(tmp_path / "once"),)], lambda: ticks.append(1)
+        )
+        after = pool.map(whoami, [(0,)])
+    assert values[0] == "survived" and values[2] == "survived"
+    assert isinstance(values[1], Failed) and "died, 2 times" in values[1].error
+    assert len(ticks) == 3
+    assert after[0][0] == 0  # the pool still works
+
+
+def test_a_scenario_made_in_python_cannot_travel(scenario_from: Any) -> None:
+    """Only a scenario loaded from a file can be sent to a worker, which loads it again: say so."""
+    made = Scenario(name="made here", flow="github_stars", parameters={"repos": ["o/r"]})
+    with pytest.raises(WorkerError, match="made in Python, not loaded from a file"):
+        pickle.dumps(ScenarioRef.of(made))
+    loaded = scenario_from(CHAOS.split("---")[0])
+    travelled = pickle.loads(pickle.dumps(ScenarioRef.of(loaded)))
+    assert travelled.scenario() == loaded
+
+
+@pytest.mark.slow
+def test_a_flow_that_does_not_import_on_a_worker_fails_with_the_reason(tmp_path: Path) -> None:
+    """The flow's module imported here but is gone on the worker: the run fails naming the environment rule."""
+    (tmp_path / "vanishing.py").write_text("from prefect import flow\n\n\n@flow\ndef f():\n    return 1\n")
+    scenario_file = tmp_path / "s.yaml"
+    scenario_file.write_text("name: vanishes\nflow: vanishing:f\n")
+    from harness import load_file
+
+    (scenario,) = load_file(scenario_file)
+    assert isinstance(scenario, Scenario)
+    (tmp_path / "vanishing.py").unlink()
+    with Local(1) as pool:
+        (value,) = pool.map(run_case, [(ScenarioRef.of(scenario), False)])
+    assert isinstance(value, Failed)
+    assert value.error.startswith("WorkerError: scenario 'vanishes'")
+    assert "cannot be loaded on this worker" in value.error
+    assert "the harness and the flows importable" in value.error
+    assert "vanishing" in value.error

@@ -1,0 +1,365 @@
+"""Recording a live run as a scenario, against an API stand-in on loopback: no secret in the file, and it replays."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+import yaml
+
+from harness import Session
+from harness.cli import main
+from harness.record import _ordered, _request_line, _Secrets, record
+from harness.run import session as session_module
+
+TOKEN = "tok-7f3a9c1e5b2d"
+API_KEY = "key-4c8e2a6f0d1b"
+COOKIE = "sess-9b7d5f3a1c0e"
+OWNER_TOKEN = "own-2e4f6a8c0b1d"
+SECRETS = (TOKEN, API_KEY, COOKIE, OWNER_TOKEN)
+JOB_STATES = ("queued", "queued", "running", "done")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """The stand-in API: a bearer token required, a cookie set on every answer, rate-limit headers."""
+
+    server: _Server
+
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._send(401, {"message": "Bad credentials"})
+        url = urlsplit(self.path)
+        if url.path == "/v1/items":
+            if dict(parse_qsl(url.query)).get("api_key") != API_KEY:
+                return self._send(403, {"message": "bad api key"})
+            owner = {"login": "octo", "access_token": OWNER_TOKEN}
+            return self._send(200, {"items": [{"id": 1}, {"id": 2}], "owner": owner})
+        if url.path.startswith("/v1/items/"):
+            item = int(url.path.rsplit("/", 1)[1])
+            return self._send(200, {"id": item, "stock": 10 * item, "supplier": "ACME Supplies"})
+        if url.path == "/v1/job":
+            self.server.polls += 1
+            return self._send(200, {"state": JOB_STATES[min(self.server.polls, len(JOB_STATES)) - 1]})
+        if url.path == "/v1/catalog":
+            return self._send(200, {"products": [{"sku": f"SKU-{i:05d}", "price": i} for i in range(2000)]})
+        return self._send(404, {"message": "Not Found"})
+
+    def _send(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Set-Cookie", f"session={COOKIE}; Path=/; HttpOnly")
+        self.send_header("X-RateLimit-Remaining", "4999")
+        self.send_header("ETag", '"v1"')
+        self.send_header("X-Request-Id", "req-0001")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    polls = 0
+
+
+class StandIn:
+    """The stand-in API, served from a thread on 127.0.0.1 until ``stop``."""
+
+    def __init__(self) -> None:
+        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.server.shutdown()
+            self.server.server_close()
+            self._thread.join()
+
+
+@pytest.fixture
+def stand_in() -> Iterator[StandIn]:
+    api = StandIn()
+    yield api
+    api.stop()
+
+
+class _Shared:
+    """The test session's ``Session``, for the CLI: started and closed by pytest, not by the command."""
+
+    def __init__(self, session: Session) -> None:
+        self.run = session.run
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+Harness = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def harness(
+    harness_session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Harness:
+    """``harness ARGS`` in this process, on the test session's server, in ``tmp_path``: (exit code, out, err)."""
+    monkeypatch.setattr(session_module, "Session", lambda **_: _Shared(harness_session))
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def _parameters(api: StandIn | str, **more: Any) -> str:
+    base = api.url if isinstance(api, StandIn) else api
+    return json.dumps({"base_url": base, "token": TOKEN, **more})
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_record_then_run_then_explore_with_the_api_gone(harness: Harness, stand_in: StandIn) -> None:
+    """The loop of the README: a recording with no token nor cookie replays green, and explore shrinks a break."""
+    code, out, err = harness(
+        "record",
+        "tests.live_flows:inventory",
+        "--parameters",
+        _parameters(stand_in, api_key=API_KEY),
+        "--out",
+        "inventory.yaml",
+        "--redact",
+        "supplier",
+    )
+    assert (code, err) == (0, ""), out
+    assert "recorded 3 request(s) to 3 endpoint(s)" in out
+    stand_in.stop()
+    assert _refused(stand_in.port)
+    text = Path("inventory.yaml").read_text()
+    for secret in (*SECRETS, "ACME", "session=", "req-0001"):
+        assert secret not in text
+    assert "authorization" not in text.lower() and "cookie" not in text.lower()
+    doc = yaml.safe_load(text)
+    items = f"GET {stand_in.url}/v1/items?page=1"  # api_key dropped: any value matches
+    one, two = f"GET {stand_in.url}/v1/items/1", f"GET {stand_in.url}/v1/items/2"
+    assert [e["request"] for e in doc["endpoints"]] == [items, one, two]
+    first = doc["endpoints"][0]["responses"]
+    assert first == [
+        {
+            "status": 200,
+            "headers": {
+                "content-type": "application/json; charset=utf-8",
+                "x-ratelimit-remaining": "4999",
+                "etag": '"v1"',
+            },
+            "json": {"items": [{"id": 1}, {"id": 2}], "owner": {"login": "octo", "access_token": "REDACTED"}},
+        }
+    ]
+    assert doc["endpoints"][1]["responses"][0]["json"] == {"id": 1, "stock": 10, "supplier": "REDACTED"}
+    assert doc["expect"] == {
+        "flow": "Completed",
+        "result": 30,
+        "tasks": {
+            "list_items": {"state": "Completed", "retries": 0},
+            "stock_of": {"runs": 2, "state": "Completed", "retries": 0},
+        },
+        "calls": {items: 1, one: 1, two: 1},
+    }
+    assert harness("validate", "inventory.yaml")[0] == 0
+    code, out, _ = harness("run", "inventory.yaml")
+    assert code == 0, out
+    code, out, err = harness(
+        "explore", "inventory.yaml", "--invariant", "completes", "--budget", "30", "--out", "found"
+    )
+    assert code == 1, out + err
+    (found,) = Path("found").glob("*.yaml")
+    faults = {
+        e["request"]: [s for s in e["responses"] if "fault" in s or "malformed" in s or s.get("status", 200) >= 400]
+        for e in yaml.safe_load(found.read_text())["endpoints"]
+    }
+    assert faults[items] == []  # its task retries once: one fault there breaks nothing
+    assert sum(len(steps) for steps in faults.values()) == 1  # one fault on an item, whose task never retries
+
+
+def test_a_request_answered_differently_each_time_becomes_ordered_steps(harness: Harness, stand_in: StandIn) -> None:
+    """Four polls of one URL: one endpoint whose steps are the answers in order, equal neighbours merged."""
+    code, out, err = harness(
+        "record", "tests.live_flows:poll_job", "--parameters", _parameters(stand_in, polls=4), "--out", "job.yaml"
+    )
+    assert (code, err) == (0, ""), out
+    stand_in.stop()
+    doc = yaml.safe_load(Path("job.yaml").read_text())
+    (endpoint,) = doc["endpoints"]
+    assert [(s["json"]["state"], s.get("times", 1)) for s in endpoint["responses"]] == [
+        ("queued", 2),
+        ("running", 1),
+        ("done", 1),
+    ]
+    assert doc["expect"]["result"] == list(JOB_STATES)
+    assert doc["expect"]["tasks"] == {"job_state": {"runs": 4, "state": "Completed", "retries": 0}}
+    assert harness("run", "job.yaml")[0] == 0
+
+
+def test_lists_in_a_large_json_body_are_trimmed_to_max_body(harness: Harness, stand_in: StandIn) -> None:
+    """A 2000-item list is halved until the body fits; the header says so, and the result is no longer asserted."""
+    code, out, err = harness(
+        "record",
+        "tests.live_flows:catalog_size",
+        "--parameters",
+        _parameters(stand_in),
+        "--out",
+        "catalog.yaml",
+        "--max-body",
+        "4096",
+    )
+    assert (code, err) == (0, ""), out
+    text = Path("catalog.yaml").read_text()
+    doc = yaml.safe_load(text)
+    body = doc["endpoints"][0]["responses"][0]["json"]
+    kept = len(body["products"])
+    assert 0 < kept < 2000
+    assert len(json.dumps(body, separators=(",", ":"))) <= 4096
+    assert f"JSON body trimmed to fit --max-body 4096: $.products: kept {kept} of 2000 items" in text.splitlines()[1]
+    assert "result" not in doc["expect"]
+    assert "# note: the result differed on replay" in text
+    stand_in.stop()
+    assert harness("run", "catalog.yaml")[0] == 0
+
+
+def test_an_async_flow_is_recorded_through_httpx_async_client(
+    harness_session: Session, stand_in: StandIn, tmp_path: Path
+) -> None:
+    """``httpx.AsyncClient`` on the event loop reaches the API while recording; httpx is as before afterwards."""
+    sends = (httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request)
+    out = tmp_path / "async.yaml"
+    done = record(
+        harness_session, "tests.live_flows:async_inventory", json.loads(_parameters(stand_in, items=[1, 2])), out
+    )
+    assert (done.requests, done.endpoints, done.flow_state) == (2, 2, "Completed")
+    assert done.document["expect"]["result"] == 30
+    assert TOKEN not in out.read_text()
+    assert (httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request) == sends
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+BAD_INPUT = {
+    "unreachable host": (
+        lambda api: [
+            "tests.live_flows:inventory",
+            "--parameters",
+            _parameters(f"http://127.0.0.1:{_closed_port()}", api_key=API_KEY),
+        ],
+        "could not reach GET http://127.0.0.1:*/v1/items?page=1 (ConnectError: *",
+    ),
+    "raises before any request": (
+        lambda api: ["tests.live_flows:raises_early", "--parameters", json.dumps({"base_url": api.url})],
+        "flow 'tests.live_flows:raises_early' ended Failed before sending any request: *no credentials configured*",
+    ),
+    "a client other than httpx": (
+        lambda api: ["tests.live_flows:stdlib_inventory", "--parameters", json.dumps({"base_url": api.url})],
+        "the flow sent a connection to 127.0.0.1:* outside httpx, which the guard refused: *",
+    ),
+    "invalid JSON": (
+        lambda api: ["tests.live_flows:inventory", "--parameters", "{base_url: x}"],
+        "--parameters is not valid JSON (Expecting property name enclosed in double quotes: *",
+    ),
+    "parameters not an object": (
+        lambda api: ["tests.live_flows:inventory", "--parameters", "[1, 2]"],
+        "--parameters must be a JSON object of keyword arguments, got a list",
+    ),
+    "unknown parameter": (
+        lambda api: ["tests.live_flows:inventory", "--parameters", json.dumps({"base_ur": api.url})],
+        "parameters.base_ur: flow 'tests.live_flows:inventory' has no parameter 'base_ur'; did you mean 'base_url'?",
+    ),
+    "unknown flow": (
+        lambda api: ["tests.live_flows:inventroy"],
+        "flow: flow module 'tests.live_flows' has no attribute 'inventroy'; did you mean 'inventory'?",
+    ),
+}
+
+
+@pytest.mark.parametrize("make, message", list(BAD_INPUT.values()), ids=list(BAD_INPUT))
+def test_bad_input_is_one_line_and_exit_2_with_no_file(
+    harness: Harness, stand_in: StandIn, tmp_path: Path, make: Callable[[StandIn], list[str]], message: str
+) -> None:
+    """Each refusal is one line on stderr, exit 2, and nothing is left in the output folder."""
+    code, out, err = harness("record", *make(stand_in), "--out", "out/recorded.yaml")
+    assert code == 2, out
+    assert err.count("\n") == 1
+    pytest.LineMatcher([err.rstrip("\n")]).fnmatch_lines([f"harness record: {message}"])
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_existing_file_is_refused_unless_forced(harness: Harness, stand_in: StandIn, tmp_path: Path) -> None:
+    """``--out`` over an existing file exits 2 and leaves it alone; ``--force`` replaces it."""
+    Path("job.yaml").write_text("kept\n")
+    args = ("record", "tests.live_flows:poll_job", "--parameters", _parameters(stand_in, polls=1), "--out", "job.yaml")
+    assert harness(*args) == (2, "", "harness record: job.yaml exists; pass --force to overwrite it\n")
+    assert Path("job.yaml").read_text() == "kept\n"
+    code, out, err = harness(*args, "--force")
+    assert (code, err) == (0, ""), out
+    assert yaml.safe_load(Path("job.yaml").read_text())["flow"] == "tests.live_flows:poll_job"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml"]  # no temporary file left beside it
+
+
+@pytest.mark.parametrize(
+    "url, line, dropped",
+    [
+        ("https://api.test/v1/q?page=2&api_key=s3cr3t-value", "GET https://api.test/v1/q?page=2", ["api_key"]),
+        ("https://api.test/v1/q?access_token=abc&sig=zz&n=1", "GET https://api.test/v1/q?n=1", ["access_token", "sig"]),
+        ("https://api.test/v1/q?page_token=abcdef&q=a+b", "GET https://api.test/v1/q?q=a+b", ["page_token"]),
+        ("https://u:pw@api.test/v1?x-amz-signature=f00", "GET https://api.test/v1", ["x-amz-signature"]),
+        ("https://api.test/v1?warehouse=7", "GET https://api.test/v1", ["warehouse"]),  # named by --redact
+        ("https://api.test/v1?keyword=cat", "GET https://api.test/v1?keyword=cat", []),
+    ],
+)
+def test_secret_query_parameters_leave_the_request_line(url: str, line: str, dropped: list[str]) -> None:
+    """Secret parameters, by name or by suffix or named with --redact, are dropped; others are kept as sent."""
+    secrets = _Secrets(frozenset({"warehouse"}))
+    assert _request_line("GET", url, secrets) == line
+    assert secrets.dropped.get(line, []) == dropped
+
+
+def test_a_line_precedes_the_lines_whose_query_is_a_subset_of_its_own() -> None:
+    """The first matching endpoint wins and queries match as subsets: the most specific line comes first."""
+    lines = [
+        "GET https://a.test/items",
+        "GET https://a.test/other",
+        "GET https://a.test/items?page=2",
+        "POST https://a.test/items?x=1",
+    ]
+    assert _ordered(lines) == [
+        "GET https://a.test/items?page=2",
+        "GET https://a.test/items",
+        "GET https://a.test/other",
+        "POST https://a.test/items?x=1",
+    ]
