@@ -258,6 +258,7 @@ def _request_line(method: str, url: str, secrets: _Secrets) -> str:
         if secrets.param(unquote_plus(key)):
             dropped.append(unquote_plus(key))
             secrets.keep(unquote_plus(value))
+            secrets.keep(value)  # as sent, still percent-encoded: an echoed link carries it so
         else:
             kept.append(segment)
     host = parts.netloc.rpartition("@")[2]
@@ -315,6 +316,7 @@ def _redacted_location(value: str, secrets: _Secrets) -> str:
         key, _, secret = segment.partition("=")
         if secrets.param(unquote_plus(key)):
             secrets.keep(unquote_plus(secret))
+            secrets.keep(secret)
         else:
             kept.append(segment)
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "&".join(kept), parts.fragment))

@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import prefect.client.orchestration as orchestration
 import prefect.flow_engine as flow_engine
+import prefect.flows
 import prefect.task_engine as task_engine
 
 from harness.run.clock import Clock
@@ -96,15 +97,27 @@ AFTER_SESSION = """
 import os, socket, ssl
 import httpx._transports.default as httpx_default
 import prefect.client.orchestration as orchestration
+import prefect.flows
 import prefect.flow_engine as flow_engine
 import prefect.task_engine as task_engine
+import prefect.results as results
+import prefect.utilities.timeout as prefect_timeout
+from prefect.futures import PrefectConcurrentFuture
+from prefect.task_runners import ThreadPoolTaskRunner
 from harness import Session, load_file
 from harness.run.hooks import FLOW_HOOKED, HOOKED
 
 def snapshot():
     return {
-        **{f"task_engine.{n}": getattr(task_engine, n) for n in HOOKED},
-        **{f"flow_engine.{n}": getattr(flow_engine, n) for n in FLOW_HOOKED},
+        **{f"task_engine.{n}": getattr(task_engine, n) for n in (*HOOKED, "prefect")},
+        **{f"flow_engine.{n}": getattr(flow_engine, n) for n in (*FLOW_HOOKED, "timeout", "timeout_async")},
+        "results.prefect": results.prefect,
+        **{f"utilities.timeout.{n}": getattr(prefect_timeout, n) for n in ("cancel_sync_after", "cancel_async_after")},
+        **{f"ThreadPoolTaskRunner.{n}": getattr(ThreadPoolTaskRunner, n) for n in ("submit", "__exit__")},
+        **{
+            f"PrefectConcurrentFuture.{n}": getattr(PrefectConcurrentFuture, n)
+            for n in ("wait", "result", "_add_prefect_done_callback")
+        },
         "orchestration.ssl": orchestration.ssl,
         "httpx create_ssl_context": httpx_default.create_ssl_context,
         "socket.connect": socket.socket.connect,
@@ -150,3 +163,24 @@ def test_the_process_is_as_before_once_a_session_ends(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("as before")
+
+
+def test_the_private_names_behind_the_pinned_exit_and_virtual_time_are_there() -> None:
+    """What `pinned_exit`, `virtual_flow_timeouts` and `virtual_now` hook: fails loudly if Prefect moves it."""
+    import prefect.results as results
+    import prefect.utilities.timeout as prefect_timeout
+    from prefect.futures import PrefectConcurrentFuture
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    submit = inspect.getsource(ThreadPoolTaskRunner.submit)
+    assert "self._cancel_events[task_run_id] = cancel_event" in submit  # before the thread starts
+    assert "self.cancel_all()" in inspect.getsource(ThreadPoolTaskRunner.__exit__)
+    for name in ("wait", "result", "_add_prefect_done_callback"):
+        assert callable(getattr(PrefectConcurrentFuture, name))
+    assert "cancel_sync_after(" in inspect.getsource(prefect_timeout.timeout)
+    assert "cancel_async_after(" in inspect.getsource(prefect_timeout.timeout_async)
+    assert flow_engine.timeout is prefect_timeout.timeout
+    assert "call_with_parameters(self.flow.fn" in inspect.getsource(flow_engine.FlowRunEngine.call_flow_fn)
+    assert "from prefect.flow_engine import run_flow" in inspect.getsource(prefect.flows.Flow.__call__)
+    assert "prefect.types._datetime.now(" in inspect.getsource(task_engine.SyncTaskRunEngine.handle_retry)
+    assert "prefect.types._datetime.now(" in inspect.getsource(results.ResultStore._exists)

@@ -363,3 +363,17 @@ def test_a_line_precedes_the_lines_whose_query_is_a_subset_of_its_own() -> None:
         "GET https://a.test/other",
         "POST https://a.test/items?x=1",
     ]
+
+
+def test_a_secret_in_a_query_is_scrubbed_as_sent_and_as_decoded() -> None:
+    """A dropped query secret is scrubbed wherever it recurs, percent-encoded (an echoed link) or not."""
+    from harness.record import _request_line, _scrubbed, _Secrets
+
+    secrets = _Secrets(())
+    line = _request_line("GET", "https://api.example.test/v1/items?page=2&api_key=ab%2Fcd%2Bef%3D", secrets)
+    assert line == "GET https://api.example.test/v1/items?page=2"
+    body = {"next": "https://api.example.test/v1/items?page=3&api_key=ab%2Fcd%2Bef%3D", "echo": "ab/cd+ef="}
+    assert _scrubbed(body, secrets) == {
+        "next": "https://api.example.test/v1/items?page=3&api_key=REDACTED",
+        "echo": "REDACTED",
+    }

@@ -4,19 +4,26 @@ Virtual time is wall time since the scenario started plus every sleep the
 clock skipped, so it reads what a wall clock would have read had the flow
 really slept. In real-time mode the clock sleeps for real and adds nothing.
 
-Deadlines set on real time (a flow's ``timeout_seconds``) are kept on the
-virtual clock too (``after``), counted in seconds waited, the compute aside,
-as the time waited at a task timeout is, so that they fall at the same point
-on any machine: a skipped sleep that crosses one stops there, fires it, and
-only then goes on, as a real sleep would have been interrupted.
+Waits of concurrent task runs add up on it (one shared ``skipped``): it
+does not overlap them as a wall clock would. So the deadlines set on real
+time that the harness also keeps on the virtual clock (``after``: a flow's
+``timeout_seconds``) count only the waits of their own owner, the thread and
+asyncio task that set them (a flow run and the tasks it calls or awaits
+directly), in seconds waited, the compute aside, so that they fall at the
+same point on any machine: a skipped sleep of that owner that crosses one
+stops there, fires it, and only then goes on, as a real sleep would have
+been interrupted.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -27,13 +34,16 @@ class Clock:
     skipped: float = 0.0
     started: float = field(default_factory=time.perf_counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _deadlines: dict[int, tuple[float, Callable[[], None]]] = field(default_factory=dict)
+    _deadlines: dict[int, tuple[Any, float, Callable[[], None]]] = field(default_factory=dict)
+    _own: dict[Any, float] = field(default_factory=dict)  # seconds each owner (thread, asyncio task) waited
+    _keys: Iterator[int] = field(default_factory=itertools.count)
 
     def after(self, waited: float, fire: Callable[[], None]) -> Callable[[], None]:
-        """Call ``fire`` once ``waited`` more seconds are skipped; returns the call that forgets it."""
-        key = id(fire)
+        """Call ``fire`` once this owner has waited ``waited`` more seconds; returns the call that forgets it."""
+        owner = _owner()
         with self._lock:
-            self._deadlines[key] = (self.skipped + waited, fire)
+            key = next(self._keys)
+            self._deadlines[key] = (owner, self._own.get(owner, 0.0) + waited, fire)
         return lambda: self._deadlines.pop(key, None) and None
 
     def now(self) -> float:
@@ -46,19 +56,23 @@ class Clock:
         if self.real_time:
             time.sleep(seconds)
             return
+        owner = _owner()
         remaining = seconds
         while True:
             with self._lock:
-                end = self.skipped + remaining
-                due = sorted((when, key) for key, (when, _) in self._deadlines.items() if when <= end)
-                if not due:
-                    self.skipped = end
-                    return
-                when, key = due[0]
-                _, fire = self._deadlines.pop(key)
-                step = min(max(when - self.skipped, 0.0), remaining)
+                own = self._own.get(owner, 0.0)
+                due = sorted(
+                    (when, key)
+                    for key, (who, when, _) in self._deadlines.items()
+                    if who == owner and when <= own + remaining
+                )
+                step = remaining if not due else min(max(due[0][0] - own, 0.0), remaining)
                 self.skipped += step
+                self._own[owner] = own + step
                 remaining -= step
+                if not due:
+                    return
+                _, _, fire = self._deadlines.pop(due[0][1])
             fire()  # may raise into this thread (a flow timeout on the main thread): the rest is not slept
 
     async def asleep(self, seconds: float) -> None:
@@ -69,3 +83,12 @@ class Clock:
         else:
             self.sleep(seconds)
             await anyio.sleep(0)  # still a checkpoint, as a real sleep would be
+
+
+def _owner() -> tuple[int, int | None]:
+    """Who is waiting: this thread, and the asyncio task it runs, if any."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running event loop in this thread
+        task = None
+    return threading.get_ident(), None if task is None else id(task)

@@ -103,9 +103,6 @@ def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
         recorder.record_flow(state)
         return state
 
-    engine.time = _TimeShim(clock, saved["time"], recorder)
-    engine.anyio = _AnyioShim(clock, saved["anyio"], recorder)
-    engine.emit_task_run_state_change_event = emit_and_record
     jitter = seeded_jitter(random.Random(f"{seed}:jitter"))
 
     def jitter_and_record(*args: Any, **kwargs: Any) -> float:
@@ -113,10 +110,13 @@ def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
         recorder.drew(delay)
         return delay
 
-    engine.clamped_poisson_interval = jitter_and_record
-    flow_engine.propose_state_sync = propose_sync
-    flow_engine.propose_state = propose
-    try:
+    try:  # every name set inside the try: an exception part-way still restores them all
+        engine.time = _TimeShim(clock, saved["time"], recorder)
+        engine.anyio = _AnyioShim(clock, saved["anyio"], recorder)
+        engine.emit_task_run_state_change_event = emit_and_record
+        engine.clamped_poisson_interval = jitter_and_record
+        flow_engine.propose_state_sync = propose_sync
+        flow_engine.propose_state = propose
         with (
             virtual_flow_retries(recorder, flow_engine),
             pinned_exit(recorder, flow_engine, flow_saved["call_with_parameters"]),

@@ -213,6 +213,8 @@ class KeptServer(PrefectServer):
             "PREFECT__SERVER_FINAL": "1",
         }
         env.pop("PREFECT_API_URL", None)
+        for key in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):  # a session's throwaway CA: never trusted beyond it
+            env.pop(key, None)
         lock = self._slot.with_suffix(".lock")
         serve = Path(__file__).with_name("_serve.py")
         with open(self._log, "wb") as out:

@@ -131,15 +131,19 @@ class Session:
         if self.server is not None:
             return
         self.server = session_server()  # a kept one only with HARNESS_REUSE_SERVER=1
-        self.server.start()
-        # Settings must be in the environment before Prefect is imported for the first time.
-        settings = self.server.environment()
-        saved = {key: os.environ.get(key) for key in settings}
-        os.environ.update(settings)
-        self._stack.callback(_restore_environ, saved)
-        # The wire backend's CA is trusted from here, before any flow (or aiohttp) is imported.
-        self.wire = Wire()
-        self._stack.callback(self.wire.close)
+        try:
+            self.server.start()
+            # Settings must be in the environment before Prefect is imported for the first time.
+            settings = self.server.environment()
+            saved = {key: os.environ.get(key) for key in settings}
+            self._stack.callback(_restore_environ, saved)
+            os.environ.update(settings)
+            # The wire backend's CA is trusted from here, before any flow (or aiohttp) is imported.
+            self.wire = Wire()
+            self._stack.callback(self.wire.close)
+        except BaseException:
+            self.close()  # nothing half-started outlives the failure
+            raise
 
     def _ensure_ready(self) -> PrefectServer:
         self.start()
@@ -173,13 +177,18 @@ class Session:
         return self.server
 
     def close(self) -> None:
-        if self._ready:
-            _drain_events()
-        self._stack.close()
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-        self._ready = False
+        """Flush the events, undo every session hook and setting, stop the server: each even if one fails."""
+        try:
+            if self._ready:
+                _drain_events()
+        finally:
+            self._ready = False
+            try:
+                self._stack.close()
+            finally:
+                if self.server is not None:
+                    self.server.stop()
+                    self.server = None
 
     def __enter__(self) -> Session:
         self.start()
@@ -227,13 +236,14 @@ class Session:
             clock.started = time.perf_counter()
             try:
                 with (
-                    _time_limit(self.time_limit, unfinished),
                     own_results(),
                     applied(policy, flow, log, near=scenario.path.parent) as flow,
                     hooked(clock, recorder, scenario.seed),
                     injector,
                     self._wired(injector) as redirect,
                     guard.active(redirect),
+                    # innermost: once the flow has returned, no late signal lands in the undoing of the above
+                    _time_limit(self.time_limit, unfinished),
                 ):
                     state = _call(flow, scenario.parameters)
             except _Hung:

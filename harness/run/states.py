@@ -30,7 +30,7 @@ class TaskRecord:
     run_count: int = 0
     message: str | None = None
     attempt_started: float = 0.0
-    attempt_waited: float = 0.0  # the clock's waited seconds when the current attempt started
+    attempt_waited: float = 0.0  # seconds this attempt has waited so far (its latency), the compute aside
     delays: list[float] = field(default_factory=list)
 
 
@@ -139,7 +139,7 @@ class Recorder:
             rec.message = state.message
             if state.is_running():
                 rec.attempt_started = now
-                rec.attempt_waited = self.clock.skipped
+                rec.attempt_waited = 0.0
             scheduled = state.state_details.scheduled_time
             if state.name == "AwaitingRetry" and scheduled is not None:
                 delay = _configured_delay(rec.task, task_run.run_count)

@@ -272,13 +272,20 @@ class Injector:
             return httpx.Response(status, json=DEFAULT_JSON, headers=headers)
         return httpx.Response(status, headers=headers)
 
+    def _spend(self, seconds: float, record: Any) -> None:
+        """Wait ``seconds`` on the clock, counted against the attempt of task run ``record``."""
+        if record is not None:
+            record.attempt_waited += seconds
+        self.clock.sleep(seconds)
+
     def _wait(self, latency: float, request: httpx.Request, record: Any) -> None:
         """Spend ``latency``, unless the client's read timeout or the task's timeout comes first."""
         budget = None
         task_timeout: float | None = getattr(getattr(record, "task", None), "timeout_seconds", None)
         if task_timeout is not None:
-            # The attempt's time waited so far, its compute aside: a timeout waits the same on any machine.
-            budget = max(task_timeout - (self.clock.skipped - record.attempt_waited), 0.0)
+            # This attempt's own time waited so far, its compute and other task runs' waits aside:
+            # a timeout waits the same on any machine, and concurrent task runs do not eat each other's budget.
+            budget = max(task_timeout - record.attempt_waited, 0.0)
         read = (request.extensions.get("timeout") or {}).get("read")
         cut_by_task = f"task timeout_seconds={task_timeout} (latency {latency:g} s)"
         try:
@@ -288,15 +295,15 @@ class Injector:
                 and latency >= budget
                 and (read is None or budget <= read)
             ):
-                self.clock.sleep(budget)
+                self._spend(budget, record)
                 raise _CutShort(timeout_error(task_timeout), cut_by_task)
             if read is not None and latency > read:
-                self.clock.sleep(read)
+                self._spend(read, record)
                 raise _CutShort(
                     httpx.ReadTimeout("The read operation timed out", request=request),
                     f"read_timeout (latency {latency:g} s > client timeout {read:g} s)",
                 )
-            self.clock.sleep(latency)
+            self._spend(latency, record)
         except (TimeoutError, _prefect_cancelled()) as exc:
             # In real time Prefect's own timer (its alarm raises its CancelledError, a TimeoutError
             # once out of the scope) may fire during the sleep before the harness's: the same

@@ -301,6 +301,14 @@ CASES: list[dict[str, Any]] = [
         {"url": f"{API}/report"},
         get(f"{API}/report", {"status": 500}),
     ),
+    case(
+        "mapped tasks wait their retry delays side by side within the flow timeout",
+        "mapped_retries_within_the_flow_timeout",
+        {"urls": [f"{API}/item/1", f"{API}/item/2", f"{API}/item/3"]},
+        get(f"{API}/item/1", {"status": 500}, {"json": {"id": 1}}),
+        get(f"{API}/item/2", {"status": 500}, {"json": {"id": 2}}),
+        get(f"{API}/item/3", {"status": 500}, {"json": {"id": 3}}),
+    ),
     # -- retry options
     case(
         "retry_condition_fn does not retry a 404",
