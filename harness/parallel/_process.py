@@ -103,23 +103,25 @@ class WorkerProcess:
 
     def reply(self) -> tuple[Any, bool, Any]:
         """(job id, ok, value or ``Failed``) of the job it ran; ``EOFError`` when it died."""
-        while True:
-            message = receive(self._from)
-            if message[0] == "ready":
-                self.where, self.ready = message[1], True
-                continue
-            _, job_id, ok, value = message
-            self.job = None
-            return job_id, ok, value
+        while (message := self.next_message()) is None:
+            pass
+        return message
+
+    def next_message(self) -> tuple[Any, bool, Any] | None:
+        """One message: the job's reply, or None when it was the worker saying it is ready (no reply yet)."""
+        message = receive(self._from)
+        if message[0] == "ready":
+            self.where, self.ready = message[1], True
+            return None
+        _, job_id, ok, value = message
+        self.job = None
+        return job_id, ok, value
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
         """Run one job and wait for it: (ok, value or ``Failed``); ``EOFError`` when the worker died."""
         self.submit(0, fn, args)
         _, ok, value = self.reply()
         return ok, value
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
 
     def stop(self) -> None:
         """Ask it to stop: at once when it is running a job, else after closing its session."""

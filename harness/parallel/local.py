@@ -60,10 +60,10 @@ class Local:
                 busy.append(worker)
             readable = set(wait([w.fileno() for w in busy]))
             for worker in [w for w in busy if w.fileno() in readable]:
-                busy.remove(worker)
                 try:
-                    job_id, _, value = worker.reply()
+                    message = worker.next_message()
                 except EOFError:
+                    busy.remove(worker)
                     i = worker.job
                     losses[i] += 1
                     if losses[i] < ATTEMPTS:
@@ -73,6 +73,10 @@ class Local:
                         tick()
                     self._replace(worker, idle)
                     continue
+                if message is None:  # it said it is ready; its job's reply is still to come
+                    continue
+                busy.remove(worker)
+                job_id, _, value = message
                 self._ever_ready = True
                 results[job_id] = value
                 idle.append(worker)
