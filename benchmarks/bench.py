@@ -42,6 +42,16 @@ endpoints:
     responses: [{status: 500}, {json: {stargazers_count: 42}}]
 expect:
   tasks: {get_stars: {state: Completed, retries: 1}}
+---
+name: one retry on the wire
+flow: github_stars
+transport: wire
+parameters: {repos: [PrefectHQ/prefect]}
+endpoints:
+  - request: GET https://api.github.com/repos/PrefectHQ/prefect
+    responses: [{status: 500}, {json: {stargazers_count: 42}}]
+expect:
+  tasks: {get_stars: {state: Completed, retries: 1}}
 """
 
 HARNESS_SIDE = """
@@ -53,14 +63,16 @@ session.start()
 scenarios = {s.name: s for s in load_file(sys.argv[1]) + load_file(sys.argv[2])}
 session._ensure_ready()
 start_s = time.perf_counter() - t0
-runs = []
-for _ in range(int(sys.argv[3])):
-    outcome = session.run(scenarios["one retry"])
-    assert not check(scenarios["one retry"], outcome)
-    runs.append(outcome.wall_s)
+runs, wire = [], []
+for _ in range(int(sys.argv[3])):  # the same scenario through respx and over the wire, side by side
+    for name, into in (("one retry", runs), ("one retry on the wire", wire)):
+        outcome = session.run(scenarios[name])
+        assert not check(scenarios[name], outcome)
+        into.append(outcome.wall_s)
 slow = session.run(scenarios["three ten-minute retry delays take half an hour of virtual time"])
 session.close()
-print(json.dumps({"start_s": start_s, "runs": runs, "slow": [slow.wall_s, slow.virtual_s, slow.flow.name]}))
+slow_figures = [slow.wall_s, slow.virtual_s, slow.flow.name]
+print(json.dumps({"start_s": start_s, "runs": runs, "wire": wire, "slow": slow_figures}))
 """
 
 HAND_WRITTEN_SIDE = """
@@ -119,11 +131,13 @@ def main() -> None:
     library_file = str(ROOT / "scenarios" / "user_flows.yaml")
     medians: dict[str, list[float]] = {"harness": [], "hand, default": [], "hand, heartbeat off": []}
     starts: dict[str, list[float]] = {key: [] for key in medians}
+    wire: list[float] = []
     try:
         for _ in range(args.repeats):
             harness = side(HARNESS_SIDE, str(one), library_file, str(args.runs))
             default = side(HAND_WRITTEN_SIDE, str(args.runs), "default")
             off = side(HAND_WRITTEN_SIDE, str(args.runs), "heartbeat-off")
+            wire.append(statistics.median(harness["wire"]))
             for key, result in (("harness", harness), ("hand, default", default), ("hand, heartbeat off", off)):
                 medians[key].append(statistics.median(result["runs"]))
                 starts[key].append(result["start_s"])
@@ -145,6 +159,8 @@ def main() -> None:
     h = statistics.median(medians["harness"])
     for key in ("hand, default", "hand, heartbeat off"):
         print(f"  ratio to {key:13} {statistics.median(medians[key]) / h:8.1f}x  (medians of the medians)")
+    print(f"  harness, on the wire   {spread(wire, 1000, 'ms')}  (HTTPS over loopback, the same session, side by side)")
+    print(f"  wire / respx           {statistics.median(wire) / h:8.2f}x")
     print("session start, process start to first flow run possible, in s:")
     for key, values in starts.items():
         print(f"  {key:22} {spread(values, 1, 's')}")
