@@ -259,7 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
 
-def _load(paths: Sequence[str]) -> tuple[list, list]:  # type: ignore[type-arg]
+def _load(paths: Sequence[str]) -> tuple[list[Any], list[Any]]:
+    """The valid scenarios and the errors of the invalid ones (printed), under ``paths``."""
     from harness._errors import ScenarioError
     from harness.scenario.loader import load_paths
 

@@ -84,6 +84,12 @@ class WorkerProcess:
                 # its own process group: Ctrl-C reaches the parent, which stops its workers in order
                 start_new_session=True,
             )
+        except BaseException:
+            if self.server is not None:
+                self.server.stop()  # handed to no one
+            os.close(self._to)
+            os.close(self._from)
+            raise
         finally:
             os.close(to_child)
             os.close(from_child)

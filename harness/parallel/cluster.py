@@ -46,7 +46,9 @@ class HarnessPlugin(WorkerPlugin):
         return {"options": self.options}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["options"])  # type: ignore[misc]
+        self.options = state["options"]  # unpickled on the Dask worker: a process and a lock of its own
+        self._process = None
+        self._lock = threading.Lock()
 
     def setup(self, worker: Any) -> None:
         with self._lock:
@@ -96,6 +98,7 @@ class Dask:
     ) -> None:
         """``session``: the arguments of each worker's ``Session`` (``real_time``, ``time_limit``...)."""
         self._cluster: LocalCluster | None = None
+        self.client: Client | None = None
         if address == "local":
             self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=workers,
@@ -125,7 +128,10 @@ class Dask:
         self, fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], tick: Callable[[], None] = lambda: None
     ) -> list[Any]:
         """``fn(session, *job)`` for every job on the cluster; values (or ``Failed``) in job order."""
-        futures = [self.client.submit(on_worker, fn, job, pure=False) for job in jobs]
+        client = self.client
+        if client is None:
+            raise RuntimeError("the Dask pool is closed")
+        futures = [client.submit(on_worker, fn, job, pure=False) for job in jobs]
         position = {f.key: i for i, f in enumerate(futures)}
         results: list[Any] = [None] * len(jobs)
         for future in as_completed(futures):  # type: ignore[no-untyped-call]
@@ -139,11 +145,11 @@ class Dask:
 
     def close(self) -> None:
         """Close every worker's harness process, then the client (and the local cluster)."""
-        client, self.client = getattr(self, "client", None), None  # type: ignore[assignment]
+        client, self.client = self.client, None
         if client is not None:
             with contextlib.suppress(Exception):  # a worker already gone has nothing left to close
-                client.unregister_worker_plugin(PLUGIN)
-            client.close()
+                client.unregister_worker_plugin(PLUGIN)  # type: ignore[no-untyped-call]
+            client.close()  # type: ignore[no-untyped-call]
         cluster, self._cluster = self._cluster, None
         if cluster is not None:
             cluster.close()

@@ -35,7 +35,13 @@ class Local:
         self._home = _private_prefect_home()
         self._ever_ready = False
         self._stillborn = 0  # workers that died before they could run a job, while none ever could
-        self._workers = [WorkerProcess(self._options) for _ in range(workers)]
+        self._workers: list[WorkerProcess] = []
+        try:
+            for _ in range(workers):
+                self._workers.append(WorkerProcess(self._options))
+        except BaseException:
+            self.close()  # the workers (and servers) already started, and the private PREFECT_HOME
+            raise
 
     def __enter__(self) -> Local:
         return self

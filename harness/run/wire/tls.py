@@ -55,10 +55,6 @@ class Authority:
         if name and self._contexts.get(name) is not context:
             sock.context = self.context_for(name)
 
-    def client_context(self) -> ssl.SSLContext:
-        """A client context trusting this CA only (the measured tests' own clients)."""
-        return ssl.create_default_context(cafile=str(self.ca_file))
-
     @contextlib.contextmanager
     def trusted(self) -> Iterator[None]:
         """This process trusts the CA until the block ends; everything is as before afterwards."""
