@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -73,11 +75,17 @@ class WorkerProcess:
             self.server = PrefectServer()
             self.server.start()
             options = {**options, "server": hand_over(self.server)}
+        # Its own temporary folder: whatever a worker that dies leaves there (its wire CA's keys, a
+        # scenario's working directory) goes with it when the parent closes it. Not with a kept server,
+        # which the worker claims and which must outlive it.
+        self._tmp = tempfile.mkdtemp(prefix="harness-worker-")
+        env = {**os.environ, "TMPDIR": self._tmp} if options.get("start_server") else None
         to_child, self._to = os.pipe()
         self._from, from_child = os.pipe()
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "harness.parallel._worker", str(to_child), str(from_child)],
+                env=env,
                 pass_fds=(to_child, from_child),
                 stdin=subprocess.DEVNULL,
                 stdout=None if options.get("verbose") else subprocess.DEVNULL,
@@ -89,6 +97,7 @@ class WorkerProcess:
                 self.server.stop()  # handed to no one
             os.close(self._to)
             os.close(self._from)
+            shutil.rmtree(self._tmp, ignore_errors=True)
             raise
         finally:
             os.close(to_child)
@@ -161,7 +170,11 @@ class WorkerProcess:
         self._stop_server()
 
     def _stop_server(self) -> None:
-        """The worker stops its server with its session; this stops it too when the worker could not."""
+        """The worker stops its server with its session; this stops it too when the worker could not.
+
+        Its temporary folder goes too: the worker has ended by now.
+        """
+        shutil.rmtree(self._tmp, ignore_errors=True)
         server, self.server = self.server, None
         if server is not None:
             server.stop()
