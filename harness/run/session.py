@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from harness._errors import ScenarioTimeout, shown
 from harness.policies.apply import CallLog, applied
 from harness.run.clock import Clock
+from harness.run.environ import environ
 from harness.run.exits import STOPPED
 from harness.run.guard import NetworkGuard
 from harness.run.hooks import hooked, own_results, session_hooks
@@ -134,10 +135,7 @@ class Session:
         try:
             self.server.start()
             # Settings must be in the environment before Prefect is imported for the first time.
-            settings = self.server.environment()
-            saved = {key: os.environ.get(key) for key in settings}
-            self._stack.callback(_restore_environ, saved)
-            os.environ.update(settings)
+            self._stack.enter_context(environ(self.server.environment()))
             # The wire backend's CA is trusted from here, before any flow (or aiohttp) is imported.
             self.wire = Wire()
             self._stack.callback(self.wire.close)
@@ -265,14 +263,6 @@ class Session:
             return
         with self.wire.serving(injector) as redirect:
             yield redirect
-
-
-def _restore_environ(saved: dict[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 class _Hung(BaseException):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import os
 import socket
 import sys
 import threading
@@ -25,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from harness.run.environ import environ
 from harness.run.guard import LOOPBACK_NAMES
 from harness.run.transport import Injector
 
@@ -97,11 +97,8 @@ def _is_address(host: str) -> bool:
 @contextlib.contextmanager
 def cleared_proxies() -> Iterator[None]:
     """No proxy variables while a scenario runs: requests and urllib would send declared hosts to a proxy."""
-    saved = {key: os.environ.pop(key) for key in PROXY_VARIABLES if key in os.environ}
-    try:
+    with environ(dict.fromkeys(PROXY_VARIABLES)):
         yield
-    finally:
-        os.environ.update(saved)
 
 
 @contextlib.contextmanager

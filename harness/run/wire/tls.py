@@ -11,7 +11,6 @@ system trust store is never touched, and every change is undone at the end.
 from __future__ import annotations
 
 import contextlib
-import os
 import ssl
 import sys
 import threading
@@ -21,6 +20,8 @@ from typing import Any
 
 import certifi
 import trustme
+
+from harness.run.environ import environ
 
 TRUST_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
@@ -58,20 +59,14 @@ class Authority:
     @contextlib.contextmanager
     def trusted(self) -> Iterator[None]:
         """This process trusts the CA until the block ends; everything is as before afterwards."""
-        saved = {key: os.environ.get(key) for key in TRUST_VARIABLES}
         aiohttp: Any = sys.modules.get("aiohttp.connector")
         before = getattr(aiohttp, "_SSL_CONTEXT_VERIFIED", None)
-        os.environ.update({key: str(self.bundle) for key in TRUST_VARIABLES})
-        if aiohttp is not None:
-            aiohttp._SSL_CONTEXT_VERIFIED = aiohttp._make_ssl_context(True)  # built at import: rebuilt trusting the CA
         try:
-            yield
+            with environ(dict.fromkeys(TRUST_VARIABLES, str(self.bundle))):
+                if aiohttp is not None:  # built at import: rebuilt trusting the CA
+                    aiohttp._SSL_CONTEXT_VERIFIED = aiohttp._make_ssl_context(True)
+                yield
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
             aiohttp = sys.modules.get("aiohttp.connector")
             if aiohttp is not None:  # imported before or during the session: its context without the CA again
                 aiohttp._SSL_CONTEXT_VERIFIED = before if before is not None else aiohttp._make_ssl_context(True)
