@@ -191,3 +191,24 @@ def test_only_host_names_are_redirected_never_loopback_or_an_address(scenario_fr
     assert redirect.addresses == {"a.test": f"{FAKE_PREFIX}1"}
     assert redirect.resolve("127.0.0.1") is None
     assert redirect.resolve("A.test.") == f"{FAKE_PREFIX}1"
+
+
+def test_the_session_ca_is_added_to_what_the_process_trusted_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CA file the process trusted (a proxy's, named by SSL_CERT_FILE) stays trusted beside the session's."""
+    import certifi
+    import trustme
+
+    from harness.run.wire.tls import Authority
+
+    own = tmp_path / "corporate.pem"
+    trustme.CA().cert_pem.write_to_path(str(own))
+    monkeypatch.setenv("SSL_CERT_FILE", str(own))
+    folder = tmp_path / "session"
+    folder.mkdir()
+    authority = Authority(folder)
+    bundle = authority.bundle.read_bytes()
+    assert own.read_bytes() in bundle
+    assert Path(certifi.where()).read_bytes() in bundle
+    assert authority.ca_file.read_bytes() in bundle

@@ -4,13 +4,18 @@ The CA (``trustme``) and every key live in the session's temporary folder,
 removed with it. While the session runs, this process trusts the CA through
 ``SSL_CERT_FILE`` (``ssl``'s default verify paths, hence urllib, urllib3,
 httpx's default context), ``REQUESTS_CA_BUNDLE`` (requests) and aiohttp's
-contexts built at import; the bundle is certifi's CAs plus this one. The
-system trust store is never touched, and every change is undone at the end.
+contexts built at import. The bundle is every CA the process trusted
+before (the files ``SSL_CERT_FILE`` and ``REQUESTS_CA_BUNDLE`` named,
+``ssl``'s default CA file, certifi's) plus this one: the CA is added, nothing
+trusted before is dropped (a corporate proxy's CA included, for the
+subprocesses a test session starts). The system trust store is never
+touched, and every change is undone at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import ssl
 import sys
 import threading
@@ -26,6 +31,13 @@ from harness.run.environ import environ
 TRUST_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 
+def trusted_before() -> list[Path]:
+    """The CA files this process trusts before the session changes anything, each once."""
+    named = [os.environ.get(key) for key in TRUST_VARIABLES] + [ssl.get_default_verify_paths().cafile, certifi.where()]
+    found = [Path(p).resolve() for p in named if p and Path(p).is_file()]
+    return list(dict.fromkeys(found))
+
+
 class Authority:
     """The session's CA and a server context per host, picked by SNI."""
 
@@ -35,7 +47,7 @@ class Authority:
         self.ca_file = folder / "ca.pem"
         self._ca.cert_pem.write_to_path(str(self.ca_file))
         self.bundle = folder / "bundle.pem"
-        self.bundle.write_bytes(Path(certifi.where()).read_bytes() + b"\n" + self.ca_file.read_bytes())
+        self.bundle.write_bytes(b"\n".join([*map(Path.read_bytes, trusted_before()), self.ca_file.read_bytes()]))
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
