@@ -34,9 +34,10 @@ def _add_record(sub: Any) -> None:
         "record",
         help="run a flow once against the live API and write what happened as a scenario, secrets left out",
         description=(
-            "Run the flow once on Prefect's real engine with the network open for its own httpx requests only, "
-            "and write a scenario: one endpoint per distinct METHOD URL, each answer a step (status, allow-listed "
-            "headers, the body), and expectations from the run. Authorization, cookies, secret query parameters "
+            "Run the flow once on Prefect's real engine with the network open for its own requests only (any "
+            "client: httpx, requests, urllib, aiohttp; Prefect's own traffic is never recorded), and write a "
+            "scenario: one endpoint per distinct METHOD URL, each answer a step (status, allow-listed headers, the "
+            "body), and expectations from the run. Authorization, cookies, secret query parameters "
             "and the names given to --redact never reach the file. The file is replayed once with the API gone "
             "before it is written. Exit 2, writing nothing, on invalid input or a run that cannot be recorded."
         ),
@@ -59,6 +60,16 @@ def _add_record(sub: Any) -> None:
         default=256 * 1024,
         metavar="BYTES",
         help="trim lists in a JSON body to fit (default 262144, 256 KiB)",
+    )
+    cmd.add_argument(
+        "--connect-to",
+        action="append",
+        default=[],
+        metavar="HOST=ADDRESS:PORT",
+        help=(
+            "connect to ADDRESS:PORT whenever the flow asks for HOST, which it still names (TLS, Host): an API "
+            "served elsewhere than its name says, e.g. a local stand-in (repeatable)"
+        ),
     )
     cmd.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     cmd.add_argument(
@@ -607,6 +618,7 @@ def _record(args: argparse.Namespace) -> int:
                 name=args.name,
                 redact=args.redact,
                 max_body=args.max_body,
+                connect_to=args.connect_to,
                 force=args.force,
                 command=_record_command(args),
             )
@@ -636,6 +648,8 @@ def _record_command(args: argparse.Namespace) -> str:
         words += ["--redact", *args.redact]
     if args.max_body != 256 * 1024:
         words += ["--max-body", str(args.max_body)]
+    for pin in args.connect_to:
+        words += ["--connect-to", pin]
     return shlex.join(words)
 
 

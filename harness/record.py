@@ -1,8 +1,11 @@
 """Record a real run as a scenario: the live API's answers as steps, expectations from what happened, no secrets.
 
 ``record`` runs a flow once on Prefect's real engine with the network open
-for the flow's own httpx requests only (``harness.run.recording``; Prefect's
-own API traffic is the session's local server and is never recorded), then
+for the flow's own requests only, whatever its client (httpx, requests,
+urllib, aiohttp): every connection it opens reaches the session's loopback
+server, which forwards each request to the real host and keeps the exchange
+(``harness.run.recording``, ``harness.run.wire.forward``; Prefect's own API
+traffic is the session's local server and is never recorded), then
 writes a scenario: one endpoint per distinct ``METHOD URL`` (a request
 repeated with different answers becomes ordered steps), each answer a step
 (status, headers from an allow-list, the body as ``json``, ``text`` or
@@ -18,10 +21,9 @@ values) is replaced wherever else it appears. The file is written to a
 temporary file beside ``out``, loaded as ``harness validate`` loads it,
 replayed once with the API gone, and only then renamed into place.
 
-Only httpx is recorded: other clients (requests, urllib, aiohttp) need the
-wire backend acting as a forwarding proxy, a transport with the interface of
-``harness.run.recording.Recording``; until then their connections are refused
-and the recording stops naming them.
+``connect_to`` (``--connect-to HOST=ADDRESS:PORT``, curl's option) sends the
+connections for a host elsewhere while the flow still names the host: the
+written endpoints say ``HOST``, so that every client replays them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import json
 import math
 import os
 import re
+import socket
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -139,26 +142,29 @@ def record(
     name: str | None = None,
     redact: Sequence[str] = (),
     max_body: int = DEFAULT_MAX_BODY,
+    connect_to: Sequence[str] = (),
     force: bool = False,
     command: str = "",
 ) -> Recorded:
     """Run ``flow`` once against the live API and write what happened to ``out`` as a scenario.
 
     Raises ``ValueError`` (nothing written) when ``out`` exists without
-    ``force``, the flow or its parameters are invalid, a host cannot be
-    reached, the flow sends no httpx request or connects outside httpx, or
-    the written scenario would not replay as the run went.
+    ``force``, the flow, its parameters or a ``connect_to`` are invalid, a
+    host cannot be reached, the flow sends no request or opens a connection
+    that cannot be recorded, or the written scenario would not replay as the
+    run went.
     """
     out = Path(out)
     _refuse_existing(out, force)
     if max_body < 1:
         raise ValueError(f"--max-body must be at least 1 byte, got {max_body}")
+    pins = connect_targets(connect_to)
     secrets = _Secrets(frozenset(n.lower() for n in redact))
     scenario = _start(flow, parameters, name, out)
     made: list[Recording] = []
 
     def recording(*args: Any) -> Recording:
-        made.append(Recording(*args))
+        made.append(Recording(*args, connect_to=pins))
         return made[0]
 
     outcome = session.run(scenario, real_time=True, transport=recording)
@@ -173,6 +179,25 @@ def record(
     document, notes = _scrubbed(document, secrets), _scrubbed(notes, secrets)
     path = _write_verified(session, document, notes, out, force, _scrubbed(command, secrets))
     return Recorded(path, len(exchanges), len(document["endpoints"]), outcome.flow.name, tuple(notes), document)
+
+
+def connect_targets(values: Sequence[str]) -> dict[str, tuple[str, int]]:
+    """``HOST=ADDRESS:PORT`` values as ``{host: (IPv4 address, port)}``; a name for ADDRESS is resolved now."""
+    targets: dict[str, tuple[str, int]] = {}
+    for value in values:
+        host, equals, where = value.partition("=")
+        address, colon, port = where.rpartition(":")
+        shape = f"--connect-to {value!r}: expected HOST=ADDRESS:PORT, e.g. api.example.com=127.0.0.1:8443"
+        if not (equals and colon and host.strip() and address.strip()):
+            raise ValueError(shape)
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{shape}; the port {port!r} is not a port number")
+        try:
+            (first, *_) = socket.getaddrinfo(address.strip("[]"), int(port), socket.AF_INET, socket.SOCK_STREAM)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--connect-to {value!r}: cannot resolve {address!r} to an IPv4 address ({exc})") from None
+        targets[host.strip().lower().rstrip(".")] = (str(first[4][0]), int(port))
+    return targets
 
 
 def _refuse_existing(out: Path, force: bool) -> None:
@@ -206,15 +231,15 @@ def _refuse_bad_run(flow: str, outcome: Outcome, exchanges: Sequence[Exchange], 
             raise ValueError(f"the flow sent a {e.method} request; a scenario declares {', '.join(METHODS)} only")
     if outcome.blocked:
         raise ValueError(
-            f"the flow sent {outcome.blocked[0]} outside httpx, which the guard refused: record captures httpx "
-            "requests only (other clients need the wire transport)"
+            f"the flow made {outcome.blocked[0]}, which cannot be recorded (only HTTP over TCP and IPv4 can); "
+            "for an API on ::1, name it by host and pass --connect-to HOST=127.0.0.1:PORT"
         )
     if not exchanges:
         state = outcome.flow
         if state.type != "COMPLETED":
             why = f": {state.message}" if state.message else ""
             raise ValueError(f"flow {flow!r} ended {state.name} before sending any request{why}")
-        raise ValueError(f"flow {flow!r} completed without sending any httpx request: there is nothing to record")
+        raise ValueError(f"flow {flow!r} completed without sending any request: there is nothing to record")
 
 
 # -- the scenario document ---------------------------------------------------------
@@ -586,4 +611,11 @@ def _replayed(session: Session, temp: Path, document: dict[str, Any], notes: lis
         result = run_scenario(session, loaded)
     except HarnessError as exc:
         raise ValueError(f"the recording could not be replayed: {exc}") from None
+    for refused in (m.observed for m in result.mismatches if m.field == "network"):
+        # An endpoint on an address is served to httpx (respx) only: other clients are redirected by host name.
+        raise ValueError(
+            f"the recording does not replay: a client other than httpx made {refused}, an address, and a replay "
+            "serves other clients by host name only; name the API by a host in the flow's parameters and pass "
+            "--connect-to HOST=ADDRESS:PORT"
+        )
     return [str(m) for m in result.mismatches] + ([result.error] if result.error else [])

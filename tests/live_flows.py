@@ -87,5 +87,53 @@ def stdlib_get(url: str) -> str:
 
 @flow
 def stdlib_inventory(base_url: str) -> str:
-    """Calls the API with urllib, which record cannot capture: the guard refuses it."""
+    """Calls the API with urllib by address: recorded, but a replay serves clients other than httpx by name only."""
     return stdlib_get(f"{base_url}/v1/items")
+
+
+@task(retries=1)
+def requests_items(base_url: str, token: str, api_key: str) -> list[int]:
+    import requests
+
+    response = requests.get(
+        f"{base_url}/v1/items",
+        params={"page": 1, "api_key": api_key},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=0.5,  # a stall that explore tries on the wire costs its client's timeout, in real time
+    )
+    response.raise_for_status()
+    return [item["id"] for item in response.json()["items"]]
+
+
+@task
+def urllib_stock(base_url: str, token: str, item: int) -> int:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{base_url}/v1/items/{item}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=0.5) as response:  # noqa: S310 (the URL is the test's)
+        return int(json.loads(response.read())["stock"])
+
+
+@flow
+def clients_inventory(base_url: str, token: str, api_key: str) -> int:
+    """The inventory through requests (the list, retried once) and urllib (each item, never retried)."""
+    return sum(urllib_stock(base_url, token, item) for item in requests_items(base_url, token, api_key))
+
+
+@task(retries=1)
+async def aiohttp_stock(base_url: str, token: str, item: int) -> int:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as client,
+        client.get(f"{base_url}/v1/items/{item}", timeout=aiohttp.ClientTimeout(total=5)) as response,
+    ):
+        response.raise_for_status()
+        return int((await response.json())["stock"])
+
+
+@flow
+async def aiohttp_inventory(base_url: str, token: str, items: list[int]) -> int:
+    """The stock of some items through aiohttp, on the event loop."""
+    return sum([await aiohttp_stock(base_url, token, item) for item in items])

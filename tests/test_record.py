@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +20,7 @@ import yaml
 
 from harness import Session
 from harness.cli import main
-from harness.record import _ordered, _request_line, _Secrets, record
+from harness.record import _ordered, _request_line, _Secrets, connect_targets, record
 from harness.run import session as session_module
 
 TOKEN = "tok-7f3a9c1e5b2d"
@@ -55,6 +58,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
+        if "gzip" in self.headers.get("Accept-Encoding", ""):  # as real APIs do: the recording keeps it decoded
+            data = gzip.compress(data)
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Set-Cookie", f"session={COOKIE}; Path=/; HttpOnly")
@@ -73,10 +79,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class StandIn:
-    """The stand-in API, served from a thread on 127.0.0.1 until ``stop``."""
+    """The stand-in API, served from a thread on 127.0.0.1 until ``stop``; over TLS given a server context."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.server = _Server(("127.0.0.1", 0), _Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
@@ -254,7 +262,7 @@ def test_an_async_flow_is_recorded_through_httpx_async_client(
     harness_session: Session, stand_in: StandIn, tmp_path: Path
 ) -> None:
     """``httpx.AsyncClient`` on the event loop reaches the API while recording; httpx is as before afterwards."""
-    sends = (httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request)
+    sends = (httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request)  # never patched
     out = tmp_path / "async.yaml"
     done = record(
         harness_session, "tests.live_flows:async_inventory", json.loads(_parameters(stand_in, items=[1, 2])), out
@@ -263,6 +271,105 @@ def test_an_async_flow_is_recorded_through_httpx_async_client(
     assert done.document["expect"]["result"] == 30
     assert TOKEN not in out.read_text()
     assert (httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request) == sends
+
+
+NAMED = "http://api.stand-in.test"  # a host name, which --connect-to sends to the stand-in
+
+
+def test_requests_and_urllib_are_recorded_by_host_name_and_replay_with_the_api_gone(
+    harness: Harness, stand_in: StandIn
+) -> None:
+    """Clients other than httpx go through the wire server, which forwards them; the file replays and explores."""
+    code, out, err = harness(
+        "record",
+        "tests.live_flows:clients_inventory",
+        "--parameters",
+        _parameters(NAMED, api_key=API_KEY),
+        "--connect-to",
+        f"api.stand-in.test=127.0.0.1:{stand_in.port}",
+        "--out",
+        "clients.yaml",
+    )
+    assert (code, err) == (0, ""), out
+    assert "recorded 3 request(s) to 3 endpoint(s)" in out
+    stand_in.stop()
+    text = Path("clients.yaml").read_text()
+    for secret in (*SECRETS, "session=", "req-0001", "gzip"):
+        assert secret not in text
+    assert "authorization" not in text.lower() and "cookie" not in text.lower()
+    assert f"--connect-to api.stand-in.test=127.0.0.1:{stand_in.port}" in text.splitlines()[0]
+    doc = yaml.safe_load(text)
+    items = f"GET {NAMED}/v1/items?page=1"
+    one, two = f"GET {NAMED}/v1/items/1", f"GET {NAMED}/v1/items/2"
+    assert [e["request"] for e in doc["endpoints"]] == [items, one, two]
+    assert doc["endpoints"][1]["responses"] == [
+        {
+            "status": 200,
+            "headers": {
+                "content-type": "application/json; charset=utf-8",
+                "x-ratelimit-remaining": "4999",
+                "etag": '"v1"',
+            },
+            "json": {"id": 1, "stock": 10, "supplier": "ACME Supplies"},
+        }
+    ]
+    assert doc["expect"] == {
+        "flow": "Completed",
+        "result": 30,
+        "tasks": {
+            "requests_items": {"state": "Completed", "retries": 0},
+            "urllib_stock": {"runs": 2, "state": "Completed", "retries": 0},
+        },
+        "calls": {items: 1, one: 1, two: 1},
+    }
+    code, out, _ = harness("run", "clients.yaml")
+    assert code == 0, out
+    code, out, err = harness("explore", "clients.yaml", "--invariant", "completes", "--budget", "30", "--out", "found")
+    assert code == 1, out + err
+    (found,) = Path("found").glob("*.yaml")
+    broken = [
+        s
+        for e in yaml.safe_load(found.read_text())["endpoints"]
+        for s in e["responses"]
+        if "fault" in s or "malformed" in s or s.get("status", 200) >= 400
+    ]
+    assert len(broken) == 1  # one fault on an item, whose task never retries
+
+
+def test_aiohttp_over_tls_is_recorded_and_the_process_is_as_before(harness_session: Session, tmp_path: Path) -> None:
+    """aiohttp to an HTTPS API: TLS ends at the wire server (the session's CA) and starts again to the real host."""
+    assert harness_session.wire is not None
+    tls = harness_session.wire.authority.context_for("api.stand-in.test")  # the stand-in's own certificate
+    api = StandIn(tls)
+    before = (socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex, dict(os.environ))
+    try:
+        done = record(
+            harness_session,
+            "tests.live_flows:aiohttp_inventory",
+            {"base_url": "https://api.stand-in.test", "token": TOKEN, "items": [1, 2]},
+            tmp_path / "tls.yaml",
+            connect_to=[f"api.stand-in.test=127.0.0.1:{api.port}"],
+        )
+    finally:
+        api.stop()
+    assert (done.requests, done.endpoints, done.flow_state) == (2, 2, "Completed")
+    assert [e["request"] for e in done.document["endpoints"]] == [
+        "GET https://api.stand-in.test/v1/items/1",
+        "GET https://api.stand-in.test/v1/items/2",
+    ]
+    assert done.document["expect"]["result"] == 30
+    assert TOKEN not in (tmp_path / "tls.yaml").read_text()
+    assert (socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex, dict(os.environ)) == before
+
+
+def test_connect_to_values_parse_and_a_name_resolves_once() -> None:
+    """``HOST=ADDRESS:PORT``, the host lower-cased; ``localhost`` becomes its IPv4 address."""
+    assert connect_targets(["API.Example.test.=localhost:8443", "b.test=10.0.0.7:80"]) == {
+        "api.example.test": ("127.0.0.1", 8443),
+        "b.test": ("10.0.0.7", 80),
+    }
+    with pytest.raises(ValueError, match="the port '99999' is not a port number"):
+        connect_targets(["a.test=127.0.0.1:99999"])
 
 
 def _closed_port() -> int:
@@ -284,9 +391,18 @@ BAD_INPUT = {
         lambda api: ["tests.live_flows:raises_early", "--parameters", json.dumps({"base_url": api.url})],
         "flow 'tests.live_flows:raises_early' ended Failed before sending any request: *no credentials configured*",
     ),
-    "a client other than httpx": (
+    "a client other than httpx, on an address": (
         lambda api: ["tests.live_flows:stdlib_inventory", "--parameters", json.dumps({"base_url": api.url})],
-        "the flow sent a connection to 127.0.0.1:* outside httpx, which the guard refused: *",
+        "the recording does not replay: a client other than httpx made a connection to 127.0.0.1:*, an address, "
+        "and a replay serves other clients by host name only; *--connect-to HOST=ADDRESS:PORT",
+    ),
+    "a --connect-to without a port": (
+        lambda api: ["tests.live_flows:inventory", "--connect-to", "api.example.test=127.0.0.1"],
+        "--connect-to 'api.example.test=127.0.0.1': expected HOST=ADDRESS:PORT, e.g. api.example.com=127.0.0.1:8443",
+    ),
+    "a --connect-to to an IPv6 address": (
+        lambda api: ["tests.live_flows:inventory", "--connect-to", "api.example.test=[::1]:80"],
+        "--connect-to 'api.example.test=[[]::1]:80': cannot resolve '[[]::1]' to an IPv4 address *",
     ),
     "invalid JSON": (
         lambda api: ["tests.live_flows:inventory", "--parameters", "{base_url: x}"],

@@ -11,22 +11,24 @@ a declared host's name resolves to a fake loopback address of its own, and a
 connection to that address goes to the loopback port the redirect names (the
 fault server), never further.
 
-``harness record`` is the one mode in which the flow reaches the network: the
-recording transport sends each of the flow's own httpx requests inside
-``NetworkGuard.letting_through``; everything else stays refused.
+``harness record`` is the one mode in which the network is reached: every
+connection the flow opens goes to the loopback server, which forwards each
+request to the real host inside ``NetworkGuard.letting_through`` (real name
+resolution, any destination, or the address ``connect_to`` pins a host to).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import threading
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, Protocol
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
+PINNED_BASE = ipaddress.IPv4Address("127.78.0.0")  # stand-in addresses of the hosts --connect-to pins
 _LET_THROUGH: ContextVar[bool] = ContextVar("harness_let_through", default=False)
 
 
@@ -49,33 +51,30 @@ class NetworkGuard:
         self.allowed_port = allowed_port
         self.blocked: list[str] = []
         self._lock = threading.Lock()
-        self._names: Counter[str] = Counter()  # hosts a recorded httpx request is being sent to
+        self._pinned: dict[str, str] = {}  # host -> the stand-in address it resolves to while let through
+        self._pins: dict[str, tuple[str, int]] = {}  # stand-in address -> where its connections really go
+
+    def connect_to(self, targets: Mapping[str, tuple[str, int]]) -> None:
+        """While let through, connect to ``host`` at ``targets[host]`` (an IPv4 address and a port) instead.
+
+        curl's ``--connect-to``: the client still names the host (TLS server
+        name, ``Host``), only the connection goes elsewhere. The host resolves
+        to a stand-in address of its own, which the connect hook swaps for the
+        target whatever port the client asked for.
+        """
+        for i, (host, target) in enumerate(targets.items()):
+            stand_in = str(PINNED_BASE + i + 1)
+            self._pinned[host.lower().rstrip(".")] = stand_in
+            self._pins[stand_in] = target
 
     @contextlib.contextmanager
-    def letting_through(self, host: str) -> Iterator[None]:
-        """Let the current context connect anywhere, and ``host`` be resolved, while one httpx request is recorded.
-
-        The connection is opened in the context that sends the request; an event
-        loop resolves names in a worker thread that does not carry that context,
-        so the name is let through by itself for the request's duration.
-        """
+    def letting_through(self) -> Iterator[None]:
+        """Let the current context resolve names and connect anywhere: a recorded request on its way."""
         token = _LET_THROUGH.set(True)
-        with self._lock:
-            self._names[host] += 1
         try:
             yield
         finally:
             _LET_THROUGH.reset(token)
-            with self._lock:
-                self._names[host] -= 1
-                if self._names[host] <= 0:
-                    del self._names[host]
-
-    def _resolvable(self, name: str) -> bool:
-        if name in LOOPBACK_NAMES or _LET_THROUGH.get():
-            return True
-        with self._lock:
-            return name in self._names
 
     def _refuse(self, what: str) -> BlockedConnection:
         with self._lock:
@@ -95,11 +94,13 @@ class NetworkGuard:
             if not isinstance(address, tuple):
                 return  # AF_UNIX and friends: local to this machine
             host, port = address[0], address[1]
-            if (host in LOOPBACK_NAMES and port == guard.allowed_port) or _LET_THROUGH.get():
+            if host in LOOPBACK_NAMES and port == guard.allowed_port:
                 return
             raise guard._refuse(f"a connection to {host}:{port}")
 
         def routed(sock: socket.socket, address: Any) -> Any:
+            if _LET_THROUGH.get():  # a recorded request on its way to the real host
+                return guard._pins.get(str(address[0]), address) if isinstance(address, tuple) else address
             target = redirect.target(sock, address) if redirect is not None and isinstance(address, tuple) else None
             if target is None:
                 check(address)
@@ -116,16 +117,17 @@ class NetworkGuard:
 
         def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
             name = host.decode() if isinstance(host, bytes) else host
-            # A loopback name is never redirected: Prefect's own API is on it, and an endpoint declared
-            # there (an API stand-in in a test, a recording's replay) is httpx's, served by respx.
-            fake = None
-            if redirect is not None and name is not None and name not in LOOPBACK_NAMES:
-                fake = redirect.resolve(name)
-            if fake is not None:  # a declared host: its own loopback address
+            if name is None or name in LOOPBACK_NAMES:
+                # Never redirected: Prefect's own API is on loopback, and an endpoint declared there
+                # (an API stand-in in a test, a recording's replay) is httpx's, served by respx.
+                return real_getaddrinfo(host, port, *args, **kwargs)
+            if _LET_THROUGH.get():  # a recorded request: the real name, or the address --connect-to pins
+                pinned = guard._pinned.get(name.lower().rstrip("."))
+                return real_getaddrinfo(pinned or host, port, *args, **kwargs)
+            fake = redirect.resolve(name) if redirect is not None else None
+            if fake is not None:  # a declared host (or, recording, any host): its own loopback address
                 return real_getaddrinfo(fake, port, *args, **kwargs)
-            if name is not None and not guard._resolvable(name):
-                raise guard._refuse(f"a DNS lookup of {name}" + (f" (port {port})" if port else ""))
-            return real_getaddrinfo(host, port, *args, **kwargs)
+            raise guard._refuse(f"a DNS lookup of {name}" + (f" (port {port})" if port else ""))
 
         setattr(socket.socket, "connect", connect)  # noqa: B010 (assigning a method mypy would reject)
         setattr(socket.socket, "connect_ex", connect_ex)  # noqa: B010

@@ -22,9 +22,6 @@ task cache of another scenario serves it.
 Per session (``session_hooks``): one SSL context for Prefect's API clients
 and one for httpx's default clients, instead of one per client.
 
-Per recording run (``httpx_sends``): httpx's network transports send
-through the recording transport, which keeps each exchange.
-
 ``tests/test_engine_hooks.py`` fails loudly if Prefect moves a hooked name,
 and checks that the process is as before once the session ends.
 """
@@ -40,16 +37,13 @@ import random
 import shutil
 import tempfile
 import types
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.run.clock import Clock
 from harness.run.states import Recorder
-
-if TYPE_CHECKING:
-    import httpx
 
 HOOKED = ("time", "anyio", "emit_task_run_state_change_event", "clamped_poisson_interval")
 FLOW_HOOKED = ("propose_state_sync", "propose_state", "call_with_parameters", "run_flow")
@@ -490,36 +484,3 @@ def _shared_ssl_context(create: Callable[..., Any]) -> Callable[..., Any]:
         return create(verify=verify, cert=cert, trust_env=trust_env)
 
     return shared
-
-
-@contextlib.contextmanager
-def httpx_sends(
-    sync: Callable[[Callable[[httpx.Request], httpx.Response], httpx.Request], httpx.Response],
-    asynchronous: Callable[
-        [Callable[[httpx.Request], Awaitable[httpx.Response]], httpx.Request], Awaitable[httpx.Response]
-    ],
-) -> Iterator[None]:
-    """Route every request httpx's network transports send through ``sync`` / ``asynchronous``; undone at the end.
-
-    A recording run (``harness record``) patches ``httpx.HTTPTransport.handle_request``
-    and ``httpx.AsyncHTTPTransport.handle_async_request``, so the flow's own
-    clients, with their own settings (TLS, proxies, HTTP/2), do the sending;
-    each wrapper gets the real send and the request.
-    """
-    import httpx
-
-    real_sync, real_async = httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request
-
-    def handle_request(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
-        return sync(functools.partial(real_sync, self), request)
-
-    async def handle_async_request(self: httpx.AsyncHTTPTransport, request: httpx.Request) -> httpx.Response:
-        return await asynchronous(functools.partial(real_async, self), request)
-
-    setattr(httpx.HTTPTransport, "handle_request", handle_request)  # noqa: B010 (a method mypy would reject)
-    setattr(httpx.AsyncHTTPTransport, "handle_async_request", handle_async_request)  # noqa: B010
-    try:
-        yield
-    finally:
-        setattr(httpx.HTTPTransport, "handle_request", real_sync)  # noqa: B010
-        setattr(httpx.AsyncHTTPTransport, "handle_async_request", real_async)  # noqa: B010

@@ -1,36 +1,27 @@
-"""The transport of a recording run: the flow's own httpx requests reach the network, each exchange is kept.
+"""The transport of a recording run: the flow's requests reach the live API, and each exchange is kept.
 
 ``harness record`` runs a flow once against the live API. This transport
-takes the respx injector's place for that run: httpx's network transports
-send through it (``hooks.httpx_sends``), and it sends each of the flow's
-requests for real, inside the network guard's ``letting_through``, reads the
-whole answer and keeps it as an ``Exchange``. Prefect's own API traffic passes
-untouched and unrecorded; every connection outside httpx stays refused by the
-guard.
-
-Other clients (requests, urllib, aiohttp) need the wire backend's loopback
-server acting as a forwarding proxy: a transport with this one's interface
-(``calls``, ``exchanges``, ``counts``, a context manager) would record them.
+takes the respx injector's place for that run; the wire backend routes every
+connection the flow opens, whatever its client, to the loopback server, whose
+forwarder (``harness.run.wire.forward``) sends each request to the real host
+and hands the exchange here. Prefect's own API traffic goes straight to the
+session's server and is never recorded.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
-import httpx
-
 from harness.run.clock import Clock
 from harness.run.guard import NetworkGuard
-from harness.run.hooks import httpx_sends
 from harness.run.states import Recorder
 from harness.run.transport import Call
 from harness.scenario.model import Scenario
-
-KEPT_EXTENSIONS = ("http_version", "reason_phrase")  # the connection itself is closed once the body is read
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,82 +40,42 @@ class Exchange:
 
 
 class Recording:
-    """Sends the flow's httpx requests for real and keeps each exchange, for one run."""
+    """Keeps each exchange of one recording run, and the calls as the run's call log shows them."""
 
-    def __init__(self, scenario: Scenario, clock: Clock, recorder: Recorder, api_url: str, guard: NetworkGuard) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        clock: Clock,
+        recorder: Recorder,
+        api_url: str,
+        guard: NetworkGuard,
+        *,
+        connect_to: Mapping[str, tuple[str, int]] | None = None,
+    ) -> None:
         self.scenario, self.clock, self.recorder, self.guard = scenario, clock, recorder, guard
-        self.own = api_url.rsplit("/api", 1)[0] + "/"  # Prefect's own API: passed through, never recorded
+        guard.connect_to(connect_to or {})
         self.calls: list[Call] = []
         self.exchanges: list[Exchange] = []
         self._lock = threading.Lock()
-        self._patch = httpx_sends(self._send, self._asend)
 
     def __enter__(self) -> Recording:
-        self._patch.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._patch.__exit__(*exc)
+        pass
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(f"{c.method} {c.url}" for c in self.calls))
 
-    def _send(self, send: Callable[[httpx.Request], httpx.Response], request: httpx.Request) -> httpx.Response:
-        if str(request.url).startswith(self.own):
-            return send(request)
-        at, record = self.clock.now(), self.recorder.current()
-        with self.guard.letting_through(request.url.host):
-            try:
-                response = send(request)
-                try:
-                    raw = b"".join(response.iter_raw())
-                finally:
-                    response.close()
-            except Exception as exc:
-                self._failed(at, request, record, exc)
-                raise
-        return self._keep(at, request, response, raw, record)
+    def now(self) -> float:
+        return self.clock.now()
 
-    async def _asend(
-        self, send: Callable[[httpx.Request], Awaitable[httpx.Response]], request: httpx.Request
-    ) -> httpx.Response:
-        if str(request.url).startswith(self.own):
-            return await send(request)
-        at, record = self.clock.now(), self.recorder.current()
-        with self.guard.letting_through(request.url.host):
-            try:
-                response = await send(request)
-                try:
-                    raw = b"".join([chunk async for chunk in response.aiter_raw()])
-                finally:
-                    await response.aclose()
-            except Exception as exc:
-                self._failed(at, request, record, exc)
-                raise
-        return self._keep(at, request, response, raw, record)
+    def letting_through(self) -> AbstractContextManager[None]:
+        """The context a forwarded request is sent in: the network open, for that request only."""
+        return self.guard.letting_through()
 
-    def _keep(
-        self, at: float, request: httpx.Request, response: httpx.Response, raw: bytes, record: Any
-    ) -> httpx.Response:
-        """Keep the exchange and return the answer the flow gets: the same status, headers and bytes."""
-        extensions = {k: v for k, v in response.extensions.items() if k in KEPT_EXTENSIONS}
-        answer = httpx.Response(
-            response.status_code, headers=response.headers, content=raw, extensions=extensions, request=request
-        )
-        headers = tuple(response.headers.multi_items())
-        self._log(
-            Exchange(
-                at, request.method, str(request.url), _sent(request), response.status_code, headers, answer.content
-            ),
-            record,
-        )
-        return answer
-
-    def _failed(self, at: float, request: httpx.Request, record: Any, error: Exception) -> None:
-        error_text = f"{type(error).__name__}: {error}"
-        self._log(Exchange(at, request.method, str(request.url), _sent(request), None, (), b"", error_text), record)
-
-    def _log(self, exchange: Exchange, record: Any) -> None:
+    def keep(self, exchange: Exchange, record: Any) -> None:
+        """Keep one exchange, made for the task run ``record`` (None: the flow itself)."""
         e = replace(exchange, task=record.name if record is not None else None)
         served = str(e.status) if e.status is not None else "error"
         line = f"{e.method} {e.url}"
@@ -132,7 +83,3 @@ class Recording:
         with self._lock:
             self.exchanges.append(e)
             self.calls.append(call)
-
-
-def _sent(request: httpx.Request) -> tuple[tuple[str, str], ...]:
-    return tuple(request.headers.multi_items())

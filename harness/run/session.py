@@ -33,6 +33,7 @@ from harness.run.exits import STOPPED
 from harness.run.guard import NetworkGuard
 from harness.run.hooks import hooked, own_results, session_hooks
 from harness.run.kept import session_server
+from harness.run.recording import Recording
 from harness.run.server import PrefectServer
 from harness.run.states import Recorder
 from harness.run.transport import Call, Injector
@@ -257,12 +258,15 @@ class Session:
 
     @contextlib.contextmanager
     def _wired(self, injector: Transport) -> Iterator[Any]:
-        """The wire server serving ``injector``'s schedules, and the redirect that sends declared hosts there."""
-        if self.wire is None or not isinstance(injector, Injector):
+        """The wire server serving ``injector``'s schedules (or forwarding a recording), and the redirect to it."""
+        if self.wire is not None and isinstance(injector, Injector):
+            with self.wire.serving(injector) as redirect:
+                yield redirect
+        elif self.wire is not None and isinstance(injector, Recording):
+            with self.wire.forwarding(injector) as redirect:
+                yield redirect
+        else:
             yield None
-            return
-        with self.wire.serving(injector) as redirect:
-            yield redirect
 
 
 class _Hung(BaseException):

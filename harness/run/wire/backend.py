@@ -10,8 +10,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness.run.recording import Recording
 from harness.run.transport import Injector
-from harness.run.wire.redirect import Redirect, cleared_proxies, python_resolvers
+from harness.run.wire.forward import Forwarder, environment_proxies
+from harness.run.wire.redirect import ForwardRedirect, Redirect, cleared_proxies, python_resolvers
 from harness.run.wire.server import FaultServer
 from harness.run.wire.tls import Authority
 from harness.scenario.model import NOT_ON_WIRE, Scenario
@@ -47,6 +49,17 @@ class Wire:
 
     def close(self) -> None:
         self._stack.close()
+
+    @contextlib.contextmanager
+    def forwarding(self, recording: Recording) -> Iterator[ForwardRedirect]:
+        """Forward every request of a recording run to its real host, through the proxies named before it."""
+        forwarder = Forwarder(recording, environment_proxies())
+        with (
+            cleared_proxies(),
+            python_resolvers(),
+            self.server.forwarding(forwarder, recording.guard.allowed_port, recording.recorder) as redirect,
+        ):
+            yield redirect
 
     @contextlib.contextmanager
     def serving(self, injector: Injector) -> Iterator[Redirect]:

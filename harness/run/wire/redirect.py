@@ -10,6 +10,10 @@ connection goes to a port where nothing listens, an unanswered one to a
 listener whose accept queue is full. Every other connection goes to the
 fault server, which learns from the client's own port which host it was for
 and which task run opened it.
+
+A recording run (``ForwardRedirect``) routes every host the same way, and
+every address but Prefect's API: the server forwards each request to the
+real host and keeps the exchange (``harness.run.wire.forward``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from harness.run.guard import LOOPBACK_NAMES
 from harness.run.transport import Injector
 
 FAKE_PREFIX = "127.77.0."
+FORWARD_BASE = ipaddress.IPv4Address("127.77.0.0")  # a recording: host N resolves to this + N
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
@@ -43,22 +48,44 @@ class Ports:
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """What a connection was opened for: the declared host, and the task run that opened it."""
+    """What a connection was opened for: the declared host, the task run that opened it, the port it asked for."""
 
     host: str
     record: Any
+    port: int = 0
 
 
-class Redirect:
+class _Routes:
+    """Connections sent to the server, each remembered by the client's port until the server asks."""
+
+    def __init__(self, ports: Ports) -> None:
+        self.ports = ports
+        self._origins: dict[int, Origin] = {}
+        self._lock = threading.Lock()
+
+    def _to_server(self, sock: socket.socket, origin: Origin) -> tuple[str, int]:
+        """Send the connection to the server, which learns from the client's port what it was opened for."""
+        if sock.getsockname()[1] == 0:
+            sock.bind(("127.0.0.1", 0))  # the client's port is known before the server accepts
+        with self._lock:
+            self._origins[sock.getsockname()[1]] = origin
+        return ("127.0.0.1", self.ports.server)
+
+    def origin(self, client_port: int) -> Origin | None:
+        """What the connection from ``client_port`` was opened for (once)."""
+        with self._lock:
+            return self._origins.pop(client_port, None)
+
+
+class Redirect(_Routes):
     """One scenario's declared hosts, their fake addresses, and the connections opened to them."""
 
     def __init__(self, injector: Injector, ports: Ports) -> None:
+        super().__init__(ports)
         hosts = [h for h in injector.hosts if not _is_address(h) and h not in LOOPBACK_NAMES][:254]
-        self.injector, self.ports = injector, ports
+        self.injector = injector
         self.addresses = {host: f"{FAKE_PREFIX}{i + 1}" for i, host in enumerate(hosts)}
         self._hosts = {address: host for host, address in self.addresses.items()}
-        self._origins: dict[int, Origin] = {}
-        self._lock = threading.Lock()
 
     def resolve(self, name: str) -> str | None:
         """The fake address of a declared host; None for any other name."""
@@ -73,16 +100,46 @@ class Redirect:
         step = self.injector.claim_connect(host, record)
         if step is not None:
             return ("127.0.0.1", self.ports.refused if step.fault == "connect_error" else self.ports.unanswered)
-        if sock.getsockname()[1] == 0:
-            sock.bind(("127.0.0.1", 0))  # the client's port is known before the server accepts
-        with self._lock:
-            self._origins[sock.getsockname()[1]] = Origin(host, record)
-        return ("127.0.0.1", self.ports.server)
+        return self._to_server(sock, Origin(host, record, int(address[1])))
 
-    def origin(self, client_port: int) -> Origin | None:
-        """What the connection from ``client_port`` was opened for (once)."""
+
+class ForwardRedirect(_Routes):
+    """A recording run's routes: every host the flow names, and every address but Prefect's, reach the server.
+
+    Any name resolves to a fake loopback address of its own (none is refused:
+    the run may reach any host), and a connection to such an address, or to
+    an address the flow named itself (an API on loopback, an IP), goes to the
+    server, which forwards it. Connections to Prefect's own API go straight.
+    """
+
+    def __init__(self, ports: Ports, own_port: int, recorder: Any) -> None:
+        super().__init__(ports)
+        self.own_port, self.recorder = own_port, recorder
+        self._addresses: dict[str, str] = {}  # host -> fake address
+        self._hosts: dict[str, str] = {}  # fake address -> host
+
+    def resolve(self, name: str) -> str | None:
+        host = name.lower().rstrip(".")
         with self._lock:
-            return self._origins.pop(client_port, None)
+            address = self._addresses.get(host)
+            if address is None:
+                address = str(FORWARD_BASE + len(self._addresses) + 1)
+                self._addresses[host], self._hosts[address] = address, host
+            return address
+
+    def target(self, sock: socket.socket, address: tuple[Any, ...]) -> tuple[str, int] | None:
+        named, port = str(address[0]), int(address[1])
+        with self._lock:
+            host = self._hosts.get(named)
+        if host is None:
+            if (
+                (named in LOOPBACK_NAMES and port == self.own_port)
+                or sock.family != socket.AF_INET
+                or sock.type != socket.SOCK_STREAM
+            ):
+                return None  # Prefect's own API; IPv6 or not TCP, which the server cannot take: refused
+            host = named
+        return self._to_server(sock, Origin(host, self.recorder.current(), port))
 
 
 def _is_address(host: str) -> bool:

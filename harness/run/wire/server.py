@@ -8,6 +8,9 @@ SNI), reads one request, takes the step the respx transport would take
 (``faults``) with ``Connection: close``, so every request opens a connection
 of its own. Connect-phase faults never reach it: the redirect sends those
 connections to a port that refuses or one that never answers.
+
+A recording run (``forwarding``) hands each request it reads to a forwarder
+instead, which sends it to the real host and answers with what came back.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpx
 
 from harness.run.transport import Injector
 from harness.run.wire.faults import answer, serve_fault
-from harness.run.wire.redirect import Origin, Ports, Redirect
+from harness.run.wire.redirect import ForwardRedirect, Origin, Ports, Redirect
 from harness.run.wire.tls import Authority
 from harness.scenario.model import BODY_FAULTS
 
@@ -35,11 +39,30 @@ class _BadRequest(Exception):
     """The client sent no request, or not one HTTP/1.1 can read."""
 
 
+class Forwarding(Protocol):
+    """A recording run's forwarder (``harness.run.wire.forward.Forwarder``): sends one request on, answers it."""
+
+    def forward(self, conn: socket.socket, request: Request, origin: Origin) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A request as the server read it: its line, its headers as sent (names as written, in order), its body."""
+
+    method: str
+    target: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    scheme: str
+
+
 @dataclass(frozen=True, slots=True)
 class _Scenario:
-    injector: Injector
-    redirect: Redirect
+    injector: Injector | None
+    redirect: Redirect | ForwardRedirect
     ended: threading.Event
+    forwarder: Forwarding | None = None
 
 
 class FaultServer:
@@ -84,10 +107,23 @@ class FaultServer:
     def serving(self, injector: Injector) -> Iterator[Redirect]:
         """Serve ``injector``'s schedules to the connections opened during the block; all of them end with it."""
         assert self.ports is not None, "start the server first"
-        current = _Scenario(injector, Redirect(injector, self.ports), threading.Event())
+        redirect = Redirect(injector, self.ports)
+        with self._serving(_Scenario(injector, redirect, threading.Event())):
+            yield redirect
+
+    @contextlib.contextmanager
+    def forwarding(self, forwarder: Forwarding, own_port: int, recorder: Any) -> Iterator[ForwardRedirect]:
+        """Forward every request the flow sends during the block (a recording run) through ``forwarder``."""
+        assert self.ports is not None, "start the server first"
+        redirect = ForwardRedirect(self.ports, own_port, recorder)
+        with self._serving(_Scenario(None, redirect, threading.Event(), forwarder)):
+            yield redirect
+
+    @contextlib.contextmanager
+    def _serving(self, current: _Scenario) -> Iterator[None]:
         self._current = current
         try:
-            yield current.redirect
+            yield
         finally:
             self._current = None
             current.ended.set()
@@ -152,7 +188,12 @@ class FaultServer:
         reader = _Reader(conn)
         method, target, headers = reader.head()
         url = _url(scheme, headers.get("host") or origin.host, target)
+        if current.forwarder is not None:
+            request = Request(method, target, url, reader.items, reader.body(headers), scheme)
+            current.forwarder.forward(conn, request, origin)
+            return conn
         injector = current.injector
+        assert injector is not None
         taken = injector.take(method, url, origin.record, "wire")
         if taken is None:
             reader.body(headers)
@@ -182,6 +223,7 @@ class _Reader:
 
     def __init__(self, conn: socket.socket) -> None:
         self.conn, self.buf = conn, bytearray()
+        self.items: tuple[tuple[str, str], ...] = ()  # the head's headers as sent
 
     def _more(self) -> None:
         data = self.conn.recv(65536)
@@ -208,11 +250,12 @@ class _Reader:
         parts = self.line().decode("latin-1").split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
             raise _BadRequest(f"not an HTTP request line: {parts!r}")
-        headers: dict[str, str] = {}
+        items = []
         while line := self.line():
             name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        return parts[0].upper(), parts[1], headers
+            items.append((name.strip(), value.strip()))
+        self.items = tuple(items)
+        return parts[0].upper(), parts[1], {name.lower(): value for name, value in items}
 
     def body(self, headers: dict[str, str]) -> bytes:
         if "chunked" in headers.get("transfer-encoding", "").lower():
