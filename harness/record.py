@@ -220,7 +220,7 @@ def _start(flow: str, parameters: dict[str, Any], name: str | None, out: Path) -
 
 
 def _refuse_bad_run(flow: str, outcome: Outcome, exchanges: Sequence[Exchange], secrets: _Secrets) -> None:
-    """A run that cannot become a scenario: an unreachable host, traffic outside httpx, or no request at all."""
+    """A run that cannot become a scenario: an unreachable host, a connection not recordable, or no request at all."""
     for e in exchanges:
         if e.error is not None:
             line = _request_line(e.method, e.url, secrets)
