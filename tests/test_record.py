@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import os
 import socket
@@ -360,6 +361,67 @@ def test_aiohttp_over_tls_is_recorded_and_the_process_is_as_before(harness_sessi
     assert done.document["expect"]["result"] == 30
     assert TOKEN not in (tmp_path / "tls.yaml").read_text()
     assert (socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex, dict(os.environ)) == before
+
+
+_REAL_CONNECT = socket.socket.connect  # as imported, before any session's guard
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """An HTTP proxy stand-in: takes absolute-form requests, sends them all to one upstream port, notes each."""
+
+    server: _ProxyServer
+
+    def do_GET(self) -> None:
+        self.server.seen.append(self.path)
+        upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream, timeout=5)
+        upstream.sock = socket.socket()  # another machine's connection: not through this process's guard
+        _REAL_CONNECT(upstream.sock, ("127.0.0.1", self.server.upstream))
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
+        upstream.request("GET", urlsplit(self.path)._replace(scheme="", netloc="").geturl(), headers=headers)
+        answer = upstream.getresponse()
+        body = answer.read()
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+        upstream.close()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _ProxyServer(ThreadingHTTPServer):
+    upstream = 0
+    seen: list[str]
+
+
+def test_the_api_is_reached_through_the_proxy_the_environment_named(
+    harness_session: Session, stand_in: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``http_proxy`` set before the run: the forwarder goes through it, while the flow's clients see none."""
+    proxy = _ProxyServer(("127.0.0.1", 0), _Proxy)
+    proxy.upstream, proxy.seen = stand_in.port, []
+    thread = threading.Thread(target=proxy.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")  # Prefect's own API, as a proxied machine leaves it out
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    try:
+        done = record(
+            harness_session,
+            "tests.live_flows:clients_inventory",
+            json.loads(_parameters(NAMED, api_key=API_KEY)),
+            tmp_path / "proxied.yaml",
+        )
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join()
+    assert done.document["expect"]["result"] == 30
+    assert [urlsplit(u).path for u in proxy.seen] == ["/v1/items", "/v1/items/1", "/v1/items/2"]
+    assert all(u.startswith(f"{NAMED}/v1/items") for u in proxy.seen)
 
 
 def test_connect_to_values_parse_and_a_name_resolves_once() -> None:
