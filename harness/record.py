@@ -45,6 +45,7 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from harness._errors import HarnessError, ScenarioError
 from harness.checking.verdict import run_scenario
+from harness.run.guard import LOOPBACK_NAMES
 from harness.run.recording import Exchange, Recording
 from harness.run.session import Outcome, Session
 from harness.scenario._yaml import load_documents
@@ -190,6 +191,8 @@ def connect_targets(values: Sequence[str]) -> dict[str, tuple[str, int]]:
         shape = f"--connect-to {value!r}: expected HOST=ADDRESS:PORT, e.g. api.example.com=127.0.0.1:8443"
         if not (equals and colon and host.strip() and address.strip()):
             raise ValueError(shape)
+        if any(c in host for c in ":/@ ") or host.strip().lower() in LOOPBACK_NAMES:
+            raise ValueError(f"{shape}; HOST is a host name as the flow's URLs write it, not {host!r}")
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{shape}; the port {port!r} is not a port number")
         try:
@@ -230,10 +233,13 @@ def _refuse_bad_run(flow: str, outcome: Outcome, exchanges: Sequence[Exchange], 
         if e.method not in METHODS:
             raise ValueError(f"the flow sent a {e.method} request; a scenario declares {', '.join(METHODS)} only")
     if outcome.blocked:
-        raise ValueError(
-            f"the flow made {outcome.blocked[0]}, which cannot be recorded (only HTTP over TCP and IPv4 can); "
-            "for an API on ::1, name it by host and pass --connect-to HOST=127.0.0.1:PORT"
+        what = outcome.blocked[0]
+        advice = (
+            "; for an API on ::1, name it by host and pass --connect-to HOST=127.0.0.1:PORT"
+            if what.startswith("a connection to ::") or what.startswith("a connection to [")
+            else ""
         )
+        raise ValueError(f"the flow made {what}, which cannot be recorded (only HTTP over TCP and IPv4 can){advice}")
     if not exchanges:
         state = outcome.flow
         if state.type != "COMPLETED":
@@ -612,10 +618,12 @@ def _replayed(session: Session, temp: Path, document: dict[str, Any], notes: lis
     except HarnessError as exc:
         raise ValueError(f"the recording could not be replayed: {exc}") from None
     for refused in (m.observed for m in result.mismatches if m.field == "network"):
-        # An endpoint on an address is served to httpx (respx) only: other clients are redirected by host name.
-        raise ValueError(
-            f"the recording does not replay: a client other than httpx made {refused}, an address, and a replay "
-            "serves other clients by host name only; name the API by a host in the flow's parameters and pass "
-            "--connect-to HOST=ADDRESS:PORT"
-        )
+        if str(refused).startswith("a connection to"):
+            # An endpoint on an address is served to httpx (respx) only: other clients are redirected by host name.
+            raise ValueError(
+                f"the recording does not replay: a client other than httpx made {refused}, an address, and a "
+                "replay serves other clients by host name only; name the API by a host in the flow's parameters "
+                "and pass --connect-to HOST=ADDRESS:PORT"
+            )
+        raise ValueError(f"the recording does not replay: the replay refused {refused}")
     return [str(m) for m in result.mismatches] + ([result.error] if result.error else [])

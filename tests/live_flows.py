@@ -137,3 +137,66 @@ async def aiohttp_stock(base_url: str, token: str, item: int) -> int:
 async def aiohttp_inventory(base_url: str, token: str, items: list[int]) -> int:
     """The stock of some items through aiohttp, on the event loop."""
     return sum([await aiohttp_stock(base_url, token, item) for item in items])
+
+
+@task
+def slow_answer(base_url: str) -> int:
+    import requests
+
+    return int(requests.get(f"{base_url}/v1/slow", timeout=0.3).json()["n"])  # the API takes longer
+
+
+@flow
+def impatient(base_url: str) -> int:
+    """Its client gives up before the API answers: there is no answer to record."""
+    return slow_answer(base_url)
+
+
+@task
+def certifi_stock(base_url: str, token: str) -> int:
+    import ssl
+
+    import certifi
+
+    trust = ssl.create_default_context(cafile=certifi.where())  # certifi's bundle by name
+    with httpx.Client(verify=trust, headers={"Authorization": f"Bearer {token}"}, timeout=5) as client:
+        return int(client.get(f"{base_url}/v1/items/3").json()["stock"])
+
+
+@flow
+def certifi_inventory(base_url: str, token: str) -> int:
+    """httpx given certifi's bundle by name, as many SDKs do."""
+    return certifi_stock(base_url, token)
+
+
+@task
+def ping_database(host: str) -> bytes:
+    import socket
+
+    with socket.create_connection((host, 5432), timeout=0.5) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(64)
+
+
+@flow
+def database_ping(host: str) -> bytes:
+    """Speaks a protocol that is not HTTP: nothing a scenario can hold."""
+    return ping_database(host)
+
+
+@task
+async def post_note(base_url: str, token: str, note: str) -> str:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as client,
+        client.post(f"{base_url}/v1/notes", json={"note": note}, expect100=True) as response,
+    ):
+        response.raise_for_status()
+        return str((await response.json())["saved"])
+
+
+@flow
+async def note_taker(base_url: str, token: str, note: str) -> str:
+    """A POST whose client waits for 100 Continue before its body."""
+    return await post_note(base_url, token, note)

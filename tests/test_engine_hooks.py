@@ -95,6 +95,7 @@ def test_jitter_is_prefects_function_drawing_from_a_seeded_generator() -> None:
 
 AFTER_SESSION = """
 import os, socket, ssl
+import certifi
 import httpx._transports.default as httpx_default
 import prefect.client.orchestration as orchestration
 import prefect.flows
@@ -123,6 +124,7 @@ def snapshot():
         "socket.connect": socket.socket.connect,
         "socket.connect_ex": socket.socket.connect_ex,
         "socket.getaddrinfo": socket.getaddrinfo,
+        "certifi.where": certifi.where,
         "environ": {k: v for k, v in os.environ.items() if k.startswith(("PREFECT_", "SSL_", "REQUESTS_"))},
         "proxies": {k: v for k, v in os.environ.items() if k.lower().endswith("_proxy")},
         "ssl default verify paths": ssl.get_default_verify_paths(),
@@ -144,6 +146,7 @@ changed = sorted(k for k in before if before[k] != after[k])
 assert not changed, changed
 assert not wire_folder.exists()  # the CA and every key removed with the session
 assert during["environ"]["SSL_CERT_FILE"] == str(wire_folder / "bundle.pem")  # trusted during the session only
+assert during["certifi.where"]() == str(wire_folder / "bundle.pem")
 assert during["orchestration.ssl"] is not before["orchestration.ssl"]  # the session did set its hooks
 assert during["httpx create_ssl_context"] is not before["httpx create_ssl_context"]
 print("as before")

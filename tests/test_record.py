@@ -9,6 +9,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,6 +39,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
+        if self.path == "/v1/slow":
+            time.sleep(0.8)  # longer than its client waits (0.3 s): that client's own timeout is the point
+            return self._send(200, {"n": 1})
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self._send(401, {"message": "Bad credentials"})
         url = urlsplit(self.path)
@@ -55,6 +59,12 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/v1/catalog":
             return self._send(200, {"products": [{"sku": f"SKU-{i:05d}", "price": i} for i in range(2000)]})
         return self._send(404, {"message": "Not Found"})
+
+    def do_POST(self) -> None:
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._send(401, {"message": "Bad credentials"})
+        note = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["note"]
+        return self._send(201, {"saved": note.upper()})
 
     def _send(self, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
@@ -424,6 +434,106 @@ def test_the_api_is_reached_through_the_proxy_the_environment_named(
     assert all(u.startswith(f"{NAMED}/v1/items") for u in proxy.seen)
 
 
+def _tls_stand_in(authority: Any) -> StandIn:
+    return StandIn(authority.context_for("api.stand-in.test"))
+
+
+def test_a_client_given_certifis_bundle_by_name_is_recorded_over_tls(harness_session: Session, tmp_path: Path) -> None:
+    """``verify=certifi.where()`` trusts the session's CA while it runs, as the default trust does."""
+    assert harness_session.wire is not None
+    api = _tls_stand_in(harness_session.wire.authority)
+    try:
+        done = record(
+            harness_session,
+            "tests.live_flows:certifi_inventory",
+            {"base_url": "https://api.stand-in.test", "token": TOKEN},
+            tmp_path / "certifi.yaml",
+            connect_to=[f"api.stand-in.test=127.0.0.1:{api.port}"],
+        )
+    finally:
+        api.stop()
+    assert done.document["expect"]["result"] == 30
+
+
+def test_a_host_whose_certificate_does_not_verify_is_not_reached(harness_session: Session, tmp_path: Path) -> None:
+    """The forwarder verifies the real host: a certificate of an unknown CA ends the recording, nothing written."""
+    import trustme
+
+    stranger = trustme.CA().issue_cert("api.stand-in.test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    stranger.configure_cert(context)
+    api = StandIn(context)
+    try:
+        with pytest.raises(
+            ValueError, match=r"could not reach GET https://api.stand-in.test/v1/items/1 \(ConnectError: "
+        ):
+            record(
+                harness_session,
+                "tests.live_flows:aiohttp_inventory",
+                {"base_url": "https://api.stand-in.test", "token": TOKEN, "items": [1]},
+                tmp_path / "stranger.yaml",
+                connect_to=[f"api.stand-in.test=127.0.0.1:{api.port}"],
+            )
+    finally:
+        api.stop()
+    assert not (tmp_path / "stranger.yaml").exists()
+
+
+def test_an_answer_the_client_gave_up_on_is_no_answer(harness: Harness, stand_in: StandIn) -> None:
+    """The client's own timeout (0.3 s) fires before the API answers (0.8 s): a failure, and no thread left behind."""
+    code, out, err = harness(
+        "record",
+        "tests.live_flows:impatient",
+        "--parameters",
+        json.dumps({"base_url": NAMED}),
+        "--connect-to",
+        f"api.stand-in.test=127.0.0.1:{stand_in.port}",
+        "--out",
+        "impatient.yaml",
+    )
+    assert code == 2, out
+    assert err == (
+        f"harness record: GET {NAMED}/v1/slow failed while recording (ReadTimeout: the flow's client gave up "
+        "waiting for the answer): record again when the API answers\n"
+    )
+    assert not [t for t in threading.enumerate() if t.name == "harness-wire-conn"]
+    assert not Path("impatient.yaml").exists()
+
+
+def test_a_connection_that_speaks_no_http_is_named(harness: Harness) -> None:
+    """A database's protocol on port 5432: refused by name, exit 2, nothing written."""
+    code, out, err = harness(
+        "record", "tests.live_flows:database_ping", "--parameters", '{"host": "db.example.test"}', "--out", "db.yaml"
+    )
+    assert code == 2, out
+    pytest.LineMatcher([err.rstrip("\n")]).fnmatch_lines(
+        [
+            "harness record: the flow made a connection to db.example.test:5432 that sent no HTTP request "
+            "(not an HTTP request line: *), which cannot be recorded (only HTTP over TCP and IPv4 can)"
+        ]
+    )
+
+
+def test_a_post_whose_client_waits_for_100_continue_is_recorded(harness: Harness, stand_in: StandIn) -> None:
+    """aiohttp's ``expect100``: the server says 100 Continue, the body goes on to the API, the POST replays."""
+    code, out, err = harness(
+        "record",
+        "tests.live_flows:note_taker",
+        "--parameters",
+        json.dumps({"base_url": NAMED, "token": TOKEN, "note": "restock"}),
+        "--connect-to",
+        f"api.stand-in.test=127.0.0.1:{stand_in.port}",
+        "--out",
+        "note.yaml",
+    )
+    assert (code, err) == (0, ""), out
+    doc = yaml.safe_load(Path("note.yaml").read_text())
+    assert [(e["request"], e["responses"][0]["status"]) for e in doc["endpoints"]] == [(f"POST {NAMED}/v1/notes", 201)]
+    assert doc["expect"]["result"] == "RESTOCK"
+    stand_in.stop()
+    assert harness("run", "note.yaml")[0] == 0
+
+
 def test_connect_to_values_parse_and_a_name_resolves_once() -> None:
     """``HOST=ADDRESS:PORT``, the host lower-cased; ``localhost`` becomes its IPv4 address."""
     assert connect_targets(["API.Example.test.=localhost:8443", "b.test=10.0.0.7:80"]) == {
@@ -432,6 +542,9 @@ def test_connect_to_values_parse_and_a_name_resolves_once() -> None:
     }
     with pytest.raises(ValueError, match="the port '99999' is not a port number"):
         connect_targets(["a.test=127.0.0.1:99999"])
+    for host in ("api.test:8443", "https://api.test", "localhost"):  # never what a pin could match
+        with pytest.raises(ValueError, match="HOST is a host name as the flow's URLs write it"):
+            connect_targets([f"{host}=127.0.0.1:80"])
 
 
 def _closed_port() -> int:

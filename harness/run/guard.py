@@ -67,6 +67,14 @@ class NetworkGuard:
             self._pinned[host.lower().rstrip(".")] = stand_in
             self._pins[stand_in] = target
 
+    def pinned(self, host: str) -> bool:
+        """Whether ``connect_to`` sends ``host`` elsewhere."""
+        return host.lower().rstrip(".") in self._pinned
+
+    def refused(self, what: str) -> None:
+        """Note something refused that the guard did not see itself (a connection the wire server could not take)."""
+        self._refuse(what)
+
     @contextlib.contextmanager
     def letting_through(self) -> Iterator[None]:
         """Let the current context resolve names and connect anywhere: a recorded request on its way."""

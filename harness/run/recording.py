@@ -74,6 +74,12 @@ class Recording:
         """The context a forwarded request is sent in: the network open, for that request only."""
         return self.guard.letting_through()
 
+    def pinned(self, host: str) -> bool:
+        return self.guard.pinned(host)
+
+    def refused(self, what: str) -> None:
+        self.guard.refused(what)
+
     def keep(self, exchange: Exchange, record: Any) -> None:
         """Keep one exchange, made for the task run ``record`` (None: the flow itself)."""
         e = replace(exchange, task=record.name if record is not None else None)

@@ -5,21 +5,31 @@ server (``ForwardRedirect``), whatever its client: httpx, requests, urllib,
 aiohttp, an SDK. The server reads one request (after TLS, with a certificate
 of the session's CA for the host the client named) and the forwarder sends it
 on, from the server's thread, inside the guard's ``letting_through``: real
-name resolution (or the address ``--connect-to`` pins), TLS verified as
-usual, through the proxy the environment named before the run. The whole
-answer is read, kept as an ``Exchange`` (its body decoded) and written back
-to the client byte for byte, with ``Connection: close``.
+name resolution (or the address ``--connect-to`` pins), TLS verified with
+the process's trust, through the proxy the environment named before the run.
+The whole answer is read, kept as an ``Exchange`` (its body decoded) and
+written back to the client byte for byte, with ``Connection: close``.
+
+The client's own timeout still rules: while the answer is on its way, the
+client's connection is watched, and a client that gives up (closes) ends the
+request to the real host too; the exchange is then a failure, never an answer
+the flow did not get. The end of the run ends every request still on its way.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
+import select
 import socket
 import ssl
+import threading
 import urllib.request
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, suppress
+from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -45,6 +55,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 NO_BODY = {204, 304}
+WATCH_EVERY = 0.05  # seconds between two looks at a waiting client's connection
 
 
 class Sink(Protocol):
@@ -54,7 +65,23 @@ class Sink(Protocol):
 
     def keep(self, exchange: Exchange, record: Any) -> None: ...
 
-    def letting_through(self) -> Any: ...
+    def refused(self, what: str) -> None: ...
+
+    def letting_through(self) -> AbstractContextManager[None]: ...
+
+    def pinned(self, host: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Upstream:
+    """A connection to the real host, or to an HTTP proxy (``proxy_headers`` then go with the absolute URL)."""
+
+    connection: http.client.HTTPConnection
+    proxy_headers: Mapping[str, str] | None = None
+
+
+class _Failed(Exception):
+    """No answer came from the real host; the message names the failure in httpx's words (``ConnectError: ...``)."""
 
 
 class Forwarder:
@@ -63,60 +90,113 @@ class Forwarder:
     def __init__(self, sink: Sink, proxies: Mapping[str, str]) -> None:
         self.sink = sink
         self.proxies = dict(proxies)  # as the environment named them before the run cleared them
+        self._open: set[http.client.HTTPConnection] = set()
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def refused(self, what: str) -> None:
+        self.sink.refused(what)
+
+    def stop(self) -> None:
+        """End every request still on its way (the run is over); nothing is kept after this."""
+        with self._lock:
+            self._stopped = True
+            connections = list(self._open)
+        for connection in connections:
+            _shut(connection)
 
     def forward(self, conn: socket.socket, request: Request, origin: Origin) -> None:
         at = self.sink.now()
         url = urlsplit(request.url)
         host, port = url.hostname or origin.host, url.port or origin.port
+        gone = threading.Event()
+        done = threading.Event()
+        upstream = self._connection(request.scheme, host, port)
+        watcher = threading.Thread(target=_watch, args=(conn, upstream.connection, gone, done), daemon=True)
+        watcher.start()
         try:
             with self.sink.letting_through():
-                status, reason, headers, raw = self._send(request, host, port)
+                status, reason, headers, raw = self._send(upstream, request)
         except _Failed as failure:
-            failed = Exchange(at, request.method, request.url, request.headers, None, (), b"", str(failure))
-            self.sink.keep(failed, origin.record)
+            why = "ReadTimeout: the flow's client gave up waiting for the answer" if gone.is_set() else str(failure)
+            self._keep(Exchange(at, request.method, request.url, request.headers, None, (), b"", why), origin)
             return  # the client's connection closes with nothing written: it meets the failure too
-        exchange = Exchange(at, request.method, request.url, request.headers, status, headers, _decoded(headers, raw))
-        self.sink.keep(exchange, origin.record)
-        conn.sendall(_head(status, reason, headers, raw, request.method) + raw)
-
-    def _send(self, request: Request, host: str, port: int) -> tuple[int, str, tuple[tuple[str, str], ...], bytes]:
-        proxy = self._proxy(request.scheme, host)
-        target = request.target
-        connection: http.client.HTTPConnection
-        if request.scheme == "https":
-            context = ssl.create_default_context()  # the process's trust, as any client of it has
-            if proxy is not None:
-                connection = http.client.HTTPSConnection(*proxy, timeout=TIMEOUT, context=context)
-                connection.set_tunnel(host, port)
-            else:
-                connection = http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=context)
-        elif proxy is not None:
-            connection = http.client.HTTPConnection(*proxy, timeout=TIMEOUT)
-            target = request.url  # absolute: the proxy forwards it
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
-        try:
-            try:
-                connection.connect()
-            except OSError as exc:  # refused, unknown name, no route, TLS refused: the host cannot be reached
-                kind = "ConnectTimeout" if isinstance(exc, TimeoutError) else "ConnectError"
-                raise _Failed(f"{kind}: {exc}") from exc
-            try:
-                return _exchange(connection, request, target)
-            except TimeoutError as exc:
-                raise _Failed(f"ReadTimeout: {exc}") from exc
-            except (OSError, http.client.HTTPException) as exc:
-                raise _Failed(f"ReadError: {type(exc).__name__}: {exc}") from exc
         finally:
-            connection.close()
+            done.set()
+            watcher.join()
+            self._forget(upstream)
+        decoded = _decoded(headers, raw)
+        try:
+            if gone.is_set():
+                raise ConnectionAbortedError("the flow's client gave up waiting for the answer")
+            conn.sendall(_head(status, reason, headers, raw, request.method) + raw)
+        except OSError as exc:
+            failed = Exchange(at, request.method, request.url, request.headers, None, (), b"", f"ReadTimeout: {exc}")
+            self._keep(failed, origin)
+            return
+        self._keep(Exchange(at, request.method, request.url, request.headers, status, headers, decoded), origin)
 
-    def _proxy(self, scheme: str, host: str) -> tuple[str, int] | None:
-        """The proxy the environment named for ``scheme``, unless ``no_proxy`` leaves ``host`` out."""
+    def _keep(self, exchange: Exchange, origin: Origin) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+        self.sink.keep(exchange, origin.record)
+
+    def _connection(self, scheme: str, host: str, port: int) -> _Upstream:
+        """A connection to ``host`` (not yet open): direct, or through the proxy the environment named."""
+        proxy = None if self.sink.pinned(host) else self._proxy(scheme, host)
+        upstream: _Upstream
+        if scheme == "https":
+            context = ssl.create_default_context()  # the process's trust, as any client of it has
+            if proxy is not None:  # a tunnel (CONNECT), the proxy's credentials on it
+                connection = http.client.HTTPSConnection(proxy[0], proxy[1], timeout=TIMEOUT, context=context)
+                connection.set_tunnel(host, port, headers=proxy[2])
+                upstream = _Upstream(connection)
+            else:
+                upstream = _Upstream(http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=context))
+        elif proxy is not None:  # the whole URL on the request line, the proxy's credentials beside it
+            upstream = _Upstream(http.client.HTTPConnection(proxy[0], proxy[1], timeout=TIMEOUT), proxy[2])
+        else:
+            upstream = _Upstream(http.client.HTTPConnection(host, port, timeout=TIMEOUT))
+        with self._lock:
+            self._open.add(upstream.connection)
+        return upstream
+
+    def _forget(self, upstream: _Upstream) -> None:
+        upstream.connection.close()
+        with self._lock:
+            self._open.discard(upstream.connection)
+
+    def _send(self, upstream: _Upstream, request: Request) -> tuple[int, str, tuple[tuple[str, str], ...], bytes]:
+        with self._lock:
+            if self._stopped:
+                raise _Failed("ReadError: the run ended")
+        try:
+            upstream.connection.connect()
+        except OSError as exc:  # refused, unknown name, no route, TLS refused: the host cannot be reached
+            kind = "ConnectTimeout" if isinstance(exc, TimeoutError) else "ConnectError"
+            raise _Failed(f"{kind}: {exc}") from exc
+        try:
+            return _exchange(upstream, request)
+        except TimeoutError as exc:
+            raise _Failed(f"ReadTimeout: {exc}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Failed(f"ReadError: {type(exc).__name__}: {exc}") from exc
+
+    def _proxy(self, scheme: str, host: str) -> tuple[str, int, dict[str, str]] | None:
+        """The HTTP proxy the environment named for ``scheme`` (its address, its credentials), unless bypassed."""
         proxy = self.proxies.get(scheme) or self.proxies.get("all")
-        if not proxy or _bypassed(host, self.proxies.get("no", "")):
+        bypass: Any = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # public, untyped
+        if not proxy or bypass(host, self.proxies):
             return None
         parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        return (parts.hostname or "", parts.port or 8080) if parts.hostname else None
+        if not parts.hostname:
+            return None
+        headers = {}
+        if parts.username is not None:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["Proxy-Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+        return parts.hostname, parts.port or 80, headers
 
 
 def environment_proxies() -> dict[str, str]:
@@ -124,24 +204,42 @@ def environment_proxies() -> dict[str, str]:
     return dict(urllib.request.getproxies_environment())
 
 
-def _bypassed(host: str, no_proxy: str) -> bool:
-    names = [n.strip().lower().lstrip(".") for n in no_proxy.split(",") if n.strip()]
-    host = host.lower()
-    return "*" in names or any(host == n or host.endswith(f".{n}") for n in names)
+def _watch(
+    conn: socket.socket, connection: http.client.HTTPConnection, gone: threading.Event, done: threading.Event
+) -> None:
+    """Until ``done``: a client that closes its connection (its own timeout fired) ends the request upstream."""
+    while not done.is_set():
+        try:
+            readable, _, _ = select.select([conn], [], [], WATCH_EVERY)
+        except (OSError, ValueError):
+            readable = [conn]
+        if readable and not done.is_set():  # an HTTP/1.1 client sends nothing more until it has the answer
+            gone.set()
+            _shut(connection)
+            return
 
 
-class _Failed(Exception):
-    """No answer came from the real host; the message names the failure in httpx's words (``ConnectError: ...``)."""
+def _shut(connection: http.client.HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is not None:
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
-def _exchange(
-    connection: http.client.HTTPConnection, request: Request, target: str
-) -> tuple[int, str, tuple[tuple[str, str], ...], bytes]:
+def _exchange(upstream: _Upstream, request: Request) -> tuple[int, str, tuple[tuple[str, str], ...], bytes]:
     """Send ``request`` on an open connection; the whole answer: status, reason, headers as sent, raw body."""
-    connection.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
+    connection, proxied = upstream.connection, upstream.proxy_headers
+    connection.putrequest(
+        request.method,
+        request.url if proxied is not None else request.target,
+        skip_host=True,
+        skip_accept_encoding=True,
+    )
     for name, value in request.headers:
         if name.lower() not in HOP_BY_HOP:
             connection.putheader(name, value)
+    for name, value in (proxied or {}).items():
+        connection.putheader(name, value)
     if request.body or request.method in ("POST", "PUT", "PATCH"):
         connection.putheader("Content-Length", str(len(request.body)))
     connection.endheaders(request.body or None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from harness.scenario.model import BODY_FAULTS
 
 HEAD_LIMIT = 64 * 1024
 READ_LIMIT = 30.0  # seconds a client may take to send its request
+FIRST_BYTE_LIMIT = 5.0  # recording: seconds before a connection shows it speaks HTTP (or TLS)
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
@@ -39,10 +41,18 @@ class _BadRequest(Exception):
     """The client sent no request, or not one HTTP/1.1 can read."""
 
 
+class _Closed(_BadRequest):
+    """The client closed its connection before its request was whole: it gave up, which is its own affair."""
+
+
 class Forwarding(Protocol):
     """A recording run's forwarder (``harness.run.wire.forward.Forwarder``): sends one request on, answers it."""
 
     def forward(self, conn: socket.socket, request: Request, origin: Origin) -> None: ...
+
+    def refused(self, what: str) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +137,8 @@ class FaultServer:
         finally:
             self._current = None
             current.ended.set()
+            if current.forwarder is not None:
+                current.forwarder.stop()  # requests still on their way to a real host end with the run
             with self._lock:
                 conns, threads = list(self._open), list(self._threads)
             for conn in conns:
@@ -164,8 +176,12 @@ class FaultServer:
         try:
             if origin is not None:
                 conn = self._serve(conn, origin, current)
-        except (OSError, ValueError, _BadRequest):
-            pass  # the client went away, or sent what no server would answer (a bad length, a bad chunk size)
+        except _Closed:
+            pass
+        except (OSError, ValueError, _BadRequest) as exc:
+            # The client went away, or sent what no server would answer (a bad length, a bad chunk size).
+            if current.forwarder is not None and origin is not None and not current.ended.is_set():
+                current.forwarder.refused(_unrecordable(origin, exc))
         finally:
             self._track(conn, False)
             conn.close()
@@ -177,14 +193,19 @@ class FaultServer:
             (self._open.add if add else self._open.discard)(conn)
 
     def _serve(self, conn: socket.socket, origin: Origin, current: _Scenario) -> socket.socket:
-        conn.settimeout(READ_LIMIT)
+        # A client that sends nothing (a protocol where the server speaks first) is no HTTP client to record.
+        conn.settimeout(FIRST_BYTE_LIMIT if current.forwarder is not None else READ_LIMIT)
         scheme = "http"
-        if conn.recv(1, socket.MSG_PEEK) == b"\x16":  # a TLS handshake record
+        first = conn.recv(1, socket.MSG_PEEK)
+        if not first:
+            raise _Closed("the client closed the connection before sending anything")
+        if first == b"\x16":  # a TLS handshake record
             raw = conn
             conn = self.authority.context_for(origin.host).wrap_socket(conn, server_side=True)
             self._track(raw, False)
             self._track(conn, True)
             scheme = "https"
+        conn.settimeout(READ_LIMIT)
         reader = _Reader(conn)
         method, target, headers = reader.head()
         url = _url(scheme, headers.get("host") or origin.host, target)
@@ -228,7 +249,7 @@ class _Reader:
     def _more(self) -> None:
         data = self.conn.recv(65536)
         if not data:
-            raise _BadRequest("the client closed the connection")
+            raise _Closed("the client closed the connection")
         self.buf += data
 
     def line(self) -> bytes:
@@ -258,6 +279,8 @@ class _Reader:
         return parts[0].upper(), parts[1], {name.lower(): value for name, value in items}
 
     def body(self, headers: dict[str, str]) -> bytes:
+        if headers.get("expect", "").lower() == "100-continue":  # the client waits for this before its body
+            self.conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         if "chunked" in headers.get("transfer-encoding", "").lower():
             out = bytearray()
             while size := int(self.line().split(b";")[0] or b"0", 16):
@@ -267,6 +290,19 @@ class _Reader:
                 pass
             return bytes(out)
         return self.exact(int(headers.get("content-length") or 0))
+
+
+def _unrecordable(origin: Origin, exc: BaseException) -> str:
+    """What a recording could not take from a connection, in the words of the guard's refusals."""
+    where = f"{origin.host}:{origin.port}"
+    if isinstance(exc, ssl.SSLError):
+        return (
+            f"a TLS connection to {where} whose client does not trust the session's CA "
+            f"({exc.reason or exc}): a client given its own CA file (verify=PATH) cannot be recorded over TLS"
+        )
+    if isinstance(exc, TimeoutError):
+        return f"a connection to {where} that sent no HTTP request within {FIRST_BYTE_LIMIT:g} s"
+    return f"a connection to {where} that sent no HTTP request ({exc})"
 
 
 def _url(scheme: str, host: str, target: str) -> str:

@@ -3,8 +3,9 @@
 The CA (``trustme``) and every key live in the session's temporary folder,
 removed with it. While the session runs, this process trusts the CA through
 ``SSL_CERT_FILE`` (``ssl``'s default verify paths, hence urllib, urllib3,
-httpx's default context), ``REQUESTS_CA_BUNDLE`` (requests) and aiohttp's
-contexts built at import. The bundle is every CA the process trusted
+httpx's default context), ``REQUESTS_CA_BUNDLE`` (requests), ``certifi.where()``
+(a client given certifi's bundle by name) and aiohttp's contexts built at
+import. A client given a CA file of its own does not trust it. The bundle is every CA the process trusted
 before (the files ``SSL_CERT_FILE`` and ``REQUESTS_CA_BUNDLE`` named,
 ``ssl``'s default CA file, certifi's) plus this one: the CA is added, nothing
 trusted before is dropped (a corporate proxy's CA included, for the
@@ -68,17 +69,24 @@ class Authority:
         if name and self._contexts.get(name) is not context:
             sock.context = self.context_for(name)
 
+    def _bundle_path(self) -> str:
+        return str(self.bundle)
+
     @contextlib.contextmanager
     def trusted(self) -> Iterator[None]:
         """This process trusts the CA until the block ends; everything is as before afterwards."""
         aiohttp: Any = sys.modules.get("aiohttp.connector")
         before = getattr(aiohttp, "_SSL_CONTEXT_VERIFIED", None)
+        where = certifi.where
         try:
+            # A client given certifi's bundle by name (httpx.Client(verify=certifi.where())) gets this one.
+            certifi.where = self._bundle_path
             with environ(dict.fromkeys(TRUST_VARIABLES, str(self.bundle))):
                 if aiohttp is not None:  # built at import: rebuilt trusting the CA
                     aiohttp._SSL_CONTEXT_VERIFIED = aiohttp._make_ssl_context(True)
                 yield
         finally:
+            certifi.where = where
             aiohttp = sys.modules.get("aiohttp.connector")
             if aiohttp is not None:  # imported before or during the session: its context without the CA again
                 aiohttp._SSL_CONTEXT_VERIFIED = before if before is not None else aiohttp._make_ssl_context(True)
