@@ -132,6 +132,9 @@ def snapshot():
     }
 
 os.environ["HTTPS_PROXY"] = "http://proxy.invalid:3128"  # cleared while a scenario runs, back afterwards
+os.environ["HTTP_PROXY"] = "http://127.0.0.1:9"  # no no_proxy: the wait for the server must still go direct
+os.environ.pop("NO_PROXY", None)
+os.environ.pop("no_proxy", None)
 
 before = snapshot()
 (scenario,) = load_file("s.yaml")

@@ -310,7 +310,7 @@ def _alive(state: dict[str, Any]) -> bool:
 
 def _healthy(api_url: str, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    with httpx.Client() as client:
+    with httpx.Client(trust_env=False) as client:  # loopback: never through a proxy
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.TransportError):
                 if client.get(f"{api_url}/health", timeout=1).status_code == 200:

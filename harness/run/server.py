@@ -116,7 +116,7 @@ class PrefectServer:
             self.start()
         assert self._process is not None
         deadline = time.monotonic() + timeout
-        with httpx.Client() as client:
+        with httpx.Client(trust_env=False) as client:  # loopback: never through a proxy
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
                     raise ServerError(
