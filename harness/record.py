@@ -233,13 +233,7 @@ def _refuse_bad_run(flow: str, outcome: Outcome, exchanges: Sequence[Exchange], 
         if e.method not in METHODS:
             raise ValueError(f"the flow sent a {e.method} request; a scenario declares {', '.join(METHODS)} only")
     if outcome.blocked:
-        what = outcome.blocked[0]
-        advice = (
-            "; for an API on ::1, name it by host and pass --connect-to HOST=127.0.0.1:PORT"
-            if what.startswith("a connection to ::") or what.startswith("a connection to [")
-            else ""
-        )
-        raise ValueError(f"the flow made {what}, which cannot be recorded (only HTTP over TCP and IPv4 can){advice}")
+        raise ValueError(f"the flow made {outcome.blocked[0]}, which cannot be recorded")
     if not exchanges:
         state = outcome.flow
         if state.type != "COMPLETED":

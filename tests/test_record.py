@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import http.client
 import json
+import logging
 import os
 import socket
 import ssl
@@ -140,10 +142,17 @@ Harness = Callable[..., tuple[int, str, str]]
 @pytest.fixture
 def harness(
     harness_session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Harness:
+) -> Iterator[Harness]:
     """``harness ARGS`` in this process, on the test session's server, in ``tmp_path``: (exit code, out, err)."""
     monkeypatch.setattr(session_module, "Session", lambda **_: _Shared(harness_session))
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    # The command sets that before Prefect's logging is configured; in this process an earlier test may have
+    # configured it already, so its loggers are quieted here as the command's own process would have them.
+    harness_session._ensure_ready()  # Prefect configures its logging again when the session is first ready
+    loggers = [logging.getLogger(name) for name in ("prefect", "prefect.flow_runs", "prefect.task_runs")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)  # setLevel, not the attribute: it clears the loggers' level cache
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
 
@@ -152,7 +161,9 @@ def harness(
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
-    return run
+    yield run
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
 
 
 def _parameters(api: StandIn | str, **more: Any) -> str:
@@ -389,6 +400,7 @@ class _Proxy(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.seen.append(self.path)
+        self.server.credentials.append(self.headers.get("Proxy-Authorization", ""))
         upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream, timeout=5)
         upstream.sock = socket.socket()  # another machine's connection: not through this process's guard
         _REAL_CONNECT(upstream.sock, ("127.0.0.1", self.server.upstream))
@@ -411,6 +423,7 @@ class _Proxy(BaseHTTPRequestHandler):
 class _ProxyServer(ThreadingHTTPServer):
     upstream = 0
     seen: list[str]
+    credentials: list[str]
 
 
 def test_the_api_is_reached_through_the_proxy_the_environment_named(
@@ -418,10 +431,10 @@ def test_the_api_is_reached_through_the_proxy_the_environment_named(
 ) -> None:
     """``http_proxy`` set before the run: the forwarder goes through it, while the flow's clients see none."""
     proxy = _ProxyServer(("127.0.0.1", 0), _Proxy)
-    proxy.upstream, proxy.seen = stand_in.port, []
+    proxy.upstream, proxy.seen, proxy.credentials = stand_in.port, [], []
     thread = threading.Thread(target=proxy.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
+    monkeypatch.setenv("http_proxy", f"http://alice:s%40cret@127.0.0.1:{proxy.server_address[1]}")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")  # Prefect's own API, as a proxied machine leaves it out
     monkeypatch.delenv("NO_PROXY", raising=False)
     try:
@@ -438,6 +451,72 @@ def test_the_api_is_reached_through_the_proxy_the_environment_named(
     assert done.document["expect"]["result"] == 30
     assert [urlsplit(u).path for u in proxy.seen] == ["/v1/items", "/v1/items/1", "/v1/items/2"]
     assert all(u.startswith(f"{NAMED}/v1/items") for u in proxy.seen)
+    assert set(proxy.credentials) == {"Basic " + base64.b64encode(b"alice:s@cret").decode()}
+
+
+def test_a_proxy_that_is_not_http_stops_the_recording_by_name(
+    harness: Harness, stand_in: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``all_proxy=socks5://...``: the forwarder speaks HTTP to proxies only, so it says so rather than go around it."""
+    monkeypatch.setenv("all_proxy", "socks5://proxy.example.test:1080")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    code, out, err = harness(
+        "record", "tests.live_flows:impatient", "--parameters", json.dumps({"base_url": NAMED}), "--out", "s.yaml"
+    )
+    assert code == 2, out
+    assert err == (
+        f"harness record: could not reach GET {NAMED}/v1/slow (ConnectError: the proxy "
+        "socks5://proxy.example.test is not an http:// proxy): is the host right and the API up?\n"
+    )
+
+
+def test_a_client_that_gives_up_on_a_host_that_never_answers_calls_the_connect_off(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """The real host drops every SYN (a full accept queue); the client's 0.3 s timeout ends the recording at once."""
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        filler.connect(listener.getsockname())  # the queue (backlog 0: one) is full: SYNs are dropped
+        code, out, err = harness(
+            "record",
+            "tests.live_flows:impatient",
+            "--parameters",
+            json.dumps({"base_url": NAMED}),
+            "--connect-to",
+            f"api.stand-in.test=127.0.0.1:{listener.getsockname()[1]}",
+            "--out",
+            "never.yaml",
+        )
+    assert code == 2, out
+    assert err == (
+        f"harness record: GET {NAMED}/v1/slow failed while recording (ReadTimeout: the flow's client gave up "
+        "waiting for the answer): record again when the API answers\n"
+    )
+
+
+def test_a_client_trying_localhost_at_ipv6_first_goes_on_to_ipv4(
+    harness_session: Session, stand_in: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``localhost`` resolving to ::1 first (as on most systems): refused there as by no listener, recorded at IPv4."""
+    real = socket.getaddrinfo
+
+    def ipv6_first(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        found = real(host, port, *args, **kwargs)
+        if host != "localhost":
+            return found
+        v6 = [(socket.AF_INET6, kind, proto, "", ("::1", port, 0, 0)) for _, kind, proto, _, _ in found[:1]]
+        return v6 + found
+
+    monkeypatch.setattr(socket, "getaddrinfo", ipv6_first)  # before the run: what the guard takes as real
+    done = record(
+        harness_session,
+        "tests.live_flows:inventory",
+        json.loads(_parameters(f"http://localhost:{stand_in.port}", api_key=API_KEY)),
+        tmp_path / "localhost.yaml",
+    )
+    assert done.document["expect"]["result"] == 30
+    assert done.document["endpoints"][1]["request"] == f"GET http://localhost:{stand_in.port}/v1/items/1"
 
 
 def _tls_stand_in(authority: Any) -> StandIn:
@@ -487,6 +566,7 @@ def test_a_host_whose_certificate_does_not_verify_is_not_reached(harness_session
 
 def test_an_answer_the_client_gave_up_on_is_no_answer(harness: Harness, stand_in: StandIn) -> None:
     """The client's own timeout (0.3 s) fires before the API answers (0.8 s): a failure, and no thread left behind."""
+    before = {t for t in threading.enumerate() if t.name == "harness-wire-conn"}
     code, out, err = harness(
         "record",
         "tests.live_flows:impatient",
@@ -502,7 +582,7 @@ def test_an_answer_the_client_gave_up_on_is_no_answer(harness: Harness, stand_in
         f"harness record: GET {NAMED}/v1/slow failed while recording (ReadTimeout: the flow's client gave up "
         "waiting for the answer): record again when the API answers\n"
     )
-    assert not [t for t in threading.enumerate() if t.name == "harness-wire-conn"]
+    assert {t for t in threading.enumerate() if t.name == "harness-wire-conn"} <= before
     assert not Path("impatient.yaml").exists()
 
 
@@ -515,7 +595,7 @@ def test_a_connection_that_speaks_no_http_is_named(harness: Harness) -> None:
     pytest.LineMatcher([err.rstrip("\n")]).fnmatch_lines(
         [
             "harness record: the flow made a connection to db.example.test:5432 that sent no HTTP request "
-            "(not an HTTP request line: *), which cannot be recorded (only HTTP over TCP and IPv4 can)"
+            "(not an HTTP request line: *; only HTTP is recorded), which cannot be recorded"
         ]
     )
 

@@ -20,9 +20,7 @@ Per scenario too (``own_results``): a result storage of its own, so that no
 task cache of another scenario serves it.
 
 Per session (``session_hooks``): one SSL context for Prefect's API clients
-and one for httpx's default clients, instead of one per client; and the
-server's default result storage read once, not twice per flow run
-(``server_storage_read_once``).
+and one for httpx's default clients, instead of one per client.
 
 ``tests/test_engine_hooks.py`` fails loudly if Prefect moves a hooked name,
 and checks that the process is as before once the session ends.
@@ -467,85 +465,9 @@ def session_hooks() -> Iterator[None]:
     orchestration.ssl = _SslShim(real_ssl)
     default.create_ssl_context = _shared_ssl_context(real_create)
     try:
-        with server_storage_read_once():
-            yield
+        yield
     finally:
         orchestration.ssl, default.create_ssl_context = real_ssl, real_create
-
-
-STORAGE_READ = "read_server_default_result_storage"
-STORAGE_WRITES = ("update_server_default_result_storage", "clear_server_default_result_storage")
-
-
-@contextlib.contextmanager
-def server_storage_read_once() -> Iterator[dict[str, Any]]:
-    """Prefect's clients read the server's default result storage once per API, and again after they write it.
-
-    Every flow run's setup asks the server for its default result storage
-    (``GET /admin/storage``) twice, for its result store and for whether to
-    persist results; that value changes only when it is written (``PUT`` or
-    ``DELETE /admin/storage``), and the session's server is the session's
-    own. So the first answer is kept for the session (per API URL, as Prefect
-    keeps its API version check once per process and API), and Prefect's
-    clients' ``update_`` / ``clear_server_default_result_storage`` drop it,
-    before and after they write: the next read asks the server again. A failed
-    read keeps nothing. Yields the cache (``tests/test_cheap_run.py``).
-    """
-    from prefect.client.orchestration import PrefectClient, SyncPrefectClient
-
-    cache: dict[str, Any] = {}
-    saved = {
-        (cls, name): vars(cls)[name]
-        for cls in (PrefectClient, SyncPrefectClient)
-        for name in (STORAGE_READ, *STORAGE_WRITES)
-    }
-    sync_read, async_read = saved[SyncPrefectClient, STORAGE_READ], saved[PrefectClient, STORAGE_READ]
-
-    def read_once(self: Any) -> Any:
-        key = str(self.api_url)
-        if key not in cache:
-            cache[key] = sync_read(self)
-        return cache[key].model_copy()
-
-    async def aread_once(self: Any) -> Any:
-        key = str(self.api_url)
-        if key not in cache:
-            cache[key] = await async_read(self)
-        return cache[key].model_copy()
-
-    def forgetting(write: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(write)
-        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            cache.clear()
-            try:
-                return write(self, *args, **kwargs)
-            finally:
-                cache.clear()
-
-        return wrapper
-
-    def aforgetting(write: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(write)
-        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            cache.clear()
-            try:
-                return await write(self, *args, **kwargs)
-            finally:
-                cache.clear()
-
-        return wrapper
-
-    try:  # every name set inside the try: an exception part-way still restores them all
-        setattr(SyncPrefectClient, STORAGE_READ, read_once)
-        setattr(PrefectClient, STORAGE_READ, aread_once)
-        for name in STORAGE_WRITES:
-            setattr(SyncPrefectClient, name, forgetting(saved[SyncPrefectClient, name]))
-            setattr(PrefectClient, name, aforgetting(saved[PrefectClient, name]))
-        yield cache
-    finally:
-        for (cls, name), value in saved.items():
-            setattr(cls, name, value)
-        cache.clear()
 
 
 def _shared_ssl_context(create: Callable[..., Any]) -> Callable[..., Any]:

@@ -19,15 +19,17 @@ the flow did not get. The end of the run ends every request still on its way.
 from __future__ import annotations
 
 import base64
+import errno
 import http.client
+import os
 import select
 import socket
 import ssl
 import threading
+import time
 import urllib.request
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, suppress
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -72,12 +74,57 @@ class Sink(Protocol):
     def pinned(self, host: str) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
 class _Upstream:
-    """A connection to the real host, or to an HTTP proxy (``proxy_headers`` then go with the absolute URL)."""
+    """A connection to the real host, or to an HTTP proxy (``proxy_headers`` then go with the absolute URL).
 
-    connection: http.client.HTTPConnection
-    proxy_headers: Mapping[str, str] | None = None
+    Its connect (``open``, in place of ``socket.create_connection``) can be
+    called off from another thread (``cancel``): a client that gives up, or
+    the run's end, does not wait for a host that never answers.
+    """
+
+    def __init__(self, connection: http.client.HTTPConnection, proxy_headers: Mapping[str, str] | None) -> None:
+        self.connection, self.proxy_headers = connection, proxy_headers
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        sock = self.connection.sock
+        if sock is not None:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def open(self, address: tuple[str, int], timeout: float, source_address: Any = None) -> socket.socket:
+        error: OSError = OSError(f"cannot resolve {address[0]}")
+        for family, kind, proto, _, where in socket.getaddrinfo(address[0], address[1], 0, socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            try:
+                self._connect(sock, where, timeout)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                if self.cancelled.is_set():
+                    break
+                continue
+            sock.settimeout(timeout)
+            return sock
+        raise error
+
+    def _connect(self, sock: socket.socket, where: Any, timeout: float) -> None:
+        sock.setblocking(False)
+        code = sock.connect_ex(where)
+        if code not in (0, errno.EINPROGRESS):
+            raise OSError(code, os.strerror(code))
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        deadline = time.monotonic() + timeout
+        while not poller.poll(WATCH_EVERY * 1000):
+            if self.cancelled.is_set():
+                raise ConnectionAbortedError("the request was called off")
+            if time.monotonic() > deadline:
+                raise TimeoutError("timed out")
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise OSError(code, os.strerror(code))
 
 
 class _Failed(Exception):
@@ -90,41 +137,54 @@ class Forwarder:
     def __init__(self, sink: Sink, proxies: Mapping[str, str]) -> None:
         self.sink = sink
         self.proxies = dict(proxies)  # as the environment named them before the run cleared them
-        self._open: set[http.client.HTTPConnection] = set()
+        self._open: set[_Upstream] = set()
         self._lock = threading.Lock()
         self._stopped = False
+        self._closed = False
 
     def refused(self, what: str) -> None:
         self.sink.refused(what)
 
     def stop(self) -> None:
-        """End every request still on its way (the run is over); nothing is kept after this."""
+        """Call off every request still on its way: the run is over (each is kept as a failure)."""
         with self._lock:
             self._stopped = True
-            connections = list(self._open)
-        for connection in connections:
-            _shut(connection)
+            upstreams = list(self._open)
+        for upstream in upstreams:
+            upstream.cancel()
+
+    def close(self) -> None:
+        """Keep nothing more: the run's exchanges have been read (a request that outlived the end is dropped)."""
+        with self._lock:
+            self._closed = True
 
     def forward(self, conn: socket.socket, request: Request, origin: Origin) -> None:
+        """Send ``request`` to where the client connected (``origin``: the host it resolved, the port it asked)."""
         at = self.sink.now()
-        url = urlsplit(request.url)
-        host, port = url.hostname or origin.host, url.port or origin.port
         gone = threading.Event()
         done = threading.Event()
-        upstream = self._connection(request.scheme, host, port)
-        watcher = threading.Thread(target=_watch, args=(conn, upstream.connection, gone, done), daemon=True)
-        watcher.start()
+        upstream: _Upstream | None = None
         try:
-            with self.sink.letting_through():
-                status, reason, headers, raw = self._send(upstream, request)
+            upstream = self._connection(request.scheme, origin.host, origin.port)
+            watcher = threading.Thread(target=_watch, args=(conn, upstream, gone, done), daemon=True)
+            watcher.start()
+            try:
+                with self.sink.letting_through():
+                    status, reason, headers, raw = self._send(upstream, request)
+            finally:
+                done.set()
+                watcher.join()
         except _Failed as failure:
-            why = "ReadTimeout: the flow's client gave up waiting for the answer" if gone.is_set() else str(failure)
+            why = str(failure)
+            if gone.is_set():
+                why = "ReadTimeout: the flow's client gave up waiting for the answer"
+            elif self._stopped:
+                why = "ReadError: the run ended before the answer came"
             self._keep(Exchange(at, request.method, request.url, request.headers, None, (), b"", why), origin)
             return  # the client's connection closes with nothing written: it meets the failure too
         finally:
-            done.set()
-            watcher.join()
-            self._forget(upstream)
+            if upstream is not None:
+                self._forget(upstream)
         decoded = _decoded(headers, raw)
         try:
             if gone.is_set():
@@ -138,39 +198,40 @@ class Forwarder:
 
     def _keep(self, exchange: Exchange, origin: Origin) -> None:
         with self._lock:
-            if self._stopped:
+            if self._closed:
                 return
         self.sink.keep(exchange, origin.record)
 
     def _connection(self, scheme: str, host: str, port: int) -> _Upstream:
         """A connection to ``host`` (not yet open): direct, or through the proxy the environment named."""
         proxy = None if self.sink.pinned(host) else self._proxy(scheme, host)
-        upstream: _Upstream
+        connection: http.client.HTTPConnection
+        headers = None
         if scheme == "https":
             context = ssl.create_default_context()  # the process's trust, as any client of it has
             if proxy is not None:  # a tunnel (CONNECT), the proxy's credentials on it
                 connection = http.client.HTTPSConnection(proxy[0], proxy[1], timeout=TIMEOUT, context=context)
                 connection.set_tunnel(host, port, headers=proxy[2])
-                upstream = _Upstream(connection)
             else:
-                upstream = _Upstream(http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=context))
+                connection = http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=context)
         elif proxy is not None:  # the whole URL on the request line, the proxy's credentials beside it
-            upstream = _Upstream(http.client.HTTPConnection(proxy[0], proxy[1], timeout=TIMEOUT), proxy[2])
+            connection, headers = http.client.HTTPConnection(proxy[0], proxy[1], timeout=TIMEOUT), proxy[2]
         else:
-            upstream = _Upstream(http.client.HTTPConnection(host, port, timeout=TIMEOUT))
+            connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
+        upstream = _Upstream(connection, headers)
+        connection._create_connection = upstream.open  # type: ignore[attr-defined]  # a connect that can be called off
         with self._lock:
-            self._open.add(upstream.connection)
+            self._open.add(upstream)
+            if self._stopped:
+                upstream.cancel()
         return upstream
 
     def _forget(self, upstream: _Upstream) -> None:
         upstream.connection.close()
         with self._lock:
-            self._open.discard(upstream.connection)
+            self._open.discard(upstream)
 
     def _send(self, upstream: _Upstream, request: Request) -> tuple[int, str, tuple[tuple[str, str], ...], bytes]:
-        with self._lock:
-            if self._stopped:
-                raise _Failed("ReadError: the run ended")
         try:
             upstream.connection.connect()
         except OSError as exc:  # refused, unknown name, no route, TLS refused: the host cannot be reached
@@ -190,8 +251,8 @@ class Forwarder:
         if not proxy or bypass(host, self.proxies):
             return None
         parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        if not parts.hostname:
-            return None
+        if parts.scheme != "http" or not parts.hostname:
+            raise _Failed(f"ConnectError: the proxy {parts.scheme}://{parts.hostname or ''} is not an http:// proxy")
         headers = {}
         if parts.username is not None:
             credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
@@ -204,26 +265,16 @@ def environment_proxies() -> dict[str, str]:
     return dict(urllib.request.getproxies_environment())
 
 
-def _watch(
-    conn: socket.socket, connection: http.client.HTTPConnection, gone: threading.Event, done: threading.Event
-) -> None:
-    """Until ``done``: a client that closes its connection (its own timeout fired) ends the request upstream."""
+def _watch(conn: socket.socket, upstream: _Upstream, gone: threading.Event, done: threading.Event) -> None:
+    """Until ``done``: a client that closes its connection (its own timeout fired) calls the request off."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN | select.POLLHUP | select.POLLERR)
     while not done.is_set():
-        try:
-            readable, _, _ = select.select([conn], [], [], WATCH_EVERY)
-        except (OSError, ValueError):
-            readable = [conn]
-        if readable and not done.is_set():  # an HTTP/1.1 client sends nothing more until it has the answer
+        # An HTTP/1.1 client sends nothing more until it has the answer: anything to read is its close.
+        if poller.poll(WATCH_EVERY * 1000) and not done.is_set():
             gone.set()
-            _shut(connection)
+            upstream.cancel()
             return
-
-
-def _shut(connection: http.client.HTTPConnection) -> None:
-    sock = connection.sock
-    if sock is not None:
-        with suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _exchange(upstream: _Upstream, request: Request) -> tuple[int, str, tuple[tuple[str, str], ...], bytes]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import socket
 import sys
@@ -132,12 +133,12 @@ class ForwardRedirect(_Routes):
         with self._lock:
             host = self._hosts.get(named)
         if host is None:
-            if (
-                (named in LOOPBACK_NAMES and port == self.own_port)
-                or sock.family != socket.AF_INET
-                or sock.type != socket.SOCK_STREAM
-            ):
-                return None  # Prefect's own API; IPv6 or not TCP, which the server cannot take: refused
+            if named in LOOPBACK_NAMES and port == self.own_port:
+                return None  # Prefect's own API
+            if sock.family != socket.AF_INET or sock.type != socket.SOCK_STREAM:
+                # The server takes IPv4 TCP only. Refused as a host that is not there: a client trying ``localhost``
+                # at ::1 first goes on to 127.0.0.1, as it would with nothing listening on ::1.
+                raise ConnectionRefusedError(errno.ECONNREFUSED, "harness record: only IPv4 TCP is recorded")
             host = named
         return self._to_server(sock, Origin(host, self.recorder.current(), port))
 

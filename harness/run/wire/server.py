@@ -54,6 +54,8 @@ class Forwarding(Protocol):
 
     def stop(self) -> None: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -146,6 +148,8 @@ class FaultServer:
                     socket.socket.shutdown(conn, socket.SHUT_RDWR)
             for thread in threads:
                 thread.join(timeout=5)
+            if current.forwarder is not None:
+                current.forwarder.close()
 
     def _bound(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -176,8 +180,8 @@ class FaultServer:
         try:
             if origin is not None:
                 conn = self._serve(conn, origin, current)
-        except _Closed:
-            pass
+        except (_Closed, ConnectionResetError):
+            pass  # the client gave up before its request was whole: its own affair
         except (OSError, ValueError, _BadRequest) as exc:
             # The client went away, or sent what no server would answer (a bad length, a bad chunk size).
             if current.forwarder is not None and origin is not None and not current.ended.is_set():
@@ -301,8 +305,10 @@ def _unrecordable(origin: Origin, exc: BaseException) -> str:
             f"({exc.reason or exc}): a client given its own CA file (verify=PATH) cannot be recorded over TLS"
         )
     if isinstance(exc, TimeoutError):
-        return f"a connection to {where} that sent no HTTP request within {FIRST_BYTE_LIMIT:g} s"
-    return f"a connection to {where} that sent no HTTP request ({exc})"
+        return (
+            f"a connection to {where} that sent no HTTP request within {FIRST_BYTE_LIMIT:g} s (only HTTP is recorded)"
+        )
+    return f"a connection to {where} that sent no HTTP request ({exc}; only HTTP is recorded)"
 
 
 def _url(scheme: str, host: str, target: str) -> str:
