@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import http.client
 import json
@@ -416,6 +417,29 @@ class _Proxy(BaseHTTPRequestHandler):
         self.wfile.write(body)
         upstream.close()
 
+    def do_CONNECT(self) -> None:
+        """A tunnel: whatever host it names, to the upstream port, bytes relayed both ways until either side ends."""
+        self.server.seen.append(f"CONNECT {self.path}")
+        self.server.credentials.append(self.headers.get("Proxy-Authorization", ""))
+        upstream = socket.socket()
+        _REAL_CONNECT(upstream, ("127.0.0.1", self.server.upstream))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.flush()
+
+        def relay(source: socket.socket, sink: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+        back = threading.Thread(target=relay, args=(upstream, self.connection), daemon=True)
+        back.start()
+        relay(self.connection, upstream)
+        back.join(timeout=5)
+        upstream.close()
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
@@ -452,6 +476,35 @@ def test_the_api_is_reached_through_the_proxy_the_environment_named(
     assert [urlsplit(u).path for u in proxy.seen] == ["/v1/items", "/v1/items/1", "/v1/items/2"]
     assert all(u.startswith(f"{NAMED}/v1/items") for u in proxy.seen)
     assert set(proxy.credentials) == {"Basic " + base64.b64encode(b"alice:s@cret").decode()}
+
+
+def test_https_goes_through_the_proxys_tunnel(
+    harness_session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``https_proxy``: a ``CONNECT`` tunnel with the proxy's credentials, TLS to the host inside it."""
+    assert harness_session.wire is not None
+    api = _tls_stand_in(harness_session.wire.authority)
+    proxy = _ProxyServer(("127.0.0.1", 0), _Proxy)
+    proxy.upstream, proxy.seen, proxy.credentials = api.port, [], []
+    thread = threading.Thread(target=proxy.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    monkeypatch.setenv("https_proxy", f"http://bob:tunnel@127.0.0.1:{proxy.server_address[1]}")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    try:
+        done = record(
+            harness_session,
+            "tests.live_flows:aiohttp_inventory",
+            {"base_url": "https://api.stand-in.test", "token": TOKEN, "items": [1]},
+            tmp_path / "tunnel.yaml",
+        )
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join()
+        api.stop()
+    assert done.document["expect"]["result"] == 10
+    assert proxy.seen == ["CONNECT api.stand-in.test:443"]
+    assert proxy.credentials == ["Basic " + base64.b64encode(b"bob:tunnel").decode()]
 
 
 def test_a_proxy_that_is_not_http_stops_the_recording_by_name(
