@@ -303,22 +303,26 @@ def test_an_async_flow_is_recorded_through_httpx_async_client(
 
 
 NAMED = "http://api.stand-in.test"  # a host name, which --connect-to sends to the stand-in
+GAVE_UP = (
+    f"harness record: GET {NAMED}/v1/slow failed while recording (ReadTimeout: the flow's client gave up "
+    "waiting for the answer): record again when the API answers\n"
+)
+
+
+def _record_named(harness: Harness, flow: str, parameters: dict[str, Any], port: int, out: str) -> tuple[int, str, str]:
+    """``harness record FLOW`` against ``NAMED``, its connections sent to ``127.0.0.1:PORT``."""
+    pin = f"api.stand-in.test=127.0.0.1:{port}"
+    return harness(
+        "record", f"tests.live_flows:{flow}", "--parameters", json.dumps(parameters), "--connect-to", pin, "--out", out
+    )
 
 
 def test_requests_and_urllib_are_recorded_by_host_name_and_replay_with_the_api_gone(
     harness: Harness, stand_in: StandIn
 ) -> None:
     """Clients other than httpx go through the wire server, which forwards them; the file replays and explores."""
-    code, out, err = harness(
-        "record",
-        "tests.live_flows:clients_inventory",
-        "--parameters",
-        _parameters(NAMED, api_key=API_KEY),
-        "--connect-to",
-        f"api.stand-in.test=127.0.0.1:{stand_in.port}",
-        "--out",
-        "clients.yaml",
-    )
+    parameters = {"base_url": NAMED, "token": TOKEN, "api_key": API_KEY}
+    code, out, err = _record_named(harness, "clients_inventory", parameters, stand_in.port, "clients.yaml")
     assert (code, err) == (0, ""), out
     assert "recorded 3 request(s) to 3 endpoint(s)" in out
     stand_in.stop()
@@ -531,21 +535,11 @@ def test_a_client_that_gives_up_on_a_host_that_never_answers_calls_the_connect_o
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)
         filler.connect(listener.getsockname())  # the queue (backlog 0: one) is full: SYNs are dropped
-        code, out, err = harness(
-            "record",
-            "tests.live_flows:impatient",
-            "--parameters",
-            json.dumps({"base_url": NAMED}),
-            "--connect-to",
-            f"api.stand-in.test=127.0.0.1:{listener.getsockname()[1]}",
-            "--out",
-            "never.yaml",
+        code, out, err = _record_named(
+            harness, "impatient", {"base_url": NAMED}, listener.getsockname()[1], "never.yaml"
         )
     assert code == 2, out
-    assert err == (
-        f"harness record: GET {NAMED}/v1/slow failed while recording (ReadTimeout: the flow's client gave up "
-        "waiting for the answer): record again when the API answers\n"
-    )
+    assert err == GAVE_UP
 
 
 def test_a_client_trying_localhost_at_ipv6_first_goes_on_to_ipv4(
@@ -620,21 +614,9 @@ def test_a_host_whose_certificate_does_not_verify_is_not_reached(harness_session
 def test_an_answer_the_client_gave_up_on_is_no_answer(harness: Harness, stand_in: StandIn) -> None:
     """The client's own timeout (0.3 s) fires before the API answers (0.8 s): a failure, and no thread left behind."""
     before = {t for t in threading.enumerate() if t.name == "harness-wire-conn"}
-    code, out, err = harness(
-        "record",
-        "tests.live_flows:impatient",
-        "--parameters",
-        json.dumps({"base_url": NAMED}),
-        "--connect-to",
-        f"api.stand-in.test=127.0.0.1:{stand_in.port}",
-        "--out",
-        "impatient.yaml",
-    )
+    code, out, err = _record_named(harness, "impatient", {"base_url": NAMED}, stand_in.port, "impatient.yaml")
     assert code == 2, out
-    assert err == (
-        f"harness record: GET {NAMED}/v1/slow failed while recording (ReadTimeout: the flow's client gave up "
-        "waiting for the answer): record again when the API answers\n"
-    )
+    assert err == GAVE_UP
     assert {t for t in threading.enumerate() if t.name == "harness-wire-conn"} <= before
     assert not Path("impatient.yaml").exists()
 
@@ -648,22 +630,15 @@ def test_a_connection_that_speaks_no_http_is_named(harness: Harness) -> None:
     pytest.LineMatcher([err.rstrip("\n")]).fnmatch_lines(
         [
             "harness record: the flow made a connection to db.example.test:5432 that sent no HTTP request "
-            "(not an HTTP request line: *; only HTTP is recorded), which cannot be recorded"
+            "(not an HTTP request line: *), which cannot be recorded"
         ]
     )
 
 
 def test_a_post_whose_client_waits_for_100_continue_is_recorded(harness: Harness, stand_in: StandIn) -> None:
     """aiohttp's ``expect100``: the server says 100 Continue, the body goes on to the API, the POST replays."""
-    code, out, err = harness(
-        "record",
-        "tests.live_flows:note_taker",
-        "--parameters",
-        json.dumps({"base_url": NAMED, "token": TOKEN, "note": "restock"}),
-        "--connect-to",
-        f"api.stand-in.test=127.0.0.1:{stand_in.port}",
-        "--out",
-        "note.yaml",
+    code, out, err = _record_named(
+        harness, "note_taker", {"base_url": NAMED, "token": TOKEN, "note": "restock"}, stand_in.port, "note.yaml"
     )
     assert (code, err) == (0, ""), out
     doc = yaml.safe_load(Path("note.yaml").read_text())

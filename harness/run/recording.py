@@ -52,7 +52,7 @@ class Recording:
         *,
         connect_to: Mapping[str, tuple[str, int]] | None = None,
     ) -> None:
-        self.scenario, self.clock, self.recorder, self.guard = scenario, clock, recorder, guard
+        self.clock, self.recorder, self.guard = clock, recorder, guard  # the scenario and API URL: unused
         guard.connect_to(connect_to or {})
         self.calls: list[Call] = []
         self.exchanges: list[Exchange] = []

@@ -305,10 +305,8 @@ def _unrecordable(origin: Origin, exc: BaseException) -> str:
             f"({exc.reason or exc}): a client given its own CA file (verify=PATH) cannot be recorded over TLS"
         )
     if isinstance(exc, TimeoutError):
-        return (
-            f"a connection to {where} that sent no HTTP request within {FIRST_BYTE_LIMIT:g} s (only HTTP is recorded)"
-        )
-    return f"a connection to {where} that sent no HTTP request ({exc}; only HTTP is recorded)"
+        return f"a connection to {where} that sent no HTTP request within {FIRST_BYTE_LIMIT:g} s"
+    return f"a connection to {where} that sent no HTTP request ({exc})"
 
 
 def _url(scheme: str, host: str, target: str) -> str:
