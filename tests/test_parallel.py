@@ -293,3 +293,105 @@ def test_a_flow_that_does_not_import_on_a_worker_fails_with_the_reason(tmp_path:
     assert "cannot be loaded on this worker" in value.error
     assert "the harness and the flows importable" in value.error
     assert "vanishing" in value.error
+
+
+# -- the pool's servers, forked from one forkserver ---------------------------------------------------
+
+
+def my_server(session: Session, flows: int) -> dict[str, Any]:
+    """A job: run ``flows`` flow runs, then say which server answered them and what its database holds."""
+    import sqlite3
+
+    from prefect import flow
+
+    @flow
+    def noop() -> None:
+        return None
+
+    server = session._ensure_ready()
+    for _ in range(flows):
+        noop()
+    pid = server.pid  # type: ignore[attr-defined]
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    with sqlite3.connect(server._dir / "prefect.db") as db:
+        (rows,) = db.execute("SELECT COUNT(*) FROM flow_run").fetchone()
+    return {"pid": pid, "parent": int(stat[1]), "folder": str(server._dir), "flow_runs": rows}
+
+
+@pytest.mark.slow
+def test_the_pool_s_servers_are_forked_from_one_process_each_with_its_own_database() -> None:
+    """Prefect's server is imported once: each worker's server is a fork of the same forkserver, and each reads
+    its own settings after the fork (its database in its own folder holds its worker's flow runs, and only them)."""
+    with Local(2) as pool:
+        first, second = pool.map(my_server, [(1,), (3,)])
+        forkserver = pool._forkserver
+        assert forkserver is not None
+        assert first["parent"] == second["parent"] == forkserver.pid
+    assert first["pid"] != second["pid"] and first["folder"] != second["folder"]
+    assert (first["flow_runs"], second["flow_runs"]) == (1, 3)
+    assert wait_until(lambda: not any(Path(f["folder"]).exists() for f in (first, second)), 10)
+    assert wait_until(lambda: not any(Path(f"/proc/{p}").exists() for p in (first["pid"], second["pid"])), 10)
+
+
+POOL = """
+import sys
+from harness.parallel import Local
+from tests.test_parallel import my_server
+
+pool = Local(2)
+for served in pool.map(my_server, [(0,), (0,)]):
+    print(served["pid"], served["folder"], flush=True)
+print(pool._forkserver.pid, flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_pool_leaves_no_server_no_forkserver_and_no_folder(tmp_path: Path) -> None:
+    """SIGKILL the process that feeds the pool: its workers, its servers and its forkserver all end, folders gone."""
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-c", POOL],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline().split() for _ in range(3)]
+    servers = [(int(pid), Path(folder)) for pid, folder in lines[:2]]
+    forkserver = int(lines[2][0])
+    assert all(Path(f"/proc/{pid}").exists() and folder.exists() for pid, folder in servers)
+    proc.kill()
+    proc.wait()
+    pids = [forkserver] + [pid for pid, _ in servers]
+
+    def gone() -> bool:
+        return not any(Path(f"/proc/{pid}/cmdline").exists() for pid in pids) and not any(
+            folder.exists() for _, folder in servers
+        )
+
+    assert wait_until(gone, 20), [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+def test_a_server_its_forkserver_never_forked_fails_its_wait_with_the_forkserver_s_log() -> None:
+    """The forkserver died before forking: the session waiting for the server says so at once, with its log."""
+    from harness._errors import ServerError
+    from harness.run.kept import HandedServer
+    from harness.run.server import Forkserver
+
+    forkserver = Forkserver()
+    try:
+        forkserver.log.write_text("ImportError: the forkserver's own last words\n")
+        os.kill(forkserver.pid, 9)
+        assert forkserver._process is not None
+        forkserver._process.wait()
+        server = HandedServer(forkserver.start())
+        assert server.pid is None
+        with pytest.raises(ServerError, match="the forkserver's own last words"):
+            server.wait(timeout=30)
+        server.stop()
+        assert not server._dir.exists()
+    finally:
+        forkserver.close()

@@ -19,8 +19,8 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from harness.run.kept import hand_over, reuse_requested
-from harness.run.server import PrefectServer
+from harness.run.kept import HandedServer, hand_over, reuse_requested
+from harness.run.server import Forkserver, PrefectServer
 
 _HEAD = struct.Struct("!Q")
 
@@ -66,15 +66,20 @@ class WorkerProcess:
 
     The server is started here, at once, and handed over: it boots while the
     worker starts and imports the harness, as a serial session's server boots
-    while the scenarios load.
+    while the scenarios load. With a ``forkserver`` it is forked from there.
     """
 
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, Any], forkserver: Forkserver | None = None) -> None:
         self.server: PrefectServer | None = None
         if options.get("start_server"):
-            self.server = PrefectServer()
-            self.server.start()
-            options = {**options, "server": hand_over(self.server)}
+            if forkserver is not None:
+                handed = forkserver.start()
+                self.server = HandedServer(handed)
+            else:
+                self.server = PrefectServer()
+                self.server.start()
+                handed = hand_over(self.server)
+            options = {**options, "server": handed}
         # Its own temporary folder: whatever a worker that dies leaves there (its wire CA's keys, a
         # scenario's working directory) goes with it when the parent closes it. Not with a kept server,
         # which the worker claims and which must outlive it.

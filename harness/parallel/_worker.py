@@ -91,6 +91,9 @@ def main() -> None:
             except Exception as exc:  # a value that still does not pickle
                 send(outbox, ("done", job_id, False, Failed.of(exc, where)))
     finally:
+        # Already closing: a second request to stop (its parent gone, while its input ended too) must not
+        # cut the close short, which would leave the server's folder behind.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         session.close()
 
 

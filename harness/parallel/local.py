@@ -1,5 +1,8 @@
 """N worker processes on this machine, each with its own session and Prefect server.
 
+The servers are forked from one forkserver, which imports Prefect's server
+once for all of them.
+
 Jobs are handed out one at a time to whichever worker is free, and their
 values put back in job order. A worker that dies is replaced and its job run
 once more; a job that loses two workers is reported as ``Failed``.
@@ -19,6 +22,7 @@ from typing import Any
 from harness._errors import WorkerError
 from harness.parallel._process import WorkerProcess, session_options
 from harness.parallel.jobs import Failed
+from harness.run.server import Forkserver
 
 ATTEMPTS = 2  # workers a job may lose before it is reported as failed
 
@@ -36,9 +40,12 @@ class Local:
         self._ever_ready = False
         self._stillborn = 0  # workers that died before they could run a job, while none ever could
         self._workers: list[WorkerProcess] = []
+        self._forkserver: Forkserver | None = None
         try:
+            if self._options["start_server"]:
+                self._forkserver = Forkserver()
             for _ in range(workers):
-                self._workers.append(WorkerProcess(self._options))
+                self._workers.append(WorkerProcess(self._options, self._forkserver))
         except BaseException:
             self.close()  # the workers (and servers) already started, and the private PREFECT_HOME
             raise
@@ -100,7 +107,7 @@ class Local:
                     f"the last exited with code {dead.process.returncode} (its error is on stderr above)"
                 )
         self._workers.remove(dead)
-        fresh = WorkerProcess(self._options)
+        fresh = WorkerProcess(self._options, self._forkserver)
         self._workers.append(fresh)
         idle.append(fresh)
 
@@ -111,6 +118,9 @@ class Local:
             worker.stop()  # all of them first: they close their sessions side by side
         for worker in workers:
             worker.close()
+        if self._forkserver is not None:
+            self._forkserver.close()
+            self._forkserver = None
         if self._home is not None:
             self._home()
             self._home = None

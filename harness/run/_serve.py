@@ -9,18 +9,28 @@ parent to follow: it is given its slot's state and lock files and an idle
 limit, and exits, removing its slot and folder, once no session has held the
 slot's lock for that long, or when its database is gone or its slot names
 another server.
+
+A forkserver (``--forkserver PARENT FOLDER``, see ``harness.run.server.Forkserver``)
+imports Prefect's server once and then forks one server per request read on
+its standard input (a JSON line: port, environment, log and pid files), so
+that N servers cost one import instead of N. Each fork takes its own
+environment and settings, writes its pid, and serves; it ends, removing its
+folder, when the forkserver is gone, as the forkserver does when the harness
+process is.
 """
 
 import contextlib
 import fcntl
 import json
 import os
+import select
 import shutil
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _folder() -> Path | None:
@@ -89,13 +99,11 @@ def _exit_when_idle(state: Path, lock: Path, idle_s: float) -> None:
         os.close(fd)  # releases the lock
 
 
-def main() -> None:
-    port, parent = int(sys.argv[1]), int(sys.argv[2])
-    kept = len(sys.argv) > 3
+def _serve(port: int, parent: int, kept: tuple[Path, Path, float] | None) -> None:
     if parent:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     if kept:
-        state, lock, idle_s = Path(sys.argv[3]), Path(sys.argv[4]), float(sys.argv[5])
+        state, lock, idle_s = kept
         threading.Thread(target=_exit_when_idle, args=(state, lock, idle_s), daemon=True).start()
 
         def stopped(signum: int, frame: object) -> None:
@@ -116,7 +124,68 @@ def main() -> None:
         lifespan="on",
     )
     if kept:
-        _forget(state, lock)
+        _forget(kept[0], kept[1])
+
+
+def _forkserver(parent: int, folder: Path) -> None:
+    """Import Prefect's server once; fork a server per request line on stdin; return at EOF or when orphaned.
+
+    No thread runs here: a fork copies only the thread that forks.
+    """
+    import prefect.server.api.server  # noqa: F401  (what every fork would otherwise import again)
+    import uvicorn  # noqa: F401
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the forks are reaped as they end
+    pending = b""
+    while os.getppid() == parent:
+        if not select.select([0], [], [], 0.5)[0]:
+            continue
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            break
+        pending += chunk
+        while b"\n" in pending:
+            line, _, pending = pending.partition(b"\n")
+            if os.fork() == 0:
+                _forked(json.loads(line), os.getppid())
+    # Done (end of input) or orphaned: its own folder goes (its forks follow it: they watch it).
+    if folder.name.startswith("harness-forkserver-"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _forked(spec: dict[str, Any], forkserver: int) -> None:
+    """One server, in a fork of the forkserver: its own streams, environment and settings, then serve."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # not the forkserver's requests
+        log = os.open(str(spec["log"]), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.environ.clear()
+        os.environ.update(spec["env"])
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()  # the settings were read at import, from the forkserver's environment
+        Path(str(spec["pid_file"])).write_text(str(os.getpid()))
+        _serve(int(spec["port"]), forkserver, None)
+        _remove_folder()  # stopped: its folder goes with it, whoever stopped it (a crash keeps its log)
+        code = 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)  # never back into the forkserver's loop
+
+
+def main() -> None:
+    if sys.argv[1] == "--forkserver":
+        _forkserver(int(sys.argv[2]), Path(sys.argv[3]))
+        os._exit(0)  # no interpreter teardown of all that Prefect imported: nothing here needs it
+    port, parent = int(sys.argv[1]), int(sys.argv[2])
+    kept = (Path(sys.argv[3]), Path(sys.argv[4]), float(sys.argv[5])) if len(sys.argv) > 3 else None
+    _serve(port, parent, kept)
 
 
 if __name__ == "__main__":

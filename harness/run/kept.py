@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 
 from harness._errors import ServerError
-from harness.run.server import SETTINGS, PrefectServer, _free_port, _save_template, _template, cache_dir
+from harness.run.server import SETTINGS, Forkserver, PrefectServer, _free_port, _save_template, _template, cache_dir
 
 REUSE = "HARNESS_REUSE_SERVER"
 IDLE = "HARNESS_SERVER_IDLE_S"
@@ -100,15 +100,29 @@ def take_over(handed: dict[str, Any]) -> None:
 
 
 class HandedServer(PrefectServer):
-    """A server another process started for this session; stopped, and its folder removed, with the session."""
+    """A server another process started for this session; stopped, and its folder removed, with the session.
+
+    Started by a ``Forkserver``, its pid is known once it is forked: it writes it in its folder.
+    """
 
     def __init__(self, handed: dict[str, Any]) -> None:
-        self.port, self.pid = int(handed["port"]), int(handed["pid"])
+        self.port = int(handed["port"])
+        self._pid: int | None = None if handed.get("pid") is None else int(handed["pid"])
+        self._forkserver = int(handed.get("forkserver") or 0)
+        self._forkserver_log = Path(handed.get("forkserver_log") or os.devnull)
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self._dir = Path(handed["folder"])
         self._log = self._dir / "server.log"
         self._process = None
         self.started_at = self.ready_at = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        """Its process; None while its forkserver has not forked it yet."""
+        if self._pid is None:
+            with contextlib.suppress(OSError, ValueError):
+                self._pid = int((self._dir / Forkserver.PID_FILE).read_text())
+        return self._pid
 
     def start(self) -> None:
         self.started_at = time.perf_counter()
@@ -118,18 +132,31 @@ class HandedServer(PrefectServer):
             return
         deadline = time.monotonic() + timeout
         while not _healthy(self.api_url, 1.0):
-            if not _alive_serve(self.pid) or time.monotonic() > deadline:
+            pid = self.pid
+            gone = not _alive_serve(pid) if pid is not None else not _alive_serve(self._forkserver)
+            if gone or time.monotonic() > deadline:
                 raise ServerError(f"the Prefect test server did not answer:\n{self._log_tail()}")
         self.ready_at = time.perf_counter()
         _save_template(self._dir / "prefect.db")
 
+    def _log_tail(self) -> str:
+        own = super()._log_tail()
+        if own or not self._forkserver:
+            return own
+        try:  # it was never forked: its forkserver says why
+            return "\n".join(self._forkserver_log.read_text(errors="replace").splitlines()[-20:])
+        except OSError:
+            return ""
+
     def stop(self) -> None:
         """Stop it (SIGTERM, as its starter would) and remove its folder; safe to call twice."""
-        _terminate(self.pid)
-        for _ in range(100):
-            if not _alive_serve(self.pid):
-                break
-            time.sleep(0.05)
+        pid = self.pid  # None: never forked, and it will not be (its folder is gone, the fork fails at once)
+        if pid is not None:
+            _terminate(pid)
+            for _ in range(100):
+                if not _alive_serve(pid):
+                    break
+                time.sleep(0.05)
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

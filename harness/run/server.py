@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -90,6 +92,10 @@ class PrefectServer:
         """Start the server process; returns at once (see ``wait``)."""
         atexit.register(self.stop)
         self.started_at = time.perf_counter()
+        self._process = _uvicorn(self.port, self.process_environment(), self._log)
+
+    def process_environment(self) -> dict[str, str]:
+        """The server process's environment; its database is made here (a copy of the template, when there is one)."""
         db = self._dir / "prefect.db"
         template = _template()
         migrate = "true"
@@ -97,16 +103,11 @@ class PrefectServer:
             shutil.copyfile(template, db)
             migrate = "false"
         env = {
-            **os.environ,
-            **SETTINGS,
-            "PREFECT_HOME": str(self.home),
+            **_server_environment(self.home),
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{db}",
             "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": migrate,
-            "PREFECT__SERVER_EPHEMERAL": "1",
-            "PREFECT__SERVER_FINAL": "1",
         }
-        env.pop("PREFECT_API_URL", None)
-        self._process = _uvicorn(self.port, env, self._log)
+        return env
 
     def wait(self, timeout: float = 60.0) -> None:
         """Block until the server answers ``/health``."""
@@ -150,16 +151,107 @@ class PrefectServer:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+def _server_environment(home: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        **SETTINGS,
+        "PREFECT_HOME": str(home),
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def _serve_py() -> str:
+    return str(Path(__file__).with_name("_serve.py"))
+
+
 def _uvicorn(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("_serve.py")), str(port), str(os.getpid())],
+            [sys.executable, _serve_py(), str(port), str(os.getpid())],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the harness, which stops the server itself
         )
+
+
+class Forkserver:
+    """Prefect servers forked from one process that has imported Prefect's server once.
+
+    Importing ``prefect.server.api.server`` is most of a server's start (about
+    2 s of CPU here); a pool of N workers pays it once instead of N times. The
+    forkserver starts at once and imports while the workers start; ``start``
+    returns without waiting for it: the server's pid is in its folder
+    (``server.pid``) once it is forked, which is what ``HandedServer`` reads.
+    """
+
+    PID_FILE = "server.pid"
+
+    def __init__(self) -> None:
+        shm = Path("/dev/shm")
+        where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+        self._dir = Path(tempfile.mkdtemp(prefix=f"harness-forkserver-{os.getpid()}-", dir=where))
+        self.log = self._dir / "forkserver.log"
+        with open(self.log, "wb") as out:
+            self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, _serve_py(), "--forkserver", str(os.getpid()), str(self._dir)],
+                env=_server_environment(self._dir / "home"),
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        atexit.register(self.close)
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "closed"
+        return self._process.pid
+
+    def start(self) -> dict[str, Any]:
+        """A new server, on its own port, folder and database, forked as soon as the forkserver has imported.
+
+        Returns what ``harness.run.kept.HandedServer`` takes: port, folder, the forkserver's pid and log.
+        """
+        assert self._process is not None and self._process.stdin is not None, "closed"
+        server = PrefectServer()
+        spec = {
+            "port": server.port,
+            "env": server.process_environment(),
+            "log": str(server._log),
+            "pid_file": str(server._dir / self.PID_FILE),
+        }
+        try:
+            self._process.stdin.write(json.dumps(spec).encode() + b"\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died: the server's wait says so, with the forkserver's log
+        return {
+            "port": server.port,
+            "pid": None,
+            "folder": str(server._dir),
+            "forkserver": self.pid,
+            "forkserver_log": str(self.log),
+        }
+
+    def close(self) -> None:
+        """Stop forking; the servers already forked end with their sessions (or, orphaned, by themselves)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError):
+            assert process.stdin is not None
+            process.stdin.close()  # it returns at end of input
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def _template_path() -> Path:
