@@ -11,10 +11,12 @@ does not fall on one side only:
 
 Each side runs the same one-retry github_stars scenario ``--runs`` times; the
 figures are the per-run medians, as min / median / max over the repeats,
-and their ratios. Also: the harness's session start with a warm template
-database and with a cold cache (no template: migrations run), three retries
-600 s apart (virtual against wall time), and the whole library through
-``harness run``, start included.
+and their ratios, with how much of a harness run is spent blocked on the
+Prefect API's answers (Prefect's own calls: the harness makes none). Also:
+the harness's session start with a warm template database and with a cold
+cache (no template: migrations run), three retries 600 s apart (virtual
+against wall time), and the whole library through ``harness run``, start
+included.
 
 Usage: ``python benchmarks/bench.py [--runs N] [--repeats K]``. Prints figures; asserts nothing.
 """
@@ -57,22 +59,35 @@ expect:
 HARNESS_SIDE = """
 import json, sys, time
 t0 = time.perf_counter()
+import httpcore._backends.sync
 from harness import Session, load_file, check
 session = Session()
 session.start()
 scenarios = {s.name: s for s in load_file(sys.argv[1]) + load_file(sys.argv[2])}
 session._ensure_ready()
 start_s = time.perf_counter() - t0
-runs, wire = [], []
+# The time blocked reading the Prefect API's answers: in a respx run, the only socket reads there are.
+read, waited = httpcore._backends.sync.SyncStream.read, [0.0]
+def timed_read(self, *args, **kwargs):
+    t = time.perf_counter()
+    try:
+        return read(self, *args, **kwargs)
+    finally:
+        waited[0] += time.perf_counter() - t
+httpcore._backends.sync.SyncStream.read = timed_read
+runs, api, wire = [], [], []
 for _ in range(int(sys.argv[3])):  # the same scenario through respx and over the wire, side by side
     for name, into in (("one retry", runs), ("one retry on the wire", wire)):
+        waited[0] = 0.0
         outcome = session.run(scenarios[name])
         assert not check(scenarios[name], outcome)
         into.append(outcome.wall_s)
+        if into is runs:
+            api.append(waited[0])
 slow = session.run(scenarios["three ten-minute retry delays take half an hour of virtual time"])
 session.close()
 slow_figures = [slow.wall_s, slow.virtual_s, slow.flow.name]
-print(json.dumps({"start_s": start_s, "runs": runs, "wire": wire, "slow": slow_figures}))
+print(json.dumps({"start_s": start_s, "runs": runs, "api": api, "wire": wire, "slow": slow_figures}))
 """
 
 HAND_WRITTEN_SIDE = """
@@ -132,12 +147,14 @@ def main() -> None:
     medians: dict[str, list[float]] = {"harness": [], "hand, default": [], "hand, heartbeat off": []}
     starts: dict[str, list[float]] = {key: [] for key in medians}
     wire: list[float] = []
+    api: list[float] = []
     try:
         for _ in range(args.repeats):
             harness = side(HARNESS_SIDE, str(one), library_file, str(args.runs))
             default = side(HAND_WRITTEN_SIDE, str(args.runs), "default")
             off = side(HAND_WRITTEN_SIDE, str(args.runs), "heartbeat-off")
             wire.append(statistics.median(harness["wire"]))
+            api.append(statistics.median(harness["api"]))
             for key, result in (("harness", harness), ("hand, default", default), ("hand, heartbeat off", off)):
                 medians[key].append(statistics.median(result["runs"]))
                 starts[key].append(result["start_s"])
@@ -159,6 +176,9 @@ def main() -> None:
     h = statistics.median(medians["harness"])
     for key in ("hand, default", "hand, heartbeat off"):
         print(f"  ratio to {key:13} {statistics.median(medians[key]) / h:8.1f}x  (medians of the medians)")
+    print(f"  harness, API waits     {spread(api, 1000, 'ms')}  (of each harness run: blocked on Prefect's API)")
+    off = statistics.median(medians["hand, heartbeat off"])
+    print(f"  4x the heartbeat-off way would be {1000 * off / 4:.1f} ms a run, API waits included")
     print(f"  harness, on the wire   {spread(wire, 1000, 'ms')}  (HTTPS over loopback, the same session, side by side)")
     print(f"  wire / respx           {statistics.median(wire) / h:8.2f}x")
     print("session start, process start to first flow run possible, in s:")
