@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -347,13 +348,16 @@ sys.stdin.read()  # until killed
 
 
 @pytest.mark.slow
-def test_a_killed_pool_leaves_no_server_no_forkserver_and_no_folder(tmp_path: Path) -> None:
-    """SIGKILL the process that feeds the pool: its workers, its servers and its forkserver all end, folders gone."""
+def test_a_killed_pool_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
+    """SIGKILL the process that feeds the pool: its workers, servers and forkserver all end, and every folder goes
+    (the servers', the forkserver's, the workers' temporary folders, the pool's PREFECT_HOME)."""
     root = Path(__file__).resolve().parent.parent
+    (tmp_path / "tmp").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_HOME"}
     proc = subprocess.Popen(
         [sys.executable, "-c", POOL],
         cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        env={**env, "PYTHONPATH": str(root), "TMPDIR": str(tmp_path / "tmp")},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -361,37 +365,79 @@ def test_a_killed_pool_leaves_no_server_no_forkserver_and_no_folder(tmp_path: Pa
     assert proc.stdout is not None
     lines = [proc.stdout.readline().split() for _ in range(3)]
     servers = [(int(pid), Path(folder)) for pid, folder in lines[:2]]
-    forkserver = int(lines[2][0])
+    pids = [int(lines[2][0])] + [pid for pid, _ in servers]
+
+    def folders() -> list[str]:
+        shm = Path("/dev/shm")
+        mine = list(shm.glob(f"harness-*-{proc.pid}-*")) if shm.is_dir() else []
+        return sorted(str(p) for p in [*mine, *(tmp_path / "tmp").glob("harness-*")])
+
+    def processes() -> list[int]:
+        return [pid for pid in [*pids, *(int(p.name) for p in workers)] if Path(f"/proc/{pid}/cmdline").exists()]
+
+    workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _child_of(p, proc.pid)]
+    assert len(workers) == 3, workers  # two workers and the forkserver
     assert all(Path(f"/proc/{pid}").exists() and folder.exists() for pid, folder in servers)
+    assert any("harness-home-" in f for f in folders()) and any("harness-worker-" in f for f in folders())
     proc.kill()
     proc.wait()
-    pids = [forkserver] + [pid for pid, _ in servers]
-
-    def gone() -> bool:
-        return not any(Path(f"/proc/{pid}/cmdline").exists() for pid in pids) and not any(
-            folder.exists() for _, folder in servers
-        )
-
-    assert wait_until(gone, 20), [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    assert wait_until(lambda: not processes() and not folders(), 20), (processes(), folders())
 
 
-def test_a_server_its_forkserver_never_forked_fails_its_wait_with_the_forkserver_s_log() -> None:
-    """The forkserver died before forking: the session waiting for the server says so at once, with its log."""
-    from harness._errors import ServerError
-    from harness.run.kept import HandedServer
-    from harness.run.server import Forkserver
-
-    forkserver = Forkserver()
+def _child_of(proc: Path, parent: int) -> bool:
     try:
-        forkserver.log.write_text("ImportError: the forkserver's own last words\n")
-        os.kill(forkserver.pid, 9)
-        assert forkserver._process is not None
-        forkserver._process.wait()
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+def test_the_servers_outlive_their_forkserver_and_a_new_one_forks_the_next() -> None:
+    """The forkserver dies: the servers it forked go on serving their workers, and the next server the pool
+    needs comes from a new forkserver."""
+    from harness.run.kept import HandedServer
+
+    with Local(1) as pool:
+        (before,) = pool.map(my_server, [(1,)])
+        forkserver = pool._forkserver
+        assert forkserver is not None
+        dead = forkserver.pid
+        os.kill(dead, 9)
+        assert wait_until(lambda: not Path(f"/proc/{dead}/cmdline").read_bytes(), 10)
+        (after,) = pool.map(my_server, [(1,)])
+        assert (after["pid"], after["flow_runs"]) == (before["pid"], 2)  # the same server, its database kept
         server = HandedServer(forkserver.start())
-        assert server.pid is None
-        with pytest.raises(ServerError, match="the forkserver's own last words"):
-            server.wait(timeout=30)
+        assert forkserver.pid != dead
+        server.wait()
+        assert server.pid is not None and Path(f"/proc/{server.pid}").exists()
         server.stop()
         assert not server._dir.exists()
-    finally:
-        forkserver.close()
+
+
+def test_a_server_its_forkserver_never_forked_fails_its_wait_at_once_with_the_forkserver_s_log(
+    tmp_path: Path,
+) -> None:
+    """The forkserver died before forking the server: the wait says so at once (not at its deadline), with
+    the forkserver's last words, and the stop removes the folder."""
+    from harness._errors import ServerError
+    from harness.run.kept import HandedServer
+
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    (tmp_path / "forkserver.log").write_text("ImportError: the forkserver's own last words\n")
+    (tmp_path / "server").mkdir()
+    server = HandedServer(
+        {
+            "port": 9,  # discard: nothing answers there
+            "pid": None,
+            "folder": str(tmp_path / "server"),
+            "forkserver": gone.pid,
+            "forkserver_log": str(tmp_path / "forkserver.log"),
+        }
+    )
+    started = time.monotonic()
+    with pytest.raises(ServerError, match="the forkserver's own last words"):
+        server.wait(timeout=30)
+    assert time.monotonic() - started < 10
+    server.stop()
+    assert not (tmp_path / "server").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import signal
 import socket
 import sys
@@ -24,6 +25,7 @@ from harness.parallel.jobs import Failed, portable
 
 
 def _stop(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second request must not cut the close short
     raise SystemExit(128 + signum)
 
 
@@ -91,10 +93,13 @@ def main() -> None:
             except Exception as exc:  # a value that still does not pickle
                 send(outbox, ("done", job_id, False, Failed.of(exc, where)))
     finally:
-        # Already closing: a second request to stop (its parent gone, while its input ended too) must not
-        # cut the close short, which would leave the server's folder behind.
+        # Already closing: a request to stop (its parent gone, while its input ended too) must not cut the
+        # close short, which would leave the server's folder behind.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         session.close()
+        tmp = Path(os.environ.get("TMPDIR", ""))
+        if tmp.name.startswith("harness-worker-"):  # its own, made by the pool: gone even if the pool is killed
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

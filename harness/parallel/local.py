@@ -17,6 +17,7 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Any
 
 from harness._errors import WorkerError
@@ -43,7 +44,8 @@ class Local:
         self._forkserver: Forkserver | None = None
         try:
             if self._options["start_server"]:
-                self._forkserver = Forkserver()
+                # The private PREFECT_HOME is its to remove too, should this process be killed.
+                self._forkserver = Forkserver(also=Path(os.environ["PREFECT_HOME"]) if self._home else None)
             for _ in range(workers):
                 self._workers.append(WorkerProcess(self._options, self._forkserver))
         except BaseException:

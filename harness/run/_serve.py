@@ -10,13 +10,15 @@ limit, and exits, removing its slot and folder, once no session has held the
 slot's lock for that long, or when its database is gone or its slot names
 another server.
 
-A forkserver (``--forkserver PARENT FOLDER``, see ``harness.run.server.Forkserver``)
-imports Prefect's server once and then forks one server per request read on
-its standard input (a JSON line: port, environment, log and pid files), so
-that N servers cost one import instead of N. Each fork takes its own
-environment and settings, writes its pid, and serves; it ends, removing its
-folder, when the forkserver is gone, as the forkserver does when the harness
-process is.
+A forkserver (``--forkserver PARENT FOLDER [ALSO]``, see
+``harness.run.server.Forkserver``) imports Prefect's server once and then
+forks one server per request read on its standard input (a JSON line: port,
+environment, log and pid files, owner), so that N servers cost one import
+instead of N. It writes each fork's pid in the fork's folder; the fork takes
+its own environment and settings and serves. A fork ends, removing its
+folder, when stopped or when its owner (the harness process) is gone; the
+forkserver ends at the end of its input, or when its parent is gone, then
+removing ALSO too (the pool's PREFECT_HOME).
 """
 
 import contextlib
@@ -99,9 +101,33 @@ def _exit_when_idle(state: Path, lock: Path, idle_s: float) -> None:
         os.close(fd)  # releases the lock
 
 
-def _serve(port: int, parent: int, kept: tuple[Path, Path, float] | None) -> None:
-    if parent:
-        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+def _exit_with(owner: int) -> None:
+    """Remove the folder and exit once process ``owner`` is gone (a forked server: the harness process it serves).
+
+    Not the forkserver, its parent: the servers outlive a forkserver that dies.
+    """
+    try:
+        handle = os.pidfd_open(owner)
+    except OSError:  # gone already, or no pidfd here: poll
+        while _exists(owner):
+            time.sleep(0.5)
+    else:
+        select.select([handle], [], [])
+    _remove_folder()
+    os._exit(0)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _serve(port: int, kept: tuple[Path, Path, float] | None = None) -> None:
     if kept:
         state, lock, idle_s = kept
         threading.Thread(target=_exit_when_idle, args=(state, lock, idle_s), daemon=True).start()
@@ -127,7 +153,7 @@ def _serve(port: int, parent: int, kept: tuple[Path, Path, float] | None) -> Non
         _forget(kept[0], kept[1])
 
 
-def _forkserver(parent: int, folder: Path) -> None:
+def _forkserver(parent: int, folder: Path, also: Path | None) -> None:
     """Import Prefect's server once; fork a server per request line on stdin; return at EOF or when orphaned.
 
     No thread runs here: a fork copies only the thread that forks.
@@ -137,23 +163,55 @@ def _forkserver(parent: int, folder: Path) -> None:
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the forks are reaped as they end
     pending = b""
-    while os.getppid() == parent:
+    closed = False  # an empty line: the harness closed it; end of input without one: the harness is gone
+    while not closed and os.getppid() == parent:
         if not select.select([0], [], [], 0.5)[0]:
             continue
         chunk = os.read(0, 1 << 16)
         if not chunk:
             break
         pending += chunk
-        while b"\n" in pending:
+        while b"\n" in pending and not closed:
             line, _, pending = pending.partition(b"\n")
-            if os.fork() == 0:
-                _forked(json.loads(line), os.getppid())
-    # Done (end of input) or orphaned: its own folder goes (its forks follow it: they watch it).
-    if folder.name.startswith("harness-forkserver-"):
-        shutil.rmtree(folder, ignore_errors=True)
+            closed = not line
+            if not closed:
+                _fork(line)
+    # Its own folder goes; when the harness process was killed, also the folder it could not remove.
+    for path in (folder, None if closed else also):
+        if path is not None and path.name.startswith(("harness-forkserver-", "harness-home-")):
+            shutil.rmtree(path, ignore_errors=True)
 
 
-def _forked(spec: dict[str, Any], forkserver: int) -> None:
+def _fork(line: bytes) -> None:
+    """Fork the server ``line`` asks for and write its pid (atomically) in its folder."""
+    spec: dict[str, Any] = {}
+    try:
+        spec = json.loads(line)
+        pid = os.fork()
+    except Exception:  # no fork (EAGAIN, ENOMEM): its log says why, and pid 0 tells its wait at once
+        import traceback
+
+        with contextlib.suppress(OSError, KeyError), open(spec["log"], "a") as log:
+            traceback.print_exc(file=log)
+        traceback.print_exc()
+        with contextlib.suppress(OSError, KeyError):
+            _write_pid(Path(spec["pid_file"]), 0)
+        return
+    if pid == 0:
+        _forked(spec)
+    try:
+        _write_pid(Path(spec["pid_file"]), pid)
+    except OSError:  # its folder is gone: it was stopped before it could be forked
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _write_pid(path: Path, pid: int) -> None:
+    path.with_suffix(".tmp").write_text(str(pid))
+    os.replace(path.with_suffix(".tmp"), path)  # whole or not there: never read half-written
+
+
+def _forked(spec: dict[str, Any]) -> None:
     """One server, in a fork of the forkserver: its own streams, environment and settings, then serve."""
     code = 1
     try:
@@ -167,25 +225,34 @@ def _forked(spec: dict[str, Any], forkserver: int) -> None:
         from prefect.context import refresh_global_settings_context
 
         refresh_global_settings_context()  # the settings were read at import, from the forkserver's environment
-        Path(str(spec["pid_file"])).write_text(str(os.getpid()))
-        _serve(int(spec["port"]), forkserver, None)
-        _remove_folder()  # stopped: its folder goes with it, whoever stopped it (a crash keeps its log)
+        threading.Thread(target=_exit_with, args=(int(spec["owner"]),), daemon=True).start()
+
+        def stopped(signum: int, frame: object) -> None:
+            # uvicorn shuts down, then raises the signal again: it ends up here, and its folder goes with it
+            _remove_folder()
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, stopped)
+        _serve(int(spec["port"]))
+        _remove_folder()
         code = 0
     except BaseException:
         import traceback
 
-        traceback.print_exc()
+        traceback.print_exc()  # its log, which its wait shows
     finally:
         os._exit(code)  # never back into the forkserver's loop
 
 
 def main() -> None:
     if sys.argv[1] == "--forkserver":
-        _forkserver(int(sys.argv[2]), Path(sys.argv[3]))
+        _forkserver(int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]) if len(sys.argv) > 4 else None)
         os._exit(0)  # no interpreter teardown of all that Prefect imported: nothing here needs it
     port, parent = int(sys.argv[1]), int(sys.argv[2])
+    if parent:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     kept = (Path(sys.argv[3]), Path(sys.argv[4]), float(sys.argv[5])) if len(sys.argv) > 3 else None
-    _serve(port, parent, kept)
+    _serve(port, kept)
 
 
 if __name__ == "__main__":

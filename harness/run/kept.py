@@ -102,7 +102,7 @@ def take_over(handed: dict[str, Any]) -> None:
 class HandedServer(PrefectServer):
     """A server another process started for this session; stopped, and its folder removed, with the session.
 
-    Started by a ``Forkserver``, its pid is known once it is forked: it writes it in its folder.
+    Started by a ``Forkserver``, its pid is known once it is forked: the forkserver writes it in its folder.
     """
 
     def __init__(self, handed: dict[str, Any]) -> None:
@@ -118,7 +118,7 @@ class HandedServer(PrefectServer):
 
     @property
     def pid(self) -> int | None:
-        """Its process; None while its forkserver has not forked it yet."""
+        """Its process; None while its forkserver has not forked it yet, 0 when the fork failed."""
         if self._pid is None:
             with contextlib.suppress(OSError, ValueError):
                 self._pid = int((self._dir / Forkserver.PID_FILE).read_text())
@@ -133,7 +133,8 @@ class HandedServer(PrefectServer):
         deadline = time.monotonic() + timeout
         while not _healthy(self.api_url, 1.0):
             pid = self.pid
-            gone = not _alive_serve(pid) if pid is not None else not _alive_serve(self._forkserver)
+            # not forked yet: it never will be when its forkserver is gone
+            gone = not _alive_serve(self._forkserver) if pid is None else not (pid and _alive_serve(pid))
             if gone or time.monotonic() > deadline:
                 raise ServerError(f"the Prefect test server did not answer:\n{self._log_tail()}")
         self.ready_at = time.perf_counter()
@@ -150,13 +151,16 @@ class HandedServer(PrefectServer):
 
     def stop(self) -> None:
         """Stop it (SIGTERM, as its starter would) and remove its folder; safe to call twice."""
-        pid = self.pid  # None: never forked, and it will not be (its folder is gone, the fork fails at once)
-        if pid is not None:
+        pid = self.pid  # None: not forked, and it will not be (its folder is gone: its forkserver ends the fork)
+        if pid:
             _terminate(pid)
             for _ in range(100):
                 if not _alive_serve(pid):
                     break
                 time.sleep(0.05)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)  # stuck in its shutdown
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

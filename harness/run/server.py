@@ -187,25 +187,39 @@ class Forkserver:
     forkserver starts at once and imports while the workers start; ``start``
     returns without waiting for it: the server's pid is in its folder
     (``server.pid``) once it is forked, which is what ``HandedServer`` reads.
+    A forked server belongs to this process, not to the forkserver: it
+    outlives a forkserver that dies (a new one is started for the next
+    server), and ends by itself when this process is gone. ``also``: a folder
+    of this process's that the forkserver removes if this process is killed.
     """
 
     PID_FILE = "server.pid"
 
-    def __init__(self) -> None:
+    def __init__(self, also: Path | None = None) -> None:
+        self._also = also
+        self._dirs: list[Path] = []  # its folders: a dead one's log explains the servers it never forked
+        self._process: subprocess.Popen[bytes] | None = None
+        self._closed = False
+        self._spawn()
+        atexit.register(self.close)
+
+    def _spawn(self) -> None:
+        """Start the forkserver (again, when it died)."""
         shm = Path("/dev/shm")
         where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-        self._dir = Path(tempfile.mkdtemp(prefix=f"harness-forkserver-{os.getpid()}-", dir=where))
-        self.log = self._dir / "forkserver.log"
+        folder = Path(tempfile.mkdtemp(prefix=f"harness-forkserver-{os.getpid()}-", dir=where))
+        self._dirs.append(folder)
+        self.log = folder / "forkserver.log"
+        args = [sys.executable, _serve_py(), "--forkserver", str(os.getpid()), str(folder)]
         with open(self.log, "wb") as out:
-            self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, _serve_py(), "--forkserver", str(os.getpid()), str(self._dir)],
-                env=_server_environment(self._dir / "home"),
+            self._process = subprocess.Popen(
+                args + ([str(self._also)] if self._also is not None else []),
+                env=_server_environment(folder / "home"),
                 stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True,  # Ctrl-C reaches the harness, which closes it
             )
-        atexit.register(self.close)
 
     @property
     def pid(self) -> int:
@@ -217,19 +231,26 @@ class Forkserver:
 
         Returns what ``harness.run.kept.HandedServer`` takes: port, folder, the forkserver's pid and log.
         """
-        assert self._process is not None and self._process.stdin is not None, "closed"
+        assert not self._closed and self._process is not None, "closed"
+        if self._process.poll() is not None:
+            self._spawn()
+        assert self._process.stdin is not None
         server = PrefectServer()
-        spec = {
-            "port": server.port,
-            "env": server.process_environment(),
-            "log": str(server._log),
-            "pid_file": str(server._dir / self.PID_FILE),
-        }
         try:
+            spec = {
+                "port": server.port,
+                "env": server.process_environment(),
+                "log": str(server._log),
+                "pid_file": str(server._dir / self.PID_FILE),
+                "owner": os.getpid(),
+            }
             self._process.stdin.write(json.dumps(spec).encode() + b"\n")
             self._process.stdin.flush()
         except BrokenPipeError:
-            pass  # it died: the server's wait says so, with the forkserver's log
+            pass  # it died meanwhile: the server's wait says so, with the forkserver's log
+        except BaseException:
+            shutil.rmtree(server._dir, ignore_errors=True)  # handed to no one
+            raise
         return {
             "port": server.port,
             "pid": None,
@@ -239,19 +260,24 @@ class Forkserver:
         }
 
     def close(self) -> None:
-        """Stop forking; the servers already forked end with their sessions (or, orphaned, by themselves)."""
+        """Stop forking; the servers already forked end with their sessions (or by themselves). Safe to call twice."""
+        self._closed = True
         process, self._process = self._process, None
         if process is None:
             return
+        assert process.stdin is not None
         with contextlib.suppress(OSError):
-            assert process.stdin is not None
-            process.stdin.close()  # it returns at end of input
+            process.stdin.write(b"\n")  # an empty line: closed by the harness, which is still here
+            process.stdin.flush()
+        with contextlib.suppress(OSError):
+            process.stdin.close()
         try:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        for folder in self._dirs:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _template_path() -> Path:
