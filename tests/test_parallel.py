@@ -384,11 +384,16 @@ def test_a_killed_pool_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
     assert wait_until(lambda: not processes() and not folders(), 20), (processes(), folders())
 
 
-def _child_of(proc: Path, parent: int) -> bool:
+def _parent(proc: Path) -> int:
+    """The parent pid of ``proc`` (a /proc entry); 0 when it is gone."""
     try:
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
-        return False
+        return 0
+
+
+def _child_of(proc: Path, parent: int) -> bool:
+    return _parent(proc) == parent
 
 
 @pytest.mark.slow
@@ -401,9 +406,11 @@ def test_the_servers_outlive_their_forkserver_and_a_new_one_forks_the_next() -> 
         (before,) = pool.map(my_server, [(1,)])
         forkserver = pool._forkserver
         assert forkserver is not None
-        dead = forkserver.pid
+        dead, served = forkserver.pid, Path(f"/proc/{before['pid']}")
         os.kill(dead, 9)
-        assert wait_until(lambda: not Path(f"/proc/{dead}/cmdline").read_bytes(), 10)
+        assert wait_until(lambda: _parent(served) != dead, 10)  # orphaned: the forkserver has exited
+        # A server that followed its forkserver would notice within its 0.5 s watch: this one stays.
+        assert not wait_until(lambda: not served.exists() or not Path(before["folder"]).exists(), 0.9)
         (after,) = pool.map(my_server, [(1,)])
         assert (after["pid"], after["flow_runs"]) == (before["pid"], 2)  # the same server, its database kept
         server = HandedServer(forkserver.start())
