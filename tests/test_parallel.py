@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -324,7 +326,8 @@ def test_the_pool_s_servers_are_forked_from_one_process_each_with_its_own_databa
     """Prefect's server is imported once: each worker's server is a fork of the same forkserver, and each reads
     its own settings after the fork (its database in its own folder holds its worker's flow runs, and only them)."""
     with Local(2) as pool:
-        first, second = pool.map(my_server, [(1,), (3,)])
+        first, second = served = pool.map(my_server, [(1,), (3,)])
+        assert not any(isinstance(s, Failed) for s in served), served
         forkserver = pool._forkserver
         assert forkserver is not None
         assert first["parent"] == second["parent"] == forkserver.pid
@@ -404,6 +407,7 @@ def test_the_servers_outlive_their_forkserver_and_a_new_one_forks_the_next() -> 
 
     with Local(1) as pool:
         (before,) = pool.map(my_server, [(1,)])
+        assert not isinstance(before, Failed), before
         forkserver = pool._forkserver
         assert forkserver is not None
         dead, served = forkserver.pid, Path(f"/proc/{before['pid']}")
@@ -412,13 +416,90 @@ def test_the_servers_outlive_their_forkserver_and_a_new_one_forks_the_next() -> 
         # A server that followed its forkserver would notice within its 0.5 s watch: this one stays.
         assert not wait_until(lambda: not served.exists() or not Path(before["folder"]).exists(), 0.9)
         (after,) = pool.map(my_server, [(1,)])
+        assert not isinstance(after, Failed), after
         assert (after["pid"], after["flow_runs"]) == (before["pid"], 2)  # the same server, its database kept
         server = HandedServer(forkserver.start())
-        assert forkserver.pid != dead
-        server.wait()
-        assert server.pid is not None and Path(f"/proc/{server.pid}").exists()
-        server.stop()
+        try:
+            assert forkserver.pid != dead
+            server.wait()
+            assert server.pid is not None and Path(f"/proc/{server.pid}").exists()
+        finally:
+            server.stop()
         assert not server._dir.exists()
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
+@pytest.fixture(scope="module")
+def forkserver() -> Iterator[Any]:
+    from harness.run.server import Forkserver
+
+    started = Forkserver()
+    yield started
+    started.close()
+
+
+@pytest.mark.slow
+def test_a_forked_server_stopped_by_anyone_takes_its_folder_with_it(forkserver: Any) -> None:
+    """SIGTERM from whoever (not ``stop()``): the server shuts down and removes its own folder."""
+    from harness.run.kept import HandedServer
+
+    server = HandedServer(forkserver.start())
+    try:
+        server.wait()
+        pid = server.pid
+        assert pid and server._runs(pid)
+        os.kill(pid, signal.SIGTERM)
+        assert wait_until(lambda: not server._dir.exists() and not server._runs(pid), 10)
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_server_stuck_in_its_shutdown_is_killed(forkserver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that does not end on SIGTERM within the grace period is SIGKILLed; its folder goes."""
+    from harness.run.kept import HandedServer
+
+    server = HandedServer(forkserver.start())
+    try:
+        server.wait()
+        pid = server.pid
+        assert pid
+        os.kill(pid, signal.SIGSTOP)  # it cannot act on the SIGTERM
+        monkeypatch.setattr(HandedServer, "GRACE_S", 0.3)
+    finally:
+        server.stop()
+    assert not server._runs(pid) and not server._dir.exists()
+    assert wait_until(lambda: str(pid) not in _children(forkserver.pid), 5)  # dead and collected
+
+
+@pytest.mark.slow
+def test_a_server_stopped_before_its_fork_is_never_served() -> None:
+    """Stopped while the forkserver still imports: its folder goes at once, and the fork that follows is ended;
+    the next server is forked and serves as usual."""
+    from harness.run.kept import HandedServer
+    from harness.run.server import Forkserver
+
+    cold = Forkserver()
+    try:
+        doomed = HandedServer(cold.start())
+        doomed.stop()  # the forkserver is still importing Prefect's server: nothing forked yet
+        assert doomed.pid is None and not doomed._dir.exists()
+        live = HandedServer(cold.start())  # requests are taken in order: once it serves, the first was handled
+        try:
+            live.wait()
+            # the doomed fork could not get its pid written, was killed and collected: the live one is all
+            assert wait_until(lambda: _children(cold.pid) == [str(live.pid)], 5), _children(cold.pid)
+            assert not doomed._dir.exists()
+        finally:
+            live.stop()
+    finally:
+        cold.close()
 
 
 def test_a_server_its_forkserver_never_forked_fails_its_wait_at_once_with_the_forkserver_s_log(

@@ -62,6 +62,15 @@ def main() -> None:
     inbox, outbox = int(sys.argv[1]), int(sys.argv[2])
     signal.signal(signal.SIGTERM, _stop)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    try:
+        _work(inbox, outbox)
+    finally:
+        tmp = Path(os.environ.get("TMPDIR", ""))
+        if tmp.name.startswith("harness-worker-"):  # its own, made by the pool: gone even if the pool is killed
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _work(inbox: int, outbox: int) -> None:
     options = receive(inbox)
     _adopt(options)
     if not options.get("verbose"):
@@ -73,9 +82,9 @@ def main() -> None:
     if "server" in options:
         take_over(options["server"])  # started by the process that feeds this one
     session = Session(**options["session"])
-    session.start()  # the server boots while the first job is on its way
-    where = f"worker process {os.getpid()} on {socket.gethostname()}"
     try:
+        session.start()  # the server boots while the first job is on its way
+        where = f"worker process {os.getpid()} on {socket.gethostname()}"
         send(outbox, ("ready", where))
         while True:
             try:
@@ -97,9 +106,6 @@ def main() -> None:
         # close short, which would leave the server's folder behind.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         session.close()
-        tmp = Path(os.environ.get("TMPDIR", ""))
-        if tmp.name.startswith("harness-worker-"):  # its own, made by the pool: gone even if the pool is killed
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

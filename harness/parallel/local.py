@@ -10,6 +10,7 @@ once more; a job that loses two workers is reported as ``Failed``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -139,7 +140,9 @@ def _private_prefect_home() -> Callable[[], None] | None:
     os.environ["PREFECT_HOME"] = home
 
     def undo() -> None:
+        atexit.unregister(undo)
         os.environ.pop("PREFECT_HOME", None)
         shutil.rmtree(home, ignore_errors=True)
 
+    atexit.register(undo)  # a second Ctrl-C may cut the pool's close short
     return undo

@@ -161,10 +161,10 @@ def _forkserver(parent: int, folder: Path, also: Path | None) -> None:
     import prefect.server.api.server  # noqa: F401  (what every fork would otherwise import again)
     import uvicorn  # noqa: F401
 
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the forks are reaped as they end
     pending = b""
     closed = False  # an empty line: the harness closed it; end of input without one: the harness is gone
     while not closed and os.getppid() == parent:
+        _reap()
         if not select.select([0], [], [], 0.5)[0]:
             continue
         chunk = os.read(0, 1 << 16)
@@ -201,9 +201,19 @@ def _fork(line: bytes) -> None:
         _forked(spec)
     try:
         _write_pid(Path(spec["pid_file"]), pid)
-    except OSError:  # its folder is gone: it was stopped before it could be forked
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    except OSError as exc:
+        # Its folder is gone (it was stopped before it could be forked), or full: no server. The fork is
+        # not reaped before the next loop, so ``pid`` is still its own.
+        if not isinstance(exc, FileNotFoundError):
+            print(f"server on port {spec['port']}: its pid cannot be written ({exc}); stopped", file=sys.stderr)
+        os.kill(pid, signal.SIGKILL)
+
+
+def _reap() -> None:
+    """Collect the forks that have ended (their exit status is nobody's business here)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
 
 
 def _write_pid(path: Path, pid: int) -> None:
@@ -215,7 +225,6 @@ def _forked(spec: dict[str, Any]) -> None:
     """One server, in a fork of the forkserver: its own streams, environment and settings, then serve."""
     code = 1
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # not the forkserver's requests
         log = os.open(str(spec["log"]), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -103,7 +104,11 @@ class HandedServer(PrefectServer):
     """A server another process started for this session; stopped, and its folder removed, with the session.
 
     Started by a ``Forkserver``, its pid is known once it is forked: the forkserver writes it in its folder.
+    A pid is taken for this server's only while that process writes to this server's log (its stdout):
+    a pid freed and reused by another process is never signalled.
     """
+
+    GRACE_S = 5.0  # from SIGTERM to SIGKILL
 
     def __init__(self, handed: dict[str, Any]) -> None:
         self.port = int(handed["port"])
@@ -113,6 +118,7 @@ class HandedServer(PrefectServer):
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self._dir = Path(handed["folder"])
         self._log = self._dir / "server.log"
+        self._outs = {os.path.realpath(p) for p in (self._log, self._forkserver_log)}
         self._process = None
         self.started_at = self.ready_at = 0.0
 
@@ -131,10 +137,10 @@ class HandedServer(PrefectServer):
         if self.ready_at:
             return
         deadline = time.monotonic() + timeout
-        while not _healthy(self.api_url, 1.0):
+        while not _healthy(self.api_url, 0.2):
             pid = self.pid
             # not forked yet: it never will be when its forkserver is gone
-            gone = not _alive_serve(self._forkserver) if pid is None else not (pid and _alive_serve(pid))
+            gone = not _alive_serve(self._forkserver) if pid is None else not self._runs(pid)
             if gone or time.monotonic() > deadline:
                 raise ServerError(f"the Prefect test server did not answer:\n{self._log_tail()}")
         self.ready_at = time.perf_counter()
@@ -152,16 +158,25 @@ class HandedServer(PrefectServer):
     def stop(self) -> None:
         """Stop it (SIGTERM, as its starter would) and remove its folder; safe to call twice."""
         pid = self.pid  # None: not forked, and it will not be (its folder is gone: its forkserver ends the fork)
-        if pid:
-            _terminate(pid)
-            for _ in range(100):
-                if not _alive_serve(pid):
-                    break
+        if pid and self._runs(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + self.GRACE_S
+            while self._runs(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, 9)  # stuck in its shutdown
+            if self._runs(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)  # stuck in its shutdown
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _runs(self, pid: int) -> bool:
+        """``pid`` is this server's process, running: its stdout is this server's log (or, for an instant after
+        the fork, still its forkserver's)."""
+        try:
+            out = os.readlink(f"/proc/{pid}/fd/1").removesuffix(" (deleted)")
+        except OSError:  # gone, a zombie, or not ours to look at
+            return False
+        return out in self._outs
 
 
 class KeptServer(PrefectServer):

@@ -197,18 +197,19 @@ class Forkserver:
 
     def __init__(self, also: Path | None = None) -> None:
         self._also = also
-        self._dirs: list[Path] = []  # its folders: a dead one's log explains the servers it never forked
+        self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._closed = False
         self._spawn()
         atexit.register(self.close)
 
     def _spawn(self) -> None:
-        """Start the forkserver (again, when it died)."""
+        """Start the forkserver (again, when it died: the dead one's folder goes, its servers reported already)."""
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
         shm = Path("/dev/shm")
         where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-        folder = Path(tempfile.mkdtemp(prefix=f"harness-forkserver-{os.getpid()}-", dir=where))
-        self._dirs.append(folder)
+        folder = self._dir = Path(tempfile.mkdtemp(prefix=f"harness-forkserver-{os.getpid()}-", dir=where))
         self.log = folder / "forkserver.log"
         args = [sys.executable, _serve_py(), "--forkserver", str(os.getpid()), str(folder)]
         with open(self.log, "wb") as out:
@@ -276,8 +277,8 @@ class Forkserver:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        for folder in self._dirs:
-            shutil.rmtree(folder, ignore_errors=True)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def _template_path() -> Path:
