@@ -113,11 +113,11 @@ class HandedServer(PrefectServer):
     def __init__(self, handed: dict[str, Any]) -> None:
         self.port = int(handed["port"])
         self._pid: int | None = None if handed.get("pid") is None else int(handed["pid"])
-        self._forkserver = int(handed.get("forkserver") or 0)
-        self._forkserver_log = Path(handed.get("forkserver_log") or os.devnull)
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self._dir = Path(handed["folder"])
         self._log = self._dir / "server.log"
+        self._forkserver = int(handed.get("forkserver") or 0)
+        self._forkserver_log = Path(handed.get("forkserver_log") or self._log)  # the same, without a forkserver
         self._outs = {os.path.realpath(p) for p in (self._log, self._forkserver_log)}
         self._process = None
         self.started_at = self.ready_at = 0.0
@@ -161,13 +161,19 @@ class HandedServer(PrefectServer):
         if pid and self._runs(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + self.GRACE_S
-            while self._runs(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if self._runs(pid):
+            if not self._ended(pid, self.GRACE_S):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)  # stuck in its shutdown
+                self._ended(pid, self.GRACE_S)
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _ended(self, pid: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self._runs(pid):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def _runs(self, pid: int) -> bool:
         """``pid`` is this server's process, running: its stdout is this server's log (or, for an instant after
