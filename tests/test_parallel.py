@@ -376,10 +376,10 @@ def test_a_killed_pool_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
         return sorted(str(p) for p in [*mine, *(tmp_path / "tmp").glob("harness-*")])
 
     def processes() -> list[int]:
-        return [pid for pid in [*pids, *(int(p.name) for p in workers)] if Path(f"/proc/{pid}/cmdline").exists()]
+        return [pid for pid in [*pids, *children] if Path(f"/proc/{pid}/cmdline").exists()]
 
-    workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _child_of(p, proc.pid)]
-    assert len(workers) == 3, workers  # two workers and the forkserver
+    children = [int(pid) for pid in _children(proc.pid)]
+    assert len(children) == 3, children  # two workers and the forkserver
     assert all(Path(f"/proc/{pid}").exists() and folder.exists() for pid, folder in servers)
     assert any("harness-home-" in f for f in folders()) and any("harness-worker-" in f for f in folders())
     proc.kill()
@@ -393,10 +393,6 @@ def _parent(proc: Path) -> int:
         return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return 0
-
-
-def _child_of(proc: Path, parent: int) -> bool:
-    return _parent(proc) == parent
 
 
 @pytest.mark.slow

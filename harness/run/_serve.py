@@ -109,7 +109,7 @@ def _exit_with(owner: int) -> None:
     try:
         handle = os.pidfd_open(owner)
     except OSError:  # gone already, or no pidfd here: poll
-        while _exists(owner):
+        while pid_exists(owner):
             time.sleep(0.5)
     else:
         select.select([handle], [], [])
@@ -117,7 +117,8 @@ def _exit_with(owner: int) -> None:
     os._exit(0)
 
 
-def _exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """Process ``pid`` is there (someone else's too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

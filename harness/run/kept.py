@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 
 from harness._errors import ServerError
+from harness.run._serve import pid_exists
 from harness.run.server import SETTINGS, Forkserver, PrefectServer, _free_port, _save_template, _template, cache_dir
 
 REUSE = "HARNESS_REUSE_SERVER"
@@ -308,7 +309,7 @@ class KeptServer(PrefectServer):
         fd, self._lock = self._lock, None
         if fd is None:
             return
-        alive = self.pid and _pid_alive(self.pid) and (self._process is None or self._process.poll() is None)
+        alive = self.pid and pid_exists(self.pid) and (self._process is None or self._process.poll() is None)
         if alive and self.ready_at:
             with contextlib.suppress(OSError):
                 os.utime(self._slot)  # the idle time counts from now
@@ -338,16 +339,6 @@ def _read(slot: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) else None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _alive(state: dict[str, Any]) -> bool:
