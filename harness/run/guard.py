@@ -23,7 +23,7 @@ import contextlib
 import ipaddress
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -45,10 +45,15 @@ class Redirect(Protocol):
 
 
 class NetworkGuard:
-    """Records and refuses DNS lookups but of loopback, and connections but to loopback's ``allowed_port``."""
+    """Records and refuses DNS lookups but of loopback, and connections but to loopback's ``allowed_port``.
 
-    def __init__(self, allowed_port: int) -> None:
+    ``also`` names more loopback ports let through: other Prefect servers of the
+    process (the user's own test server), whose traffic is not the flow's.
+    """
+
+    def __init__(self, allowed_port: int, also: Iterable[int] = ()) -> None:
         self.allowed_port = allowed_port
+        self._ports = {allowed_port, *also}
         self.blocked: list[str] = []
         self._lock = threading.Lock()
         self._pinned: dict[str, str] = {}  # host -> the stand-in address it resolves to while let through
@@ -102,7 +107,7 @@ class NetworkGuard:
             if not isinstance(address, tuple):
                 return  # AF_UNIX and friends: local to this machine
             host, port = address[0], address[1]
-            if host in LOOPBACK_NAMES and port == guard.allowed_port:
+            if host in LOOPBACK_NAMES and port in guard._ports:
                 return
             raise guard._refuse(f"a connection to {host}:{port}")
 

@@ -19,8 +19,9 @@ sees the time the skipped waits stand for.
 Per scenario too (``own_results``): a result storage of its own, so that no
 task cache of another scenario serves it.
 
-Per session (``session_hooks``): one SSL context for Prefect's API clients
-and one for httpx's default clients, instead of one per client.
+Per run, built once per session (``SharedSsl``): one SSL context for
+Prefect's API clients and one for httpx's default clients, instead of one per
+client.
 
 ``tests/test_engine_hooks.py`` fails loudly if Prefect moves a hooked name,
 and checks that the process is as before once the session ends.
@@ -452,22 +453,31 @@ def own_results() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def session_hooks() -> Iterator[None]:
-    """One SSL context per session for Prefect's API clients and httpx's default clients; undone at the end.
+class SharedSsl:
+    """One SSL context per session for Prefect's API clients and httpx's default clients, installed per run.
 
     No TLS handshake happens on the loopback API or under respx, yet every
-    client would load the CA bundle again (tens of milliseconds each).
+    client would load the CA bundle again (tens of milliseconds each). The
+    contexts are built during a run (the session's CA trusted) and kept for the
+    next; outside a run the real functions are back in place.
     """
-    orchestration: Any = importlib.import_module("prefect.client.orchestration")
-    default: Any = importlib.import_module("httpx._transports.default")
-    real_ssl, real_create = orchestration.ssl, default.create_ssl_context
-    orchestration.ssl = _SslShim(real_ssl)
-    default.create_ssl_context = _shared_ssl_context(real_create)
-    try:
-        yield
-    finally:
-        orchestration.ssl, default.create_ssl_context = real_ssl, real_create
+
+    def __init__(self) -> None:
+        self._ssl: dict[Any, Any] = {}
+        self._create: dict[Any, Any] = {}
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        orchestration: Any = importlib.import_module("prefect.client.orchestration")
+        default: Any = importlib.import_module("httpx._transports.default")
+        real_ssl, real_create = orchestration.ssl, default.create_ssl_context
+        shim = self._ssl.setdefault(real_ssl, _SslShim(real_ssl))
+        shared = self._create.setdefault(real_create, _shared_ssl_context(real_create))
+        try:
+            orchestration.ssl, default.create_ssl_context = shim, shared
+            yield
+        finally:
+            orchestration.ssl, default.create_ssl_context = real_ssl, real_create
 
 
 def _shared_ssl_context(create: Callable[..., Any]) -> Callable[..., Any]:

@@ -23,17 +23,18 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Protocol
 
 from harness._errors import ScenarioTimeout, shown
 from harness.policies.apply import CallLog, applied
 from harness.run.clock import Clock
-from harness.run.environ import environ
 from harness.run.exits import STOPPED
 from harness.run.guard import NetworkGuard
-from harness.run.hooks import hooked, own_results, session_hooks
+from harness.run.hooks import hooked, own_results
 from harness.run.kept import session_server
 from harness.run.recording import Recording
+from harness.run.scope import RunScope
 from harness.run.server import PrefectServer
 from harness.run.states import Recorder
 from harness.run.transport import Call, Injector
@@ -125,7 +126,7 @@ class Session:
         self.time_limit = time_limit
         self.server: PrefectServer | None = None
         self._stack = contextlib.ExitStack()
-        self._ready = False
+        self._scope: RunScope | None = None  # what a run sets in the process, built once the server is up
         self.memo: dict[Any, Any] = {}  # what later stages compute once per session (fault-free baselines)
 
     def start(self) -> None:
@@ -135,9 +136,6 @@ class Session:
         self.server = session_server()  # a kept one only with HARNESS_REUSE_SERVER=1
         try:
             self.server.start()
-            # Settings must be in the environment before Prefect is imported for the first time.
-            self._stack.enter_context(environ(self.server.environment()))
-            # The wire backend's CA is trusted from here, before any flow (or aiohttp) is imported.
             self.wire = Wire()
             self._stack.callback(self.wire.close)
         except BaseException:
@@ -147,47 +145,23 @@ class Session:
     def _ensure_ready(self) -> PrefectServer:
         self.start()
         assert self.server is not None
-        if not self._ready:
+        if self._scope is None:
             self.server.wait()
-            from prefect.settings import (
-                PREFECT_API_URL,
-                PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-                PREFECT_RESULTS_LOCAL_STORAGE_PATH,
-                temporary_settings,
-            )
-
-            # The session's result storage, emptied after every run (``own_results``): set once here,
-            # since a copy of Prefect's settings costs ~20 ms of CPU, as much as the rest of a run.
+            # The session's result storage, emptied after every run (``own_results``).
             results = Path(tempfile.mkdtemp(prefix="harness-results-"))
             self._stack.callback(shutil.rmtree, results, True)
-            # The heartbeat thread's join costs most of a second per flow run;
-            # None (off) cannot be set through the environment.
-            self._stack.enter_context(
-                temporary_settings(
-                    updates={
-                        PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-                        PREFECT_API_URL: self.server.api_url,
-                        PREFECT_RESULTS_LOCAL_STORAGE_PATH: results,
-                    }
-                )
-            )
-            self._stack.enter_context(session_hooks())
-            self._ready = True
+            self._scope = RunScope(self.server.environment(), self.server.api_url, results, self.wire)
         return self.server
 
     def close(self) -> None:
-        """Flush the events, undo every session hook and setting, stop the server: each even if one fails."""
+        """Remove the session's folders and stop the server: each even if one fails."""
+        self._scope = None
         try:
-            if self._ready:
-                _drain_events()
+            self._stack.close()
         finally:
-            self._ready = False
-            try:
-                self._stack.close()
-            finally:
-                if self.server is not None:
-                    self.server.stop()
-                    self.server = None
+            if self.server is not None:
+                self.server.stop()
+                self.server = None
 
     def __enter__(self) -> Session:
         self.start()
@@ -213,47 +187,68 @@ class Session:
         injector for this run (``harness record``'s recording transport).
         """
         server = self._ensure_ready()
+        assert self._scope is not None
         flow = resolve_flow(scenario.flow, base=scenario.path.parent)
+        query = data_query(scenario, flow)
+        with self._scope.entered() as foreign, _workdir() as workdir:
+            return self._run(scenario, flow, server, foreign, workdir, query, real_time, policy, transport)
+
+    def _run(
+        self,
+        scenario: Scenario,
+        flow: Any,
+        server: PrefectServer,
+        foreign: list[str],
+        workdir: Path,
+        query: SqliteExpect | None,
+        real_time: bool | None,
+        policy: Policy | None,
+        transport: TransportFactory | None,
+    ) -> Outcome:
         clock = Clock(real_time=self.real_time if real_time is None else real_time)
         recorder = Recorder(clock)
-        guard = NetworkGuard(server.port)
+        # Other Prefect servers' traffic (the user's own test server's workers) is not the flow's: let through.
+        guard = NetworkGuard(server.port, also=[_port(url) for url in foreign])
         injector: Transport = (
             transport(scenario, clock, recorder, server.api_url, guard)
             if transport is not None
             else Injector(
-                scenario, clock, recorder, server.api_url, mock_httpx=not httpx_on_wire(scenario, self.transport)
+                scenario,
+                clock,
+                recorder,
+                server.api_url,
+                mock_httpx=not httpx_on_wire(scenario, self.transport),
+                passthrough=foreign,
             )
         )
         log = CallLog(injector.calls, clock.sleep, clock.now)
-        query = data_query(scenario, flow)
         running: list[str] = []  # the task runs unfinished when the time limit was reached
 
         def unfinished() -> None:
             running.extend(f"{r.name} ({r.history[-1][2]})" for r in recorder.unfinished())
 
-        with _workdir() as workdir:
-            clock.started = time.perf_counter()
-            try:
-                with (
-                    own_results(),
-                    applied(policy, flow, log, near=scenario.path.parent) as flow,
-                    hooked(clock, recorder, scenario.seed),
-                    injector,
-                    self._wired(injector) as redirect,
-                    guard.active(redirect),
-                    # innermost: once the flow has returned, no late signal lands in the undoing of the above
-                    _time_limit(self.time_limit, unfinished),
-                ):
-                    state = _call(flow, scenario.parameters)
-            except _Hung:
-                raise ScenarioTimeout(
-                    f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line}) ran past its "
-                    f"{self.time_limit:g} s wall-clock limit and was stopped"
-                    + (f"; task runs still running when it was reached: {', '.join(running)}" if running else "")
-                ) from None
-            wall = time.perf_counter() - clock.started
-            virtual = clock.now()
-            sqlite_value, sqlite_error = _query(workdir, query)
+        clock.started = time.perf_counter()
+        try:
+            with (
+                own_results(),
+                applied(policy, flow, log, near=scenario.path.parent) as flow,
+                hooked(clock, recorder, scenario.seed),
+                injector,
+                self._wired(injector) as redirect,
+                guard.active(redirect),
+                # innermost: once the flow has returned, no late signal lands in the undoing of the above
+                _time_limit(self.time_limit, unfinished),
+            ):
+                state = _call(flow, scenario.parameters)
+        except _Hung:
+            raise ScenarioTimeout(
+                f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line}) ran past its "
+                f"{self.time_limit:g} s wall-clock limit and was stopped"
+                + (f"; task runs still running when it was reached: {', '.join(running)}" if running else "")
+            ) from None
+        wall = time.perf_counter() - clock.started
+        virtual = clock.now()
+        sqlite_value, sqlite_error = _query(workdir, query)
         return _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error, guard, clock)
 
     @contextlib.contextmanager
@@ -313,27 +308,9 @@ def _time_limit(seconds: float | None, on_expiry: Callable[[], None] = lambda: N
         signal.signal(signal.SIGUSR1, previous)
 
 
-def _drain_events() -> None:
-    """Send the events still queued to the server before it stops (as prefect_test_harness does).
-
-    The drain waits for every queued event; the worker's own "Still processing
-    items" warning, which says only that it is waiting, is kept off the console.
-    """
-    from prefect.events.worker import EventsWorker
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
-    async def drain() -> None:
-        result = EventsWorker.drain_all()
-        if inspect.isawaitable(result):
-            await result
-
-    worker_log = logging.getLogger(EventsWorker.__name__)
-    level = worker_log.level
-    worker_log.setLevel(logging.ERROR)
-    try:
-        run_coro_as_sync(drain())
-    finally:
-        worker_log.setLevel(level)
+def _port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def _call(flow: Any, parameters: dict[str, Any]) -> Any:

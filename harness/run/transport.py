@@ -15,6 +15,7 @@ import base64
 import json
 import random
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -134,10 +135,19 @@ class Injector:
 
     ``mock_httpx=False`` (``transport: wire``) leaves httpx on real sockets, which
     the network guard sends to the wire server like every other client's.
+    ``passthrough`` names other Prefect APIs whose traffic is not the flow's
+    (the user's own test server): it goes through, and is never a call.
     """
 
     def __init__(
-        self, scenario: Scenario, clock: Clock, recorder: Recorder, api_url: str, *, mock_httpx: bool = True
+        self,
+        scenario: Scenario,
+        clock: Clock,
+        recorder: Recorder,
+        api_url: str,
+        *,
+        mock_httpx: bool = True,
+        passthrough: Sequence[str] = (),
     ) -> None:
         self.scenario, self.clock, self.recorder, self.mock_httpx = scenario, clock, recorder, mock_httpx
         self.calls: list[Call] = []
@@ -147,7 +157,8 @@ class Injector:
         self._bytes_rng = random.Random(f"{scenario.seed}:bytes")
         self._lock = threading.Lock()
         self.router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
-        self.router.route(url__startswith=api_url.rsplit("/api", 1)[0]).pass_through()
+        for url in (api_url, *passthrough):
+            self.router.route(url__startswith=url.rsplit("/api", 1)[0] + "/").pass_through()
         self.router.route().mock(side_effect=self._dispatch)
 
     def __enter__(self) -> Injector:

@@ -1,4 +1,4 @@
-"""The session's wire backend: a temporary folder, the CA trusted by this process, the fault server; and which
+"""The session's wire backend: a temporary folder, the CA (trusted by this process while a scenario runs), the fault server; and which
 transport serves httpx in a scenario.
 """
 
@@ -42,7 +42,6 @@ class Wire:
             self.server = FaultServer(self.authority)
             self.server.start()
             self._stack.callback(self.server.stop)
-            self._stack.enter_context(self.authority.trusted())
         except BaseException:
             self._stack.close()
             raise

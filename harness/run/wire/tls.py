@@ -1,7 +1,7 @@
 """A throwaway certificate authority per session: one certificate per declared host, trusted by this process only.
 
 The CA (``trustme``) and every key live in the session's temporary folder,
-removed with it. While the session runs, this process trusts the CA through
+removed with it. While a scenario runs (never between runs), this process trusts the CA through
 ``SSL_CERT_FILE`` (``ssl``'s default verify paths, hence urllib, urllib3,
 httpx's default context), ``REQUESTS_CA_BUNDLE`` (requests), ``certifi.where()``
 (a client given certifi's bundle by name) and aiohttp's contexts built at
@@ -51,6 +51,7 @@ class Authority:
         self.bundle.write_bytes(b"\n".join([*map(Path.read_bytes, trusted_before()), self.ca_file.read_bytes()]))
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._lock = threading.Lock()
+        self._aiohttp_context: ssl.SSLContext | None = None
 
     def context_for(self, host: str) -> ssl.SSLContext:
         """A server context presenting ``host``'s certificate (issued on first use), switching by SNI."""
@@ -74,7 +75,7 @@ class Authority:
 
     @contextlib.contextmanager
     def trusted(self) -> Iterator[None]:
-        """This process trusts the CA until the block ends; everything is as before afterwards."""
+        """This process trusts the CA until the block ends (one run); everything is as before afterwards."""
         aiohttp: Any = sys.modules.get("aiohttp.connector")
         before = getattr(aiohttp, "_SSL_CONTEXT_VERIFIED", None)
         where = certifi.where
@@ -82,11 +83,13 @@ class Authority:
             # A client given certifi's bundle by name (httpx.Client(verify=certifi.where())) gets this one.
             certifi.where = self._bundle_path
             with environ(dict.fromkeys(TRUST_VARIABLES, str(self.bundle))):
-                if aiohttp is not None:  # built at import: rebuilt trusting the CA
-                    aiohttp._SSL_CONTEXT_VERIFIED = aiohttp._make_ssl_context(True)
+                if aiohttp is not None:  # built at import: one trusting the CA instead, built once a session
+                    if self._aiohttp_context is None:
+                        self._aiohttp_context = aiohttp._make_ssl_context(True)
+                    aiohttp._SSL_CONTEXT_VERIFIED = self._aiohttp_context
                 yield
         finally:
             certifi.where = where
             aiohttp = sys.modules.get("aiohttp.connector")
-            if aiohttp is not None:  # imported before or during the session: its context without the CA again
+            if aiohttp is not None:  # imported before or during the run: its context without the CA again
                 aiohttp._SSL_CONTEXT_VERIFIED = before if before is not None else aiohttp._make_ssl_context(True)

@@ -1,0 +1,140 @@
+"""What a scenario run changes in the process, set for that run only and put back after it.
+
+The pytest plugin loads in every test run of an environment, so the harness is
+a guest in the user's process: between two runs the process must look as it
+would without the harness. For the length of one run (``RunScope.entered``):
+
+- ``os.environ`` holds the session's Prefect settings (``PREFECT_API_URL``,
+  a private ``PREFECT_HOME``, ...), for a subprocess the flow starts;
+- Prefect's settings context, and its process-global fallback (what a thread
+  with no context of its own reads), are the session's, as
+  ``prefect_test_harness`` sets them;
+- the session's throwaway CA is trusted (``SSL_CERT_FILE``, ``certifi.where()``,
+  aiohttp's default context);
+- Prefect's API clients and httpx's default clients share one SSL context.
+
+Prefect's background workers (events, API logs) are drained on both edges, as
+``prefect_test_harness`` drains them at its exit: they are keyed by client type,
+not by server, so a worker started by the user's tests would otherwise carry a
+scenario's events to the user's server, and one started by a scenario would
+carry the user's to the session's. Prefect servers the user's tests started
+(found at the run's start) are named in ``foreign``: their traffic passes
+through the transport and the network guard and is never a call of the scenario.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import ipaddress
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from harness.run.environ import environ
+from harness.run.hooks import SharedSsl
+from harness.run.wire.backend import Wire
+
+
+class RunScope:
+    """The session's settings, trust and hooks, built once and entered for each run."""
+
+    def __init__(self, environment: Mapping[str, str], api_url: str, results: Path, wire: Wire | None) -> None:
+        import prefect.context
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_RESULTS_LOCAL_STORAGE_PATH
+
+        self.environment = dict(environment)
+        self.api_url = api_url
+        self.wire = wire
+        self._ssl = SharedSsl()
+        # The settings a fresh process would read from the session's environment, built once (a copy of
+        # Prefect's settings costs ~40 ms, as much as a whole run). The heartbeat thread's join costs most
+        # of a second per flow run, and None (off) cannot be set through the environment; the result
+        # storage is the session's, emptied after every run (``own_results``).
+        with environ(self.environment):
+            root = prefect.context.root_settings_context()
+        settings = root.settings.copy_with_update(
+            updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_RESULTS_LOCAL_STORAGE_PATH: results}
+        )
+        self._profile = root.profile
+        self._settings = settings
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[list[str]]:
+        """The process pointed at the session's server for one run; yields the other Prefect APIs in use."""
+        import prefect.context
+
+        foreign = other_prefect_apis(self.api_url)
+        drain_workers()  # the user's workers flush to the user's server, before anything points elsewhere
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(environ(self.environment))
+            context = stack.enter_context(prefect.context.SettingsContext(profile=self._profile, settings=self._settings))
+            stack.enter_context(prefect.context._temporary_global_settings_context(context))
+            if self.wire is not None:
+                stack.enter_context(self.wire.authority.trusted())
+            stack.enter_context(self._ssl.installed())
+            stack.callback(drain_workers)  # last in, first out: the run's workers flush while it is still set
+            yield foreign
+
+
+def other_prefect_apis(own: str) -> list[str]:
+    """The loopback Prefect APIs this process is pointed at or serves, other than the session's own.
+
+    The settings in force (the user's ``prefect_test_harness`` sets them for its
+    session, the process-global ones included), ``PREFECT_API_URL``, and the
+    servers Prefect's ``SubprocessASGIServer`` started.
+    """
+    import prefect.context
+
+    urls: list[str | None] = [
+        prefect.context.get_settings_context().settings.api.url,
+        prefect.context.GLOBAL_SETTINGS_CONTEXT.settings.api.url,
+        os.environ.get("PREFECT_API_URL"),
+    ]
+    server: Any = sys.modules.get("prefect.server.api.server")
+    if server is not None:
+        urls += [getattr(s, "api_url", None) for s in list(server.SubprocessASGIServer._instances.values())]
+    found = [u.rstrip("/") for u in urls if u and _loopback(u) and u.rstrip("/") != own.rstrip("/")]
+    return list(dict.fromkeys(found))
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def drain_workers() -> None:
+    """Flush and stop Prefect's background workers (events, API logs), as ``prefect_test_harness`` does at exit.
+
+    A worker is started again, for the settings then in force, the next time
+    something sends an event or a log. The worker's own "Still processing
+    items" warning, which says only that it is waiting, is kept off the console.
+    """
+    from prefect._internal.concurrency.services import QueueService
+    from prefect.events.worker import EventsWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    if not QueueService._instances:
+        return
+
+    async def drain() -> None:
+        result = EventsWorker.drain_all()  # every queue service: the instances are shared by the class tree
+        if inspect.isawaitable(result):
+            await result
+
+    worker_log = logging.getLogger(EventsWorker.__name__)
+    level = worker_log.level
+    worker_log.setLevel(logging.ERROR)
+    try:
+        run_coro_as_sync(drain())
+    finally:
+        worker_log.setLevel(level)
