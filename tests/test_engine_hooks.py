@@ -94,16 +94,19 @@ def test_jitter_is_prefects_function_drawing_from_a_seeded_generator() -> None:
 
 
 AFTER_SESSION = """
-import os, socket, ssl
+import os, socket, ssl, sys
 import certifi
 import httpx._transports.default as httpx_default
 import prefect.client.orchestration as orchestration
+import prefect.context
 import prefect.flows
 import prefect.flow_engine as flow_engine
 import prefect.task_engine as task_engine
 import prefect.results as results
 import prefect.utilities.timeout as prefect_timeout
+from prefect.events.worker import EventsWorker
 from prefect.futures import PrefectConcurrentFuture
+from prefect.settings import get_current_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from harness import Session, load_file
 from harness.run.hooks import FLOW_HOOKED, HOOKED
@@ -124,11 +127,14 @@ def snapshot():
         "socket.connect": socket.socket.connect,
         "socket.connect_ex": socket.socket.connect_ex,
         "socket.getaddrinfo": socket.getaddrinfo,
-        "certifi.where": certifi.where,
+        "certifi.where": certifi.where(),
         "environ": {k: v for k, v in os.environ.items() if k.startswith(("PREFECT_", "SSL_", "REQUESTS_"))},
         "proxies": {k: v for k, v in os.environ.items() if k.lower().endswith("_proxy")},
         "ssl default verify paths": ssl.get_default_verify_paths(),
         "cwd": os.getcwd(),
+        "settings": get_current_settings().model_dump_json(),
+        "global settings": prefect.context.GLOBAL_SETTINGS_CONTEXT.settings.model_dump_json(),
+        "queue services": dict(EventsWorker._instances),
     }
 
 os.environ["HTTPS_PROXY"] = "http://proxy.invalid:3128"  # cleared while a scenario runs, back afterwards
@@ -139,31 +145,59 @@ os.environ.pop("no_proxy", None)
 before = snapshot()
 (scenario,) = load_file("s.yaml")
 with Session() as session:
-    outcome = session.run(scenario)
-    assert outcome.flow.name == "Completed", outcome.flow
-    during = snapshot()
-    wire_folder = session.wire.folder
+    for run in range(2):
+        outcome = session.run(scenario)
+        assert outcome.flow.name == "Completed", outcome.flow
+        assert outcome.result == [1], outcome.result
+        inside = sys.modules["snap"].SEEN.pop()  # what the flow saw, taken while it ran
+        between = snapshot()
+        changed = sorted(k for k in before if before[k] != between[k])
+        assert not changed, ("between runs", run, changed)
+    wire_folder, api_url = session.wire.folder, session.server.api_url
     assert (wire_folder / "ca.pem").exists()
 after = snapshot()
 changed = sorted(k for k in before if before[k] != after[k])
 assert not changed, changed
 assert not wire_folder.exists()  # the CA and every key removed with the session
-assert during["environ"]["SSL_CERT_FILE"] == str(wire_folder / "bundle.pem")  # trusted during the session only
-assert during["certifi.where"]() == str(wire_folder / "bundle.pem")
-assert during["orchestration.ssl"] is not before["orchestration.ssl"]  # the session did set its hooks
-assert during["httpx create_ssl_context"] is not before["httpx create_ssl_context"]
+bundle = str(wire_folder / "bundle.pem")
+assert inside["environ"]["SSL_CERT_FILE"] == bundle and inside["certifi.where"] == bundle  # trusted in a run only
+assert inside["ssl default verify paths"].cafile == bundle
+assert inside["environ"]["PREFECT_API_URL"] == api_url
+assert inside["settings"] != before["settings"] and inside["global settings"] != before["global settings"]
+assert inside["orchestration.ssl"] is not before["orchestration.ssl"]  # the run did set its hooks
+assert inside["httpx create_ssl_context"] is not before["httpx create_ssl_context"]
+assert not inside["proxies"]
 print("as before")
 """
 
+SNAP_FLOW = """
+import httpx
+from prefect import flow, task
 
-def test_the_process_is_as_before_once_a_session_ends(tmp_path: Path) -> None:
-    """Every patch (engine, SSL contexts, guard, the CA trusted), the settings and the cwd are undone at the end."""
+SEEN = []
+
+@task(retries=1)
+def get(url):
+    return httpx.get(url).json()["stargazers_count"]
+
+@flow
+def stars():
+    from __main__ import snapshot
+    SEEN.append(snapshot())
+    return [get("https://api.github.com/repos/o/r")]
+"""
+
+
+def test_the_process_is_as_before_between_runs_and_once_a_session_ends(tmp_path: Path) -> None:
+    """Every patch, setting, trusted CA and Prefect worker is set inside a run only; none is left between runs."""
+    (tmp_path / "snap.py").write_text(SNAP_FLOW)
     (tmp_path / "s.yaml").write_text(
-        "name: s\nflow: github_stars\nparameters: {repos: [o/r]}\nendpoints:\n"
+        "name: s\nflow: snap:stars\nendpoints:\n"
         "  - request: GET https://api.github.com/repos/o/r\n"
         "    responses: [{status: 500}, {json: {stargazers_count: 1}}]\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["HOME"] = str(tmp_path)  # Prefect's own ~/.prefect of this process, apart from the user's
     result = subprocess.run(
         [sys.executable, "-c", AFTER_SESSION], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )

@@ -72,7 +72,8 @@ class RunScope:
         drain_workers()  # the user's workers flush to the user's server, before anything points elsewhere
         with contextlib.ExitStack() as stack:
             stack.enter_context(environ(self.environment))
-            context = stack.enter_context(prefect.context.SettingsContext(profile=self._profile, settings=self._settings))
+            settings = prefect.context.SettingsContext(profile=self._profile, settings=self._settings)
+            context = stack.enter_context(settings)
             stack.enter_context(prefect.context._temporary_global_settings_context(context))
             if self.wire is not None:
                 stack.enter_context(self.wire.authority.trusted())
@@ -119,11 +120,11 @@ def drain_workers() -> None:
     something sends an event or a log. The worker's own "Still processing
     items" warning, which says only that it is waiting, is kept off the console.
     """
-    from prefect._internal.concurrency.services import QueueService
     from prefect.events.worker import EventsWorker
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    if not QueueService._instances:
+    services: Any = EventsWorker  # the instances are kept on the base class, shared by every queue service
+    if not services._instances:
         return
 
     async def drain() -> None:

@@ -1,5 +1,5 @@
-"""The session's wire backend: a temporary folder, the CA (trusted by this process while a scenario runs), the fault server; and which
-transport serves httpx in a scenario.
+"""The session's wire backend: a temporary folder, the CA (trusted by this process while a scenario runs), the
+fault server; and which transport serves httpx in a scenario.
 """
 
 from __future__ import annotations
