@@ -23,3 +23,8 @@ def scenario_from(tmp_path: Path) -> Callable[[str], Scenario]:
         return doc
 
     return load
+
+
+# A user's project with its own test suite, run by tests/test_neighbour.py in a folder of its own: its
+# tests are not the harness's.
+collect_ignore = ["neighbour"]
