@@ -252,3 +252,22 @@ def retried_subflow(url: str) -> int:
 def parent_of_a_retried_subflow(url: str = "https://api.example.test/sub") -> int:
     """The subflow retries once after its own 1 s; the parent's 60 s delay is never spent."""
     return retried_subflow(url)
+
+
+@flow
+def beside_another_server(url: str, other: str) -> list[int]:
+    """Calls its endpoint while a thread, as a user's Prefect worker would, talks to another Prefect server."""
+    import threading
+
+    import requests
+
+    seen: list[int] = []
+
+    def worker() -> None:  # no context of the flow's: a background thread of the process
+        seen.append(httpx.get(f"{other}/flows/x").status_code)
+        seen.append(requests.get(f"{other}/events/in", timeout=5).status_code)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    return [ping(url), *seen]

@@ -10,14 +10,19 @@ aiohttp). Each mode runs it in a fresh ``pytest`` process.
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from harness import Scenario, Session
 
 PROJECT = Path(__file__).with_name("neighbour")
 USER_TESTS = 13
@@ -58,3 +63,52 @@ def test_the_users_tests_and_the_scenarios_pass_together(mode: str, tmp_path: Pa
     assert re.search(rf"\b{expected} passed\b", result.stdout), output[-3000:]
     assert "failed" not in result.stdout
     assert "EventsWorker" not in output and "matched none" not in output, output[-6000:]
+
+
+class _OtherServer(http.server.BaseHTTPRequestHandler):
+    paths: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        self.paths.append(self.path)
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def other_prefect_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A stand-in for the user's own Prefect test server, named by PREFECT_API_URL as prefect_test_harness names it."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtherServer)
+    _OtherServer.paths = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/api"
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_another_prefect_servers_traffic_passes_through_and_is_no_call(
+    harness_session: Session, scenario_from: Callable[[str], Scenario], other_prefect_api: str
+) -> None:
+    """Requests to another Prefect server of the process reach it, through respx and the guard, and are not calls."""
+    s = scenario_from(f"""
+name: beside another server
+flow: tests.flows:beside_another_server
+parameters: {{url: "https://api.example.com/x", other: "{other_prefect_api}"}}
+endpoints:
+  - request: GET https://api.example.com/x
+    responses: [{{status: 204}}]
+""")
+    outcome = harness_session.run(s)
+    assert outcome.flow.name == "Completed", outcome.flow
+    assert outcome.result == [204, 200, 200]
+    assert _OtherServer.paths == ["/api/flows/x", "/api/events/in"]
+    assert [c.url for c in outcome.calls] == ["https://api.example.com/x"]
+    assert not outcome.unmatched and not outcome.blocked
