@@ -7,7 +7,8 @@ starts with no cache record of another (the isolation tests/test_isolation.py pi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,26 @@ expect:
 def test_a_run_copies_no_settings_and_starts_with_an_empty_result_folder(
     harness_session: Session, scenario_from: Callable[[str], Scenario], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Result folder set once per session (a settings copy costs ~20 ms) and emptied after each run: isolated."""
+    """Result folder set once per session (a settings copy costs ~40 ms) and emptied after each run: isolated."""
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
     from prefect.settings.models.root import Settings
 
+    import harness.run.session
+
+    folders: list[Path] = []
+    real = harness.run.session.own_results
+
+    @contextlib.contextmanager
+    def seen() -> Iterator[Path]:
+        with real() as folder:
+            assert Path(PREFECT_RESULTS_LOCAL_STORAGE_PATH.value()) == folder  # what the flow's tasks write to
+            folders.append(folder)
+            yield folder
+
+    monkeypatch.setattr(harness.run.session, "own_results", seen)
     scenario = scenario_from(CACHED)
     assert check(scenario, harness_session.run(scenario)) == []
-    folder = Path(PREFECT_RESULTS_LOCAL_STORAGE_PATH.value())
+    folder = folders[0]
     assert folder.name.startswith("harness-results-")
     copies: list[Any] = []
     original = Settings.copy_with_update
@@ -53,4 +67,5 @@ def test_a_run_copies_no_settings_and_starts_with_an_empty_result_folder(
         assert check(scenario, harness_session.run(scenario)) == []
         assert folder.is_dir() and list(folder.iterdir()) == []
     assert copies == []
-    assert Path(PREFECT_RESULTS_LOCAL_STORAGE_PATH.value()) == folder
+    assert folders == [folder] * 3
+    assert PREFECT_RESULTS_LOCAL_STORAGE_PATH.value() != folder  # between runs, the setting is the process's own

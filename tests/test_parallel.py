@@ -305,15 +305,10 @@ def my_server(session: Session, flows: int) -> dict[str, Any]:
     """A job: run ``flows`` flow runs, then say which server answered them and what its database holds."""
     import sqlite3
 
-    from prefect import flow
-
-    @flow
-    def noop() -> None:
-        return None
-
+    noop = Scenario.model_validate({"name": "noop", "flow": "tests.flows:cwd_flow"})
     server = session._ensure_ready()
     for _ in range(flows):
-        noop()
+        assert session.run(noop).flow.name == "Completed"
     pid = server.pid  # type: ignore[attr-defined]
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     with sqlite3.connect(server._dir / "prefect.db") as db:

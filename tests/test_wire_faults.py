@@ -125,11 +125,19 @@ def one_endpoint(fault: str, url: str = URL) -> Scenario:
 
 @contextlib.contextmanager
 def served(session: Session, scenario: Scenario, *, wire: bool = True) -> Iterator[Injector]:
-    """``scenario``'s endpoints served on the wire (or through respx), with the guard redirecting declared hosts."""
+    """``scenario``'s endpoints served on the wire (or through respx), with the guard redirecting declared hosts.
+
+    The session's CA is trusted inside the block, as it is while a run goes on.
+    """
     assert session.wire is not None
     clock = Clock()
     injector = Injector(scenario, clock, Recorder(clock), "http://127.0.0.1:9/api", mock_httpx=not wire)
-    with injector, session.wire.serving(injector) as redirect, NetworkGuard(0).active(redirect) as guard:
+    with (
+        session.wire.authority.trusted(),
+        injector,
+        session.wire.serving(injector) as redirect,
+        NetworkGuard(0).active(redirect) as guard,
+    ):
         yield injector
     assert not guard.blocked
 
