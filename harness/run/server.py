@@ -28,7 +28,7 @@ import httpx
 
 from harness._errors import ServerError
 
-# Settings for the harness's process and its server: what costs time and is not needed.
+# Settings for the harness's server, and for its process while a scenario runs: what costs time and is not needed.
 SETTINGS: dict[str, str] = {
     "PREFECT_LOGGING_TO_API_ENABLED": "false",
     "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "false",

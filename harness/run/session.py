@@ -1,9 +1,11 @@
 """The session: runs one scenario's flow on Prefect's real engine and records an Outcome.
 
 A ``Session`` owns the one Prefect test server of a pytest session (per
-worker) or CLI invocation; ``Session.run`` runs one scenario in a fresh
-temporary directory with the virtual clock, the transport, the network guard
-and the engine hooks in place, and undoes all of them afterwards.
+worker) or CLI invocation; starting it changes nothing in the process.
+``Session.run`` runs one scenario in a fresh temporary directory with the
+session's settings, trust and workers (``scope``), the virtual clock, the
+transport, the network guard and the engine hooks in place, and undoes all of
+them afterwards: between two runs the process is as it was without the harness.
 """
 
 from __future__ import annotations
