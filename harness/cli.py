@@ -252,6 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "verbose", False):
         # Before Prefect is first imported: its logging is configured at import.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    # The command owns its process: Prefect, imported with the flows, makes its home and reads its
+    # profiles in a folder of the command's, never the user's ~/.prefect.
+    from harness.run.environ import private_prefect_home
+
+    private_prefect_home()
     if args.command == "compare":
         return _compare(args)
     if args.command == "explore":

@@ -271,3 +271,14 @@ def beside_another_server(url: str, other: str) -> list[int]:
     thread.start()
     thread.join()
     return [ping(url), *seen]
+
+
+USERS_WORKER: list[object] = []  # an events worker of the user's, started before a run (tests/test_neighbour.py)
+
+
+@flow
+def sees_the_users_worker() -> bool:
+    """Whether the user's events worker is still Prefect's while the run goes on: it must have been drained."""
+    from prefect.events.worker import EventsWorker
+
+    return any(w is USERS_WORKER[0] for w in EventsWorker._instances.values())

@@ -94,7 +94,9 @@ def test_jitter_is_prefects_function_drawing_from_a_seeded_generator() -> None:
 
 
 AFTER_SESSION = """
-import os, socket, ssl, sys
+import os, socket, ssl, sys, threading, urllib.request
+sys.path.insert(0, os.getcwd())  # a run's working directory is its own: the flow's modules are found here
+import aiohttp.connector
 import certifi
 import httpx._transports.default as httpx_default
 import prefect.client.orchestration as orchestration
@@ -135,6 +137,9 @@ def snapshot():
         "settings": get_current_settings().model_dump_json(),
         "global settings": prefect.context.GLOBAL_SETTINGS_CONTEXT.settings.model_dump_json(),
         "queue services": dict(EventsWorker._instances),
+        "urllib opener": urllib.request._opener,
+        "aiohttp context": aiohttp.connector._SSL_CONTEXT_VERIFIED,
+        "aiohttp resolver": aiohttp.connector.DefaultResolver,
     }
 
 os.environ["HTTPS_PROXY"] = "http://proxy.invalid:3128"  # cleared while a scenario runs, back afterwards
@@ -144,8 +149,9 @@ os.environ.pop("no_proxy", None)
 
 before = snapshot()
 (scenario,) = load_file("s.yaml")
+exits = []
 with Session() as session:
-    for run in range(2):
+    for run in range(3):
         outcome = session.run(scenario)
         assert outcome.flow.name == "Completed", outcome.flow
         assert outcome.result == [1], outcome.result
@@ -153,6 +159,10 @@ with Session() as session:
         between = snapshot()
         changed = sorted(k for k in before if before[k] != between[k])
         assert not changed, ("between runs", run, changed)
+        exits.append(len(threading._threading_atexits))
+    # The session's events worker is set aside between runs, not started again for each (each start
+    # registers an exit hook holding the run's context for the life of the process).
+    assert exits[1] == exits[2], exits
     wire_folder, api_url = session.wire.folder, session.server.api_url
     assert (wire_folder / "ca.pem").exists()
 after = snapshot()
@@ -167,6 +177,11 @@ assert inside["settings"] != before["settings"] and inside["global settings"] !=
 assert inside["orchestration.ssl"] is not before["orchestration.ssl"]  # the run did set its hooks
 assert inside["httpx create_ssl_context"] is not before["httpx create_ssl_context"]
 assert not inside["proxies"]
+# Modules the flow imported first during a run keep no trace of the CA: requests (imported before the CA is
+# trusted) and a library that kept certifi's path and function at import (given the real ones back).
+import requests.adapters, requests.utils, lib_ca
+assert requests.utils.DEFAULT_CA_BUNDLE_PATH == requests.adapters.DEFAULT_CA_BUNDLE_PATH == certifi.where()
+assert lib_ca.WHERE is certifi.where and lib_ca.PATH == certifi.where()
 print("as before")
 """
 
@@ -183,14 +198,22 @@ def get(url):
 @flow
 def stars():
     from __main__ import snapshot
+    import lib_ca, requests  # first imported during a run
     SEEN.append(snapshot())
     return [get("https://api.github.com/repos/o/r")]
+"""
+
+LIB_CA = """
+import certifi
+WHERE = certifi.where
+PATH = certifi.where()
 """
 
 
 def test_the_process_is_as_before_between_runs_and_once_a_session_ends(tmp_path: Path) -> None:
     """Every patch, setting, trusted CA and Prefect worker is set inside a run only; none is left between runs."""
     (tmp_path / "snap.py").write_text(SNAP_FLOW)
+    (tmp_path / "lib_ca.py").write_text(LIB_CA)
     (tmp_path / "s.yaml").write_text(
         "name: s\nflow: snap:stars\nendpoints:\n"
         "  - request: GET https://api.github.com/repos/o/r\n"

@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,8 @@ def test_the_users_tests_and_the_scenarios_pass_together(mode: str, tmp_path: Pa
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("PREFECT_")}
     env["HOME"] = str(home)  # the user's own ~/.prefect, apart from this machine's
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("pytest")), "-p", "no:cacheprovider", "-q", *args],
+        # -s: Prefect's own console log (a worker's errors, say) reaches the output even for passing tests
+        [str(Path(sys.executable).with_name("pytest")), "-p", "no:cacheprovider", "-q", "-s", *args],
         cwd=project,
         env=env,
         capture_output=True,
@@ -112,3 +114,24 @@ endpoints:
     assert _OtherServer.paths == ["/api/flows/x", "/api/events/in"]
     assert [c.url for c in outcome.calls] == ["https://api.example.com/x"]
     assert not outcome.unmatched and not outcome.blocked
+
+
+def test_the_users_events_worker_is_drained_before_a_run_and_none_is_left_after(
+    harness_session: Session, scenario_from: Callable[[str], Scenario], other_prefect_api: str
+) -> None:
+    """Prefect finds its events worker by client type: a user's would carry the run's events to the user's server."""
+    from prefect.events.clients import NullEventsClient
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    import tests.flows
+
+    with temporary_settings({PREFECT_API_URL: other_prefect_api}):  # as the user's test server names it
+        users = EventsWorker.instance(client_type=NullEventsClient)
+    tests.flows.USERS_WORKER[:] = [users]
+    outcome = harness_session.run(scenario_from("name: drained\nflow: tests.flows:sees_the_users_worker\n"))
+    assert outcome.flow.name == "Completed", outcome.flow
+    assert outcome.result is False
+    assert users._stopped
+    registry: Any = EventsWorker
+    assert not registry._instances  # the session's own worker is set aside between runs

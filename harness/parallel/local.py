@@ -10,11 +10,8 @@ once more; a job that loses two workers is reported as ``Failed``.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
-import shutil
-import tempfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
@@ -24,6 +21,7 @@ from typing import Any
 from harness._errors import WorkerError
 from harness.parallel._process import WorkerProcess, session_options
 from harness.parallel.jobs import Failed
+from harness.run.environ import private_prefect_home
 from harness.run.server import Forkserver
 
 ATTEMPTS = 2  # workers a job may lose before it is reported as failed
@@ -38,7 +36,7 @@ class Local:
             raise ValueError("workers must be at least 1")
         self.size = workers
         self._options = session_options(verbose, **session)
-        self._home = _private_prefect_home()
+        self._home = private_prefect_home()
         self._ever_ready = False
         self._stillborn = 0  # workers that died before they could run a job, while none ever could
         self._workers: list[WorkerProcess] = []
@@ -127,22 +125,3 @@ class Local:
         if self._home is not None:
             self._home()
             self._home = None
-
-
-def _private_prefect_home() -> Callable[[], None] | None:
-    """Point PREFECT_HOME at a temporary folder while the pool runs: loading flows imports Prefect here.
-
-    Returns what undoes it. The workers set their sessions' own.
-    """
-    if "PREFECT_HOME" in os.environ:
-        return None
-    home = tempfile.mkdtemp(prefix="harness-home-")
-    os.environ["PREFECT_HOME"] = home
-
-    def undo() -> None:
-        atexit.unregister(undo)
-        os.environ.pop("PREFECT_HOME", None)
-        shutil.rmtree(home, ignore_errors=True)
-
-    atexit.register(undo)  # a second Ctrl-C may cut the pool's close short
-    return undo

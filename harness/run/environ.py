@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 
 
 @contextlib.contextmanager
@@ -24,3 +27,24 @@ def _apply(values: Mapping[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def private_prefect_home() -> Callable[[], None] | None:
+    """Point PREFECT_HOME at a temporary folder until the returned undo runs (or the process exits).
+
+    For a harness command, which owns its process: loading flows imports Prefect,
+    which makes its home and reads its profiles there; the user's stay untouched.
+    Scenario runs set their session's own home. None when PREFECT_HOME is already set.
+    """
+    if "PREFECT_HOME" in os.environ:
+        return None
+    home = tempfile.mkdtemp(prefix="harness-home-")
+    os.environ["PREFECT_HOME"] = home
+
+    def undo() -> None:
+        atexit.unregister(undo)
+        os.environ.pop("PREFECT_HOME", None)
+        shutil.rmtree(home, ignore_errors=True)
+
+    atexit.register(undo)  # a second Ctrl-C may cut a close short
+    return undo

@@ -13,13 +13,18 @@ would without the harness. For the length of one run (``RunScope.entered``):
   aiohttp's default context);
 - Prefect's API clients and httpx's default clients share one SSL context.
 
-Prefect's background workers (events, API logs) are drained on both edges, as
-``prefect_test_harness`` drains them at its exit: they are keyed by client type,
-not by server, so a worker started by the user's tests would otherwise carry a
-scenario's events to the user's server, and one started by a scenario would
-carry the user's to the session's. Prefect servers the user's tests started
-(found at the run's start) are named in ``foreign``: their traffic passes
-through the transport and the network guard and is never a call of the scenario.
+Prefect's background workers (events, API logs) are found by a key that does
+not name their server (the events worker's is its client type), so a worker
+started by the user's tests would carry a scenario's events to the user's
+server, and one started by a scenario the user's events to the session's. The
+user's workers are drained (what they hold is sent, then they stop) when a run
+starts, as ``prefect_test_harness`` drains them at its exit. The session's own
+events worker is taken out of Prefect's registry when a run ends and put back
+when the next starts (``Parked``), so its connection is kept and nothing of the
+user's can reach it; it is drained when the session closes. Prefect servers the
+user's tests started (found at the run's start) are named in ``foreign``: their
+API traffic passes through the transport and the network guard and is never a
+call of the scenario.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,6 +67,7 @@ class RunScope:
         )
         self._profile = root.profile
         self._settings = settings
+        self.parked = Parked(api_url)
 
     @contextlib.contextmanager
     def entered(self) -> Iterator[list[str]]:
@@ -71,6 +77,7 @@ class RunScope:
         foreign = other_prefect_apis(self.api_url)
         drain_workers()  # the user's workers flush to the user's server, before anything points elsewhere
         with contextlib.ExitStack() as stack:
+            stack.enter_context(self.parked.restored())  # exits last: what the run started, set aside
             stack.enter_context(environ(self.environment))
             settings = prefect.context.SettingsContext(profile=self._profile, settings=self._settings)
             context = stack.enter_context(settings)
@@ -78,8 +85,52 @@ class RunScope:
             if self.wire is not None:
                 stack.enter_context(self.wire.authority.trusted())
             stack.enter_context(self._ssl.installed())
-            stack.callback(drain_workers)  # last in, first out: the run's workers flush while it is still set
             yield foreign
+
+    def close(self) -> None:
+        """Drain the session's parked workers: their events reach the server before it stops."""
+        self.parked.drain()
+
+
+class Parked:
+    """The session's own Prefect workers, out of Prefect's registry between runs."""
+
+    def __init__(self, api_url: str) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._workers: dict[int, Any] = {}
+
+    @contextlib.contextmanager
+    def restored(self) -> Iterator[None]:
+        """Put the session's workers back for one run; afterwards set aside those of the session, drain the rest."""
+        registry = _registry()
+        with registry._instance_lock:
+            for key, worker in self._workers.items():
+                registry._instances.setdefault(key, worker)
+            self._workers = {}
+        try:
+            yield
+        finally:
+            with registry._instance_lock:
+                ours = {k: w for k, w in registry._instances.items() if self._ours(w)}
+                for key in ours:
+                    del registry._instances[key]
+                self._workers = ours
+            drain_workers()  # anything else started during the run, by a thread of the user's
+
+    def _ours(self, worker: Any) -> bool:
+        url = getattr(getattr(worker, "_client", None), "_api_url", None)
+        return not getattr(worker, "_stopped", True) and isinstance(url, str) and url.rstrip("/") == self.api_url
+
+    def drain(self) -> None:
+        workers, self._workers = list(self._workers.values()), {}
+        _quietly(lambda: [w.drain() for w in workers])
+
+
+def _registry() -> Any:
+    """Prefect's registry of queue services (events, API logs): one dict, on the base class."""
+    from prefect.events.worker import EventsWorker
+
+    return EventsWorker
 
 
 def other_prefect_apis(own: str) -> list[str]:
@@ -120,22 +171,26 @@ def drain_workers() -> None:
     something sends an event or a log. The worker's own "Still processing
     items" warning, which says only that it is waiting, is kept off the console.
     """
-    from prefect.events.worker import EventsWorker
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    services: Any = EventsWorker  # the instances are kept on the base class, shared by every queue service
-    if not services._instances:
+    registry = _registry()
+    if not registry._instances:
         return
 
     async def drain() -> None:
-        result = EventsWorker.drain_all()  # every queue service: the instances are shared by the class tree
+        result = registry.drain_all()  # every queue service: the instances are shared by the class tree
         if inspect.isawaitable(result):
             await result
 
-    worker_log = logging.getLogger(EventsWorker.__name__)
+    _quietly(lambda: run_coro_as_sync(drain()))
+
+
+def _quietly(call: Callable[[], Any]) -> None:
+    """Run ``call`` without the events worker's "Still processing items" warning, which says only that it waits."""
+    worker_log = logging.getLogger("EventsWorker")
     level = worker_log.level
     worker_log.setLevel(logging.ERROR)
     try:
-        run_coro_as_sync(drain())
+        call()
     finally:
         worker_log.setLevel(level)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import os
 import shutil
@@ -152,10 +153,11 @@ class Session:
             results = Path(tempfile.mkdtemp(prefix="harness-results-"))
             self._stack.callback(shutil.rmtree, results, True)
             self._scope = RunScope(self.server.environment(), self.server.api_url, results, self.wire)
+            self._stack.callback(self._scope.close)  # first undone: the events reach the server before it stops
         return self.server
 
     def close(self) -> None:
-        """Remove the session's folders and stop the server: each even if one fails."""
+        """Flush the session's events, remove its folders and stop the server: each even if one fails."""
         self._scope = None
         try:
             self._stack.close()
@@ -192,7 +194,10 @@ class Session:
         flow = resolve_flow(scenario.flow, base=scenario.path.parent)
         query = data_query(scenario, flow)
         with self._scope.entered() as foreign, _workdir() as workdir:
-            return self._run(scenario, flow, server, foreign, workdir, query, real_time, policy, transport)
+            # In a context of its own: a context variable the run leaves set (a run cut short by its time
+            # limit, say) goes with it, and the user's next flow is never a subflow of a scenario's.
+            run = contextvars.copy_context().run
+            return run(self._run, scenario, flow, server, foreign, workdir, query, real_time, policy, transport)
 
     def _run(
         self,

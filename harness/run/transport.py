@@ -157,8 +157,11 @@ class Injector:
         self._bytes_rng = random.Random(f"{scenario.seed}:bytes")
         self._lock = threading.Lock()
         self.router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
-        for url in (api_url, *passthrough):
-            self.router.route(url__startswith=url.rsplit("/api", 1)[0] + "/").pass_through()
+        self.router.route(url__startswith=api_url.rsplit("/api", 1)[0] + "/").pass_through()
+        for url in passthrough:  # another server's API, unless an endpoint is declared under it
+            prefix = url.rstrip("/") + "/"
+            if not any(e.request.url.startswith(prefix) for e in scenario.endpoints):
+                self.router.route(url__startswith=prefix).pass_through()
         self.router.route().mock(side_effect=self._dispatch)
 
     def __enter__(self) -> Injector:

@@ -25,6 +25,7 @@ import ipaddress
 import socket
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -154,9 +155,18 @@ def _is_address(host: str) -> bool:
 
 @contextlib.contextmanager
 def cleared_proxies() -> Iterator[None]:
-    """No proxy variables while a scenario runs: requests and urllib would send declared hosts to a proxy."""
-    with environ(dict.fromkeys(PROXY_VARIABLES)):
-        yield
+    """No proxy variables while a scenario runs: requests and urllib would send declared hosts to a proxy.
+
+    ``urlopen`` keeps the opener it first builds, with the proxies of that
+    moment: the run gets one of its own, and the process's is put back after.
+    """
+    opener = urllib.request._opener  # type: ignore[attr-defined]
+    try:
+        urllib.request._opener = None  # type: ignore[attr-defined]
+        with environ(dict.fromkeys(PROXY_VARIABLES)):
+            yield
+    finally:
+        urllib.request._opener = opener  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

@@ -16,6 +16,8 @@ touched, and every change is undone at the end.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import os
 import ssl
 import sys
@@ -75,10 +77,19 @@ class Authority:
 
     @contextlib.contextmanager
     def trusted(self) -> Iterator[None]:
-        """This process trusts the CA until the block ends (one run); everything is as before afterwards."""
+        """This process trusts the CA until the block ends (one run); everything is as before afterwards.
+
+        A module first imported during the run may keep what it read then
+        (requests keeps ``certifi.where()`` as its default bundle and builds a
+        context from it at import): requests is imported before the CA is
+        trusted, and a module imported during the run that kept the bundle's
+        path, or the stand-in for ``certifi.where``, gets the real ones back.
+        """
+        _import_before_trust()
         aiohttp: Any = sys.modules.get("aiohttp.connector")
         before = getattr(aiohttp, "_SSL_CONTEXT_VERIFIED", None)
         where = certifi.where
+        modules = set(sys.modules)
         try:
             # A client given certifi's bundle by name (httpx.Client(verify=certifi.where())) gets this one.
             certifi.where = self._bundle_path
@@ -93,3 +104,20 @@ class Authority:
             aiohttp = sys.modules.get("aiohttp.connector")
             if aiohttp is not None:  # imported before or during the run: its context without the CA again
                 aiohttp._SSL_CONTEXT_VERIFIED = before if before is not None else aiohttp._make_ssl_context(True)
+            self._forget([sys.modules[name] for name in set(sys.modules) - modules], where)
+
+    def _forget(self, modules: list[Any], where: Any) -> None:
+        """What modules imported during the run kept of the CA: the stand-in ``where`` and the bundle's path."""
+        bundle = str(self.bundle)
+        for module in modules:
+            for name, value in list(getattr(module, "__dict__", {}).items()):
+                if getattr(value, "__self__", None) is self:  # the stand-in, a bound method of this authority
+                    setattr(module, name, where)
+                elif isinstance(value, str) and value == bundle:
+                    setattr(module, name, where())
+
+
+def _import_before_trust() -> None:
+    """Import what builds its trust at import time, if it is installed: requests' default SSL context."""
+    if "requests.adapters" not in sys.modules and importlib.util.find_spec("requests") is not None:
+        importlib.import_module("requests.adapters")
