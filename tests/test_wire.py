@@ -11,6 +11,7 @@ import pytest
 from harness import Scenario, ScenarioError, Session, check, load_file
 from harness.run.wire.backend import httpx_on_wire
 from harness.run.wire.redirect import FAKE_PREFIX
+from tests import wire_flows  # its module-level clients made now, outside any run
 
 HOST = "https://api.wire.test"
 
@@ -212,3 +213,19 @@ def test_the_session_ca_is_added_to_what_the_process_trusted_before(
     assert own.read_bytes() in bundle
     assert Path(certifi.where()).read_bytes() in bundle
     assert authority.ca_file.read_bytes() in bundle
+
+
+@pytest.mark.parametrize("flow", ["shared_client", "shared_async_client"])
+def test_a_client_made_when_its_module_was_imported_trusts_the_session_ca(
+    harness_session: Session, scenario_from: Callable[[str], Scenario], flow: str
+) -> None:
+    """A module-level httpx client built its SSL context before any run: it learns the CA at its first handshake."""
+    assert wire_flows.SHARED is not None
+    scenario = scenario_from(
+        f"name: {flow}\nflow: tests.wire_flows:{flow}\ntransport: wire\nparameters: {{url: '{HOST}/items'}}\n"
+        f"endpoints:\n  - request: GET {HOST}/items\n    responses: [{{status: 503}}, {{json: {{n: 1}}}}]\n"
+    )
+    outcome = harness_session.run(scenario)
+    assert outcome.flow.name == "Completed", outcome.flow
+    assert [(c.status, c.transport) for c in outcome.calls] == [(503, "wire"), (200, "wire")]
+    assert outcome.result == len(b'{"n":1}')

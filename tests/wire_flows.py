@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import httpx
 import requests
 from prefect import flow, task
 
@@ -62,3 +63,35 @@ def connect_to(address: str, port: int) -> str:
 def raw_connect(address: str, port: int) -> str:
     """A raw connection by address: no name resolution for the guard to refuse first."""
     return connect_to(address, port)
+
+
+# Clients made when this module is imported, outside any run: their SSL contexts were built before a run
+# trusted the session's CA (tests/test_wire.py imports this module at collection).
+SHARED = httpx.Client()
+SHARED_ASYNC = httpx.AsyncClient()
+
+
+@task(retries=1)
+def shared_get(url: str) -> int:
+    response = SHARED.get(url)
+    response.raise_for_status()
+    return len(response.content)
+
+
+@flow
+def shared_client(url: str) -> int:
+    """One GET through a module-level ``httpx.Client``, one retry."""
+    return shared_get(url)
+
+
+@task(retries=1)
+async def shared_async_get(url: str) -> int:
+    response = await SHARED_ASYNC.get(url)
+    response.raise_for_status()
+    return len(response.content)
+
+
+@flow
+async def shared_async_client(url: str) -> int:
+    """One GET through a module-level ``httpx.AsyncClient``, one retry."""
+    return await shared_async_get(url)

@@ -32,6 +32,11 @@ PINNED_BASE = ipaddress.IPv4Address("127.78.0.0")  # stand-in addresses of the h
 _LET_THROUGH: ContextVar[bool] = ContextVar("harness_let_through", default=False)
 
 
+def let_through() -> bool:
+    """Whether the current context is a recorded request on its way to the real host."""
+    return _LET_THROUGH.get()
+
+
 class BlockedConnection(ConnectionRefusedError):
     """A connection outside httpx was refused by the harness's network guard."""
 

@@ -16,13 +16,15 @@ touched, and every change is undone at the end.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import os
 import ssl
 import sys
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ import certifi
 import trustme
 
 from harness.run.environ import environ
+from harness.run.guard import let_through
 
 TRUST_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
@@ -54,6 +57,7 @@ class Authority:
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._lock = threading.Lock()
         self._aiohttp_context: ssl.SSLContext | None = None
+        self._taught: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()  # client contexts given the CA
 
     def context_for(self, host: str) -> ssl.SSLContext:
         """A server context presenting ``host``'s certificate (issued on first use), switching by SNI."""
@@ -86,6 +90,7 @@ class Authority:
         path, or the stand-in for ``certifi.where``, gets the real ones back.
         """
         _import_before_trust()
+        wrap_socket, wrap_bio = ssl.SSLContext.wrap_socket, ssl.SSLContext.wrap_bio
         aiohttp: Any = sys.modules.get("aiohttp.connector")
         before = getattr(aiohttp, "_SSL_CONTEXT_VERIFIED", None)
         where = certifi.where
@@ -93,6 +98,8 @@ class Authority:
         try:
             # A client given certifi's bundle by name (httpx.Client(verify=certifi.where())) gets this one.
             certifi.where = self._bundle_path
+            ssl.SSLContext.wrap_socket = self._trusting(wrap_socket)  # type: ignore[method-assign]
+            ssl.SSLContext.wrap_bio = self._trusting(wrap_bio)  # type: ignore[method-assign]
             with environ(dict.fromkeys(TRUST_VARIABLES, str(self.bundle))):
                 if aiohttp is not None:  # built at import: one trusting the CA instead, built once a session
                     if self._aiohttp_context is None:
@@ -101,10 +108,36 @@ class Authority:
                 yield
         finally:
             certifi.where = where
+            ssl.SSLContext.wrap_socket, ssl.SSLContext.wrap_bio = wrap_socket, wrap_bio  # type: ignore[method-assign]
             aiohttp = sys.modules.get("aiohttp.connector")
             if aiohttp is not None:  # imported before or during the run: its context without the CA again
                 aiohttp._SSL_CONTEXT_VERIFIED = before if before is not None else aiohttp._make_ssl_context(True)
             self._forget([sys.modules[name] for name in set(sys.modules) - modules], where)
+
+    def _trusting(self, wrap: Callable[..., Any]) -> Callable[..., Any]:
+        """``SSLContext.wrap_socket`` / ``wrap_bio``: a client context that verifies learns the CA first.
+
+        A context built before the run (a module-level ``httpx.Client``, made
+        when the flow's module was imported) does not trust the CA; it learns
+        it at its first handshake in a run. It keeps it: the CA's key is
+        removed with the session, so nothing can be signed by it afterwards.
+        """
+        taught = self._taught
+        ca = self.ca_file.read_text()
+
+        @functools.wraps(wrap)
+        def wrapped(context: ssl.SSLContext, *args: Any, **kwargs: Any) -> Any:
+            if (
+                not kwargs.get("server_side")
+                and context.verify_mode != ssl.CERT_NONE
+                and context not in taught
+                and not let_through()  # a recording's request to the real host verifies it with the process's trust
+            ):
+                context.load_verify_locations(cadata=ca)
+                taught.add(context)
+            return wrap(context, *args, **kwargs)
+
+        return wrapped
 
     def _forget(self, modules: list[Any], where: Any) -> None:
         """What modules imported during the run kept of the CA: the stand-in ``where`` and the bundle's path."""
