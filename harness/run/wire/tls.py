@@ -1,11 +1,13 @@
 """A throwaway certificate authority per session: one certificate per declared host, trusted by this process only.
 
 The CA (``trustme``) and every key live in the session's temporary folder,
-removed with it. While a scenario runs (never between runs), this process trusts the CA through
-``SSL_CERT_FILE`` (``ssl``'s default verify paths, hence urllib, urllib3,
-httpx's default context), ``REQUESTS_CA_BUNDLE`` (requests), ``certifi.where()``
-(a client given certifi's bundle by name) and aiohttp's contexts built at
-import. A client given a CA file of its own does not trust it. The bundle is every CA the process trusted
+removed with it. While a scenario runs (never between runs), this process
+trusts the CA through ``SSL_CERT_FILE`` (``ssl``'s default verify paths, hence
+urllib, urllib3, httpx's default context), ``REQUESTS_CA_BUNDLE`` (requests),
+``certifi.where()`` (a client given certifi's bundle by name), aiohttp's
+contexts built at import, and any client context that verifies, at its first
+handshake in a run (one built before the run, or given a CA file of its own,
+keeps the CA: its key goes with the session). The bundle is every CA the process trusted
 before (the files ``SSL_CERT_FILE`` and ``REQUESTS_CA_BUNDLE`` named,
 ``ssl``'s default CA file, certifi's) plus this one: the CA is added, nothing
 trusted before is dropped (a corporate proxy's CA included, for the
