@@ -12,7 +12,7 @@ The harness pins it, leaving the cancellation itself to Prefect. A task run
 the flow submitted makes its first attempt at once; it waits before a retry
 until something waits on a future of its flow run (``result()``, ``wait()``,
 ``as_completed``, a task taking it as input, Prefect resolving returned
-futures, the flow polling ``future.state``): from then on every task run of that flow run retries freely, as
+futures): from then on every task run of that flow run retries freely, as
 in Prefect. If the flow returns without waiting on anything, the task runs
 still waiting to retry stay so, every other one finishes its attempt, and
 Prefect's own ``__exit__`` cancels the waiting ones before their next

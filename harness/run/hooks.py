@@ -351,12 +351,7 @@ def pinned_exit(recorder: Recorder, flow_engine: Any, call: Callable[..., Any]) 
 
         return wrapper
 
-    # Reading ``future.state`` (from the API, until the future is done) is a flow polling its task runs:
-    # a wait too, as real time passes between the reads.
-    state: Any = inspect.getattr_static(PrefectConcurrentFuture, "state")  # the property, not a read of it
-    own_state = PrefectConcurrentFuture.__dict__.get("state")
     flow_engine.call_with_parameters = call_and_mark
-    PrefectConcurrentFuture.state = property(waiting(state.fget))  # type: ignore[method-assign, assignment]
     ThreadPoolTaskRunner.submit = submit_and_register  # type: ignore[method-assign]
     ThreadPoolTaskRunner.__exit__ = settled_exit  # type: ignore[method-assign]
     PrefectConcurrentFuture.wait = waiting(wait)  # type: ignore[method-assign]
@@ -366,10 +361,6 @@ def pinned_exit(recorder: Recorder, flow_engine: Any, call: Callable[..., Any]) 
         yield
     finally:
         flow_engine.call_with_parameters = call
-        if own_state is None:
-            del PrefectConcurrentFuture.state  # inherited: found on the base class again
-        else:
-            PrefectConcurrentFuture.state = own_state  # type: ignore[method-assign]
         ThreadPoolTaskRunner.submit = submit  # type: ignore[method-assign]
         ThreadPoolTaskRunner.__exit__ = exit_  # type: ignore[method-assign]
         PrefectConcurrentFuture.wait = wait  # type: ignore[method-assign]
