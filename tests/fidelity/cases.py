@@ -114,13 +114,6 @@ CASES: list[dict[str, Any]] = [
         item(3),
     ),
     case(
-        "polling future.state until every run is final",
-        "polls_future_state",
-        {"ids": [1, 2]},
-        item(1),
-        item(2, {"status": 500}, {"json": {"value": 20}}),
-    ),
-    case(
         ".submit without waiting: the flow returns first",
         "submit_without_waiting",
         {"url": f"{HOOKS}/refreshed"},

@@ -139,16 +139,6 @@ def submit_then_result(ids: list[int]) -> list[int]:
     return [f.result() for f in futures]
 
 
-@flow
-def polls_future_state(ids: list[int]) -> list[str]:
-    """Submit, then poll ``future.state`` (read from the API) until every run is final, then read the results."""
-    futures = [fetch_item.submit(i) for i in ids]
-    deadline = time.monotonic() + 10.0
-    while not all(f.state.is_final() for f in futures) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return [f"{f.state.name}:{f.result(raise_on_failure=False)}" for f in futures]
-
-
 @task(retries=3, retry_delay_seconds=0.05)
 def notify(url: str) -> int:
     response = httpx.post(url, json={"event": "refreshed"}, timeout=5.0)
