@@ -247,3 +247,22 @@ def test_the_private_names_behind_the_pinned_exit_and_virtual_time_are_there() -
     assert "from prefect.flow_engine import run_flow" in inspect.getsource(prefect.flows.Flow.__call__)
     assert "prefect.types._datetime.now(" in inspect.getsource(task_engine.SyncTaskRunEngine.handle_retry)
     assert "prefect.types._datetime.now(" in inspect.getsource(results.ResultStore._exists)
+
+
+def test_the_private_names_behind_the_run_scope_are_there() -> None:
+    """What `run/scope.py` reads and sets of Prefect's: fails loudly if Prefect moves it."""
+    import prefect.context
+    from prefect._internal.concurrency.services import _QueueServiceBase
+    from prefect.events.clients import PrefectEventsClient
+    from prefect.events.worker import EventsWorker
+    from prefect.server.api.server import SubprocessASGIServer
+
+    assert callable(prefect.context._temporary_global_settings_context)
+    assert isinstance(prefect.context.GLOBAL_SETTINGS_CONTEXT, prefect.context.SettingsContext)
+    assert callable(prefect.context.root_settings_context)
+    # One registry of queue services, on the base class, shared by the events and API-log workers.
+    assert EventsWorker._instances is _QueueServiceBase._instances
+    assert hasattr(EventsWorker, "_instance_lock")
+    assert "self._client = self.client_type(" in inspect.getsource(EventsWorker._lifespan)
+    assert "self._api_url = api_url" in inspect.getsource(PrefectEventsClient.__init__)
+    assert isinstance(SubprocessASGIServer._instances, dict)
