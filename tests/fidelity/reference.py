@@ -62,15 +62,22 @@ from prefect.utilities.asyncutils import run_coro_as_sync  # noqa: E402
 
 from tests.fidelity.cases import CASES  # noqa: E402
 
-FAULTS: dict[str, type[httpx.TransportError]] = {
-    "connect_timeout": httpx.ConnectTimeout,
-    "read_timeout": httpx.ReadTimeout,
-    "write_timeout": httpx.WriteTimeout,
-    "pool_timeout": httpx.PoolTimeout,
-    "connect_error": httpx.ConnectError,
-    "connection_reset": httpx.ReadError,
-    "remote_protocol_error": httpx.RemoteProtocolError,
+# The same exception, with the same message, that the harness raises for each fault (the fault provoked by hand).
+FAULTS: dict[str, tuple[type[httpx.TransportError], str]] = {
+    "connect_timeout": (httpx.ConnectTimeout, "timed out"),
+    "read_timeout": (httpx.ReadTimeout, "The read operation timed out"),
+    "write_timeout": (httpx.WriteTimeout, "The write operation timed out"),
+    "pool_timeout": (httpx.PoolTimeout, "timed out"),
+    "connect_error": (httpx.ConnectError, "[Errno 111] Connection refused"),
+    "connection_reset": (httpx.ReadError, "[Errno 104] Connection reset by peer"),
+    "remote_protocol_error": (httpx.RemoteProtocolError, "Server disconnected without sending a response."),
 }
+
+
+class UnmatchedRequest(httpx.TransportError):
+    """What a request no endpoint declares raises into the flow (as the harness's own does, by name and message)."""
+
+
 SETTLE_S = 10.0  # bound on waiting for the API to hear every task state
 STEP_KEYS = {"status", "json", "text", "headers", "fault", "times"}
 
@@ -102,7 +109,8 @@ class Endpoint:
         step = self.steps[min(self.calls, len(self.steps) - 1)]
         self.calls += 1
         if "fault" in step:
-            raise FAULTS[step["fault"]]("injected " + step["fault"], request=request)
+            cls, message = FAULTS[step["fault"]]
+            raise cls(message, request=request)
         status, headers = step.get("status", 200), step.get("headers", {})
         if "json" in step:
             return httpx.Response(status, json=step["json"], headers=headers)
@@ -139,7 +147,7 @@ class Router:
     def _unmatched(self, request: httpx.Request) -> httpx.Response:
         with self.lock:
             self.unmatched.append(f"{request.method} {request.url}")
-        raise httpx.ConnectError(f"reference: no endpoint declared for {request.method} {request.url}", request=request)
+        raise UnmatchedRequest(f"harness: no endpoint declared for {request.method} {request.url}", request=request)
 
     def counts(self) -> dict[str, int]:
         return {e.request: e.calls for e in self.endpoints}
@@ -160,7 +168,8 @@ def drain_events() -> None:
 
 
 def read_tasks(client: Any, root_flow_run_id: Any) -> tuple[list[list[Any]], bool]:
-    """Task runs of the flow run and of its subflows, from the API: (name, state name, run_count); settled?"""
+    """Task runs of the flow run and of its subflows, from the API, in the order they were created:
+    (name, state name, state type, run_count, retries); settled?"""
     flow_runs = {root_flow_run_id}
     subflow_parents: set[Any] = set()
     task_runs: dict[Any, Any] = {}
@@ -182,7 +191,11 @@ def read_tasks(client: Any, root_flow_run_id: Any) -> tuple[list[list[Any]], boo
         flow_runs |= frontier
     # A subflow's parent task run stands for the subflow call in its parent flow: not a task of the flow.
     tasks = [tr for tid, tr in task_runs.items() if tid not in subflow_parents]
-    rows = sorted([tr.name.rsplit("-", 1)[0], tr.state_name, tr.run_count] for tr in tasks)
+    tasks.sort(key=lambda tr: (tr.expected_start_time, str(tr.id)))  # ids are uuid7: created in this order
+    rows = [
+        [tr.name.rsplit("-", 1)[0], tr.state_name, tr.state_type.value, tr.run_count, max(tr.run_count - 1, 0)]
+        for tr in tasks
+    ]
     settled = all(tr.state is not None and tr.state.is_final() for tr in tasks)
     return rows, settled
 
@@ -207,7 +220,16 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
     flow = getattr(importlib.import_module(module), name)
     router = Router(spec["endpoints"], api_url.rsplit("/api", 1)[0])
     storage = tempfile.mkdtemp(prefix="fidelity-results-")
-    out: dict[str, Any] = {"flow": None, "tasks": [], "calls": {}, "unmatched": [], "result": None, "error": None}
+    out: dict[str, Any] = {
+        "flow": None,
+        "flow_type": None,
+        "flow_message": None,
+        "tasks": [],
+        "calls": {},
+        "unmatched": [],
+        "result": None,
+        "error": None,
+    }
     try:
         with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage}), router.mock:
             if inspect.iscoroutinefunction(flow.fn):
@@ -216,6 +238,8 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
                 state = flow(**spec["parameters"], return_state=True)
             result = state.result(raise_on_failure=False) if state.is_completed() else None
         out["flow"] = state.name
+        out["flow_type"] = state.type.value
+        out["flow_message"] = state.message
         out["result"] = jsonable(result)
         out["calls"] = router.counts()
         out["unmatched"] = router.unmatched

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -94,11 +95,16 @@ def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=repr))
 
 
+KEYS = ("flow", "flow_type", "flow_message", "tasks", "calls", "unmatched", "result")
+
+
 def observed(outcome: Outcome) -> dict[str, Any]:
-    """The harness's outcome in the reference's terms."""
+    """The harness's outcome in the reference's terms: every task run in the order the harness reports it."""
     return {
         "flow": outcome.flow.name,
-        "tasks": sorted([t.name, t.state.name, t.run_count] for t in outcome.tasks),
+        "flow_type": outcome.flow.type,
+        "flow_message": outcome.flow.message,
+        "tasks": [[t.name, t.state.name, t.state.type, t.run_count, t.retries] for t in outcome.tasks],
         "calls": dict(outcome.counts),
         "unmatched": [f"{c.method} {c.url}" for c in outcome.unmatched],
         "result": jsonable(outcome.result),
@@ -106,12 +112,20 @@ def observed(outcome: Outcome) -> dict[str, Any]:
 
 
 def differences(harness: dict[str, Any], ref: dict[str, Any]) -> list[str]:
-    return [key for key in ("flow", "tasks", "calls", "unmatched", "result") if harness[key] != ref[key]]
+    return [key for key in KEYS if _comparable(key, harness[key]) != _comparable(key, ref[key])]
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """A state message names run ids and the names Prefect draws for runs (``get_stars-a1b``): not compared."""
+    if key == "flow_message" and isinstance(value, str):
+        value = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>", value)
+        return re.sub(r"\b([a-z_]+)-[0-9a-f]{3}\b", r"\1-<n>", value)
+    return value
 
 
 def report(name: str, harness: dict[str, Any], ref: dict[str, Any], keys: list[str], note: str = "") -> str:
     lines = [f"harness and Prefect disagree on {', '.join(keys)} in case {name!r}{note}:"]
-    for key in ("flow", "tasks", "calls", "unmatched", "result"):
+    for key in KEYS:
         mark = "!=" if key in keys else "=="
         lines.append(f"  {key:9} {mark} harness:   {json.dumps(harness[key], sort_keys=True)}")
         lines.append(f"  {'':9}    reference: {json.dumps(ref[key], sort_keys=True)}")
@@ -135,10 +149,10 @@ def test_harness_agrees_with_prefect(
         return
     # A documented race: Prefect's own outcome varies run to run, the harness pins it.
     # What is deterministic must still agree; the harness must give the same outcome every run.
-    keys = [k for k in ("flow", "result", "unmatched") if harness[k] != ref[k]]
+    keys = [k for k in ("flow", "flow_type", "result", "unmatched") if harness[k] != ref[k]]
     assert not keys, report(spec["name"], harness, ref, keys, f" (beyond the intended difference: {why})")
     for side, seen in (("harness", harness), ("reference", ref)):
-        states = {state for _, state, _ in seen["tasks"]}
+        states = {state for _, state, *_ in seen["tasks"]}
         assert seen["tasks"] and states <= RACY_STATES, (
             f"{side} task states {sorted(states)} outside {sorted(RACY_STATES)} "
             f"in case {spec['name']!r}: {seen['tasks']}"
@@ -147,3 +161,32 @@ def test_harness_agrees_with_prefect(
     assert all(a == harness for a in again), f"the harness did not pin case {spec['name']!r} ({why}):\n" + "\n".join(
         json.dumps(a, sort_keys=True) for a in [harness, *again]
     )
+
+
+def _swap_two(tasks: list[list[Any]]) -> list[list[Any]]:
+    return [tasks[1], tasks[0], *tasks[2:]]
+
+
+MUTANTS = {
+    "one fewer retry": lambda o: {**o, "tasks": [[*t[:4], t[4] - 1] if t[4] else t for t in o["tasks"]]},
+    "two task runs swapped": lambda o: {**o, "tasks": _swap_two(o["tasks"])},
+    "a task's state type changed": lambda o: {**o, "tasks": [[t[0], t[1], "FAILED", *t[3:]] for t in o["tasks"]]},
+    "a run count changed": lambda o: {**o, "tasks": [[*t[:3], t[3] + 1, t[4]] for t in o["tasks"]]},
+    "the flow's state type changed": lambda o: {**o, "flow_type": "FAILED"},
+    "the flow's message changed": lambda o: {**o, "flow_message": "All states completed, mostly."},
+    "a call dropped": lambda o: {**o, "calls": {k: max(v - 1, 0) for k, v in o["calls"].items()}},
+    "an unmatched request hidden": lambda o: {**o, "unmatched": [*o["unmatched"], "GET https://x.test/"]},
+    "the result changed": lambda o: {**o, "result": [*o["result"], 0]},
+}
+
+
+@pytest.mark.parametrize("mutant", MUTANTS)
+def test_the_oracle_fails_on_each_mutant_of_what_the_harness_reports(
+    mutant: str, harness_session: Session, tmp_path: Path
+) -> None:
+    """Each field the oracle compares matters: a changed retry count, order, type, count, message or result fails."""
+    (spec,) = [c for c in CASES if c["name"] == ".submit then .result() with one retry"]
+    seen = observed(harness_session.run(scenario_of(spec, tmp_path)))
+    assert len(seen["tasks"]) == 3 and any(t[4] for t in seen["tasks"]) and seen["tasks"][0] != seen["tasks"][1]
+    assert differences(seen, seen) == []
+    assert differences(MUTANTS[mutant](seen), seen) != []
