@@ -262,7 +262,8 @@ def test_the_private_names_behind_the_run_scope_are_there() -> None:
     assert callable(prefect.context.root_settings_context)
     # One registry of queue services, on the base class, shared by the events and API-log workers.
     assert EventsWorker._instances is _QueueServiceBase._instances
-    assert hasattr(EventsWorker, "_instance_lock")
+    assert hasattr(EventsWorker, "_instance_lock") and hasattr(EventsWorker, "_instance_cache_lock")
+    assert "self._stop(at_exit=at_exit)" in inspect.getsource(EventsWorker._drain)  # a future, done once drained
     assert "self._client = self.client_type(" in inspect.getsource(EventsWorker._lifespan)
     assert "self._api_url = api_url" in inspect.getsource(PrefectEventsClient.__init__)
     assert isinstance(SubprocessASGIServer._instances, dict)

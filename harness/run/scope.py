@@ -29,13 +29,13 @@ call of the scenario.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import inspect
 import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -103,15 +103,20 @@ class Parked:
     def restored(self) -> Iterator[None]:
         """Put the session's workers back for one run; afterwards set aside those of the session, drain the rest."""
         registry = _registry()
-        with registry._instance_lock:
+        leftovers: list[Any] = []
+        with registry._instance_lock, registry._instance_cache_lock:  # Prefect's own order
             for key, worker in self._workers.items():
-                registry._instances.setdefault(key, worker)
+                if worker._stopped:
+                    continue  # stopped by Prefect meanwhile (its loop's shutdown, a fork): started anew if needed
+                if registry._instances.setdefault(key, worker) is not worker:
+                    leftovers.append(worker)
             self._workers = {}
+        _drain(leftovers)
         try:
             yield
         finally:
-            with registry._instance_lock:
-                ours = {k: w for k, w in registry._instances.items() if self._ours(w)}
+            with registry._instance_lock, registry._instance_cache_lock:
+                ours = {k: w for k, w in list(registry._instances.items()) if self._ours(w)}
                 for key in ours:
                     del registry._instances[key]
                 self._workers = ours
@@ -123,7 +128,7 @@ class Parked:
 
     def drain(self) -> None:
         workers, self._workers = list(self._workers.values()), {}
-        _quietly(lambda: [w.drain() for w in workers])
+        _drain(workers)
 
 
 def _registry() -> Any:
@@ -168,29 +173,49 @@ def drain_workers() -> None:
     """Flush and stop Prefect's background workers (events, API logs), as ``prefect_test_harness`` does at exit.
 
     A worker is started again, for the settings then in force, the next time
-    something sends an event or a log. The worker's own "Still processing
-    items" warning, which says only that it is waiting, is kept off the console.
+    something sends an event or a log.
     """
+    registry = _registry()
+    with registry._instance_lock, registry._instance_cache_lock:
+        workers = list(registry._instances.values())
+    _drain(workers)
+
+
+def _drain(workers: list[Any], timeout: float = 10.0) -> None:
+    """Stop ``workers`` once what they hold is sent (at most ``timeout`` seconds); one that cannot is left to Prefect.
+
+    A worker Prefect cannot drain (its loop gone) is logged and taken out of the
+    registry, never raised into a run. The worker's own "Still processing items"
+    warning, which says only that it waits, is kept off the console.
+    """
+    if not workers:
+        return
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    registry = _registry()
-    if not registry._instances:
-        return
+    futures = []
+    for worker in workers:
+        try:
+            futures.append(worker._drain(at_exit=False))
+        except Exception as exc:  # noqa: BLE001 (a broken worker of the user's must not fail a run)
+            logging.getLogger(__name__).warning("could not drain Prefect's %s: %s", type(worker).__name__, exc)
+            _forget(worker)
 
-    async def drain() -> None:
-        result = registry.drain_all()  # every queue service: the instances are shared by the class tree
-        if inspect.isawaitable(result):
-            await result
+    async def wait() -> None:
+        if futures:
+            await asyncio.wait([asyncio.wrap_future(f) for f in futures], timeout=timeout)
 
-    _quietly(lambda: run_coro_as_sync(drain()))
-
-
-def _quietly(call: Callable[[], Any]) -> None:
-    """Run ``call`` without the events worker's "Still processing items" warning, which says only that it waits."""
     worker_log = logging.getLogger("EventsWorker")
     level = worker_log.level
     worker_log.setLevel(logging.ERROR)
     try:
-        call()
+        run_coro_as_sync(wait())
     finally:
         worker_log.setLevel(level)
+
+
+def _forget(worker: Any) -> None:
+    registry = _registry()
+    with registry._instance_lock, registry._instance_cache_lock:
+        for key, value in list(registry._instances.items()):
+            if value is worker:
+                del registry._instances[key]

@@ -65,6 +65,11 @@ class TaskRun:
     history: tuple[str, ...]
     delays: tuple[float, ...] = ()
     note: str = ""  # what the harness knows of how it ended, e.g. cancelled at the flow's exit
+    id: Any = None  # Prefect's task run id: the ``task_run`` of the calls it made
+
+    def calls(self, outcome: Outcome) -> list[Call]:
+        """The calls this task run made, in the order it made them."""
+        return [c for c in outcome.calls if c.task_run is not None and c.task_run == self.id]
 
     @property
     def retries(self) -> int:
@@ -349,6 +354,7 @@ def _outcome(
             history=tuple(h[2] for h in r.history),
             delays=tuple(r.delays),
             note=STOPPED if r.id in stopped else "",
+            id=r.id,
         )
         for r in recorder.in_order()
     )

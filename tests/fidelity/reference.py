@@ -49,6 +49,7 @@ from prefect.client.schemas.filters import (  # noqa: E402
     FlowRunFilterId,
     FlowRunFilterParentTaskRunId,
 )
+from prefect.context import TaskRunContext  # noqa: E402
 from prefect.events.worker import EventsWorker  # noqa: E402
 from prefect.settings import (  # noqa: E402
     PREFECT_API_URL,
@@ -125,6 +126,7 @@ class Router:
     def __init__(self, endpoints: list[dict[str, Any]], api_url: str) -> None:
         self.endpoints = [Endpoint(e) for e in endpoints]
         self.unmatched: list[str] = []
+        self.log: list[tuple[Any, str, str]] = []  # (task run id or None, endpoint, what it served), in call order
         self.lock = threading.Lock()
         self.mock = respx.mock(assert_all_called=False)
         self.mock.route(url__startswith=api_url).pass_through()
@@ -136,9 +138,14 @@ class Router:
 
     def _side_effect(self, endpoint: Endpoint) -> Any:
         def side_effect(request: httpx.Request) -> httpx.Response:
+            context = TaskRunContext.get()  # the task run whose thread (or coroutine) sends the request
+            who = context.task_run.id if context is not None else None
             with self.lock:
                 for candidate in self.endpoints:  # the first declared endpoint that matches wins
                     if candidate.matches(request):
+                        step = candidate.steps[min(candidate.calls, len(candidate.steps) - 1)]
+                        served = step["fault"] if "fault" in step else str(step.get("status", 200))
+                        self.log.append((who, candidate.request, served))
                         return candidate.serve(request)
             return self._unmatched(request)
 
@@ -167,9 +174,10 @@ def drain_events() -> None:
     run_coro_as_sync(drain())
 
 
-def read_tasks(client: Any, root_flow_run_id: Any) -> tuple[list[list[Any]], bool]:
-    """Task runs of the flow run and of its subflows, from the API, in the order they were created:
-    (name, state name, state type, run_count, retries); settled?"""
+def read_tasks(client: Any, root_flow_run_id: Any) -> tuple[list[Any], bool]:
+    """Task runs of the flow run and of its subflows, from the API: (name, state name, state type, run_count,
+    id); settled? The API keeps no creation order (ids are random past the millisecond, the expected
+    start time is set in the run's own thread), so none is read."""
     flow_runs = {root_flow_run_id}
     subflow_parents: set[Any] = set()
     task_runs: dict[Any, Any] = {}
@@ -191,16 +199,12 @@ def read_tasks(client: Any, root_flow_run_id: Any) -> tuple[list[list[Any]], boo
         flow_runs |= frontier
     # A subflow's parent task run stands for the subflow call in its parent flow: not a task of the flow.
     tasks = [tr for tid, tr in task_runs.items() if tid not in subflow_parents]
-    tasks.sort(key=lambda tr: (tr.expected_start_time, str(tr.id)))  # ids are uuid7: created in this order
-    rows = [
-        [tr.name.rsplit("-", 1)[0], tr.state_name, tr.state_type.value, tr.run_count, max(tr.run_count - 1, 0)]
-        for tr in tasks
-    ]
+    rows = [[tr.name.rsplit("-", 1)[0], tr.state_name, tr.state_type.value, tr.run_count, tr.id] for tr in tasks]
     settled = all(tr.state is not None and tr.state.is_final() for tr in tasks)
     return rows, settled
 
 
-def settled_tasks(root_flow_run_id: Any) -> list[list[Any]]:
+def settled_tasks(root_flow_run_id: Any) -> list[Any]:
     """Poll the API until every task run is final and the set is stable (bounded), then return it."""
     deadline = time.monotonic() + SETTLE_S
     previous, unchanged_since = None, time.monotonic()
@@ -225,6 +229,7 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
         "flow_type": None,
         "flow_message": None,
         "tasks": [],
+        "flow_calls": [],
         "calls": {},
         "unmatched": [],
         "result": None,
@@ -244,7 +249,15 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
         out["calls"] = router.counts()
         out["unmatched"] = router.unmatched
         drain_events()
-        out["tasks"] = settled_tasks(state.state_details.flow_run_id)
+        rows = settled_tasks(state.state_details.flow_run_id)
+        # Each task run with its retries (its Retrying states in the API's history), the calls it made, in order,
+        # and what served each; then the calls made outside any task run (a flow's own body).
+        with get_client(sync_client=True) as client:
+            retries = {row[4]: sum(s.name == "Retrying" for s in client.read_task_run_states(row[4])) for row in rows}
+        out["tasks"] = sorted(
+            [*row[:4], retries[row[4]], [[e, served] for who, e, served in router.log if who == row[4]]] for row in rows
+        )
+        out["flow_calls"] = [[e, served] for who, e, served in router.log if who is None]
     except BaseException:  # a broken case is reported; the others still run
         out["error"] = traceback.format_exc()
     finally:

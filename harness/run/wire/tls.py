@@ -21,6 +21,7 @@ import contextlib
 import functools
 import importlib
 import importlib.util
+import inspect
 import os
 import ssl
 import sys
@@ -114,7 +115,7 @@ class Authority:
             aiohttp = sys.modules.get("aiohttp.connector")
             if aiohttp is not None:  # imported before or during the run: its context without the CA again
                 aiohttp._SSL_CONTEXT_VERIFIED = before if before is not None else aiohttp._make_ssl_context(True)
-            self._forget([sys.modules[name] for name in set(sys.modules) - modules], where)
+            self._forget([sys.modules.get(name) for name in set(sys.modules) - modules], where)
 
     def _trusting(self, wrap: Callable[..., Any]) -> Callable[..., Any]:
         """``SSLContext.wrap_socket`` / ``wrap_bio``: a client context that verifies learns the CA first.
@@ -127,10 +128,13 @@ class Authority:
         taught = self._taught
         ca = self.ca_file.read_text()
 
+        signature = inspect.signature(wrap)
+
         @functools.wraps(wrap)
         def wrapped(context: ssl.SSLContext, *args: Any, **kwargs: Any) -> Any:
+            server_side = signature.bind(context, *args, **kwargs).arguments.get("server_side", False)
             if (
-                not kwargs.get("server_side")
+                not server_side
                 and context.verify_mode != ssl.CERT_NONE
                 and context not in taught
                 and not let_through()  # a recording's request to the real host verifies it with the process's trust
