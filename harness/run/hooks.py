@@ -471,8 +471,10 @@ class SharedSsl:
         orchestration: Any = importlib.import_module("prefect.client.orchestration")
         default: Any = importlib.import_module("httpx._transports.default")
         real_ssl, real_create = orchestration.ssl, default.create_ssl_context
-        shim = self._ssl.setdefault(real_ssl, _SslShim(real_ssl))
-        shared = self._create.setdefault(real_create, _shared_ssl_context(real_create))
+        if real_ssl not in self._ssl:  # built once a session (Prefect's, httpx's functions as they are then)
+            self._ssl[real_ssl] = _SslShim(real_ssl)
+            self._create[real_create] = _shared_ssl_context(real_create)
+        shim, shared = self._ssl[real_ssl], self._create[real_create]
         try:
             orchestration.ssl, default.create_ssl_context = shim, shared
             yield

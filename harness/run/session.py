@@ -67,10 +67,6 @@ class TaskRun:
     note: str = ""  # what the harness knows of how it ended, e.g. cancelled at the flow's exit
     id: Any = None  # Prefect's task run id: the ``task_run`` of the calls it made
 
-    def calls(self, outcome: Outcome) -> list[Call]:
-        """The calls this task run made, in the order it made them."""
-        return [c for c in outcome.calls if c.task_run is not None and c.task_run == self.id]
-
     @property
     def retries(self) -> int:
         return max(self.run_count - 1, 0)
@@ -102,6 +98,10 @@ class Outcome:
 
     def task_runs(self, name: str) -> list[TaskRun]:
         return [t for t in self.tasks if t.name == name]
+
+    def calls_of(self, task: TaskRun) -> list[Call]:
+        """The calls ``task`` made, in the order it made them."""
+        return [c for c in self.calls if c.task_run is not None and c.task_run == task.id]
 
 
 class Transport(Protocol):

@@ -116,7 +116,7 @@ def observed(outcome: Outcome) -> dict[str, Any]:
                 t.state.type,
                 t.run_count,
                 t.retries,
-                [[c.endpoint, c.served] for c in t.calls(outcome) if c.endpoint],
+                [[c.endpoint, c.served] for c in outcome.calls_of(t) if c.endpoint],
             ]
             for t in outcome.tasks
         ),

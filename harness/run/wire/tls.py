@@ -61,6 +61,7 @@ class Authority:
         self._lock = threading.Lock()
         self._aiohttp_context: ssl.SSLContext | None = None
         self._taught: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()  # client contexts given the CA
+        self._wrappers: dict[Callable[..., Any], Callable[..., Any]] = {}  # SSLContext.wrap_* -> the trusting one
 
     def context_for(self, host: str) -> ssl.SSLContext:
         """A server context presenting ``host``'s certificate (issued on first use), switching by SNI."""
@@ -125,9 +126,10 @@ class Authority:
         it at its first handshake in a run. It keeps it: the CA's key is
         removed with the session, so nothing can be signed by it afterwards.
         """
+        if wrap in self._wrappers:  # built once a session
+            return self._wrappers[wrap]
         taught = self._taught
         ca = self.ca_file.read_text()
-
         signature = inspect.signature(wrap)
 
         @functools.wraps(wrap)
@@ -143,6 +145,7 @@ class Authority:
                 taught.add(context)
             return wrap(context, *args, **kwargs)
 
+        self._wrappers[wrap] = wrapped
         return wrapped
 
     def _forget(self, modules: list[Any], where: Any) -> None:
