@@ -122,7 +122,7 @@ def snapshot():
         **{f"ThreadPoolTaskRunner.{n}": getattr(ThreadPoolTaskRunner, n) for n in ("submit", "__exit__")},
         **{
             f"PrefectConcurrentFuture.{n}": getattr(PrefectConcurrentFuture, n)
-            for n in ("wait", "result", "_add_prefect_done_callback")
+            for n in ("wait", "result", "_add_prefect_done_callback", "state")
         },
         "orchestration.ssl": orchestration.ssl,
         "httpx create_ssl_context": httpx_default.create_ssl_context,

@@ -128,6 +128,31 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
+def _writes_wait_their_turn() -> None:
+    """Every SQLite transaction of the server begins IMMEDIATE, as Prefect's own locking ones do.
+
+    With the task-run recorder on, its writes and the API's interleave. A
+    transaction begun DEFERRED that reads, then writes after another one has
+    committed cannot upgrade its snapshot: SQLite fails it at once ("database
+    is locked", no busy wait), the API answers 503 and the client retries
+    after two seconds or more. Begun IMMEDIATE, it waits its turn under
+    SQLite's busy timeout instead. What the API stores and answers is the
+    same; only the stalls go.
+    """
+    from contextlib import asynccontextmanager
+
+    from prefect.server.database.configurations import AioSqliteConfiguration
+
+    begin = AioSqliteConfiguration.begin_transaction
+
+    @asynccontextmanager
+    async def immediate(self: Any, session: Any, with_for_update: bool = False) -> Any:
+        async with begin(self, session, with_for_update=True) as transaction:
+            yield transaction
+
+    AioSqliteConfiguration.begin_transaction = immediate  # type: ignore[method-assign]
+
+
 def _serve(port: int, kept: tuple[Path, Path, float] | None = None) -> None:
     if kept:
         state, lock, idle_s = kept
@@ -140,6 +165,7 @@ def _serve(port: int, kept: tuple[Path, Path, float] | None = None) -> None:
 
         signal.signal(signal.SIGTERM, stopped)
         signal.signal(signal.SIGINT, stopped)
+    _writes_wait_their_turn()
     import uvicorn
 
     uvicorn.run(

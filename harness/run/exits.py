@@ -12,7 +12,7 @@ The harness pins it, leaving the cancellation itself to Prefect. A task run
 the flow submitted makes its first attempt at once; it waits before a retry
 until something waits on a future of its flow run (``result()``, ``wait()``,
 ``as_completed``, a task taking it as input, Prefect resolving returned
-futures): from then on every task run of that flow run retries freely, as
+futures, the flow polling ``future.state``): from then on every task run of that flow run retries freely, as
 in Prefect. If the flow returns without waiting on anything, the task runs
 still waiting to retry stay so, every other one finishes its attempt, and
 Prefect's own ``__exit__`` cancels the waiting ones before their next
@@ -24,6 +24,7 @@ not wait on its futures.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class ExitGate:
         self._cond = threading.Condition()
         self._runners: dict[int, _Runner] = {}
         self._parked: set[Any] = set()
+        self._held: set[Any] = set()  # task runs held at their flow run's fired deadline
         self._waits: dict[Any, Any] = {}  # task run id -> the task run id of the future it waits on
         self.stopped: list[Any] = []  # task runs held at a retry when Prefect cancelled them
 
@@ -89,6 +91,30 @@ class ExitGate:
             while not (state.released or state.cancelled or (event is not None and event.is_set())):
                 self._cond.wait(0.005)  # Prefect sets the event without telling the gate
             self._parked.discard(task_run_id)
+
+    def held(self, runner: Any, task_run_id: Any, event: Any, bound: float) -> None:
+        """A task run at its flow run's fired deadline waits for Prefect to cancel it (at most ``bound`` s).
+
+        Counted as settled meanwhile, so that the flow run's exit can go on to
+        set its cancel event; not one of the task runs the flow left unwaited.
+        """
+        until = time.monotonic() + bound
+        with self._cond:
+            state = self._state(runner)
+            self._held.add(task_run_id)
+            self._cond.notify_all()
+            while not (state.cancelled or event.is_set()) and time.monotonic() < until:
+                self._cond.wait(0.005)  # Prefect sets the event without telling the gate
+            self._held.discard(task_run_id)
+
+    def queued(self, runner: Any, task_run_id: Any) -> bool:
+        """Whether the task run of a submitted future waits for a worker of ``runner``'s full pool."""
+        with self._cond:
+            state = self._runners.get(id(runner))
+            future = state.futures.get(task_run_id) if state is not None else None
+            if state is None or future is None or future.running() or future.done():
+                return False
+            return sum(f.running() and not f.done() for f in state.futures.values()) >= state.max_workers
 
     def waiting(self, waiter: Any, awaited: Any) -> Callable[[], None]:
         """Something (task run ``waiter``, or the flow when None) waits on the future of ``awaited``.
@@ -131,7 +157,7 @@ class ExitGate:
 
     def _settled(self, state: _Runner, task_run_id: Any, depth: int = 0) -> bool:
         future = state.futures.get(task_run_id)
-        if future is None or future.done() or task_run_id in self._parked or self._is_final(task_run_id):
+        if future is None or future.done() or task_run_id in self._parked | self._held or self._is_final(task_run_id):
             return True
         if not future.running():  # queued: it starts only when a worker is free
             busy = sum(f.running() and not f.done() for f in state.futures.values())

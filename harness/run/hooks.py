@@ -29,6 +29,7 @@ and checks that the process is as before once the session ends.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import functools
@@ -37,13 +38,15 @@ import inspect
 import random
 import shutil
 import tempfile
+import threading
+import time
 import types
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from harness.run.clock import Clock
+from harness.run.clock import Clock, Line
 from harness.run.states import Recorder
 
 HOOKED = ("time", "anyio", "emit_task_run_state_change_event", "clamped_poisson_interval")
@@ -114,8 +117,9 @@ def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
         flow_engine.propose_state = propose
         with (
             virtual_flow_retries(recorder, flow_engine),
+            forked_task_runs(clock),
             pinned_exit(recorder, flow_engine, flow_saved["call_with_parameters"]),
-            virtual_flow_timeouts(clock, flow_engine),
+            virtual_flow_timeouts(recorder, flow_engine),
             virtual_now(clock),
         ):
             yield
@@ -137,25 +141,33 @@ def virtual_flow_retries(recorder: Recorder, flow_engine: Any) -> Iterator[None]
     the server answers ``AwaitingRetry`` to that flow run.
     """
     run_flow = flow_engine.run_flow
+    clock = recorder.clock
 
     def with_virtual_delay(flow: Any, *args: Any, **kwargs: Any) -> Any:
         delay = float(flow.retry_delay_seconds or 0)
         if flow.retries and delay:
             flow = flow.with_options(retry_delay_seconds=0)
-        token = recorder.flow_retry_delay.set(delay)
+        parent, line = clock.line(), clock.fork()  # a flow run starts where its caller is
+        token, entered = recorder.flow_retry_delay.set(delay), clock.entered(line)
+        result: Any = None
         try:
             result = run_flow(flow, *args, **kwargs)
         finally:
+            clock.left(entered)
             recorder.flow_retry_delay.reset(token)
+            if not inspect.isawaitable(result):
+                clock.join(line, into=parent)
         if not inspect.isawaitable(result):
             return result
 
         async def awaited() -> Any:
-            token = recorder.flow_retry_delay.set(delay)
+            token, entered = recorder.flow_retry_delay.set(delay), clock.entered(line)
             try:
                 return await result
             finally:
+                clock.left(entered)
                 recorder.flow_retry_delay.reset(token)
+                clock.join(line, into=parent)
 
         return awaited()
 
@@ -167,7 +179,54 @@ def virtual_flow_retries(recorder: Recorder, flow_engine: Any) -> Iterator[None]
 
 
 @contextlib.contextmanager
-def virtual_flow_timeouts(clock: Clock, flow_engine: Any) -> Iterator[None]:
+def forked_task_runs(clock: Clock) -> Iterator[None]:
+    """Every task run waits on a line of its own, forked from its caller's, and joined back when it ends.
+
+    A task run called directly returns to its caller, whose line moves to the
+    task run's end; a submitted one joins the line forked for its future at
+    ``submit`` (``pinned_exit``), which its waiter joins. Hooked at the task
+    engines' ``start``, which every task run (sync, async, generator) enters
+    once and leaves once.
+    """
+    from prefect.task_engine import AsyncTaskRunEngine, SyncTaskRunEngine
+
+    sync_start, async_start = SyncTaskRunEngine.start, AsyncTaskRunEngine.start
+
+    @contextlib.contextmanager
+    def forked(self: Any, *args: Any, **kwargs: Any) -> Iterator[None]:
+        parent, line = clock.line(), clock.fork(counted=True)
+        token = clock.entered(line)
+        try:
+            with sync_start(self, *args, **kwargs):
+                yield
+        finally:
+            clock.left(token)
+            clock.end(line)
+            clock.join(line, into=parent)
+
+    @contextlib.asynccontextmanager
+    async def aforked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        parent, line = clock.line(), clock.fork(counted=True)
+        token = clock.entered(line)
+        try:
+            async with async_start(self, *args, **kwargs):
+                yield
+        finally:
+            clock.left(token)
+            clock.end(line)
+            clock.join(line, into=parent)
+
+    SyncTaskRunEngine.start = forked  # type: ignore[method-assign]
+    AsyncTaskRunEngine.start = aforked  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        SyncTaskRunEngine.start = sync_start  # type: ignore[method-assign]
+        AsyncTaskRunEngine.start = async_start  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def virtual_flow_timeouts(recorder: Recorder, flow_engine: Any) -> Iterator[None]:
     """A flow's ``timeout_seconds`` kept on the virtual clock as well as on the wall clock.
 
     Prefect enforces a flow's timeout with a cancel scope on real time (an
@@ -181,6 +240,7 @@ def virtual_flow_timeouts(clock: Clock, flow_engine: Any) -> Iterator[None]:
     """
     import prefect.utilities.timeout as prefect_timeout
 
+    clock = recorder.clock
     names = ("timeout", "timeout_async")
     saved = {name: getattr(flow_engine, name) for name in names}
     cancel_saved = {name: getattr(prefect_timeout, name) for name in ("cancel_sync_after", "cancel_async_after")}
@@ -206,12 +266,17 @@ def virtual_flow_timeouts(clock: Clock, flow_engine: Any) -> Iterator[None]:
         @contextlib.contextmanager
         def cancel_after(timeout: float | None, name: str | None = None) -> Iterator[Any]:
             with original(timeout, name=name) as scope:
-                forget = clock.after(timeout, scope.cancel) if opening.get() and timeout else None
+                if not (opening.get() and timeout):
+                    yield scope
+                    return
+                over = threading.Event()  # the flow run's scope has exited: the timeout took effect, or none came
+                hold, ahold = _held_until_cancelled(recorder, over)
+                forget = clock.after(timeout, scope.cancel, hold=hold, ahold=ahold)
                 try:
                     yield scope
                 finally:
-                    if forget is not None:
-                        forget()
+                    over.set()
+                    forget()
 
         return cancel_after
 
@@ -226,6 +291,51 @@ def virtual_flow_timeouts(clock: Clock, flow_engine: Any) -> Iterator[None]:
             setattr(flow_engine, name, value)
         for name, value in cancel_saved.items():
             setattr(prefect_timeout, name, value)
+
+
+HOLD_S = 5.0  # at most this long (real time) a participant waits at a fired deadline for Prefect's cancellation
+
+
+def _held_until_cancelled(recorder: Recorder, over: threading.Event) -> tuple[Callable[[], None], Callable[[], Any]]:
+    """What a task run reaching its flow's fired deadline waits for: Prefect's cancellation reaching it.
+
+    In real time it would still be sleeping when the flow run times out. A
+    task run submitted to the thread pool waits for its cancel event, which
+    Prefect sets as the flow run's task runner exits (the exit gate counts it
+    as settled meanwhile), then goes on to find it set before its next
+    attempt. A coroutine in the flow's event loop yields until the flow
+    run's cancellation reaches it (a ``CancelledError`` at its await). Either
+    way no longer than ``HOLD_S``, nor past the flow run's scope exiting
+    without a cancellation for it.
+    """
+
+    def cancel_event() -> tuple[Any, Any, Any]:
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        flow_ctx, task_ctx = FlowRunContext.get(), TaskRunContext.get()
+        runner = flow_ctx.task_runner if flow_ctx is not None else None
+        task_run_id = task_ctx.task_run.id if task_ctx is not None else None
+        return runner, task_run_id, getattr(runner, "_cancel_events", {}).get(task_run_id)
+
+    def hold() -> None:
+        runner, task_run_id, event = cancel_event()
+        if event is not None:
+            recorder.exits.held(runner, task_run_id, event, HOLD_S)
+        else:
+            over.wait(HOLD_S)
+
+    async def ahold() -> None:
+        _, _, event = cancel_event()
+        until = time.monotonic() + HOLD_S
+        after_over: float | None = None
+        while time.monotonic() < until and not (event is not None and event.is_set()):
+            if over.is_set() and event is None:
+                after_over = after_over or time.monotonic() + 0.2
+                if time.monotonic() > after_over:
+                    return
+            await asyncio.sleep(0.001)
+
+    return hold, ahold
 
 
 class _ShiftedDatetime(types.ModuleType):
@@ -295,7 +405,7 @@ def pinned_exit(recorder: Recorder, flow_engine: Any, call: Callable[..., Any]) 
     from prefect.futures import PrefectConcurrentFuture
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    gate = recorder.exits
+    gate, clock = recorder.exits, recorder.clock
     submit, exit_, wait, result, callback = (
         ThreadPoolTaskRunner.submit,
         ThreadPoolTaskRunner.__exit__,
@@ -324,8 +434,18 @@ def pinned_exit(recorder: Recorder, flow_engine: Any, call: Callable[..., Any]) 
 
         return awaited()
 
+    lines: dict[Any, Line] = {}  # task run id -> the line forked for its future at submit
+
     def submit_and_register(self: Any, *args: Any, **kwargs: Any) -> Any:
-        future = submit(self, *args, **kwargs)
+        submitted: list[Any] = []  # Prefect copies the context in ``submit``: the task run starts on this line
+        line = clock.fork(counted=True, queued=lambda: bool(submitted) and gate.queued(self, submitted[0]))
+        token = clock.entered(line)
+        try:
+            future = submit(self, *args, **kwargs)
+        finally:
+            clock.left(token)
+        lines[future.task_run_id] = line
+        submitted.append(future.task_run_id)
         recorder.submitted(future.task_run_id)
         gate.submitted(self, future.task_run_id, future.wrapped_future)
         return future
@@ -345,22 +465,46 @@ def pinned_exit(recorder: Recorder, flow_engine: Any, call: Callable[..., Any]) 
             ctx = TaskRunContext.get()
             done = gate.waiting(ctx.task_run.id if ctx is not None else None, self.task_run_id)
             try:
-                return original(self, *args, **kwargs)
+                with clock.waiting():
+                    return original(self, *args, **kwargs)
             finally:
                 done()
+                line = lines.get(self.task_run_id)
+                if line is not None and self.wrapped_future.done():  # the waiter has seen it finish
+                    clock.join(line)
 
         return wrapper
 
+    def called_back(self: Any, fn: Callable[..., Any]) -> Any:
+        waiter, line = clock.line(), lines.get(self.task_run_id)
+
+        def joined(future: Any) -> Any:
+            if line is not None:  # told in the task's thread: the waiter, blocked on it, is as late as it
+                clock.join(line, into=waiter)
+            return fn(future)
+
+        return callback_waiting(self, joined)
+
+    # Reading ``future.state`` (from the API, until the future is done) is a flow polling its task runs:
+    # a wait too, as real time passes between the reads.
+    state: Any = inspect.getattr_static(PrefectConcurrentFuture, "state")  # the property, not a read of it
+    own_state = PrefectConcurrentFuture.__dict__.get("state")
     flow_engine.call_with_parameters = call_and_mark
+    PrefectConcurrentFuture.state = property(waiting(state.fget))  # type: ignore[method-assign, assignment]
     ThreadPoolTaskRunner.submit = submit_and_register  # type: ignore[method-assign]
     ThreadPoolTaskRunner.__exit__ = settled_exit  # type: ignore[method-assign]
     PrefectConcurrentFuture.wait = waiting(wait)  # type: ignore[method-assign]
     PrefectConcurrentFuture.result = waiting(result)  # type: ignore[method-assign]
-    PrefectConcurrentFuture._add_prefect_done_callback = waiting(callback)  # type: ignore[method-assign]
+    callback_waiting = waiting(callback)
+    PrefectConcurrentFuture._add_prefect_done_callback = called_back  # type: ignore[method-assign]
     try:
         yield
     finally:
         flow_engine.call_with_parameters = call
+        if own_state is None:
+            del PrefectConcurrentFuture.state  # inherited: found on the base class again
+        else:
+            PrefectConcurrentFuture.state = own_state  # type: ignore[method-assign]
         ThreadPoolTaskRunner.submit = submit  # type: ignore[method-assign]
         ThreadPoolTaskRunner.__exit__ = exit_  # type: ignore[method-assign]
         PrefectConcurrentFuture.wait = wait  # type: ignore[method-assign]

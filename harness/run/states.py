@@ -156,7 +156,8 @@ class Recorder:
 
             flow_ctx = FlowRunContext.get()
             if flow_ctx is not None:
-                self.exits.at_retry(flow_ctx.task_runner, task_run.id)
+                with self.clock.waiting():  # held by the gate: no deadline waits for it meanwhile
+                    self.exits.at_retry(flow_ctx.task_runner, task_run.id)
         else:
             self.exits.changed()
 

@@ -88,25 +88,26 @@ class _Schedule:
     def peek(self) -> Step:
         """The step the next call gets, drawn once: a later ``next`` returns the same step."""
         if self._held is None:
-            self._held = self._draw()
+            self._held = self._draw(self.clock.now())
         return self._held
 
-    def next(self) -> Step:
+    def next(self, line: Any = None) -> Step:
+        """The step of a call made at the virtual time of ``line`` (the caller's by default)."""
         if self._held is not None:
             step, self._held = self._held, None
             return step
-        return self._draw()
+        return self._draw(self.clock.now(line))
 
-    def _draw(self) -> Step:
+    def _draw(self, now: float) -> Step:
         chaos = self.endpoint.chaos
         while (
             self._served < len(self._steps) - 1
             and self._steps[self._served].until is not None
-            and self.clock.now() >= (self._steps[self._served].until or 0)
+            and now >= (self._steps[self._served].until or 0)
         ):
             self._served += 1  # the window has closed
         if self._served < len(self._steps) and self._steps[self._served].until is not None:
-            if self.clock.now() < (self._steps[self._served].until or 0) or self._served == len(self._steps) - 1:
+            if now < (self._steps[self._served].until or 0) or self._served == len(self._steps) - 1:
                 return self._steps[self._served]
             self._served += 1
         if self._served < len(self._steps):
@@ -189,16 +190,16 @@ class Injector:
                 out[call.endpoint] += 1
         return out
 
-    def take(self, method: str, url: str, record: Any, transport: str = "respx") -> Taken | None:
+    def take(self, method: str, url: str, record: Any, transport: str = "respx", line: Any = None) -> Taken | None:
         """The step for a call, from the first endpoint that matches; None (logged) when none does."""
         with self._lock:  # concurrent tasks are sequenced: one schedule position per call
             for schedule in self._schedules:
                 if schedule.endpoint.request.matches(method, url):
-                    step = schedule.next()
+                    step = schedule.next(line)
                     latency = step.latency.draw(schedule.rng) if step.latency else 0.0
-                    return Taken(self.clock.now(), schedule.endpoint, step, latency)
+                    return Taken(self.clock.now(line), schedule.endpoint, step, latency)
             self.calls.append(
-                Call(self.clock.now(), method, url, None, "unmatched", None, (), *_who(record), transport=transport)
+                Call(self.clock.now(line), method, url, None, "unmatched", None, (), *_who(record), transport=transport)
             )
             return None
 

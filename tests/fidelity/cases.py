@@ -114,6 +114,13 @@ CASES: list[dict[str, Any]] = [
         item(3),
     ),
     case(
+        "polling future.state until every run is final",
+        "polls_future_state",
+        {"ids": [1, 2]},
+        item(1),
+        item(2, {"status": 500}, {"json": {"value": 20}}),
+    ),
+    case(
         ".submit without waiting: the flow returns first",
         "submit_without_waiting",
         {"url": f"{HOOKS}/refreshed"},
@@ -300,6 +307,20 @@ CASES: list[dict[str, Any]] = [
         "async_flow_timeout_during_retry_delays",
         {"url": f"{API}/report"},
         get(f"{API}/report", {"status": 500}),
+    ),
+    case(
+        "gathered async tasks wait side by side past the flow timeout",
+        "gathered_waits_past_the_flow_timeout",
+        {"urls": [f"{API}/item/1", f"{API}/item/2"]},
+        get(f"{API}/item/1", {"status": 500}, {"json": {"id": 1}}),
+        get(f"{API}/item/2", {"status": 500}, {"json": {"id": 2}}),
+    ),
+    case(
+        "mapped tasks wait side by side past the flow timeout",
+        "mapped_waits_past_the_flow_timeout",
+        {"urls": [f"{API}/item/1", f"{API}/item/2"]},
+        get(f"{API}/item/1", {"status": 500}, {"json": {"id": 1}}),
+        get(f"{API}/item/2", {"status": 500}, {"json": {"id": 2}}),
     ),
     case(
         "mapped tasks wait their retry delays side by side within the flow timeout",

@@ -32,6 +32,14 @@ def get_json(url: str, **params: Any) -> Any:
     return response.json()
 
 
+async def aget_json(url: str) -> Any:
+    """``get_json`` with an ``httpx.AsyncClient``."""
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        response = await client.get(url)
+    response.raise_for_status()
+    return response.json()
+
+
 # -- plain tasks ------------------------------------------------------------------
 
 
@@ -137,6 +145,16 @@ def submit_then_result(ids: list[int]) -> list[int]:
     """.submit every task, then .result() each future in order."""
     futures = [fetch_item.submit(i) for i in ids]
     return [f.result() for f in futures]
+
+
+@flow
+def polls_future_state(ids: list[int]) -> list[str]:
+    """Submit, then poll ``future.state`` (read from the API) until every run is final, then read the results."""
+    futures = [fetch_item.submit(i) for i in ids]
+    deadline = time.monotonic() + 10.0
+    while not all(f.state.is_final() for f in futures) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return [f"{f.state.name}:{f.result(raise_on_failure=False)}" for f in futures]
 
 
 @task(retries=3, retry_delay_seconds=0.05)
@@ -394,10 +412,7 @@ def flow_timeout_during_retry_delays(url: str) -> Any:
 
 @task(retries=3, retry_delay_seconds=1.0)
 async def fetch_patiently_async(url: str) -> Any:
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        response = await client.get(url)
-    response.raise_for_status()
-    return response.json()
+    return await aget_json(url)
 
 
 @flow(timeout_seconds=0.5)
@@ -646,3 +661,28 @@ def fetch_item_once_more(url: str) -> Any:
 def mapped_retries_within_the_flow_timeout(urls: list[str]) -> Any:
     """Three mapped tasks each wait 0.3 s once, side by side: about 0.3 s in all, well within 0.8 s."""
     return fetch_item_once_more.map(urls).result()
+
+
+# -- concurrent waits against a flow's deadline --------------------------------------------
+
+
+@task(retries=1, retry_delay_seconds=1.0)
+async def fetch_async_once_more(url: str) -> Any:
+    return await aget_json(url)
+
+
+@flow(timeout_seconds=0.5)
+async def gathered_waits_past_the_flow_timeout(urls: list[str]) -> Any:
+    """Two async tasks gathered, each failing once and waiting 1 s side by side: the 0.5 s deadline falls in it."""
+    return await asyncio.gather(*(fetch_async_once_more(url) for url in urls))
+
+
+@task(retries=1, retry_delay_seconds=1.0)
+def fetch_once_more_after_a_second(url: str) -> Any:
+    return get_json(url)
+
+
+@flow(timeout_seconds=0.5)
+def mapped_waits_past_the_flow_timeout(urls: list[str]) -> Any:
+    """Two mapped tasks, each failing once and waiting 1 s side by side: the 0.5 s deadline falls in the wait."""
+    return fetch_once_more_after_a_second.map(urls).result()

@@ -55,6 +55,7 @@ class Origin:
     host: str
     record: Any
     port: int = 0
+    line: Any = None  # the client's line on the virtual clock: the server's waits for it are its waits
 
 
 class _Routes:
@@ -102,7 +103,7 @@ class Redirect(_Routes):
         step = self.injector.claim_connect(host, record)
         if step is not None:
             return ("127.0.0.1", self.ports.refused if step.fault == "connect_error" else self.ports.unanswered)
-        return self._to_server(sock, Origin(host, record, int(address[1])))
+        return self._to_server(sock, Origin(host, record, int(address[1]), self.injector.clock.line()))
 
 
 class ForwardRedirect(_Routes):

@@ -219,14 +219,14 @@ class FaultServer:
             return conn
         injector = current.injector
         assert injector is not None
-        taken = injector.take(method, url, origin.record, "wire")
+        taken = injector.take(method, url, origin.record, "wire", origin.line)
         if taken is None:
             reader.body(headers)
             text = f"harness: no endpoint declared for {method} {url}"
             answer(conn, httpx.Response(501, text=text), method)
             return conn
         step = taken.step
-        injector.clock.sleep(taken.latency)  # virtual; on the real-time clock, a real wait
+        injector.clock.sleep(taken.latency, origin.line)  # virtual; on the real-time clock, a real wait
         response = injector.answer(step)
         answered = not step.fault or step.fault in BODY_FAULTS
         status = response.status_code if answered else None
