@@ -177,35 +177,38 @@ class Clock:
 
         return forget
 
-    def _advance(self, line: Line, remaining: float) -> tuple[float, Deadline | None]:
-        """Skip up to the first deadline within ``remaining`` seconds; returns what is left and that deadline.
+    def _advance(self, line: Line, remaining: float) -> tuple[float, Deadline | None, bool]:
+        """Skip up to the first deadline within ``remaining`` seconds.
 
-        The deadline's owner fires it and goes on; anyone else stops at it.
+        Returns what is left, the deadline reached (if any), and whether it is
+        the caller's own: its owner fires it at once, and what that raises
+        (at once in a thread; at the next checkpoint in a coroutine) cuts the
+        rest short. Anyone else stops at it, to fire it once all have caught up.
         """
         owner = _owner()
-        while True:
-            with self._lock:
-                end = line.offset + remaining
-                due = [
-                    d
-                    for ln in line.chain()
-                    for d in ln.deadlines
-                    if d.at <= end and (not d.fired or d.at > line.offset)  # one fired and passed is behind it
-                ]
-                if not due:
-                    line.offset += remaining
-                    return 0.0, None
-                first = min(due, key=lambda d: d.at)
-                step = min(max(first.at - line.offset, 0.0), remaining)
-                line.offset += step
-                remaining -= step
-                if first.owner != owner:
-                    return remaining, first
-                fire, first.fired = not first.fired, True
-                if first in first.line.deadlines:
-                    first.line.deadlines.remove(first)
-            if fire:
-                first.fire()
+        with self._lock:
+            end = line.offset + remaining
+            due = [
+                d
+                for ln in line.chain()
+                for d in ln.deadlines
+                if d.at <= end and (not d.fired or d.at > line.offset)  # one fired and passed is behind it
+            ]
+            if not due:
+                line.offset += remaining
+                return 0.0, None, False
+            first = min(due, key=lambda d: d.at)
+            step = min(max(first.at - line.offset, 0.0), remaining)
+            line.offset += step
+            remaining -= step
+            if first.owner != owner:
+                return remaining, first, False
+            fire, first.fired = not first.fired, True
+            if first in first.line.deadlines:
+                first.line.deadlines.remove(first)
+        if fire:
+            first.fire()
+        return remaining, first, True
 
     def _try_fire(self, deadline: Deadline, force: bool = False) -> bool:
         """Fire ``deadline`` if every counted line under it has caught up (or ``force``); whether it has fired."""
@@ -228,8 +231,8 @@ class Clock:
             return
         line, remaining = line or self.line(), seconds
         while remaining > 0:
-            remaining, reached = self._advance(line, remaining)
-            if reached is not None:
+            remaining, reached, owned = self._advance(line, remaining)
+            if reached is not None and not owned:
                 until = time.monotonic() + CATCH_UP_S
                 while not self._try_fire(reached) and time.monotonic() < until:
                     time.sleep(0.001)  # the others run up to it, in real time
@@ -244,8 +247,10 @@ class Clock:
             return
         line, remaining = self.line(), seconds
         while remaining > 0:
-            remaining, reached = self._advance(line, remaining)
-            if reached is not None:
+            remaining, reached, owned = self._advance(line, remaining)
+            if owned:
+                await anyio.sleep(0)  # where the flow run's cancellation lands, cutting the rest short
+            elif reached is not None:
                 until = time.monotonic() + CATCH_UP_S
                 for _ in range(3):  # coroutines created beside this one start, and fork their lines
                     await asyncio.sleep(0)

@@ -34,6 +34,7 @@ import asyncio  # noqa: E402
 import importlib  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
+import random  # noqa: E402
 import shutil  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -43,6 +44,7 @@ from urllib.parse import parse_qsl, urlsplit  # noqa: E402
 
 import httpx  # noqa: E402
 import respx  # noqa: E402
+from prefect._internal.concurrency.cancellation import CancelledError as PrefectCancelled  # noqa: E402
 from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.filters import (  # noqa: E402
     FlowRunFilter,
@@ -62,6 +64,7 @@ from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 from prefect.utilities.asyncutils import run_coro_as_sync  # noqa: E402
 
 from tests.fidelity.cases import CASES  # noqa: E402
+from tests.fidelity.step_cases import STEP_CASES  # noqa: E402
 
 # The same exception, with the same message, that the harness raises for each fault (the fault provoked by hand).
 FAULTS: dict[str, tuple[type[httpx.TransportError], str]] = {
@@ -80,25 +83,59 @@ class UnmatchedRequest(httpx.TransportError):
 
 
 SETTLE_S = 10.0  # bound on waiting for the API to hear every task state
-STEP_KEYS = {"status", "json", "text", "headers", "fault", "times"}
+STEP_KEYS = {"status", "json", "text", "headers", "fault", "times", "latency", "malformed", "until"}
+
+# The language's own bodies (README, "Malformed bodies"): a 502 page as nginx sends it, and the JSON
+# a malformed step spoils when it has none of its own.
+HTML_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+DEFAULT_JSON = {"items": [{"id": 1}, {"id": 2}], "total": 2}
+
+
+def draw_latency(spec: Any, rng: random.Random) -> float:
+    """A step's latency as the language defines it: seconds, ``{uniform: [a, b]}`` or ``{lognormal: {...}}``."""
+    if isinstance(spec, (int, float)):
+        return float(spec)
+    if "uniform" in spec:
+        low, high = spec["uniform"]
+        return float(rng.uniform(low, high))
+    return float(spec["lognormal"]["median"] * rng.lognormvariate(0.0, spec["lognormal"]["sigma"]))
+
+
+def describe(step: dict[str, Any]) -> str:
+    """What a step serves, in the words of a scenario's report."""
+    if "fault" in step:
+        return str(step["fault"])
+    if "malformed" in step:
+        return f"malformed {step['malformed']}" + (f" ({step['status']})" if "status" in step else "")
+    return str(step.get("status", 200))
 
 
 class Endpoint:
-    """One endpoint's steps, served in order (``times`` each), the last repeating; calls counted."""
+    """One endpoint's steps, in the language's order: scripted (``times`` each, or every call ``until`` a
+    second since the run started), then chaos drawn from the endpoint's seeded generator, else the last
+    repeats; calls counted."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], index: int, seed: int, started: list[float]) -> None:
         self.request = spec["request"]
         method, url = self.request.split()
         parts = urlsplit(url)
         self.method, self.base = method, f"{parts.scheme}://{parts.netloc}{parts.path}"
         self.query = set(parse_qsl(parts.query, keep_blank_values=True))
         self.steps: list[dict[str, Any]] = []
-        for step in spec["responses"]:
+        for step in [*spec.get("responses", []), *spec.get("chaos", {}).get("faults", [])]:
             unknown = set(step) - STEP_KEYS
             if unknown:
                 raise ValueError(f"{self.request}: step keys outside the reference's subset: {sorted(unknown)}")
-            self.steps += [step] * int(step.get("times", 1))
+        for step in spec.get("responses", []):
+            self.steps += [step] * (1 if "until" in step else int(step.get("times", 1)))
+        self.chaos = spec.get("chaos")
+        self.rng = random.Random(f"{seed}:{index}")  # the language's seeding: endpoint i draws from "{seed}:{i}"
+        self.started = started  # when the flow was called (monotonic), set per run
         self.calls = 0
+        self.served = 0
 
     def matches(self, request: httpx.Request) -> bool:
         url = request.url
@@ -106,50 +143,103 @@ class Endpoint:
         got = set(parse_qsl(url.query.decode(), keep_blank_values=True))
         return request.method == self.method and base == self.base and self.query <= got
 
-    def serve(self, request: httpx.Request) -> httpx.Response:
-        step = self.steps[min(self.calls, len(self.steps) - 1)]
-        self.calls += 1
-        if "fault" in step:
-            cls, message = FAULTS[step["fault"]]
-            raise cls(message, request=request)
-        status, headers = step.get("status", 200), step.get("headers", {})
-        if "json" in step:
-            return httpx.Response(status, json=step["json"], headers=headers)
-        if "text" in step:
-            return httpx.Response(status, text=step["text"], headers=headers)
-        return httpx.Response(status, headers=headers)
+    def next_step(self) -> dict[str, Any]:
+        now = time.monotonic() - self.started[0]
+        steps = self.steps
+        while self.served < len(steps) - 1 and "until" in steps[self.served] and now >= steps[self.served]["until"]:
+            self.served += 1  # the window has closed
+        if self.served < len(steps) and "until" in steps[self.served]:
+            if now < steps[self.served]["until"] or self.served == len(steps) - 1:
+                return steps[self.served]
+            self.served += 1
+        if self.served < len(steps):
+            step = steps[self.served]
+        elif self.chaos is not None:
+            faulted = self.rng.random() < self.chaos["rate"]
+            step = self.rng.choice(self.chaos["faults"]) if faulted else self.chaos["otherwise"]
+        else:
+            step = steps[-1]
+        self.served += 1
+        return step
 
 
 class Router:
     """A plain respx router: Prefect's API passes through, then one route per endpoint, then fail closed."""
 
-    def __init__(self, endpoints: list[dict[str, Any]], api_url: str) -> None:
-        self.endpoints = [Endpoint(e) for e in endpoints]
+    def __init__(self, endpoints: list[dict[str, Any]], api_url: str, seed: int = 0) -> None:
+        self.started = [time.monotonic()]
+        self.endpoints = [Endpoint(e, i, seed, self.started) for i, e in enumerate(endpoints)]
+        self.bytes_rng = random.Random(f"{seed}:bytes")  # random_bytes bodies, one generator for the run
         self.unmatched: list[str] = []
         self.log: list[tuple[Any, str, str]] = []  # (task run id or None, endpoint, what it served), in call order
         self.lock = threading.Lock()
         self.mock = respx.mock(assert_all_called=False)
         self.mock.route(url__startswith=api_url).pass_through()
         for endpoint in self.endpoints:
-            self.mock.route(method=endpoint.method, url__startswith=endpoint.base).mock(
-                side_effect=self._side_effect(endpoint)
-            )
+            self.mock.route(method=endpoint.method, url__startswith=endpoint.base).mock(side_effect=self._side_effect)
         self.mock.route().mock(side_effect=self._unmatched)
 
-    def _side_effect(self, endpoint: Endpoint) -> Any:
-        def side_effect(request: httpx.Request) -> httpx.Response:
-            context = TaskRunContext.get()  # the task run whose thread (or coroutine) sends the request
-            who = context.task_run.id if context is not None else None
-            with self.lock:
-                for candidate in self.endpoints:  # the first declared endpoint that matches wins
-                    if candidate.matches(request):
-                        step = candidate.steps[min(candidate.calls, len(candidate.steps) - 1)]
-                        served = step["fault"] if "fault" in step else str(step.get("status", 200))
-                        self.log.append((who, candidate.request, served))
-                        return candidate.serve(request)
+    def _side_effect(self, request: httpx.Request) -> httpx.Response:
+        context = TaskRunContext.get()  # the task run whose thread (or coroutine) sends the request
+        who = context.task_run.id if context is not None else None
+        with self.lock:
+            candidate = next((e for e in self.endpoints if e.matches(request)), None)  # the first declared wins
+            if candidate is not None:
+                step = candidate.next_step()
+                candidate.calls += 1
+                latency = draw_latency(step["latency"], candidate.rng) if "latency" in step else 0.0
+        if candidate is None:
             return self._unmatched(request)
+        served = describe(step)
+        try:
+            if latency:
+                read = (request.extensions.get("timeout") or {}).get("read")
+                timeout = getattr(getattr(context, "task", None), "timeout_seconds", None)
+                try:
+                    if read is not None and latency > read:
+                        time.sleep(read)  # the client gives up first
+                        served = f"read_timeout (latency {latency:g} s > client timeout {read:g} s)"
+                        raise httpx.ReadTimeout("The read operation timed out", request=request)
+                    time.sleep(latency)
+                except (TimeoutError, PrefectCancelled):  # the task's timeout_seconds ended the wait
+                    served = f"task timeout_seconds={timeout} (latency {latency:g} s)"
+                    raise
+            if "fault" in step:
+                cls, message = FAULTS[step["fault"]]
+                raise cls(message, request=request)
+            return self.answer(step)
+        finally:
+            with self.lock:
+                self.log.append((who, candidate.request, served))
 
-        return side_effect
+    def answer(self, step: dict[str, Any]) -> httpx.Response:
+        status, headers = step.get("status", 200), dict(step.get("headers", {}))
+        kind = step.get("malformed")
+        if kind is None:
+            if "json" in step:
+                return httpx.Response(status, json=step["json"], headers=headers)
+            if "text" in step:
+                return httpx.Response(status, text=step["text"], headers=headers)
+            return httpx.Response(status, headers=headers)
+        headers = {"content-type": "application/json", **headers}
+        if kind == "truncated_json":
+            whole = json.dumps(step.get("json", DEFAULT_JSON)).encode()
+            body = whole[: max(len(whole) // 2, 1)]
+        elif kind == "invalid_json":
+            body = b'{"items": [1, 2,, 3], "total": }'
+        elif kind == "html":
+            headers["content-type"] = "text/html"
+            body = HTML_PAGE.encode()
+        elif kind == "empty_body":
+            body = b""
+        elif kind == "wrong_content_type":
+            headers["content-type"] = "text/html; charset=utf-8"
+            body = json.dumps(step.get("json", DEFAULT_JSON)).encode()
+        else:  # random_bytes
+            with self.lock:
+                body = bytes(self.bytes_rng.getrandbits(8) for _ in range(64))
+            headers["content-type"] = "application/octet-stream"
+        return httpx.Response(status, content=body, headers={**headers, **step.get("headers", {})})
 
     def _unmatched(self, request: httpx.Request) -> httpx.Response:
         with self.lock:
@@ -222,7 +312,7 @@ def settled_tasks(root_flow_run_id: Any) -> list[Any]:
 def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
     module, name = spec["flow"].split(":")
     flow = getattr(importlib.import_module(module), name)
-    router = Router(spec["endpoints"], api_url.rsplit("/api", 1)[0])
+    router = Router(spec["endpoints"], api_url.rsplit("/api", 1)[0], spec.get("seed", 0))
     storage = tempfile.mkdtemp(prefix="fidelity-results-")
     out: dict[str, Any] = {
         "flow": None,
@@ -234,13 +324,16 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
         "unmatched": [],
         "result": None,
         "error": None,
+        "wall_s": None,
     }
     try:
         with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage}), router.mock:
+            router.started[0] = began = time.monotonic()
             if inspect.iscoroutinefunction(flow.fn):
                 state = asyncio.run(flow(**spec["parameters"], return_state=True))
             else:
                 state = flow(**spec["parameters"], return_state=True)
+            out["wall_s"] = time.monotonic() - began
             result = state.result(raise_on_failure=False) if state.is_completed() else None
         out["flow"] = state.name
         out["flow_type"] = state.type.value
@@ -277,7 +370,7 @@ def main(argv: list[str]) -> int:
         with temporary_settings(
             updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_LOGGING_TO_API_ENABLED: False}
         ):
-            for spec in CASES:
+            for spec in [*CASES, *STEP_CASES]:
                 t0 = time.perf_counter()
                 results[spec["name"]] = run_case(spec, api_url)
                 print(f"reference: {time.perf_counter() - t0:6.2f} s  {spec['name']}", file=sys.stderr)

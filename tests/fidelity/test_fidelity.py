@@ -23,6 +23,7 @@ import yaml
 
 from harness import Outcome, Scenario, ScenarioError, Session, load_file
 from tests.fidelity.cases import CASES
+from tests.fidelity.step_cases import STEP_CASES
 
 pytestmark = pytest.mark.fidelity
 
@@ -82,7 +83,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def scenario_of(spec: dict[str, Any], folder: Path) -> Scenario:
     """The case as a scenario document, written to a file and loaded as users load theirs."""
-    document = {k: spec[k] for k in ("name", "flow", "parameters", "endpoints")}
+    document = {k: spec[k] for k in ("name", "flow", "parameters", "endpoints", "seed") if k in spec}
     path = folder / "scenario.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     (loaded,) = load_file(path)
@@ -95,7 +96,10 @@ def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=repr))
 
 
-KEYS = ("flow", "flow_type", "flow_message", "tasks", "flow_calls", "calls", "unmatched", "result")
+KEYS = ("flow", "flow_type", "flow_message", "tasks", "flow_calls", "calls", "unmatched", "result", "virtual_time")
+# The reference's wall time is its waits plus its own compute (Prefect's engine, the API, a loaded machine):
+# the harness's waiting on the critical path lies between that wall time less this much, and that wall time.
+COMPUTE_SLACK_S = 3.0
 
 
 def observed(outcome: Outcome) -> dict[str, Any]:
@@ -124,11 +128,18 @@ def observed(outcome: Outcome) -> dict[str, Any]:
         "calls": dict(outcome.counts),
         "unmatched": [f"{c.method} {c.url}" for c in outcome.unmatched],
         "result": jsonable(outcome.result),
+        "virtual_time": round(outcome.waited_s, 3),
     }
 
 
 def differences(harness: dict[str, Any], ref: dict[str, Any]) -> list[str]:
-    return [key for key in KEYS if _comparable(key, harness[key]) != _comparable(key, ref[key])]
+    keys = [key for key in KEYS[:-1] if _comparable(key, harness[key]) != _comparable(key, ref[key])]
+    return keys if time_agrees(harness["virtual_time"], ref["virtual_time"]) else [*keys, "virtual_time"]
+
+
+def time_agrees(waited: float, wall: float) -> bool:
+    """The harness's virtual time (waits on the critical path) against the reference's wall time for the run."""
+    return wall - COMPUTE_SLACK_S <= waited <= wall + 0.02
 
 
 def _comparable(key: str, value: Any) -> Any:
@@ -148,7 +159,10 @@ def report(name: str, harness: dict[str, Any], ref: dict[str, Any], keys: list[s
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize("spec", CASES, ids=[c["name"] for c in CASES])
+ALL_CASES = [*CASES, *STEP_CASES]
+
+
+@pytest.mark.parametrize("spec", ALL_CASES, ids=[c["name"] for c in ALL_CASES])
 def test_harness_agrees_with_prefect(
     spec: dict[str, Any], harness_session: Session, reference: Reference, tmp_path: Path
 ) -> None:
@@ -158,6 +172,7 @@ def test_harness_agrees_with_prefect(
     ref = reference.results()[spec["name"]]
     if ref["error"]:
         pytest.fail(f"the reference could not run case {spec['name']!r}:\n{ref['error']}")
+    ref = {**ref, "virtual_time": ref["wall_s"]}  # the reference waits for real: its time is the wall's
     why = spec.get("intended_difference")
     if why is None:
         keys = differences(harness, ref)
@@ -204,6 +219,7 @@ MUTANTS = {
         "flow_calls": [*o["flow_calls"], ["GET https://x.test/", "200"]],
     },
     "the result changed": lambda o: {**o, "result": [*o["result"], 0]},
+    "virtual time doubled": lambda o: {**o, "virtual_time": o["virtual_time"] * 2},
 }
 
 
@@ -211,10 +227,12 @@ MUTANTS = {
 def test_the_oracle_fails_on_each_mutant_of_what_the_harness_reports(
     mutant: str, harness_session: Session, tmp_path: Path
 ) -> None:
-    """Each field the oracle compares matters: a changed retry count, order, type, count, message or result fails."""
+    """Each field the oracle compares matters: a changed retry count, order, type, count, message, result or time
+    fails."""
     (spec,) = [c for c in CASES if c["name"] == ".submit then .result() with one retry"]
     seen = observed(harness_session.run(scenario_of(spec, tmp_path)))
     assert len(seen["tasks"]) == 3 and any(t[4] for t in seen["tasks"]) and all(t[5] for t in seen["tasks"])
+    assert seen["virtual_time"] >= 0.05  # its retry delay: doubled, it is more than the run could have taken
     assert differences(seen, seen) == []
     assert differences(MUTANTS[mutant](seen), seen) != []
 

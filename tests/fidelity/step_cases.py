@@ -1,0 +1,96 @@
+"""Cases for every step kind of the respx backend: latency (fixed, uniform, lognormal, past the client's
+read timeout, past the task's timeout), each malformed body, ``until`` windows and seeded chaos.
+
+The reference serves them by hand from the language's definition (``reference.Endpoint``), sleeping
+latency for real; the harness skips it on the virtual clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fidelity.cases import API, case, get
+
+STEPS = "tests.fidelity.step_idioms"
+ROWS = {"json": {"items": [{"id": 1}, {"id": 2}], "total": 2}}
+
+
+def steps_case(name: str, flow: str, parameters: dict[str, Any], *endpoints: dict[str, Any], **extra: Any) -> Any:
+    spec = case(name, flow, parameters, *endpoints, **extra)
+    spec["flow"] = f"{STEPS}:{flow}"
+    return spec
+
+
+MALFORMED = ["truncated_json", "invalid_json", "html", "empty_body", "wrong_content_type", "random_bytes"]
+
+STEP_CASES: list[dict[str, Any]] = [
+    *(
+        steps_case(
+            f"a {kind} body, then JSON",
+            "fetch_with_retries",
+            {"url": f"{API}/report"},
+            get(f"{API}/report", {"malformed": kind}, ROWS),
+        )
+        for kind in MALFORMED
+    ),
+    steps_case(
+        "a truncated body of the step's own JSON, with a status, twice then JSON",
+        "fetch_with_retries",
+        {"url": f"{API}/report"},
+        get(
+            f"{API}/report",
+            {"malformed": "truncated_json", "status": 502, "json": {"rows": [1, 2, 3]}, "times": 2},
+            ROWS,
+        ),
+    ),
+    steps_case(
+        "fixed latency on each answer",
+        "sequential_latencies",
+        {"urls": [f"{API}/a", f"{API}/b"]},
+        get(f"{API}/a", {"json": {"a": 1}, "latency": 0.2}),
+        get(f"{API}/b", {"status": 500, "latency": 0.1}, {"json": {"b": 2}, "latency": 0.15}),
+    ),
+    steps_case(
+        "uniform and lognormal latency drawn from the seed",
+        "sequential_latencies",
+        {"urls": [f"{API}/a", f"{API}/b"]},
+        get(f"{API}/a", {"json": {"a": 1}, "latency": {"uniform": [0.05, 0.3]}}),
+        get(f"{API}/b", {"json": {"b": 2}, "latency": {"lognormal": {"median": 0.1, "sigma": 0.5}}}),
+        seed=11,
+    ),
+    steps_case(
+        "latency past the client's read timeout, then a quick answer",
+        "client_timeout_then_retry",
+        {"url": f"{API}/slow"},
+        get(f"{API}/slow", {"json": {"late": True}, "latency": 0.5}, {"json": {"late": False}}),
+    ),
+    steps_case(
+        "latency past the task's timeout_seconds, then a quick answer",
+        "task_timeout_cuts_the_answer",
+        {"url": f"{API}/slow"},
+        get(f"{API}/slow", {"json": {"late": True}, "latency": 0.6}, {"json": {"late": False}}),
+    ),
+    steps_case(
+        "a window of 503s for a second and a half, then JSON",
+        "retries_through_a_window",
+        {"url": f"{API}/status"},
+        get(f"{API}/status", {"status": 503, "until": 1.5}, {"json": {"up": True}}),
+    ),
+    steps_case(
+        "seeded chaos on three mapped endpoints",
+        "mapped_through_chaos",
+        {"urls": [f"{API}/item/1", f"{API}/item/2", f"{API}/item/3"]},
+        *(
+            {
+                "request": f"GET {API}/item/{i}",
+                "chaos": {
+                    "rate": 0.5,
+                    "faults": [{"status": 503}, {"fault": "read_timeout"}, {"malformed": "html", "status": 502}],
+                    "otherwise": {"json": {"id": i}},
+                },
+            }
+            for i in (1, 2, 3)
+        ),
+        seed=7,
+    ),
+]
