@@ -173,6 +173,7 @@ class Router:
         self.unmatched: list[str] = []
         self.log: list[tuple[Any, str, str]] = []  # (task run id or None, endpoint, what it served), in call order
         self.lock = threading.Lock()
+        self.slept = 0.0  # seconds of latency slept for real, in all
         self.mock = respx.mock(assert_all_called=False)
         self.mock.route(url__startswith=api_url).pass_through()
         for endpoint in self.endpoints:
@@ -198,9 +199,13 @@ class Router:
                 try:
                     if read is not None and latency > read:
                         time.sleep(read)  # the client gives up first
+                        with self.lock:
+                            self.slept += read
                         served = f"read_timeout (latency {latency:g} s > client timeout {read:g} s)"
                         raise httpx.ReadTimeout("The read operation timed out", request=request)
                     time.sleep(latency)
+                    with self.lock:
+                        self.slept += latency
                 except (TimeoutError, PrefectCancelled):  # the task's timeout_seconds ended the wait
                     served = f"task timeout_seconds={timeout} (latency {latency:g} s)"
                     raise
@@ -264,10 +269,10 @@ def drain_events() -> None:
     run_coro_as_sync(drain())
 
 
-def read_tasks(client: Any, root_flow_run_id: Any) -> tuple[list[Any], bool]:
+def read_tasks(client: Any, root_flow_run_id: Any) -> tuple[list[Any], bool, list[Any]]:
     """Task runs of the flow run and of its subflows, from the API: (name, state name, state type, run_count,
-    id); settled? The API keeps no creation order (ids are random past the millisecond, the expected
-    start time is set in the run's own thread), so none is read."""
+    id, message); settled?; the flow run and its subflows' ids. The API keeps no creation order (ids are random
+    past the millisecond, the expected start time is set in the run's own thread), so none is read."""
     flow_runs = {root_flow_run_id}
     subflow_parents: set[Any] = set()
     task_runs: dict[Any, Any] = {}
@@ -289,23 +294,33 @@ def read_tasks(client: Any, root_flow_run_id: Any) -> tuple[list[Any], bool]:
         flow_runs |= frontier
     # A subflow's parent task run stands for the subflow call in its parent flow: not a task of the flow.
     tasks = [tr for tid, tr in task_runs.items() if tid not in subflow_parents]
-    rows = [[tr.name.rsplit("-", 1)[0], tr.state_name, tr.state_type.value, tr.run_count, tr.id] for tr in tasks]
+    rows = [
+        [
+            tr.name.rsplit("-", 1)[0],
+            tr.state_name,
+            tr.state_type.value,
+            tr.run_count,
+            tr.id,
+            tr.state and tr.state.message,
+        ]
+        for tr in tasks
+    ]
     settled = all(tr.state is not None and tr.state.is_final() for tr in tasks)
-    return rows, settled
+    return rows, settled, sorted(flow_runs, key=str)
 
 
-def settled_tasks(root_flow_run_id: Any) -> list[Any]:
-    """Poll the API until every task run is final and the set is stable (bounded), then return it."""
+def settled_tasks(root_flow_run_id: Any) -> tuple[list[Any], list[Any]]:
+    """Poll the API until every task run is final and the set is stable (bounded); the task rows and flow runs."""
     deadline = time.monotonic() + SETTLE_S
     previous, unchanged_since = None, time.monotonic()
     with get_client(sync_client=True) as client:
         while True:
-            rows, settled = read_tasks(client, root_flow_run_id)
+            rows, settled, flow_runs = read_tasks(client, root_flow_run_id)
             now = time.monotonic()
             if rows != previous:
                 previous, unchanged_since = rows, now
             elif settled or now - unchanged_since >= 2.0 or now >= deadline:
-                return rows
+                return rows, flow_runs
             time.sleep(0.1)
 
 
@@ -320,6 +335,7 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
         "flow_message": None,
         "tasks": [],
         "flow_calls": [],
+        "flow_states": [],
         "calls": {},
         "unmatched": [],
         "result": None,
@@ -334,6 +350,7 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
             else:
                 state = flow(**spec["parameters"], return_state=True)
             out["wall_s"] = time.monotonic() - began
+            out["slept_s"] = router.slept
             result = state.result(raise_on_failure=False) if state.is_completed() else None
         out["flow"] = state.name
         out["flow_type"] = state.type.value
@@ -342,13 +359,31 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
         out["calls"] = router.counts()
         out["unmatched"] = router.unmatched
         drain_events()
-        rows = settled_tasks(state.state_details.flow_run_id)
+        rows, flow_runs = settled_tasks(state.state_details.flow_run_id)
         # Each task run with its retries (its Retrying states in the API's history), the calls it made, in order,
-        # and what served each; then the calls made outside any task run (a flow's own body).
+        # and what served each, its states in order and its final message; then the calls made outside any task
+        # run (a flow's own body), and the states of the flow run and its subflow runs.
         with get_client(sync_client=True) as client:
-            retries = {row[4]: sum(s.name == "Retrying" for s in client.read_task_run_states(row[4])) for row in rows}
+            histories = {
+                row[4]: [s.name for s in sorted(client.read_task_run_states(row[4]), key=lambda s: s.timestamp)]
+                for row in rows
+            }
+            # Every state a flow run was moved to; not the one it was created in (the harness's timeline lists the
+            # states the engine proposes, from Running on).
+            out["flow_states"] = sorted(
+                s.name
+                for run in flow_runs
+                for s in sorted(client.read_flow_run_states(run), key=lambda s: s.timestamp)[1:]
+            )
         out["tasks"] = sorted(
-            [*row[:4], retries[row[4]], [[e, served] for who, e, served in router.log if who == row[4]]] for row in rows
+            [
+                *row[:4],
+                histories[row[4]].count("Retrying"),
+                [[e, served] for who, e, served in router.log if who == row[4]],
+                histories[row[4]],
+                row[5],
+            ]
+            for row in rows
         )
         out["flow_calls"] = [[e, served] for who, e, served in router.log if who is None]
     except BaseException:  # a broken case is reported; the others still run

@@ -49,6 +49,7 @@ STEP_CASES: list[dict[str, Any]] = [
         {"urls": [f"{API}/a", f"{API}/b"]},
         get(f"{API}/a", {"json": {"a": 1}, "latency": 0.2}),
         get(f"{API}/b", {"status": 500, "latency": 0.1}, {"json": {"b": 2}, "latency": 0.15}),
+        sequential=True,
     ),
     steps_case(
         "uniform and lognormal latency drawn from the seed",
@@ -57,12 +58,14 @@ STEP_CASES: list[dict[str, Any]] = [
         get(f"{API}/a", {"json": {"a": 1}, "latency": {"uniform": [0.05, 0.3]}}),
         get(f"{API}/b", {"json": {"b": 2}, "latency": {"lognormal": {"median": 0.1, "sigma": 0.5}}}),
         seed=11,
+        sequential=True,
     ),
     steps_case(
         "latency past the client's read timeout, then a quick answer",
         "client_timeout_then_retry",
         {"url": f"{API}/slow"},
         get(f"{API}/slow", {"json": {"late": True}, "latency": 0.5}, {"json": {"late": False}}),
+        sequential=True,
     ),
     steps_case(
         "latency past the task's timeout_seconds, then a quick answer",
