@@ -31,6 +31,8 @@ os.environ.update(
 )
 
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import fnmatch  # noqa: E402
 import importlib  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
@@ -44,6 +46,7 @@ from urllib.parse import parse_qsl, urlsplit  # noqa: E402
 
 import httpx  # noqa: E402
 import respx  # noqa: E402
+from prefect import Task  # noqa: E402
 from prefect._internal.concurrency.cancellation import CancelledError as PrefectCancelled  # noqa: E402
 from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.filters import (  # noqa: E402
@@ -324,9 +327,47 @@ def settled_tasks(root_flow_run_id: Any) -> tuple[list[Any], list[Any]]:
             time.sleep(0.1)
 
 
+def delays(value: Any, retries: int) -> Any:
+    """A strategy's ``retry_delay_seconds`` as Prefect takes it: ``{exponential: ...}`` expanded to a list."""
+    if isinstance(value, dict):
+        spec = value["exponential"]
+        out = [spec["base"] * spec.get("factor", 2.0) ** n for n in range(retries)]
+        return [min(d, spec["cap"]) for d in out] if "cap" in spec else out
+    return value
+
+
+@contextlib.contextmanager
+def with_strategy(module: Any, flow: Any, strategy: dict[str, Any] | None) -> Any:
+    """The case's strategy by hand: each matching task of the flow's module replaced by ``task.with_options``
+    with the strategy's options (the flow finds it by its global name), the flow by ``flow.with_options``."""
+    if not strategy:
+        yield flow
+        return
+    names = {"retries", "retry_delay_seconds", "retry_jitter_factor", "timeout_seconds"}
+    options = {k: v for k, v in strategy.items() if k in names}
+    if "retry_delay_seconds" in options:
+        options["retry_delay_seconds"] = delays(options["retry_delay_seconds"], options.get("retries", 0))
+    saved = {
+        name: task
+        for name, task in vars(module).items()
+        if isinstance(task, Task) and fnmatch.fnmatchcase(task.name, strategy.get("tasks", "*"))
+    }
+    try:
+        for name, task in saved.items():
+            setattr(module, name, task.with_options(**options))
+        if "flow_retries" in strategy:
+            flow = flow.with_options(
+                retries=strategy["flow_retries"], retry_delay_seconds=strategy.get("flow_retry_delay_seconds", 0)
+            )
+        yield flow
+    finally:
+        for name, task in saved.items():
+            setattr(module, name, task)
+
+
 def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
-    module, name = spec["flow"].split(":")
-    flow = getattr(importlib.import_module(module), name)
+    module_name, name = spec["flow"].split(":")
+    module = importlib.import_module(module_name)
     router = Router(spec["endpoints"], api_url.rsplit("/api", 1)[0], spec.get("seed", 0))
     storage = tempfile.mkdtemp(prefix="fidelity-results-")
     out: dict[str, Any] = {
@@ -343,7 +384,11 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
         "wall_s": None,
     }
     try:
-        with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage}), router.mock:
+        with (
+            temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage}),
+            router.mock,
+            with_strategy(module, getattr(module, name), spec.get("strategy")) as flow,
+        ):
             router.started[0] = began = time.monotonic()
             if inspect.iscoroutinefunction(flow.fn):
                 state = asyncio.run(flow(**spec["parameters"], return_state=True))

@@ -1,5 +1,7 @@
 """Cases for every step kind of the respx backend: latency (fixed, uniform, lognormal, past the client's
-read timeout, past the task's timeout), each malformed body, ``until`` windows and seeded chaos.
+read timeout, past the task's timeout), each malformed body, ``until`` windows and seeded chaos; and for
+strategies (a case's ``strategy``: the harness runs it as a scenario's strategy, the reference sets the same
+options with ``with_options``).
 
 The reference serves them by hand from the language's definition (``reference.Endpoint``), sleeping
 latency for real; the harness skips it on the virtual clock.
@@ -95,5 +97,40 @@ STEP_CASES: list[dict[str, Any]] = [
             for i in (1, 2, 3)
         ),
         seed=7,
+    ),
+    steps_case(
+        "strategy: no retries against one 500",
+        "fetch_with_retries",
+        {"url": f"{API}/report"},
+        get(f"{API}/report", {"status": 500}, ROWS),
+        strategy={"retries": 0},
+    ),
+    steps_case(
+        "strategy: exponential delays, capped, through three 503s",
+        "fetch_with_retries",
+        {"url": f"{API}/report"},
+        get(f"{API}/report", {"status": 503, "times": 3}, ROWS),
+        strategy={"retries": 4, "retry_delay_seconds": {"exponential": {"base": 0.05, "factor": 2, "cap": 0.15}}},
+    ),
+    steps_case(
+        "strategy: a delay list with jitter through two timeouts",
+        "fetch_with_retries",
+        {"url": f"{API}/report"},
+        get(f"{API}/report", {"fault": "read_timeout", "times": 2}, ROWS),
+        strategy={"retries": 3, "retry_delay_seconds": [0.02, 0.05, 0.1], "retry_jitter_factor": 0.5},
+    ),
+    steps_case(
+        "strategy: a task timeout against a slow answer, then a retry",
+        "fetch_with_retries",
+        {"url": f"{API}/report"},
+        get(f"{API}/report", {"json": {"late": True}, "latency": 0.6}, ROWS),
+        strategy={"retries": 1, "retry_delay_seconds": 0.05, "timeout_seconds": 0.3},
+    ),
+    steps_case(
+        "strategy: flow retries instead of task retries",
+        "fetch_with_retries",
+        {"url": f"{API}/report"},
+        get(f"{API}/report", {"status": 500}, ROWS),
+        strategy={"retries": 0, "flow_retries": 1, "flow_retry_delay_seconds": 0.1},
     ),
 ]

@@ -82,8 +82,11 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def scenario_of(spec: dict[str, Any], folder: Path) -> Scenario:
-    """The case as a scenario document, written to a file and loaded as users load theirs."""
+    """The case as a scenario document, written to a file and loaded as users load theirs (a case's
+    ``strategy`` as the document's one strategy, ``variant``)."""
     document = {k: spec[k] for k in ("name", "flow", "parameters", "endpoints", "seed") if k in spec}
+    if "strategy" in spec:
+        document["strategies"] = {"variant": spec["strategy"]}
     path = folder / "scenario.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     (loaded,) = load_file(path)
@@ -189,7 +192,8 @@ def test_harness_agrees_with_prefect(
 ) -> None:
     """The harness's outcome equals the plain Prefect run's, or differs only as the case documents."""
     scenario = scenario_of(spec, tmp_path)
-    harness = observed(harness_session.run(scenario))
+    policy = scenario.strategies["variant"].policy if "strategy" in spec else None
+    harness = observed(harness_session.run(scenario, policy=policy))
     ref = reference.results()[spec["name"]]
     if ref["error"]:
         pytest.fail(f"the reference could not run case {spec['name']!r}:\n{ref['error']}")
@@ -210,7 +214,7 @@ def test_harness_agrees_with_prefect(
             f"{side} task states {sorted(states)} outside {sorted(RACY_STATES)} "
             f"in case {spec['name']!r}: {seen['tasks']}"
         )
-    again = [observed(harness_session.run(scenario)) for _ in range(2)]
+    again = [observed(harness_session.run(scenario, policy=policy)) for _ in range(2)]
     assert all(a == harness for a in again), f"the harness did not pin case {spec['name']!r} ({why}):\n" + "\n".join(
         json.dumps(a, sort_keys=True) for a in [harness, *again]
     )
