@@ -38,6 +38,8 @@ import inspect  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
+import socket  # noqa: E402
+import struct  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
@@ -186,12 +188,7 @@ class Router:
     def _side_effect(self, request: httpx.Request) -> httpx.Response:
         context = TaskRunContext.get()  # the task run whose thread (or coroutine) sends the request
         who = context.task_run.id if context is not None else None
-        with self.lock:
-            candidate = next((e for e in self.endpoints if e.matches(request)), None)  # the first declared wins
-            if candidate is not None:
-                step = candidate.next_step()
-                candidate.calls += 1
-                latency = draw_latency(step["latency"], candidate.rng) if "latency" in step else 0.0
+        step, candidate, latency = self.take(request)
         if candidate is None:
             return self._unmatched(request)
         served = describe(step)
@@ -219,6 +216,20 @@ class Router:
         finally:
             with self.lock:
                 self.log.append((who, candidate.request, served))
+
+    def take(self, request: httpx.Request) -> tuple[dict[str, Any], Endpoint | None, float]:
+        """The step of the first declared endpoint that matches, that endpoint and the latency drawn."""
+        with self.lock:
+            candidate = next((e for e in self.endpoints if e.matches(request)), None)
+            if candidate is None:
+                return {}, None, 0.0
+            step = candidate.next_step()
+            candidate.calls += 1
+            return step, candidate, draw_latency(step["latency"], candidate.rng) if "latency" in step else 0.0
+
+    def note_unmatched(self, request: httpx.Request) -> None:
+        with self.lock:
+            self.unmatched.append(f"{request.method} {request.url}")
 
     def answer(self, step: dict[str, Any]) -> httpx.Response:
         status, headers = step.get("status", 200), dict(step.get("headers", {}))
@@ -250,12 +261,125 @@ class Router:
         return httpx.Response(status, content=body, headers={**headers, **step.get("headers", {})})
 
     def _unmatched(self, request: httpx.Request) -> httpx.Response:
-        with self.lock:
-            self.unmatched.append(f"{request.method} {request.url}")
+        self.note_unmatched(request)
         raise UnmatchedRequest(f"harness: no endpoint declared for {request.method} {request.url}", request=request)
 
     def counts(self) -> dict[str, int]:
         return {e.request: e.calls for e in self.endpoints}
+
+
+GARBAGE_STATUS = b"HTTP/1.1 OK-ISH not a status line\r\n\r\n"  # the language's remote_protocol_error on a socket
+
+
+class WireServer:
+    """A plain loopback HTTP server serving a router's endpoints on real sockets, for clients respx cannot see
+    (requests, urllib): the declared hosts resolve to it. Each answer closes its connection; faults are
+    committed as the language defines them (an RST, a close before any answer, a body shorter than its
+    Content-Length, a garbage status line, a stall until the client's own timeout)."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.hosts = {urlsplit(e.request.split()[1]).hostname for e in router.endpoints}
+        self.who: dict[int, Any] = {}  # client port -> the task run that connected
+        self.ended = threading.Event()
+
+    @contextlib.contextmanager
+    def serving(self) -> Any:
+        real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+        server = self
+
+        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host in server.hosts:
+                return real_getaddrinfo("127.0.0.1", server.port, *args, **kwargs)
+            return real_getaddrinfo(host, port, *args, **kwargs)
+
+        def connect(sock: socket.socket, address: Any) -> None:
+            real_connect(sock, address)
+            if isinstance(address, tuple) and address[:2] == ("127.0.0.1", server.port):
+                context = TaskRunContext.get()
+                server.who[sock.getsockname()[1]] = context.task_run.id if context is not None else None
+
+        threading.Thread(target=self._accept, daemon=True).start()
+        socket.getaddrinfo, socket.socket.connect = getaddrinfo, connect  # type: ignore[method-assign]
+        try:
+            yield self
+        finally:
+            socket.getaddrinfo, socket.socket.connect = real_getaddrinfo, real_connect  # type: ignore[method-assign]
+            self.ended.set()
+            self.sock.close()
+
+    def _accept(self) -> None:
+        while not self.ended.is_set():
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn, peer[1]), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, client_port: int) -> None:
+        with contextlib.closing(conn):
+            data = b""
+            while b"\r\n\r\n" not in data:
+                piece = conn.recv(65536)
+                if not piece:
+                    return
+                data += piece
+            head, _, body = data.partition(b"\r\n\r\n")
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = request_line.split(" ", 2)
+            headers = dict(line.split(": ", 1) for line in header_lines)
+            length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), 0))
+            while len(body) < length:
+                body += conn.recv(65536)
+            host = next(v for k, v in headers.items() if k.lower() == "host").split(":")[0]
+            request = httpx.Request(method, f"http://{host}{target}")
+            step, candidate, latency = self.router.take(request)
+            who = self.who.get(client_port)
+            if candidate is None:
+                self.router.note_unmatched(request)
+                text = f"harness: no endpoint declared for {method} {request.url}"
+                conn.sendall(self._bytes(httpx.Response(501, text=text)))
+                return
+            with self.router.lock:
+                self.router.log.append((who, candidate.request, describe(step)))
+            if latency:
+                time.sleep(latency)
+            fault = step.get("fault")
+            response = self.router.answer(step) if not fault or fault == "partial_body" else None
+            if fault is None:
+                conn.sendall(self._bytes(response))
+            elif fault == "connection_reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif fault == "close_before_response":
+                conn.shutdown(socket.SHUT_WR)
+            elif fault == "remote_protocol_error":
+                conn.sendall(GARBAGE_STATUS)
+            elif fault == "partial_body":
+                assert response is not None
+                whole = self._bytes(response)
+                conn.sendall(whole[: len(whole) - len(response.content) + max(len(response.content) // 2, 1)])
+            else:  # a stall (read_timeout): nothing until the client gives up
+                conn.settimeout(0.1)
+                while not self.ended.is_set():
+                    try:
+                        if not conn.recv(65536):
+                            return
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        return
+
+    @staticmethod
+    def _bytes(response: httpx.Response) -> bytes:
+        reason = httpx.codes.get_reason_phrase(response.status_code) or "Unknown"
+        lines = [f"HTTP/1.1 {response.status_code} {reason}"]
+        lines += [f"{k}: {v}" for k, v in response.headers.multi_items() if k.lower() != "connection"]
+        if "content-length" not in response.headers:
+            lines.append(f"Content-Length: {len(response.content)}")
+        lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.content
 
 
 def jsonable(value: Any) -> Any:
@@ -388,6 +512,7 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
             temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage}),
             router.mock,
             with_strategy(module, getattr(module, name), spec.get("strategy")) as flow,
+            WireServer(router).serving() if spec.get("transport") == "wire" else contextlib.nullcontext(),
         ):
             router.started[0] = began = time.monotonic()
             if inspect.iscoroutinefunction(flow.fn):

@@ -1,7 +1,8 @@
 """Cases for every step kind of the respx backend: latency (fixed, uniform, lognormal, past the client's
 read timeout, past the task's timeout), each malformed body, ``until`` windows and seeded chaos; and for
-strategies (a case's ``strategy``: the harness runs it as a scenario's strategy, the reference sets the same
-options with ``with_options``).
+clients respx cannot see, on the wire (``transport: wire``: the reference serves them from a loopback server
+of its own), and strategies (a case's ``strategy``: the harness runs it as a scenario's strategy, the
+reference sets the same options with ``with_options``).
 
 The reference serves them by hand from the language's definition (``reference.Endpoint``), sleeping
 latency for real; the harness skips it on the virtual clock.
@@ -15,6 +16,7 @@ from tests.fidelity.cases import API, case, get
 
 STEPS = "tests.fidelity.step_idioms"
 ROWS = {"json": {"items": [{"id": 1}, {"id": 2}], "total": 2}}
+PLAIN = "http://plain.example.test"  # clients on the wire: plain HTTP, the reference's server has no CA
 
 
 def steps_case(name: str, flow: str, parameters: dict[str, Any], *endpoints: dict[str, Any], **extra: Any) -> Any:
@@ -132,5 +134,33 @@ STEP_CASES: list[dict[str, Any]] = [
         {"url": f"{API}/report"},
         get(f"{API}/report", {"status": 500}, ROWS),
         strategy={"retries": 0, "flow_retries": 1, "flow_retry_delay_seconds": 0.1},
+    ),
+    steps_case(
+        "requests on the wire: a reset, a close before the answer, a garbage status line, then JSON",
+        "requests_with_retries",
+        {"url": f"{PLAIN}/report"},
+        get(
+            f"{PLAIN}/report",
+            {"fault": "connection_reset"},
+            {"fault": "close_before_response"},
+            {"fault": "remote_protocol_error"},
+            ROWS,
+        ),
+        transport="wire",
+    ),
+    steps_case(
+        "requests on the wire: a body cut short, a 503 and a stall past the client's timeout, retries exhausted",
+        "requests_with_retries",
+        {"url": f"{PLAIN}/report"},
+        get(f"{PLAIN}/report", {"fault": "partial_body"}, {"status": 503}, {"fault": "read_timeout"}, {"status": 500}),
+        transport="wire",
+    ),
+    steps_case(
+        "urllib on the wire: a 500 then JSON, an HTML error page then JSON",
+        "urllib_with_retries",
+        {"urls": [f"{PLAIN}/a", f"{PLAIN}/b"]},
+        get(f"{PLAIN}/a", {"status": 500}, {"json": {"a": 1}}),
+        get(f"{PLAIN}/b", {"malformed": "html", "status": 502}, {"json": {"b": 2}, "latency": 0.1}),
+        transport="wire",
     ),
 ]

@@ -78,3 +78,36 @@ def mapped_through_chaos(urls: list[str]) -> Any:
 def sequential_latencies(urls: list[str]) -> Any:
     """Calls one after another, each answer delayed: their latencies add up."""
     return [fetch_body(url) for url in urls]
+
+
+# -- clients respx cannot see: on the wire ------------------------------------------------------
+
+
+@task(retries=3, retry_delay_seconds=0.05)
+def fetch_with_requests(url: str) -> Any:
+    import requests
+
+    response = requests.get(url, timeout=0.5)
+    response.raise_for_status()
+    return response.json()
+
+
+@flow
+def requests_with_retries(url: str) -> Any:
+    """A task on requests (urllib3 sockets), three retries."""
+    return fetch_with_requests(url)
+
+
+@task(retries=2, retry_delay_seconds=0.05)
+def fetch_with_urllib(url: str) -> Any:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=0.5) as response:
+        return json.loads(response.read())
+
+
+@flow
+def urllib_with_retries(urls: list[str]) -> Any:
+    """Tasks on the standard library's urlopen, one per URL, two retries each."""
+    return [fetch_with_urllib(url) for url in urls]
