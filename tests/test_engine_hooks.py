@@ -103,6 +103,7 @@ import prefect.client.orchestration as orchestration
 import prefect.context
 import prefect.flows
 import prefect.flow_engine as flow_engine
+import prefect.futures
 import prefect.task_engine as task_engine
 import prefect.results as results
 import prefect.utilities.timeout as prefect_timeout
@@ -125,6 +126,7 @@ def snapshot():
             for n in ("wait", "result", "_add_prefect_done_callback", "state")
         },
         "orchestration.ssl": orchestration.ssl,
+        "prefect.futures.threading": prefect.futures.threading,
         "httpx create_ssl_context": httpx_default.create_ssl_context,
         "socket.connect": socket.socket.connect,
         "socket.connect_ex": socket.socket.connect_ex,

@@ -40,21 +40,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CATCH_UP_S = 5.0  # at most this long (real time) a participant waits at a deadline for the others to reach it
+OWNER_IDLE_S = 0.1  # a flow's coroutine suspended this long (real time) waits on what it awaits
 
 _LINE: contextvars.ContextVar[Line | None] = contextvars.ContextVar("harness_clock_line", default=None)
 
 
 @dataclass(eq=False, slots=True)
 class Deadline:
-    """An instant on a line; ``fire`` is called once, by the participant that reaches it when all have."""
+    """An instant on a line; ``fire`` is called once, when every participant under it has caught up with it."""
 
-    line: Line
+    line: Line = field(repr=False)
     at: float
     owner: tuple[int, int | None]  # the thread and asyncio task that set it: its own wait is cut short by ``fire``
     fire: Callable[[], None]
     hold: Callable[[], None] = lambda: None  # a sync participant past it, once fired, waits here
     ahold: Callable[[], Any] | None = None  # the same in a coroutine (returns an awaitable)
+    parked: Callable[[], Any] = contextlib.nullcontext  # a participant waiting at it: not one the flow's exit waits for
+    owner_task: Any = None  # the owner's asyncio task, if any: suspended, it waits on what it awaits
     fired: bool = False
+    over: bool = False  # its scope has exited: it will never fire
 
 
 @dataclass(eq=False, slots=True)
@@ -63,18 +67,22 @@ class Line:
 
     A counted line (a task run's, or a submitted future's) is one a deadline
     waits for; ``queued`` tells whether a future's task run is still waiting
-    for a worker (None for a task run's own line).
+    for a worker (None for a task run's own line), ``child`` is the line its
+    task run runs on once started.
     """
 
-    clock: Clock
+    clock: Clock = field(repr=False)
     offset: float = 0.0
-    parent: Line | None = None
+    parent: Line | None = field(default=None, repr=False)
     counted: bool = False
-    queued: Callable[[], bool] | None = None
-    started: bool = False  # a submitted future's task run has started (on a line of its own)
+    queued: Callable[[], bool] | None = field(default=None, repr=False)
+    child: Line | None = field(default=None, repr=False)  # a submitted future's task run, once started
     ended: bool = False
-    waiting: int = 0  # blocked on something other than the clock (a future, a held retry)
-    deadlines: list[Deadline] = field(default_factory=list)
+    waiting: int = 0  # blocked on something that moves only when the flow does (a retry held by the exit gate)
+    waiting_on: list[Line] = field(default_factory=list, repr=False)  # blocked until one of these ends
+    called_back: list[Line] = field(default_factory=list, repr=False)  # done callbacks it registered, not yet called
+    task: Any = field(default=None, repr=False)  # the asyncio task it runs in, if any
+    deadlines: list[Deadline] = field(default_factory=list, repr=False)
 
     def chain(self) -> Iterator[Line]:
         line: Line | None = self
@@ -82,12 +90,21 @@ class Line:
             yield line
             line = line.parent
 
-    def caught_up(self, deadline: Deadline) -> bool:
-        """Whether this line can do nothing more before ``deadline`` (it has reached it, or it waits)."""
-        if self.ended or self.waiting or self.offset >= deadline.at:
+    def caught_up(self, deadline: Deadline, depth: int = 0) -> bool:
+        """Whether this line can do nothing more before ``deadline``: it has reached it, or it waits on lines
+        that all have (one that ended before it would wake it before the deadline)."""
+        if self.offset >= deadline.at or self.waiting:
             return True
-        if self.queued is not None:
-            return self.started or self.queued()
+        if self.ended:
+            return True
+        if self.waiting_on:
+            return depth < 50 and all(
+                not (w.ended and w.offset < deadline.at) and w.caught_up(deadline, depth + 1) for w in self.waiting_on
+            )
+        if self.queued is not None:  # a submitted future: its task run's line, or a full pool
+            if self.child is not None:
+                return depth < 50 and self.child.caught_up(deadline, depth + 1)
+            return self.queued()
         return False
 
 
@@ -100,6 +117,7 @@ class Clock:
     root: Line = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _counted: list[Line] = field(default_factory=list)
+    _free: dict[int, float] = field(default_factory=dict)  # worker thread -> when its last task run ended
 
     def __post_init__(self) -> None:
         self.root = Line(self)
@@ -119,12 +137,18 @@ class Clock:
         return time.perf_counter() - self.started + (line or self.line()).offset
 
     def fork(self, counted: bool = False, queued: Callable[[], bool] | None = None) -> Line:
-        """A line for a participant starting now, concurrent with the caller."""
+        """A line for a participant starting now, concurrent with the caller.
+
+        A task run started by a worker of a pool (on a future's line) starts no earlier than that worker
+        was last free: with more items than workers, the later ones wait their turn.
+        """
         parent = self.line()
         line = Line(self, parent.offset, parent, counted, queued)
         if counted:
             with self._lock:
-                parent.started = True
+                if parent.queued is not None:  # a submitted future's task run, starting in a worker thread
+                    parent.child = line
+                    line.offset = max(line.offset, self._free.get(threading.get_ident(), 0.0))
                 self._counted = [ln for ln in self._counted if not ln.ended]
                 self._counted.append(line)
         return line
@@ -136,8 +160,14 @@ class Clock:
             line.offset = max(line.offset, child.offset)
 
     def end(self, line: Line) -> None:
-        """``line``'s participant is done: no deadline waits for it."""
-        line.ended = True
+        """``line``'s participant is done: no deadline waits for it; a future whose task run it was is done too."""
+        with self._lock:
+            line.ended = True
+            parent = line.parent
+            if parent is not None and parent.child is line:
+                parent.offset = max(parent.offset, line.offset)
+                parent.ended = True
+                self._free[threading.get_ident()] = line.offset  # this worker is free from then on
 
     def entered(self, line: Line) -> contextvars.Token[Line | None]:
         """Make ``line`` the caller's (undo with ``left``)."""
@@ -148,30 +178,50 @@ class Clock:
         _LINE.reset(token)
 
     @contextlib.contextmanager
-    def waiting(self) -> Iterator[None]:
-        """The caller is blocked on something other than the clock: deadlines do not wait for it meanwhile."""
+    def waiting(self, on: tuple[Line, ...] = ()) -> Iterator[None]:
+        """The caller is blocked until one of ``on`` ends (or, with none, until the flow moves it on)."""
         line = self.line()
-        with self._lock:
-            line.waiting += 1
+        self.wait_for(line, *on)
         try:
             yield
         finally:
-            with self._lock:
+            self.stop_waiting(line, *on)
+
+    def wait_for(self, line: Line, *on: Line) -> None:
+        """``line`` is blocked until one of ``on`` ends (with none: until the flow moves it on)."""
+        with self._lock:
+            if on:
+                line.waiting_on.extend(on)
+            else:
+                line.waiting += 1
+
+    def stop_waiting(self, line: Line, *on: Line) -> None:
+        with self._lock:
+            if not on:
                 line.waiting -= 1
+            for other in on:
+                if other in line.waiting_on:
+                    line.waiting_on.remove(other)
 
     def after(self, waited: float, fire: Callable[[], None], **holds: Any) -> Callable[[], None]:
-        """Call ``fire`` once a participant of this line has waited ``waited`` more seconds.
+        """Call ``fire`` once participants of this line have waited ``waited`` more seconds.
 
-        Returns the call that forgets the deadline, unless it has fired: a
-        fired deadline still holds every participant that reaches it later.
+        Returns the call to make when the deadline's scope exits: it never
+        fires after that; once fired, it still holds every participant that
+        reaches it later.
         """
         line = self.line()
-        deadline = Deadline(line, line.offset + waited, _owner(), fire, **holds)
+        try:
+            owner_task = asyncio.current_task()
+        except RuntimeError:
+            owner_task = None
+        deadline = Deadline(line, line.offset + waited, _owner(), fire, owner_task=owner_task, **holds)
         with self._lock:
             line.deadlines.append(deadline)
 
         def forget() -> None:
             with self._lock:
+                deadline.over = True
                 if not deadline.fired and deadline in line.deadlines:
                     line.deadlines.remove(deadline)
 
@@ -210,17 +260,46 @@ class Clock:
             first.fire()
         return remaining, first, True
 
-    def _try_fire(self, deadline: Deadline, force: bool = False) -> bool:
-        """Fire ``deadline`` if every counted line under it has caught up (or ``force``); whether it has fired."""
+    def _try_fire(self, deadline: Deadline, owner_idle: bool = False) -> bool:
+        """Fire ``deadline`` once its line and every counted line under it have caught up with it.
+
+        ``owner_idle``: the flow's coroutine has been suspended a while (awaiting what it gathered).
+        Whether the caller may go on: it has fired, or its scope exited first.
+        """
         with self._lock:
-            if deadline.fired:
+            if deadline.fired or deadline.over:
                 return True
+            owner = deadline.line
+            if not (owner.caught_up(deadline) or owner_idle):
+                return False
             lines = [ln for ln in self._counted if deadline.line in ln.chain()]
-            if not force and not all(ln.caught_up(deadline) for ln in lines):
+            if not all(ln.caught_up(deadline) for ln in lines):
                 return False
             deadline.fired = True
+            owner.offset = max(owner.offset, deadline.at)  # the flow run is cut off at its deadline
         deadline.fire()
         return True
+
+    def _catch_up(self, deadline: Deadline) -> None:
+        """Wait (real time, bounded) for the others to reach ``deadline``, then fire it; past the bound, go on."""
+        until, idle = time.monotonic() + CATCH_UP_S, _Idle(deadline.owner_task)
+        with deadline.parked():
+            while not self._try_fire(deadline, idle()) and time.monotonic() < until:
+                time.sleep(0.001)  # the others run up to it, in real time
+        if deadline.fired:
+            deadline.hold()
+
+    async def _acatch_up(self, deadline: Deadline) -> None:
+        import anyio
+
+        until, idle = time.monotonic() + CATCH_UP_S, _Idle(deadline.owner_task)
+        with deadline.parked():
+            for _ in range(3):  # coroutines created beside this one start, and fork their lines
+                await asyncio.sleep(0)
+            while not self._try_fire(deadline, idle()) and time.monotonic() < until:
+                await asyncio.sleep(0.001)
+        if deadline.fired:
+            await (deadline.ahold() if deadline.ahold is not None else anyio.sleep(0))
 
     def sleep(self, seconds: float, line: Line | None = None) -> None:
         """Skip ``seconds`` on the caller's line (or ``line``: a wire server's thread waiting for a client)."""
@@ -233,11 +312,7 @@ class Clock:
         while remaining > 0:
             remaining, reached, owned = self._advance(line, remaining)
             if reached is not None and not owned:
-                until = time.monotonic() + CATCH_UP_S
-                while not self._try_fire(reached) and time.monotonic() < until:
-                    time.sleep(0.001)  # the others run up to it, in real time
-                self._try_fire(reached, force=True)
-                reached.hold()
+                self._catch_up(reached)
 
     async def asleep(self, seconds: float) -> None:
         import anyio
@@ -251,14 +326,25 @@ class Clock:
             if owned:
                 await anyio.sleep(0)  # where the flow run's cancellation lands, cutting the rest short
             elif reached is not None:
-                until = time.monotonic() + CATCH_UP_S
-                for _ in range(3):  # coroutines created beside this one start, and fork their lines
-                    await asyncio.sleep(0)
-                while not self._try_fire(reached) and time.monotonic() < until:
-                    await asyncio.sleep(0.001)
-                self._try_fire(reached, force=True)
-                await (reached.ahold() if reached.ahold is not None else anyio.sleep(0))
+                await self._acatch_up(reached)
         await anyio.sleep(0)  # still a checkpoint, as a real sleep would be
+
+
+class _Idle:
+    """Whether an asyncio task has stayed suspended on a future for ``OWNER_IDLE_S`` (awaiting what it
+    gathered, say), as seen by repeated calls; a short real ``await`` in between does not count."""
+
+    def __init__(self, task: Any) -> None:
+        self.task = task
+        self.since: float | None = None
+
+    def __call__(self) -> bool:
+        task = self.task
+        if task is None or task.done() or getattr(task, "_fut_waiter", None) is None:
+            self.since = None
+            return False
+        since = self.since = self.since or time.monotonic()
+        return time.monotonic() - since >= OWNER_IDLE_S
 
 
 def _owner() -> tuple[int, int | None]:

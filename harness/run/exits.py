@@ -23,9 +23,10 @@ not wait on its futures.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,21 @@ class ExitGate:
             while not (state.cancelled or event.is_set()) and time.monotonic() < until:
                 self._cond.wait(0.005)  # Prefect sets the event without telling the gate
             self._held.discard(task_run_id)
+
+    @contextlib.contextmanager
+    def parked(self, task_run_id: Any) -> Iterator[None]:
+        """A task run waiting at its flow run's deadline: settled for the flow's exit meanwhile."""
+        if task_run_id is None:
+            yield
+            return
+        with self._cond:
+            self._held.add(task_run_id)
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held.discard(task_run_id)
 
     def queued(self, runner: Any, task_run_id: Any) -> bool:
         """Whether the task run of a submitted future waits for a worker of ``runner``'s full pool."""

@@ -161,6 +161,7 @@ def virtual_flow_retries(recorder: Recorder, flow_engine: Any) -> Iterator[None]
             return result
 
         async def awaited() -> Any:
+            line.task = asyncio.current_task()
             token, entered = recorder.flow_retry_delay.set(delay), clock.entered(line)
             try:
                 return await result
@@ -195,18 +196,24 @@ def forked_task_runs(clock: Clock) -> Iterator[None]:
     @contextlib.contextmanager
     def forked(self: Any, *args: Any, **kwargs: Any) -> Iterator[None]:
         parent, line = clock.line(), clock.fork(counted=True)
+        direct = parent.queued is None  # called, not submitted: its caller is blocked until it returns
+        if direct:
+            clock.wait_for(parent, line)
         token = clock.entered(line)
         try:
             with sync_start(self, *args, **kwargs):
                 yield
         finally:
             clock.left(token)
+            if direct:
+                clock.stop_waiting(parent, line)
             clock.end(line)
             clock.join(line, into=parent)
 
     @contextlib.asynccontextmanager
     async def aforked(self: Any, *args: Any, **kwargs: Any) -> Any:
         parent, line = clock.line(), clock.fork(counted=True)
+        line.task = asyncio.current_task()
         token = clock.entered(line)
         try:
             async with async_start(self, *args, **kwargs):
@@ -214,7 +221,8 @@ def forked_task_runs(clock: Clock) -> Iterator[None]:
         finally:
             clock.left(token)
             clock.end(line)
-            clock.join(line, into=parent)
+            if _awaited_by(line.task, parent.task):  # not a task created and left running
+                clock.join(line, into=parent)
 
     SyncTaskRunEngine.start = forked  # type: ignore[method-assign]
     AsyncTaskRunEngine.start = aforked  # type: ignore[method-assign]
@@ -223,6 +231,16 @@ def forked_task_runs(clock: Clock) -> Iterator[None]:
     finally:
         SyncTaskRunEngine.start = sync_start  # type: ignore[method-assign]
         AsyncTaskRunEngine.start = async_start  # type: ignore[method-assign]
+
+
+def _awaited_by(child: Any, parent: Any) -> bool:
+    """Whether the asyncio task ``parent`` awaits ``child`` as it ends: the same task (``await a_task()``), the
+    child itself (``await asyncio.create_task(...)``) or a gather of it. A task created and left running (or
+    cancelled) is not: its end does not move its creator's time."""
+    if parent is None or child is None or parent is child:
+        return True
+    waiter = getattr(parent, "_fut_waiter", None)
+    return waiter is child or child in getattr(waiter, "_children", ())
 
 
 @contextlib.contextmanager
@@ -270,13 +288,26 @@ def virtual_flow_timeouts(recorder: Recorder, flow_engine: Any) -> Iterator[None
                     yield scope
                     return
                 over = threading.Event()  # the flow run's scope has exited: the timeout took effect, or none came
-                hold, ahold = _held_until_cancelled(recorder, over)
-                forget = clock.after(timeout, scope.cancel, hold=hold, ahold=ahold)
+                exiting = threading.Lock()
+
+                def fire() -> None:
+                    # Never after the scope has exited (its alarm handler is gone: SIGALRM would end the process),
+                    # nor when Prefect's own timer got there first.
+                    with exiting:
+                        if not over.is_set() and not scope.cancelled():
+                            scope.cancel()
+
+                hold, ahold, parked = _held_until_cancelled(recorder, over)
+                forget = clock.after(timeout, fire, hold=hold, ahold=ahold, parked=parked)
                 try:
                     yield scope
                 finally:
-                    over.set()
-                    forget()
+                    try:
+                        with exiting:
+                            over.set()
+                    finally:
+                        over.set()
+                        forget()
 
         return cancel_after
 
@@ -296,7 +327,9 @@ def virtual_flow_timeouts(recorder: Recorder, flow_engine: Any) -> Iterator[None
 HOLD_S = 5.0  # at most this long (real time) a participant waits at a fired deadline for Prefect's cancellation
 
 
-def _held_until_cancelled(recorder: Recorder, over: threading.Event) -> tuple[Callable[[], None], Callable[[], Any]]:
+def _held_until_cancelled(
+    recorder: Recorder, over: threading.Event
+) -> tuple[Callable[[], None], Callable[[], Any], Callable[[], Any]]:
     """What a task run reaching its flow's fired deadline waits for: Prefect's cancellation reaching it.
 
     In real time it would still be sleeping when the flow run times out. A
@@ -306,7 +339,8 @@ def _held_until_cancelled(recorder: Recorder, over: threading.Event) -> tuple[Ca
     attempt. A coroutine in the flow's event loop yields until the flow
     run's cancellation reaches it (a ``CancelledError`` at its await). Either
     way no longer than ``HOLD_S``, nor past the flow run's scope exiting
-    without a cancellation for it.
+    without a cancellation for it. The third call returned (``parked``) marks
+    a task run waiting at the deadline as settled for the exit gate.
     """
 
     def cancel_event() -> tuple[Any, Any, Any]:
@@ -325,17 +359,22 @@ def _held_until_cancelled(recorder: Recorder, over: threading.Event) -> tuple[Ca
             over.wait(HOLD_S)
 
     async def ahold() -> None:
-        _, _, event = cancel_event()
+        runner, task_run_id, event = cancel_event()
         until = time.monotonic() + HOLD_S
         after_over: float | None = None
-        while time.monotonic() < until and not (event is not None and event.is_set()):
-            if over.is_set() and event is None:
-                after_over = after_over or time.monotonic() + 0.2
-                if time.monotonic() > after_over:
-                    return
-            await asyncio.sleep(0.001)
+        with recorder.exits.parked(task_run_id):
+            while time.monotonic() < until and not (event is not None and event.is_set()):
+                if over.is_set() and event is None:
+                    after_over = after_over or time.monotonic() + 0.2
+                    if time.monotonic() > after_over:
+                        return
+                await asyncio.sleep(0.001)
 
-    return hold, ahold
+    def parked() -> Any:
+        _, task_run_id, _ = cancel_event()
+        return recorder.exits.parked(task_run_id)
+
+    return hold, ahold, parked
 
 
 class _ShiftedDatetime(types.ModuleType):
@@ -464,39 +503,81 @@ def pinned_exit(recorder: Recorder, flow_engine: Any, call: Callable[..., Any]) 
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             ctx = TaskRunContext.get()
             done = gate.waiting(ctx.task_run.id if ctx is not None else None, self.task_run_id)
+            line = lines.get(self.task_run_id)
             try:
-                with clock.waiting():
+                with clock.waiting(on=(line,) if line is not None else ()):
                     return original(self, *args, **kwargs)
             finally:
                 done()
-                line = lines.get(self.task_run_id)
                 if line is not None and self.wrapped_future.done():  # the waiter has seen it finish
                     clock.join(line)
 
         return wrapper
 
-    def called_back(self: Any, fn: Callable[..., Any]) -> Any:
-        waiter, line = clock.line(), lines.get(self.task_run_id)
+    polled: set[Any] = set()  # futures whose state the flow has read while they ran
 
-        def joined(future: Any) -> Any:
-            if line is not None:  # told in the task's thread: the waiter, blocked on it, is as late as it
-                clock.join(line, into=waiter)
-            return fn(future)
-
-        return callback_waiting(self, joined)
+    def state_read(self: Any) -> Any:
+        """``future.state``, read from the API: read twice while the task run is unfinished, the flow polls it
+        (a wait, as in ``wait()``); once, it only looks. The reader joins the task run's line once it is done."""
+        ctx = TaskRunContext.get()
+        line = lines.get(self.task_run_id)
+        polling = self.task_run_id in polled
+        done = gate.waiting(ctx.task_run.id if ctx is not None else None, self.task_run_id) if polling else None
+        try:
+            return state.fget(self)
+        finally:
+            if done is not None:
+                done()
+            if self.wrapped_future.done():
+                if line is not None:
+                    clock.join(line)
+            else:
+                polled.add(self.task_run_id)
 
     # Reading ``future.state`` (from the API, until the future is done) is a flow polling its task runs:
     # a wait too, as real time passes between the reads.
     state: Any = inspect.getattr_static(PrefectConcurrentFuture, "state")  # the property, not a read of it
     own_state = PrefectConcurrentFuture.__dict__.get("state")
     flow_engine.call_with_parameters = call_and_mark
-    PrefectConcurrentFuture.state = property(waiting(state.fget))  # type: ignore[method-assign, assignment]
+    PrefectConcurrentFuture.state = property(state_read)  # type: ignore[method-assign, assignment]
     ThreadPoolTaskRunner.submit = submit_and_register  # type: ignore[method-assign]
     ThreadPoolTaskRunner.__exit__ = settled_exit  # type: ignore[method-assign]
     PrefectConcurrentFuture.wait = waiting(wait)  # type: ignore[method-assign]
     PrefectConcurrentFuture.result = waiting(result)  # type: ignore[method-assign]
     callback_waiting = waiting(callback)
+
+    def called_back(self: Any, fn: Callable[..., Any]) -> Any:
+        """A done callback (``as_completed``, ``wait(timeout=...)``, ``.map(...).result()``): its registrant blocks
+        until one of the futures it registered on is done."""
+        waiter, line = clock.line(), lines.get(self.task_run_id)
+        if line is None:
+            return callback_waiting(self, fn)
+        waiter.called_back.append(line)
+
+        def fired(future: Any) -> Any:
+            if line in waiter.called_back:
+                waiter.called_back.remove(line)
+            return fn(future)
+
+        return callback_waiting(self, fired)
+
+    class Event(threading.Event):
+        """``prefect.futures``' events (``as_completed``, ``wait(timeout=...)``): waiting on one, the caller is
+        blocked until a future it registered a done callback on is done."""
+
+        def wait(self, timeout: float | None = None) -> bool:
+            waiter = clock.line()
+            pending = tuple(waiter.called_back)
+            if not pending:
+                return super().wait(timeout)
+            with clock.waiting(on=pending):
+                return super().wait(timeout)
+
+    futures_module: Any = importlib.import_module("prefect.futures")
+    real_threading = futures_module.threading
+
     PrefectConcurrentFuture._add_prefect_done_callback = called_back  # type: ignore[method-assign]
+    futures_module.threading = _Via(real_threading, "Event", Event)
     try:
         yield
     finally:
@@ -510,6 +591,7 @@ def pinned_exit(recorder: Recorder, flow_engine: Any, call: Callable[..., Any]) 
         PrefectConcurrentFuture.wait = wait  # type: ignore[method-assign]
         PrefectConcurrentFuture.result = result  # type: ignore[method-assign]
         PrefectConcurrentFuture._add_prefect_done_callback = callback  # type: ignore[method-assign]
+        futures_module.threading = real_threading
 
 
 def seeded_jitter(rng: random.Random) -> Callable[..., float]:

@@ -12,10 +12,11 @@ both transports.
 from __future__ import annotations
 
 import base64
+import contextvars
 import json
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +43,9 @@ HTML_PAGE = (
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 DEFAULT_JSON = {"items": [{"id": 1}, {"id": 2}], "total": 2}
+
+
+_ASYNC: contextvars.ContextVar[bool] = contextvars.ContextVar("harness_async_request", default=False)
 
 
 class UnmatchedRequest(httpx.TransportError):
@@ -164,6 +168,16 @@ class Injector:
             if not any(e.request.url.startswith(prefix) for e in scenario.endpoints):
                 self.router.route(url__startswith=prefix).pass_through()
         self.router.route().mock(side_effect=self._dispatch)
+        handler = self.router.async_handler
+
+        async def async_handler(request: httpx.Request) -> httpx.Response:
+            token = _ASYNC.set(True)  # an AsyncClient's request: ``_dispatch`` answers with a coroutine
+            try:
+                return await handler(request)
+            finally:
+                _ASYNC.reset(token)
+
+        self.router.async_handler = async_handler  # type: ignore[method-assign]
 
     def __enter__(self) -> Injector:
         if self.mock_httpx:
@@ -223,7 +237,14 @@ class Injector:
         self.log(self.clock.now(), line.method, line.url, schedule.endpoint, step.describe(), None, (), record, "wire")
         return step
 
-    def _dispatch(self, request: httpx.Request) -> httpx.Response:
+    def _dispatch(self, request: httpx.Request) -> Any:
+        serving = self._serving(request)
+        if _ASYNC.get():
+            return _adrive(serving, self._aspend)  # respx awaits it: latency waits without blocking the event loop
+        return _drive(serving, self._spend)
+
+    def _serving(self, request: httpx.Request) -> Generator[tuple[float, Any], None, httpx.Response]:
+        """A call's answer (or fault), logged; yields the wait for its latency to the driver that spends it."""
         method, url = request.method, str(request.url)
         record = self.recorder.current()
         taken = self.take(method, url, record)
@@ -231,7 +252,18 @@ class Injector:
             raise UnmatchedRequest(f"harness: no endpoint declared for {method} {url}", request=request)
         at, endpoint, step = taken.at, taken.endpoint, taken.step
         try:
-            response = self._serve(step, taken.latency, request, record)
+            if taken.latency:
+                seconds, cut, cut_by_task = self._decide(taken.latency, request, record)
+                try:
+                    yield seconds, record
+                except (TimeoutError, _prefect_cancelled()) as exc:
+                    # In real time Prefect's own timer (its alarm raises its CancelledError, a TimeoutError
+                    # once out of the scope) may fire during the sleep before the harness's: the same
+                    # timeout, logged the same way, Prefect's own exception carried on.
+                    raise _CutShort(exc, cut_by_task) from None
+                if cut is not None:
+                    raise cut
+            response = self._fault_or_answer(step, request)
         except _CutShort as cut:
             self.log(at, method, url, endpoint, cut.served, None, (), record)
             raise cut.error from None
@@ -259,9 +291,7 @@ class Injector:
         with self._lock:
             self.calls.append(call)
 
-    def _serve(self, step: Step, latency: float, request: httpx.Request, record: Any) -> httpx.Response:
-        if latency:
-            self._wait(latency, request, record)
+    def _fault_or_answer(self, step: Step, request: httpx.Request) -> httpx.Response:
         if step.fault:
             cls, message = FAULT_ERRORS[step.fault]
             raise cls(message, request=request)
@@ -293,8 +323,14 @@ class Injector:
             record.attempt_waited += seconds
         self.clock.sleep(seconds)
 
-    def _wait(self, latency: float, request: httpx.Request, record: Any) -> None:
-        """Spend ``latency``, unless the client's read timeout or the task's timeout comes first."""
+    async def _aspend(self, seconds: float, record: Any) -> None:
+        if record is not None:
+            record.attempt_waited += seconds
+        await self.clock.asleep(seconds)
+
+    def _decide(self, latency: float, request: httpx.Request, record: Any) -> tuple[float, _CutShort | None, str]:
+        """How long a call with ``latency`` waits, and what cuts it short (the task's timeout or the client's
+        read timeout, whichever comes first), if anything; and how a cut by the task's timeout is logged."""
         budget = None
         task_timeout: float | None = getattr(getattr(record, "task", None), "timeout_seconds", None)
         if task_timeout is not None:
@@ -303,27 +339,12 @@ class Injector:
             budget = max(task_timeout - record.attempt_waited, 0.0)
         read = (request.extensions.get("timeout") or {}).get("read")
         cut_by_task = f"task timeout_seconds={task_timeout} (latency {latency:g} s)"
-        try:
-            if (
-                task_timeout is not None
-                and budget is not None
-                and latency >= budget
-                and (read is None or budget <= read)
-            ):
-                self._spend(budget, record)
-                raise _CutShort(timeout_error(task_timeout), cut_by_task)
-            if read is not None and latency > read:
-                self._spend(read, record)
-                raise _CutShort(
-                    httpx.ReadTimeout("The read operation timed out", request=request),
-                    f"read_timeout (latency {latency:g} s > client timeout {read:g} s)",
-                )
-            self._spend(latency, record)
-        except (TimeoutError, _prefect_cancelled()) as exc:
-            # In real time Prefect's own timer (its alarm raises its CancelledError, a TimeoutError
-            # once out of the scope) may fire during the sleep before the harness's: the same
-            # timeout, logged the same way, Prefect's own exception carried on.
-            raise _CutShort(exc, cut_by_task) from None
+        if task_timeout is not None and budget is not None and latency >= budget and (read is None or budget <= read):
+            return budget, _CutShort(timeout_error(task_timeout), cut_by_task), cut_by_task
+        if read is not None and latency > read:
+            error = httpx.ReadTimeout("The read operation timed out", request=request)
+            return read, _CutShort(error, f"read_timeout (latency {latency:g} s > client timeout {read:g} s)"), ""
+        return latency, None, cut_by_task
 
     def _malformed(self, step: Step) -> httpx.Response:
         status = step.status or 200
@@ -357,3 +378,35 @@ def _prefect_cancelled() -> type[BaseException]:
 
 def _who(record: Any) -> tuple[Any, str | None]:
     return (record.id, record.name) if record is not None else (None, None)
+
+
+def _drive(serving: Generator[tuple[float, Any], None, httpx.Response], spend: Callable[..., None]) -> httpx.Response:
+    """Run a call's serving, spending each wait it yields on the clock in this thread."""
+    try:
+        wait = next(serving)
+        while True:
+            try:
+                spend(*wait)
+            except BaseException as exc:  # a timeout raised into the wait: the serving sees it where it waits
+                wait = serving.throw(exc)
+                continue
+            wait = serving.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def _adrive(
+    serving: Generator[tuple[float, Any], None, httpx.Response], spend: Callable[..., Awaitable[None]]
+) -> httpx.Response:
+    """``_drive`` in a coroutine (an ``httpx.AsyncClient``'s call): each wait awaited."""
+    try:
+        wait = next(serving)
+        while True:
+            try:
+                await spend(*wait)
+            except BaseException as exc:
+                wait = serving.throw(exc)
+                continue
+            wait = serving.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]

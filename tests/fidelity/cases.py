@@ -476,4 +476,222 @@ CASES: list[dict[str, Any]] = [
         get(f"{API}/v1/search?q=prefect", {"status": 503}, {"json": {"total": 12}}),
         get(f"{API}/v1/search?q=httpx", {"json": {"total": 3}}),
     ),
+    # -- async subflows
+    case(
+        "async subflows gathered, one task retried",
+        "gathered_async_subflows",
+        {"regions": ["eu", "us"]},
+        get(f"{API}/regions/eu/sales", {"json": {"total": 120}}),
+        get(f"{API}/regions/us/sales", {"status": 500}, {"json": {"total": 340}}),
+    ),
+    # -- transactions
+    case(
+        "transaction commits: on_commit hooks of both tasks",
+        "staged_publish_in_transaction",
+        {"source_url": f"{API}/records", "publish_url": f"{API}/publish"},
+        get(f"{API}/records", ROWS),
+        post(f"{API}/publish", {"json": {"published": 2}}),
+    ),
+    case(
+        "transaction rolls back on a failed attempt though the retry succeeds",
+        "staged_publish_in_transaction",
+        {"source_url": f"{API}/records", "publish_url": f"{API}/publish"},
+        get(f"{API}/records", ROWS),
+        post(f"{API}/publish", {"status": 503}, {"json": {"published": 2}}),
+    ),
+    case(
+        "transaction rolls back when the publish fails for good",
+        "staged_publish_in_transaction",
+        {"source_url": f"{API}/records", "publish_url": f"{API}/publish"},
+        get(f"{API}/records", ROWS),
+        post(f"{API}/publish", {"status": 409, "json": {"message": "batch already published"}}),
+    ),
+    # -- result storage
+    case(
+        "result_storage=LocalFileSystem in a temporary folder",
+        "results_in_local_file_system",
+        {"url": f"{API}/rows"},
+        get(f"{API}/rows", {"status": 503}, ROWS),
+    ),
+    # -- global concurrency limits
+    case(
+        "sync concurrency() on a global limit that does not exist",
+        "global_concurrency_sync",
+        {"ids": [1, 2]},
+        item(1),
+        item(2, {"status": 500}, {"json": {"value": 20}}),
+    ),
+    case(
+        "async concurrency() on a global limit that does not exist",
+        "global_concurrency_async",
+        {"ids": [1, 2]},
+        item(1, {"fault": "read_timeout"}, {"json": {"value": 10}}),
+        item(2),
+    ),
+    case(
+        "strict concurrency() on a missing limit fails the flow",
+        "strict_concurrency_missing_limit",
+        {"url": f"{API}/report"},
+        get(f"{API}/report", OK),
+    ),
+    # -- loggers and runtime
+    case(
+        "get_run_logger() in the flow and its tasks",
+        "run_logger_in_flow_and_tasks",
+        {"urls": [f"{API}/orders", f"{API}/refunds"]},
+        get(f"{API}/orders", ROWS),
+        get(f"{API}/refunds", {"fault": "connection_reset"}, {"json": {"items": [{"id": 9}]}}),
+    ),
+    case(
+        "prefect.runtime run_count and names in a retried task",
+        "runtime_names_and_attempts",
+        {"dataset": "sales"},
+        get(f"{API}/datasets/sales", {"status": 502, "times": 2}, {"json": {"rows": 4}}),
+    ),
+    # -- returned states and prefect.exceptions
+    case(
+        "flow returns Completed(message=...)",
+        "returns_completed_with_message",
+        {"url": f"{API}/rows"},
+        get(f"{API}/rows", {"json": {"items": []}}),
+    ),
+    case(
+        "task returns Failed(...) on each attempt",
+        "task_returns_failed_state",
+        {"url": f"{API}/users/7"},
+        get(f"{API}/users/7", {"json": {"id": 7}}),
+    ),
+    case(
+        "task raises FailedRun then succeeds",
+        "raises_failed_run",
+        {"url": f"{API}/exports/7"},
+        get(
+            f"{API}/exports/7",
+            {"json": {"status": "failed", "id": 7}, "times": 2},
+            {"json": {"status": "done", "rows": 5}},
+        ),
+    ),
+    case(
+        "task raises FailedRun on every attempt",
+        "raises_failed_run",
+        {"url": f"{API}/exports/7"},
+        get(f"{API}/exports/7", {"json": {"status": "failed", "id": 7}}),
+    ),
+    # -- recorded hooks
+    case(
+        "flow and task hooks recorded in a module-level list",
+        "hooks_recorded_per_partner",
+        {"partners": ["acme", "globex"]},
+        post(f"{API}/partners/acme/feed", {"json": {"accepted": 3}}),
+        post(f"{API}/partners/globex/feed", {"status": 500}),
+    ),
+    case(
+        "subflow calling sys.exit() runs its on_crashed hook",
+        "subflow_crash_runs_on_crashed",
+        {"partners": ["acme", "globex"]},
+        get(f"{API}/partners/acme/status", {"json": {"maintenance": True}}),
+        get(f"{API}/partners/globex/status", {"json": {"maintenance": False}}),
+        post(f"{API}/partners/globex/feed", {"status": 503}, {"json": {"accepted": 5}}),
+    ),
+    # -- caching, retry options
+    case(
+        "cache_key_fn shares a key, refresh_cache=True rewrites it",
+        "cache_key_fn_then_refresh",
+        {"symbol": "ACME"},
+        get(f"{API}/quotes/ACME", {"json": {"price": 12.5}}, {"json": {"price": 13.0}}),
+    ),
+    case(
+        "async retry_condition_fn retries only 429",
+        "async_retry_condition_on_429",
+        {"urls": [f"{API}/search/a", f"{API}/search/b"]},
+        get(
+            f"{API}/search/a",
+            {"status": 429, "headers": {"retry-after": "0"}, "times": 2},
+            {"json": {"hits": 4}},
+        ),
+        get(f"{API}/search/b", {"status": 403, "json": {"message": "forbidden"}}),
+    ),
+    case(
+        "exponential_backoff on mapped runs, one exhausted",
+        "mapped_exponential_backoff",
+        {"ids": [1, 2, 3]},
+        item(1, {"status": 503, "times": 3}, {"json": {"value": 10}}),
+        item(2, {"status": 500}),
+        item(3),
+    ),
+    # -- mapping, dependencies, nesting, generators, annotations
+    case(
+        ".map with an unmapped list of fields",
+        "map_over_ids_with_unmapped_list",
+        {"user_ids": [1, 2], "fields": ["name", "email"]},
+        get(f"{API}/users/1?fields=name,email", {"json": {"id": 1, "name": "Ada", "email": "ada@example.test"}}),
+        get(
+            f"{API}/users/2?fields=name,email",
+            {"fault": "read_timeout"},
+            {"json": {"id": 2, "name": "Lin", "email": "lin@example.test"}},
+        ),
+    ),
+    case(
+        "direct call with wait_for a submitted future",
+        "direct_call_waits_for_submitted",
+        {"create_url": f"{API}/exports", "download_url": f"{API}/exports/42/rows"},
+        post(f"{API}/exports", {"status": 201, "json": {"export_id": 42}}),
+        get(f"{API}/exports/42/rows", {"status": 404}, ROWS),
+    ),
+    case(
+        "a task mapping another task",
+        "task_maps_a_task",
+        {"ids": [1, 2, 3]},
+        item(1),
+        item(2, {"status": 502}, {"json": {"value": 20}}),
+        item(3),
+    ),
+    case(
+        "generator task yields every page",
+        "generator_task_pages",
+        {"url": f"{API}/orders"},
+        get(f"{API}/orders?page=1", {"json": {"items": [{"id": 1}, {"id": 2}], "next": 2}}),
+        get(f"{API}/orders?page=2", {"json": {"items": [{"id": 3}], "next": None}}),
+    ),
+    case(
+        "allow_failure(future) as an argument",
+        "allow_failure_as_argument",
+        {"primary_url": f"{API}/primary", "optional_url": f"{API}/optional"},
+        get(f"{API}/primary", {"json": {"rows": 3}}),
+        get(f"{API}/optional", {"status": 500}),
+    ),
+    case(
+        "quote() around a large argument",
+        "quoted_argument",
+        {"url": f"{API}/ledger"},
+        get(f"{API}/ledger", {"status": 500}, {"json": {"items": [{"amount": 5}, {"amount": 7}]}}),
+    ),
+    # -- gathered exceptions, pydantic parameters, variables, artifacts
+    case(
+        "asyncio.gather(return_exceptions=True) over async tasks",
+        "gather_return_exceptions",
+        {"ids": [1, 2, 3]},
+        item(1),
+        item(2, {"status": 500}),
+        item(3, {"fault": "connect_error"}, {"json": {"value": 30}}),
+    ),
+    case(
+        "pydantic model as a flow parameter",
+        "pydantic_model_parameter",
+        {"config": {"base_url": f"{API}/v2", "page_size": 2}, "pages": 2},
+        get(f"{API}/v2/orders?page=1&per_page=2", {"json": {"items": [{"id": 1}, {"id": 2}]}}),
+        get(f"{API}/v2/orders?page=2&per_page=2", {"status": 503}, {"json": {"items": [{"id": 3}]}}),
+    ),
+    case(
+        "Variable.get with a default",
+        "variable_with_default",
+        {"url": f"{API}/partners"},
+        get(f"{API}/partners?limit=25", {"status": 500}, ROWS),
+    ),
+    case(
+        "create_markdown_artifact in a retried task",
+        "markdown_artifact_in_task",
+        {"url": f"{API}/rows"},
+        get(f"{API}/rows", {"fault": "read_timeout"}, ROWS),
+    ),
 ]

@@ -8,18 +8,31 @@ tiny so that the reference, which waits for real, stays fast.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from prefect import flow, task
+from prefect import flow, get_run_logger, runtime, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import INPUTS
+from prefect.concurrency.asyncio import concurrency as async_concurrency
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import FailedRun
+from prefect.filesystems import LocalFileSystem
 from prefect.futures import as_completed, wait
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff, task_input_hash
-from prefect.utilities.annotations import allow_failure, unmapped
+from prefect.transactions import transaction
+from prefect.utilities.annotations import allow_failure, quote, unmapped
+from prefect.variables import Variable
+from pydantic import BaseModel
 
 API = "https://api.example.test"
 HOOKS = "https://hooks.example.test"
@@ -686,3 +699,482 @@ def fetch_once_more_after_a_second(url: str) -> Any:
 def mapped_waits_past_the_flow_timeout(urls: list[str]) -> Any:
     """Two mapped tasks, each failing once and waiting 1 s side by side: the 0.5 s deadline falls in the wait."""
     return fetch_once_more_after_a_second.map(urls).result()
+
+
+# -- async subflows -----------------------------------------------------------------
+
+
+@task(retries=2, retry_delay_seconds=0.02)
+async def fetch_region_total(region: str) -> int:
+    body = await aget_json(f"{API}/regions/{region}/sales")
+    return int(body["total"])
+
+
+@flow
+async def region_report(region: str) -> dict[str, Any]:
+    return {"region": region, "total": await fetch_region_total(region)}
+
+
+@flow
+async def gathered_async_subflows(regions: list[str]) -> list[dict[str, Any]]:
+    """Async subflows run side by side with asyncio.gather, each calling a task; one task retries."""
+    return list(await asyncio.gather(*(region_report(r) for r in regions)))
+
+
+# -- transactions -------------------------------------------------------------------
+
+TRANSACTION_LOG: list[str] = []
+
+
+@task
+def stage_records(url: str) -> int:
+    return len(get_json(url)["items"])
+
+
+@stage_records.on_commit
+def _staged_records_committed(txn: Any) -> None:
+    TRANSACTION_LOG.append("stage_records: commit")
+
+
+@stage_records.on_rollback
+def _staged_records_rolled_back(txn: Any) -> None:
+    TRANSACTION_LOG.append("stage_records: rollback")
+
+
+@task(retries=1, retry_delay_seconds=0.02)
+def publish_records(url: str, count: int) -> int:
+    response = httpx.post(url, json={"count": count}, timeout=5.0)
+    response.raise_for_status()
+    return int(response.json()["published"])
+
+
+@publish_records.on_commit
+def _published_committed(txn: Any) -> None:
+    TRANSACTION_LOG.append("publish_records: commit")
+
+
+@publish_records.on_rollback
+def _published_rolled_back(txn: Any) -> None:
+    TRANSACTION_LOG.append("publish_records: rollback")
+
+
+@flow
+def staged_publish_in_transaction(source_url: str, publish_url: str) -> dict[str, Any]:
+    """Stage then publish inside ``with transaction()``: on_commit / on_rollback hooks of each task.
+
+    A failed attempt of the publish rolls the whole transaction back (its staged sibling too), even if the
+    retry then succeeds; the flow catches a failure that escapes the block and returns what the hooks did.
+    """
+    TRANSACTION_LOG.clear()
+    published: int | None = None
+    try:
+        with transaction():
+            count = stage_records(source_url)
+            published = publish_records(publish_url, count)
+    except httpx.HTTPStatusError as exc:
+        TRANSACTION_LOG.append(f"flow: caught {exc.response.status_code}")
+    return {"published": published, "hooks": list(TRANSACTION_LOG)}
+
+
+# -- explicit result storage ----------------------------------------------------------
+
+
+@task(retries=1, retry_delay_seconds=0.02)
+def fetch_rows_to_store(url: str) -> dict[str, Any]:
+    return get_json(url)
+
+
+@flow
+def results_in_local_file_system(url: str) -> dict[str, Any]:
+    """A LocalFileSystem block in a temporary folder as the task's result_storage, with persist_result=True."""
+    folder = tempfile.mkdtemp(prefix="fidelity-block-")
+    try:
+        storage = LocalFileSystem(basepath=folder)
+        storage.save("fidelity-results", overwrite=True)  # result storage must be a saved block
+        body = fetch_rows_to_store.with_options(result_storage=storage, persist_result=True)(url)
+        written = [name for name in os.listdir(folder) if not name.startswith(".")]
+        return {"rows": len(body["items"]), "files_written": len(written)}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- global concurrency limits --------------------------------------------------------
+
+
+@flow
+def global_concurrency_sync(ids: list[int]) -> list[int]:
+    """``with concurrency("example-api")`` (prefect.concurrency.sync) around the flow's calls to the API.
+
+    The limit does not exist: Prefect logs a warning and goes on without a slot.
+    """
+    with concurrency("example-api", occupy=1):
+        return fetch_item.map(ids).result()
+
+
+@flow
+async def global_concurrency_async(ids: list[int]) -> list[int]:
+    """``async with concurrency(...)`` (prefect.concurrency.asyncio) around gathered async tasks."""
+    async with async_concurrency("example-api", occupy=1):
+        return list(await asyncio.gather(*(fetch_item_async(i) for i in ids)))
+
+
+@flow
+def strict_concurrency_missing_limit(url: str) -> Any:
+    """``concurrency(..., strict=True)`` on a limit that does not exist: the flow fails before any call."""
+    with concurrency("example-api-strict", occupy=1, strict=True):
+        return fetch_once(url)
+
+
+# -- run loggers ----------------------------------------------------------------------
+
+
+@task(retries=1, retry_delay_seconds=0.02)
+def fetch_logged(url: str) -> int:
+    logger = get_run_logger()
+    logger.info("GET %s", url)
+    rows = get_json(url)["items"]
+    logger.info("received %d rows", len(rows))
+    return len(rows)
+
+
+@flow
+def run_logger_in_flow_and_tasks(urls: list[str]) -> dict[str, Any]:
+    """get_run_logger() in the flow and in its tasks."""
+    logger = get_run_logger()
+    counts = {url.rsplit("/", 1)[-1]: fetch_logged(url) for url in urls}
+    logger.warning("fetched %d rows in all", sum(counts.values()))
+    return {"counts": counts, "logger": logger.name}
+
+
+# -- prefect.runtime ------------------------------------------------------------------
+
+
+@task(retries=2, retry_delay_seconds=0.01)
+def fetch_dataset_attempt(dataset: str) -> dict[str, Any]:
+    body = get_json(f"{API}/datasets/{dataset}")
+    return {
+        "rows": body["rows"],
+        "attempt": runtime.task_run.run_count,
+        "task": runtime.task_run.task_name,
+        "task_parameters": dict(runtime.task_run.parameters),
+        "flow_run": runtime.flow_run.name,
+    }
+
+
+@flow(flow_run_name="nightly-{dataset}")
+def runtime_names_and_attempts(dataset: str) -> dict[str, Any]:
+    """prefect.runtime read inside a retried task (run_count, names) and in the flow (parameters)."""
+    fetched = fetch_dataset_attempt(dataset)
+    return {**fetched, "flow_parameters": dict(runtime.flow_run.parameters), "flow_name": runtime.flow_run.flow_name}
+
+
+# -- returned state objects -----------------------------------------------------------
+
+
+@flow
+def returns_completed_with_message(url: str) -> Any:
+    """A flow returning ``Completed(message=...)`` when there is nothing to do."""
+    rows = fetch_once(url)["items"]
+    if not rows:
+        return Completed(message="nothing to sync today")
+    return {"synced": len(rows)}
+
+
+@task(retries=1, retry_delay_seconds=0.02)
+def validate_record(url: str) -> Any:
+    record = get_json(url)
+    missing = [field for field in ("id", "email") if field not in record]
+    if missing:
+        return Failed(message=f"record is missing {', '.join(missing)}")
+    return record
+
+
+@flow
+def task_returns_failed_state(url: str) -> dict[str, Any]:
+    """A task returning ``Failed(...)`` (retried as a raised error is); the flow reads it with return_state."""
+    state = validate_record(url, return_state=True)
+    if state.is_failed():
+        return {"valid": False, "state": state.name, "reason": state.message}
+    return {"valid": True, "record": state.result()}
+
+
+# -- prefect.exceptions raised by user code -----------------------------------------------
+
+
+@task(retries=2, retry_delay_seconds=0.02)
+def poll_export(url: str) -> int:
+    body = get_json(url)
+    if body["status"] == "failed":
+        raise FailedRun(f"export {body['id']} failed upstream")
+    return int(body["rows"])
+
+
+@flow
+def raises_failed_run(url: str) -> int:
+    """A task raising prefect.exceptions.FailedRun on an error payload served with 200, retried."""
+    return poll_export(url)
+
+
+# -- state hooks recorded -------------------------------------------------------------
+
+HOOK_EVENTS: list[str] = []
+
+
+def _record_task_completed(task: Any, task_run: Any, state: Any) -> None:
+    HOOK_EVENTS.append(f"task {task.name}: {state.name}")
+
+
+def _record_task_failed(task: Any, task_run: Any, state: Any) -> None:
+    HOOK_EVENTS.append(f"task {task.name}: {state.name}")
+
+
+def _record_flow_state(flow: Any, flow_run: Any, state: Any) -> None:
+    HOOK_EVENTS.append(f"flow {flow.name} {flow_run.parameters.get('partner')}: {state.name}")
+
+
+@task(retries=1, retry_delay_seconds=0.01, on_completion=[_record_task_completed], on_failure=[_record_task_failed])
+def push_partner_feed(partner: str) -> int:
+    response = httpx.post(f"{API}/partners/{partner}/feed", json={"partner": partner}, timeout=5.0)
+    response.raise_for_status()
+    return int(response.json()["accepted"])
+
+
+@flow(on_completion=[_record_flow_state], on_failure=[_record_flow_state], on_crashed=[_record_flow_state])
+def sync_partner(partner: str) -> int:
+    return push_partner_feed(partner)
+
+
+@flow
+def hooks_recorded_per_partner(partners: list[str]) -> dict[str, Any]:
+    """Flow and task on_completion / on_failure / on_crashed hooks append to a module-level list the flow returns."""
+    HOOK_EVENTS.clear()
+    states = {p: sync_partner(p, return_state=True).name for p in partners}
+    return {"states": states, "events": list(HOOK_EVENTS)}
+
+
+@flow(on_crashed=[_record_flow_state], on_failure=[_record_flow_state])
+def maintenance_aware_sync(partner: str) -> Any:
+    body = get_json(f"{API}/partners/{partner}/status")
+    if body["maintenance"]:
+        sys.exit(3)  # a script's way out: the subflow run crashes
+    return push_partner_feed(partner)
+
+
+@flow
+def subflow_crash_runs_on_crashed(partners: list[str]) -> dict[str, Any]:
+    """A subflow calling sys.exit() crashes: its on_crashed hook runs; the parent catches SystemExit."""
+    HOOK_EVENTS.clear()
+    out: dict[str, Any] = {}
+    for partner in partners:
+        try:
+            out[partner] = maintenance_aware_sync(partner)
+        except SystemExit as exc:
+            out[partner] = f"exit {exc.code}"
+    return {"partners": out, "events": list(HOOK_EVENTS)}
+
+
+# -- caching with a cache key function ------------------------------------------------------
+
+
+def symbol_cache_key(context: Any, parameters: dict[str, Any]) -> str:
+    return f"quote-{parameters['symbol'].upper()}"
+
+
+@task(cache_key_fn=symbol_cache_key)
+def quote_by_symbol(symbol: str) -> float:
+    return float(get_json(f"{API}/quotes/{symbol}")["price"])
+
+
+@flow
+def cache_key_fn_then_refresh(symbol: str) -> list[float]:
+    """cache_key_fn on the upper-cased symbol: a lower-case call hits; refresh_cache=True calls and rewrites."""
+    first = quote_by_symbol(symbol)
+    same_key = quote_by_symbol(symbol.lower())
+    refreshed = quote_by_symbol.with_options(refresh_cache=True)(symbol)
+    after = quote_by_symbol(symbol)
+    return [first, same_key, refreshed, after]
+
+
+# -- retry condition on a rate limit, exponential backoff in mapped runs ---------------------
+
+
+async def retry_when_rate_limited(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        await state.result()  # in an async engine, State.result() is a coroutine
+    except httpx.HTTPStatusError as exc:
+        return exc.response.status_code == 429
+    return False
+
+
+@task(retries=4, retry_delay_seconds=0.01, retry_condition_fn=retry_when_rate_limited)
+async def fetch_rate_limited(url: str) -> Any:
+    return await aget_json(url)
+
+
+@flow
+async def async_retry_condition_on_429(urls: list[str]) -> list[Any]:
+    """An async task whose retry_condition_fn retries only 429 Too Many Requests."""
+    states = await asyncio.gather(*(fetch_rate_limited(u, return_state=True) for u in urls))
+    return [await s.result() if s.is_completed() else s.name for s in states]
+
+
+@task(retries=4, retry_delay_seconds=exponential_backoff(backoff_factor=0.005))
+def fetch_item_with_backoff(item_id: int) -> int:
+    return int(get_json(f"{API}/items/{item_id}")["value"])
+
+
+@flow
+def mapped_exponential_backoff(ids: list[int]) -> dict[str, Any]:
+    """exponential_backoff(0.005) on mapped runs; one element fails for good, read with return_state."""
+    futures = fetch_item_with_backoff.map(ids)
+    wait(futures)
+    return {str(i): f.state.name for i, f in zip(ids, futures, strict=True)}
+
+
+# -- .map with unmapped, wait_for, nested tasks, generators, annotations ---------------------
+
+
+@task(retries=1, retry_delay_seconds=0.01)
+def fetch_user_fields(user_id: int, fields: list[str]) -> dict[str, Any]:
+    body = get_json(f"{API}/users/{user_id}", fields=",".join(fields))
+    return {field: body[field] for field in fields}
+
+
+@flow
+def map_over_ids_with_unmapped_list(user_ids: list[int], fields: list[str]) -> list[dict[str, Any]]:
+    """.map over ids with unmapped(list): the list goes whole to every element instead of being mapped."""
+    return fetch_user_fields.map(user_ids, unmapped(fields)).result()
+
+
+@task
+def create_export(url: str) -> str:
+    response = httpx.post(url, json={"format": "csv"}, timeout=5.0)
+    response.raise_for_status()
+    return str(response.json()["export_id"])
+
+
+@task(retries=2, retry_delay_seconds=0.02)
+def download_export(url: str) -> int:
+    return len(get_json(url)["items"])
+
+
+@flow
+def direct_call_waits_for_submitted(create_url: str, download_url: str) -> dict[str, Any]:
+    """A direct call with wait_for=[a submitted future]: it runs once the export exists, and retries."""
+    created = create_export.submit(create_url)
+    rows = download_export(download_url, wait_for=[created])
+    return {"export": created.result(), "rows": rows}
+
+
+@task
+def fetch_all_items(ids: list[int]) -> list[int]:
+    return fetch_item.map(ids).result()
+
+
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+def task_maps_a_task(ids: list[int]) -> list[int]:
+    """A task mapping another task from inside its own run, on one worker: the nested runs share the outer
+    task's transaction, so a failed attempt rolls back the sibling finished before it (RolledBack)."""
+    return fetch_all_items(ids)
+
+
+@task
+def paginate_orders(url: str) -> Iterator[dict[str, Any]]:
+    page = 1
+    while True:
+        body = get_json(url, page=page)
+        yield from body["items"]
+        if not body.get("next"):
+            return
+        page += 1
+
+
+@flow
+def generator_task_pages(url: str) -> list[int]:
+    """A generator task yielding the rows of every page; the flow consumes it."""
+    return [order["id"] for order in paginate_orders(url)]
+
+
+@task
+def merge_optional(primary: Any, optional: Any) -> dict[str, Any]:
+    if isinstance(optional, BaseException):
+        return {"primary": primary, "optional": None, "skipped": type(optional).__name__}
+    return {"primary": primary, "optional": optional, "skipped": None}
+
+
+@flow
+def allow_failure_as_argument(primary_url: str, optional_url: str) -> dict[str, Any]:
+    """allow_failure(future) passed as an argument: the task receives the upstream's exception."""
+    primary = fetch_once.submit(primary_url)
+    optional = fetch_once.submit(optional_url)
+    return merge_optional(primary, allow_failure(optional))
+
+
+@task
+def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"rows": len(rows), "total": sum(r["amount"] for r in rows)}
+
+
+@flow
+def quoted_argument(url: str) -> dict[str, Any]:
+    """quote() around a large argument: Prefect passes it through without inspecting it for futures."""
+    rows = fetch_retrying(url)["items"]
+    return summarize_rows(quote(rows))
+
+
+# -- gathered with return_exceptions, pydantic parameters, variables, artifacts --------------
+
+
+@flow
+async def gather_return_exceptions(ids: list[int]) -> list[Any]:
+    """asyncio.gather(..., return_exceptions=True) over async tasks: a failed task is an exception in the list."""
+    results = await asyncio.gather(*(fetch_item_async(i) for i in ids), return_exceptions=True)
+    return [type(r).__name__ if isinstance(r, BaseException) else r for r in results]
+
+
+class SyncConfig(BaseModel):
+    base_url: str
+    resource: str = "orders"
+    page_size: int = 50
+
+
+@task(retries=1, retry_delay_seconds=0.01)
+def fetch_page(config: SyncConfig, page: int) -> list[dict[str, Any]]:
+    url = f"{config.base_url}/{config.resource}"
+    return list(get_json(url, page=page, per_page=config.page_size)["items"])
+
+
+@flow
+def pydantic_model_parameter(config: SyncConfig, pages: int) -> dict[str, Any]:
+    """A flow parameter typed with a pydantic model: Prefect validates the dict it is given into the model."""
+    rows = [row for page in range(1, pages + 1) for row in fetch_page(config, page)]
+    return {"resource": config.resource, "page_size": config.page_size, "ids": [r["id"] for r in rows]}
+
+
+@task(retries=1, retry_delay_seconds=0.01)
+def fetch_with_page_size(url: str, page_size: int) -> int:
+    return len(get_json(url, limit=page_size)["items"])
+
+
+@flow
+def variable_with_default(url: str) -> dict[str, Any]:
+    """Variable.get(name, default=...) for a setting nobody has set: the default is used."""
+    page_size = Variable.get("fidelity_partner_page_size", default=25)
+    return {"page_size": page_size, "rows": fetch_with_page_size(url, page_size)}
+
+
+@task(retries=1, retry_delay_seconds=0.01)
+def report_with_artifact(url: str) -> int:
+    rows = get_json(url)["items"]
+    create_markdown_artifact(
+        markdown="| id |\n|---|\n" + "".join(f"| {r['id']} |\n" for r in rows),
+        key="fidelity-daily-report",
+        description="rows fetched today",
+    )
+    return len(rows)
+
+
+@flow
+def markdown_artifact_in_task(url: str) -> int:
+    """create_markdown_artifact() in a retried task, after its fetch succeeds."""
+    return report_with_artifact(url)

@@ -32,6 +32,7 @@ os.environ.update(
 
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
+import contextvars  # noqa: E402
 import fnmatch  # noqa: E402
 import importlib  # noqa: E402
 import inspect  # noqa: E402
@@ -43,6 +44,7 @@ import struct  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
+from collections.abc import Generator  # noqa: E402
 from typing import Any  # noqa: E402
 from urllib.parse import parse_qsl, urlsplit  # noqa: E402
 
@@ -168,6 +170,39 @@ class Endpoint:
         return step
 
 
+ASYNC_REQUEST: contextvars.ContextVar[bool] = contextvars.ContextVar("reference_async_request", default=False)
+
+
+def _drive(serving: Generator[float, None, httpx.Response]) -> httpx.Response:
+    """Run a call's serving generator, sleeping each wait it yields in this thread."""
+    try:
+        seconds = next(serving)
+        while True:
+            try:
+                time.sleep(seconds)
+            except BaseException as exc:  # a timeout raised into the sleep: the serving sees it where it waits
+                seconds = serving.throw(exc)
+                continue
+            seconds = serving.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def _adrive(serving: Generator[float, None, httpx.Response]) -> httpx.Response:
+    """``_drive`` in a coroutine: each wait awaited."""
+    try:
+        seconds = next(serving)
+        while True:
+            try:
+                await asyncio.sleep(seconds)
+            except BaseException as exc:
+                seconds = serving.throw(exc)
+                continue
+            seconds = serving.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
 class Router:
     """A plain respx router: Prefect's API passes through, then one route per endpoint, then fail closed."""
 
@@ -184,8 +219,27 @@ class Router:
         for endpoint in self.endpoints:
             self.mock.route(method=endpoint.method, url__startswith=endpoint.base).mock(side_effect=self._side_effect)
         self.mock.route().mock(side_effect=self._unmatched)
+        handler = self.mock.async_handler
 
-    def _side_effect(self, request: httpx.Request) -> httpx.Response:
+        async def async_handler(request: httpx.Request) -> httpx.Response:
+            token = ASYNC_REQUEST.set(True)  # an AsyncClient's request
+            try:
+                return await handler(request)
+            finally:
+                ASYNC_REQUEST.reset(token)
+
+        self.mock.async_handler = async_handler  # type: ignore[method-assign]
+
+    def _side_effect(self, request: httpx.Request) -> Any:
+        """Serve a call; an AsyncClient's is served by a coroutine (respx awaits it), so that its latency is
+        awaited and the event loop goes on meanwhile, as it would for a real answer."""
+        served = self._serve(request)
+        if ASYNC_REQUEST.get():
+            return _adrive(served)
+        return _drive(served)
+
+    def _serve(self, request: httpx.Request) -> Generator[float, None, httpx.Response]:
+        """The call's answer, yielding each real wait (seconds) to the caller, which sleeps it."""
         context = TaskRunContext.get()  # the task run whose thread (or coroutine) sends the request
         who = context.task_run.id if context is not None else None
         step, candidate, latency = self.take(request)
@@ -198,12 +252,12 @@ class Router:
                 timeout = getattr(getattr(context, "task", None), "timeout_seconds", None)
                 try:
                     if read is not None and latency > read:
-                        time.sleep(read)  # the client gives up first
+                        yield read  # the client gives up first
                         with self.lock:
                             self.slept += read
                         served = f"read_timeout (latency {latency:g} s > client timeout {read:g} s)"
                         raise httpx.ReadTimeout("The read operation timed out", request=request)
-                    time.sleep(latency)
+                    yield latency
                     with self.lock:
                         self.slept += latency
                 except (TimeoutError, PrefectCancelled):  # the task's timeout_seconds ended the wait
