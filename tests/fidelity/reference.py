@@ -40,6 +40,7 @@ import json  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
+import sqlite3  # noqa: E402
 import struct  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -543,6 +544,30 @@ def with_strategy(module: Any, flow: Any, strategy: dict[str, Any] | None) -> An
             setattr(module, name, task)
 
 
+@contextlib.contextmanager
+def in_folder(path: str) -> Any:
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def stored_rows(module: Any, parameters: dict[str, Any], folder: str) -> Any:
+    """The rows the flow stored, read as its module says (``harness_stored_rows``): one value, or rows."""
+    hook = getattr(module, "harness_stored_rows", None)
+    if hook is None:
+        return None
+    path, query = hook(parameters)
+    db = os.path.join(folder, path)
+    if not os.path.exists(db):
+        return None
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        rows = [list(r) for r in conn.execute(query).fetchall()]
+    return rows[0][0] if len(rows) == 1 and len(rows[0]) == 1 else rows
+
+
 def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
     module_name, name = spec["flow"].split(":")
     module = importlib.import_module(module_name)
@@ -560,9 +585,11 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
         "result": None,
         "error": None,
         "wall_s": None,
+        "sqlite": None,
     }
     try:
         with (
+            in_folder(storage),  # the flow's working directory: where it stores rows, if it does
             temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage}),
             router.mock,
             with_strategy(module, getattr(module, name), spec.get("strategy")) as flow,
@@ -580,6 +607,7 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
         out["flow_type"] = state.type.value
         out["flow_message"] = state.message
         out["result"] = jsonable(result)
+        out["sqlite"] = stored_rows(module, spec["parameters"], storage)
         out["calls"] = router.counts()
         out["unmatched"] = router.unmatched
         drain_events()

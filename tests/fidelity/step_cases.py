@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.fidelity.cases import API, case, get
+from tests.fidelity.cases import API, case, get, post
 
 STEPS = "tests.fidelity.step_idioms"
 ROWS = {"json": {"items": [{"id": 1}, {"id": 2}], "total": 2}}
@@ -223,5 +223,25 @@ STEP_CASES: list[dict[str, Any]] = [
         {"urls": [f"{API}/a", f"{API}/b"]},
         get(f"{API}/a", {"status": 500}, {"json": {"a": 1}}),
         get(f"{API}/b", {"status": 500}, {"json": {"b": 2}}),
+    ),
+    *(
+        {
+            **steps_case(name, "stores_then_acknowledges", {"url": f"{API}/rows", "ack_url": f"{API}/ack"}, *endpoints),
+            "flow": "tests.fidelity.stored_idioms:stores_then_acknowledges",
+        }
+        for name, endpoints in (
+            (
+                "rows fetched after two 500s, stored once",
+                (get(f"{API}/rows", {"status": 500, "times": 2}, ROWS), post(f"{API}/ack", {"status": 204})),
+            ),
+            (
+                "a failed acknowledgement stores the rows twice",
+                (get(f"{API}/rows", ROWS), post(f"{API}/ack", {"status": 500}, {"status": 204})),
+            ),
+            (
+                "an acknowledgement that always fails: stored twice, then Failed",
+                (get(f"{API}/rows", ROWS), post(f"{API}/ack", {"status": 500})),
+            ),
+        )
     ),
 ]

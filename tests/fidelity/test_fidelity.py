@@ -109,6 +109,7 @@ KEYS = (
     "calls",
     "unmatched",
     "result",
+    "sqlite",
     "virtual_time",
 )
 # The reference's wall time is its waits plus its own compute, which a loaded machine makes as long as it likes:
@@ -146,6 +147,7 @@ def observed(outcome: Outcome) -> dict[str, Any]:
         "calls": dict(outcome.counts),
         "unmatched": [f"{c.method} {c.url}" for c in outcome.unmatched],
         "result": jsonable(outcome.result),
+        "sqlite": jsonable(outcome.sqlite),
         "virtual_time": round(outcome.waited_s, 3),  # the reference's: {"wall": seconds, "slept": seconds}
     }
 
@@ -255,6 +257,7 @@ MUTANTS = {
     },
     "the result changed": lambda o: {**o, "result": [*o["result"], 0]},
     "virtual time doubled": lambda o: {**o, "virtual_time": o["virtual_time"] * 2},
+    "a stored row more": lambda o: {**o, "sqlite": (o["sqlite"] or 0) + 1},
 }
 
 
