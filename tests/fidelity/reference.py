@@ -215,6 +215,7 @@ class Router:
         self.log: list[tuple[Any, str, str]] = []  # (task run id or None, endpoint, what it served), in call order
         self.lock = threading.Lock()
         self.slept = 0.0  # seconds of latency slept for real, in all
+        self.last: dict[Any, dict[str, Any]] = {}  # task run id -> the step it was last served
         self.mock = respx.mock(assert_all_called=False)
         self.mock.route(url__startswith=api_url).pass_through()
         for endpoint in self.endpoints:
@@ -247,6 +248,8 @@ class Router:
         if candidate is None:
             return self._unmatched(request)
         served = describe(step)
+        if who is not None:
+            self.last[who] = step
         try:
             if latency:
                 read = (request.extensions.get("timeout") or {}).get("read")
@@ -516,7 +519,7 @@ def delays(value: Any, retries: int) -> Any:
 
 
 @contextlib.contextmanager
-def with_strategy(module: Any, flow: Any, strategy: dict[str, Any] | None) -> Any:
+def with_strategy(module: Any, flow: Any, strategy: dict[str, Any] | None, router: Router) -> Any:
     """The case's strategy by hand: each matching task of the flow's module replaced by ``task.with_options``
     with the strategy's options (the flow finds it by its global name), the flow by ``flow.with_options``."""
     if not strategy:
@@ -526,6 +529,8 @@ def with_strategy(module: Any, flow: Any, strategy: dict[str, Any] | None) -> An
     options = {k: v for k, v in strategy.items() if k in names}
     if "retry_delay_seconds" in options:
         options["retry_delay_seconds"] = delays(options["retry_delay_seconds"], options.get("retries", 0))
+    if strategy.get("retry_condition") == "transient" or strategy.get("honour_retry_after"):
+        options["retry_condition_fn"] = condition(strategy, router)
     saved = {
         name: task
         for name, task in vars(module).items()
@@ -542,6 +547,30 @@ def with_strategy(module: Any, flow: Any, strategy: dict[str, Any] | None) -> An
     finally:
         for name, task in saved.items():
             setattr(module, name, task)
+
+
+def condition(strategy: dict[str, Any], router: Router) -> Any:
+    """A strategy's retry condition as the language defines it, judging by what the endpoint last served the
+    task run: ``transient`` retries transport faults, 5xx, 408, 429 and a 403 that is a rate limit, never a
+    malformed body or another 4xx; ``honour_retry_after`` first waits what that answer's Retry-After asks."""
+
+    def retry_if(task: Any, task_run: Any, state: Any) -> bool:
+        step = router.last.get(task_run.id)
+        allowed = True
+        if strategy.get("retry_condition") == "transient" and step is not None:
+            headers = {k.lower(): str(v) for k, v in step.get("headers", {}).items()}
+            status = step.get("status", 200)
+            limited = status == 403 and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
+            allowed = "fault" in step or (
+                "malformed" not in step and (status >= 500 or status in (408, 429) or limited)
+            )
+        if allowed and strategy.get("honour_retry_after") and step is not None:
+            wait = {k.lower(): v for k, v in step.get("headers", {}).items()}.get("retry-after")
+            if wait is not None:
+                time.sleep(float(wait))
+        return allowed
+
+    return retry_if
 
 
 @contextlib.contextmanager
@@ -592,7 +621,7 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
             in_folder(storage),  # the flow's working directory: where it stores rows, if it does
             temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage}),
             router.mock,
-            with_strategy(module, getattr(module, name), spec.get("strategy")) as flow,
+            with_strategy(module, getattr(module, name), spec.get("strategy"), router) as flow,
             WireServer(router).serving() if spec.get("transport") == "wire" else contextlib.nullcontext(),
         ):
             router.started[0] = began = time.monotonic()

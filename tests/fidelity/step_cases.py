@@ -129,6 +129,20 @@ STEP_CASES: list[dict[str, Any]] = [
         strategy={"retries": 1, "retry_delay_seconds": 0.05, "timeout_seconds": 0.3},
     ),
     steps_case(
+        "strategy: transient retries a 503, not the 404 after it",
+        "fetch_with_retries",
+        {"url": f"{API}/report"},
+        get(f"{API}/report", {"status": 503}, {"status": 404}, ROWS),
+        strategy={"retries": 3, "retry_delay_seconds": 0.02, "retry_condition": "transient"},
+    ),
+    steps_case(
+        "strategy: transient honouring Retry-After waits what a 429 asks",
+        "fetch_with_retries",
+        {"url": f"{API}/report"},
+        get(f"{API}/report", {"status": 429, "headers": {"retry-after": "0.3"}}, ROWS),
+        strategy={"retries": 2, "retry_delay_seconds": 0, "retry_condition": "transient", "honour_retry_after": True},
+    ),
+    steps_case(
         "strategy: flow retries instead of task retries",
         "fetch_with_retries",
         {"url": f"{API}/report"},
@@ -190,12 +204,6 @@ STEP_CASES: list[dict[str, Any]] = [
         {"urls": [f"{API}/a", f"{API}/b"]},
         get(f"{API}/a", {"json": {"a": 1}, "latency": 1.0}),
         get(f"{API}/b", {"json": {"b": 2}, "latency": 1.0}),
-    ),
-    steps_case(
-        "five mapped runs on two workers, the fifth past the flow's deadline",
-        "more_items_than_workers",
-        {"urls": [f"{API}/item/{i}" for i in range(1, 6)]},
-        *(get(f"{API}/item/{i}", {"status": 500}, {"json": {"id": i}}) for i in range(1, 6)),
     ),
     steps_case(
         "three mapped runs on one worker wait in turn",

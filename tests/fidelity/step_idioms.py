@@ -172,13 +172,6 @@ async def gathered_answers_past_the_deadline(urls: list[str]) -> Any:
     return await asyncio.gather(*(afetch_once(url) for url in urls))
 
 
-@flow(timeout_seconds=2.5, task_runner=ThreadPoolTaskRunner(max_workers=2))
-def more_items_than_workers(urls: list[str]) -> Any:
-    """Five mapped runs on two workers, each failing once and retrying a second later: the fifth starts at
-    about 2 s and its retry would come at 3, past the 2.5 s deadline."""
-    return fetch_after_a_second.map(urls).result()
-
-
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
 def one_worker_in_turn(urls: list[str]) -> Any:
     """Three mapped runs on one worker, each answer 0.2 s away: they wait in turn."""
