@@ -91,6 +91,7 @@ class UnmatchedRequest(httpx.TransportError):
 
 
 SETTLE_S = 10.0  # bound on waiting for the API to hear every task state
+STARTUP_TIMEOUT_S = 180  # bound on Prefect's test server starting
 STEP_KEYS = {"status", "json", "text", "headers", "fault", "times", "latency", "malformed", "until"}
 
 # The language's own bodies (README, "Malformed bodies"): a 502 page as nginx sends it, and the JSON
@@ -680,7 +681,9 @@ def main(argv: list[str]) -> int:
         return 2
     started = time.perf_counter()
     results: dict[str, Any] = {}
-    with prefect_test_harness():
+    # Prefect's default of 30 s to start its test server ran out once on a 2-core machine with two CPU-bound
+    # processes and a CI run beside it.
+    with prefect_test_harness(server_startup_timeout=STARTUP_TIMEOUT_S):
         ready = time.perf_counter() - started
         api_url = PREFECT_API_URL.value()
         with temporary_settings(
