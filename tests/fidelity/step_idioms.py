@@ -10,12 +10,12 @@ from prefect import flow, task
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from tests.fidelity.idioms import get_json
+
 
 @task(retries=3, retry_delay_seconds=0.1)
 def fetch_body(url: str) -> Any:
-    response = httpx.get(url, timeout=5.0)
-    response.raise_for_status()
-    return response.json()
+    return get_json(url)
 
 
 @flow
@@ -39,9 +39,7 @@ def client_timeout_then_retry(url: str) -> Any:
 
 @task(retries=1, retry_delay_seconds=0.1, timeout_seconds=0.3)
 def fetch_within_the_task_timeout(url: str) -> Any:
-    response = httpx.get(url, timeout=5.0)
-    response.raise_for_status()
-    return response.json()
+    return get_json(url)
 
 
 @flow
@@ -52,9 +50,7 @@ def task_timeout_cuts_the_answer(url: str) -> Any:
 
 @task(retries=5, retry_delay_seconds=1.0)
 def fetch_until_open(url: str) -> Any:
-    response = httpx.get(url, timeout=5.0)
-    response.raise_for_status()
-    return response.json()
+    return get_json(url)
 
 
 @flow
@@ -66,9 +62,7 @@ def retries_through_a_window(url: str) -> Any:
 
 @task(retries=6, retry_delay_seconds=0.02)
 def fetch_through_chaos(url: str) -> Any:
-    response = httpx.get(url, timeout=5.0)
-    response.raise_for_status()
-    return response.json()
+    return get_json(url)
 
 
 @flow
