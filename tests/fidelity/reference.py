@@ -9,18 +9,23 @@ back from the Prefect API once the client's events are flushed.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
 # No Prefect setting of the calling process (a harness session's, say) leaks in: the reference
 # starts from Prefect's defaults, plus the client settings of a harness session, in the
-# environment before Prefect is imported. PREFECT_HOME is private: nothing lands in ~/.prefect.
+# environment before Prefect is imported. PREFECT_HOME is private: nothing lands in ~/.prefect,
+# and it is removed when the reference exits.
+_HOME = tempfile.mkdtemp(prefix="fidelity-home-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 for _key in [k for k in os.environ if k.startswith("PREFECT_")]:
     del os.environ[_key]
 os.environ.update(
     {
-        "PREFECT_HOME": tempfile.mkdtemp(prefix="fidelity-home-"),
+        "PREFECT_HOME": _HOME,
         "PREFECT_LOGGING_TO_API_ENABLED": "false",
         "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "false",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -38,7 +43,6 @@ import importlib  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
-import shutil  # noqa: E402
 import socket  # noqa: E402
 import sqlite3  # noqa: E402
 import struct  # noqa: E402
