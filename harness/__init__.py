@@ -6,7 +6,15 @@ engine against mocked endpoints, and assert its final states, retries and calls.
 
 from __future__ import annotations
 
-from harness._errors import HarnessError, Problem, ScenarioError, ScenarioFailure, ScenarioTimeout, ServerError
+from harness._errors import (
+    HarnessError,
+    Problem,
+    ScenarioError,
+    ScenarioFailure,
+    ScenarioTimeout,
+    ServerError,
+    UntestedPrefect,
+)
 from harness.checking.expectations import Mismatch, check
 from harness.checking.verdict import Result, run_scenario
 from harness.run.session import Outcome, Session, StateInfo, TaskRun
@@ -28,6 +36,7 @@ __all__ = [
     "Session",
     "StateInfo",
     "TaskRun",
+    "UntestedPrefect",
     "check",
     "load_file",
     "load_paths",

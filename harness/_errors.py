@@ -5,6 +5,7 @@
     ├── ScenarioFailure          a scenario ran and its expectations were not met (AssertionError)
     ├── ScenarioTimeout          a scenario ran past its wall-clock limit
     ├── ServerError              the Prefect test server could not be started
+    ├── UntestedPrefect          the installed Prefect is outside the range the harness is tested with
     └── WorkerError              a job could not run on a worker process or cluster (lost, or not importable)
 
 Every error names the scenario file and line it is about.
@@ -76,6 +77,10 @@ class ScenarioTimeout(HarnessError):
 
 class ServerError(HarnessError):
     """The Prefect test server could not be started."""
+
+
+class UntestedPrefect(HarnessError):
+    """The installed Prefect is outside the range the harness is tested with (``harness.run.internals``)."""
 
 
 class WorkerError(HarnessError):

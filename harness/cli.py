@@ -120,7 +120,12 @@ def _version() -> str:
     """The harness's version and Prefect's, read from the installed distributions (Prefect is not imported)."""
     from importlib.metadata import version
 
-    return f"harness {version('prefect-fault-harness')} (prefect {version('prefect')})"
+    from harness.run.internals import NEWEST, OLDEST
+
+    return (
+        f"harness {version('prefect-fault-harness')} (prefect {version('prefect')}; "
+        f"tested with Prefect {OLDEST} to {NEWEST})"
+    )
 
 
 def _add_run(sub: Any) -> None:

@@ -37,14 +37,16 @@ def harness(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_version_names_the_harness_and_prefect(capsys: object) -> None:
-    """`harness --version` prints both versions and exits 0."""
+def test_version_names_the_harness_prefect_and_the_tested_range(capsys: object) -> None:
+    """`harness --version` prints both versions and the Prefect minors the harness is tested with, and exits 0."""
     try:
         main(["--version"])
     except SystemExit as exc:
         assert exc.code == 0
     out = capsys.readouterr().out  # type: ignore[attr-defined]
-    assert out.strip() == f"harness {version('prefect-fault-harness')} (prefect {version('prefect')})"
+    assert out.strip() == (
+        f"harness {version('prefect-fault-harness')} (prefect {version('prefect')}; tested with Prefect 3.7 to 3.9)"
+    )
 
 
 def test_a_clean_run_prints_nothing_on_stderr(tmp_path: Path) -> None:

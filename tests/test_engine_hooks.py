@@ -8,52 +8,28 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import anyio
-import prefect.client.orchestration as orchestration
-import prefect.flow_engine as flow_engine
-import prefect.flows
 import prefect.task_engine as task_engine
 
 from harness.run.clock import Clock
-from harness.run.hooks import FLOW_HOOKED, HOOKED, hooked
+from harness.run.hooks import hooked
+from harness.run.internals import INTERNALS, prefect_version, resolve
 from harness.run.states import Recorder
 
 
-def test_task_engine_sleeps_through_its_module_level_time_and_anyio() -> None:
-    """``wait_until_ready`` calls ``time.sleep`` / ``anyio.sleep`` through module globals."""
-    assert task_engine.time is time
-    assert task_engine.anyio is anyio
-    sync_src = inspect.getsource(task_engine.SyncTaskRunEngine.wait_until_ready)
-    async_src = inspect.getsource(task_engine.AsyncTaskRunEngine.wait_until_ready)
-    assert "time.sleep(" in sync_src
-    assert "anyio.sleep(" in async_src
-
-
-def test_task_engine_reports_state_changes_through_its_module_level_emitter() -> None:
-    """Every ``set_state`` reports through ``emit_task_run_state_change_event`` with these keywords."""
-    params = inspect.signature(task_engine.emit_task_run_state_change_event).parameters
-    assert list(params) == ["task_run", "initial_state", "validated_state", "follows"]
-    for engine in (task_engine.SyncTaskRunEngine, task_engine.AsyncTaskRunEngine):
-        assert "emit_task_run_state_change_event(" in inspect.getsource(engine.set_state)
-
-
-def test_flow_engine_proposes_states_through_module_level_functions() -> None:
-    """Flow states go through ``propose_state_sync`` / ``propose_state`` in ``prefect.flow_engine``."""
-    for name in FLOW_HOOKED:
-        assert callable(getattr(flow_engine, name))
-    assert "propose_state_sync(" in inspect.getsource(flow_engine.FlowRunEngine.set_state)
-    assert "propose_state(" in inspect.getsource(flow_engine.AsyncFlowRunEngine.set_state)
-
-
-def test_api_client_builds_its_ssl_context_through_module_level_ssl() -> None:
-    """Prefect's client calls ``ssl.create_default_context`` through its module's ``ssl``."""
-    assert "ssl.create_default_context(" in inspect.getsource(orchestration.SyncPrefectClient.__init__)
+def _replaced() -> dict[str, Any]:
+    """What every internal the table lists as replaced or wrapped is now."""
+    return {
+        i.where: getattr(*resolve(i.where))
+        for i in INTERNALS
+        if i.use != "read" and not i.by_source and i.applies(prefect_version()) and i.where.startswith("prefect.")
+    }
 
 
 def test_hooks_are_undone() -> None:
     """After a scenario every hooked name is Prefect's own again, also after an exception."""
-    before = {n: getattr(task_engine, n) for n in HOOKED} | {n: getattr(flow_engine, n) for n in FLOW_HOOKED}
+    before = _replaced()
     clock = Clock()
     try:
         with hooked(clock, Recorder(clock)):
@@ -61,8 +37,7 @@ def test_hooks_are_undone() -> None:
             raise RuntimeError("boom")
     except RuntimeError:
         pass
-    after = {n: getattr(task_engine, n) for n in HOOKED} | {n: getattr(flow_engine, n) for n in FLOW_HOOKED}
-    assert after == before
+    assert _replaced() == before
 
 
 def test_virtual_sleep_costs_no_wall_time() -> None:
@@ -83,7 +58,6 @@ def test_jitter_is_prefects_function_drawing_from_a_seeded_generator() -> None:
 
     from harness.run.hooks import seeded_jitter
 
-    assert "clamped_poisson_interval(" in inspect.getsource(task_engine.SyncTaskRunEngine.handle_retry)
     assert task_engine.clamped_poisson_interval is prefect_math.clamped_poisson_interval
     assert "random.uniform(" in inspect.getsource(prefect_math.poisson_interval)
     draw = seeded_jitter(random.Random(7))
@@ -112,22 +86,16 @@ from prefect.futures import PrefectConcurrentFuture
 from prefect.settings import get_current_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from harness import Session, load_file
-from harness.run.hooks import FLOW_HOOKED, HOOKED
+from harness.run.internals import INTERNALS, prefect_version, resolve
 
 def snapshot():
     return {
-        **{f"task_engine.{n}": getattr(task_engine, n) for n in (*HOOKED, "prefect")},
-        **{f"flow_engine.{n}": getattr(flow_engine, n) for n in (*FLOW_HOOKED, "timeout", "timeout_async")},
-        "results.prefect": results.prefect,
-        **{f"utilities.timeout.{n}": getattr(prefect_timeout, n) for n in ("cancel_sync_after", "cancel_async_after")},
-        **{f"ThreadPoolTaskRunner.{n}": getattr(ThreadPoolTaskRunner, n) for n in ("submit", "__exit__")},
+        # every internal the harness replaces or wraps (harness.run.internals)
         **{
-            f"PrefectConcurrentFuture.{n}": getattr(PrefectConcurrentFuture, n)
-            for n in ("wait", "result", "_add_prefect_done_callback", "state")
+            i.where: getattr(*resolve(i.where))
+            for i in INTERNALS
+            if i.use != "read" and not i.by_source and i.applies(prefect_version())
         },
-        "orchestration.ssl": orchestration.ssl,
-        "prefect.futures.threading": prefect.futures.threading,
-        "httpx create_ssl_context": httpx_default.create_ssl_context,
         "socket.connect": socket.socket.connect,
         "socket.connect_ex": socket.socket.connect_ex,
         "socket.getaddrinfo": socket.getaddrinfo,
@@ -176,8 +144,8 @@ assert inside["environ"]["SSL_CERT_FILE"] == bundle and inside["certifi.where"] 
 assert inside["ssl default verify paths"].cafile == bundle
 assert inside["environ"]["PREFECT_API_URL"] == api_url
 assert inside["settings"] != before["settings"] and inside["global settings"] != before["global settings"]
-assert inside["orchestration.ssl"] is not before["orchestration.ssl"]  # the run did set its hooks
-assert inside["httpx create_ssl_context"] is not before["httpx create_ssl_context"]
+for where in ("prefect.client.orchestration:ssl", "httpx._transports.default:create_ssl_context"):
+    assert inside[where] is not before[where], where  # the run did set its hooks
 assert not inside["proxies"]
 # Modules the flow imported first during a run keep no trace of the CA: requests (imported before the CA is
 # trusted) and a library that kept certifi's path and function at import (given the real ones back).
@@ -228,44 +196,3 @@ def test_the_process_is_as_before_between_runs_and_once_a_session_ends(tmp_path:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("as before")
-
-
-def test_the_private_names_behind_the_pinned_exit_and_virtual_time_are_there() -> None:
-    """What `pinned_exit`, `virtual_flow_timeouts` and `virtual_now` hook: fails loudly if Prefect moves it."""
-    import prefect.results as results
-    import prefect.utilities.timeout as prefect_timeout
-    from prefect.futures import PrefectConcurrentFuture
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    submit = inspect.getsource(ThreadPoolTaskRunner.submit)
-    assert "self._cancel_events[task_run_id] = cancel_event" in submit  # before the thread starts
-    assert "self.cancel_all()" in inspect.getsource(ThreadPoolTaskRunner.__exit__)
-    for name in ("wait", "result", "_add_prefect_done_callback"):
-        assert callable(getattr(PrefectConcurrentFuture, name))
-    assert "cancel_sync_after(" in inspect.getsource(prefect_timeout.timeout)
-    assert "cancel_async_after(" in inspect.getsource(prefect_timeout.timeout_async)
-    assert flow_engine.timeout is prefect_timeout.timeout
-    assert "call_with_parameters(self.flow.fn" in inspect.getsource(flow_engine.FlowRunEngine.call_flow_fn)
-    assert "from prefect.flow_engine import run_flow" in inspect.getsource(prefect.flows.Flow.__call__)
-    assert "prefect.types._datetime.now(" in inspect.getsource(task_engine.SyncTaskRunEngine.handle_retry)
-    assert "prefect.types._datetime.now(" in inspect.getsource(results.ResultStore._exists)
-
-
-def test_the_private_names_behind_the_run_scope_are_there() -> None:
-    """What `run/scope.py` reads and sets of Prefect's: fails loudly if Prefect moves it."""
-    import prefect.context
-    from prefect._internal.concurrency.services import _QueueServiceBase
-    from prefect.events.clients import PrefectEventsClient
-    from prefect.events.worker import EventsWorker
-    from prefect.server.api.server import SubprocessASGIServer
-
-    assert callable(prefect.context._temporary_global_settings_context)
-    assert isinstance(prefect.context.GLOBAL_SETTINGS_CONTEXT, prefect.context.SettingsContext)
-    assert callable(prefect.context.root_settings_context)
-    # One registry of queue services, on the base class, shared by the events and API-log workers.
-    assert EventsWorker._instances is _QueueServiceBase._instances
-    assert hasattr(EventsWorker, "_instance_lock") and hasattr(EventsWorker, "_instance_cache_lock")
-    assert "self._stop(at_exit=at_exit)" in inspect.getsource(EventsWorker._drain)  # a future, done once drained
-    assert "self._client = self.client_type(" in inspect.getsource(EventsWorker._lifespan)
-    assert "self._api_url = api_url" in inspect.getsource(PrefectEventsClient.__init__)
-    assert isinstance(SubprocessASGIServer._instances, dict)

@@ -22,6 +22,7 @@ def test_all_is_sorted_and_pinned() -> None:
         "Session",
         "StateInfo",
         "TaskRun",
+        "UntestedPrefect",
         "check",
         "load_file",
         "load_paths",

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import importlib
 import inspect
 import random
 import shutil
@@ -47,10 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.run.clock import Clock, Line
+from harness.run.internals import FE, FU, TE, TR, replace, replaced, wrap
 from harness.run.states import Recorder
-
-HOOKED = ("time", "anyio", "emit_task_run_state_change_event", "clamped_poisson_interval")
-FLOW_HOOKED = ("propose_state_sync", "propose_state", "call_with_parameters", "run_flow")
 
 
 class _TimeShim(types.ModuleType):
@@ -80,27 +77,6 @@ class _AnyioShim(types.ModuleType):
 @contextlib.contextmanager
 def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
     """Swap the task engine's sleeps, state reports and jitter, and pin the flow's exit, for one scenario."""
-    engine: Any = importlib.import_module("prefect.task_engine")
-    saved = {name: getattr(engine, name) for name in HOOKED}
-    emit: Callable[..., Any] = saved["emit_task_run_state_change_event"]
-
-    def emit_and_record(*, task_run: Any, initial_state: Any, validated_state: Any, follows: Any = None) -> Any:
-        recorder.record(task_run, validated_state)
-        return emit(task_run=task_run, initial_state=initial_state, validated_state=validated_state, follows=follows)
-
-    flow_engine: Any = importlib.import_module("prefect.flow_engine")
-    flow_saved = {name: getattr(flow_engine, name) for name in FLOW_HOOKED}
-
-    def propose_sync(*args: Any, **kwargs: Any) -> Any:
-        state = flow_saved["propose_state_sync"](*args, **kwargs)
-        recorder.record_flow(state)
-        return state
-
-    async def propose(*args: Any, **kwargs: Any) -> Any:
-        state = await flow_saved["propose_state"](*args, **kwargs)
-        recorder.record_flow(state)
-        return state
-
     jitter = seeded_jitter(random.Random(f"{seed}:jitter"))
 
     def jitter_and_record(*args: Any, **kwargs: Any) -> float:
@@ -108,30 +84,49 @@ def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
         recorder.drew(delay)
         return delay
 
-    try:  # every name set inside the try: an exception part-way still restores them all
-        engine.time = _TimeShim(clock, saved["time"], recorder)
-        engine.anyio = _AnyioShim(clock, saved["anyio"], recorder)
-        engine.emit_task_run_state_change_event = emit_and_record
-        engine.clamped_poisson_interval = jitter_and_record
-        flow_engine.propose_state_sync = propose_sync
-        flow_engine.propose_state = propose
-        with (
-            virtual_flow_retries(recorder, flow_engine),
-            forked_task_runs(clock),
-            pinned_exit(recorder, flow_engine, flow_saved["call_with_parameters"]),
-            virtual_flow_timeouts(recorder, flow_engine),
-            virtual_now(clock),
-        ):
-            yield
-    finally:
-        for name, value in saved.items():
-            setattr(engine, name, value)
-        for name, value in flow_saved.items():
-            setattr(flow_engine, name, value)
+    with contextlib.ExitStack() as stack:  # every replacement undone, in reverse order, however the block ends
+        wrap(stack, f"{TE}:time", lambda real: _TimeShim(clock, real, recorder))
+        wrap(stack, f"{TE}:anyio", lambda real: _AnyioShim(clock, real, recorder))
+        wrap(stack, f"{TE}:emit_task_run_state_change_event", lambda emit: _recording_emit(emit, recorder))
+        replace(stack, f"{TE}:clamped_poisson_interval", jitter_and_record)
+        wrap(stack, f"{FE}:propose_state_sync", lambda propose: _recording_propose(propose, recorder))
+        wrap(stack, f"{FE}:propose_state", lambda propose: _recording_propose(propose, recorder))
+        stack.enter_context(virtual_flow_retries(recorder))
+        stack.enter_context(forked_task_runs(clock))
+        stack.enter_context(pinned_exit(recorder))
+        stack.enter_context(virtual_flow_timeouts(recorder))
+        stack.enter_context(virtual_now(clock))
+        yield
+
+
+def _recording_emit(emit: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+    def emit_and_record(*, task_run: Any, initial_state: Any, validated_state: Any, follows: Any = None) -> Any:
+        recorder.record(task_run, validated_state)
+        return emit(task_run=task_run, initial_state=initial_state, validated_state=validated_state, follows=follows)
+
+    return emit_and_record
+
+
+def _recording_propose(propose: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(propose):
+
+        async def propose_and_record(*args: Any, **kwargs: Any) -> Any:
+            state = await propose(*args, **kwargs)
+            recorder.record_flow(state)
+            return state
+
+        return propose_and_record
+
+    def propose_sync_and_record(*args: Any, **kwargs: Any) -> Any:
+        state = propose(*args, **kwargs)
+        recorder.record_flow(state)
+        return state
+
+    return propose_sync_and_record
 
 
 @contextlib.contextmanager
-def virtual_flow_retries(recorder: Recorder, flow_engine: Any) -> Iterator[None]:
+def virtual_flow_retries(recorder: Recorder) -> Iterator[None]:
     """Every flow run, subflows included, waits its retry delay on the virtual clock.
 
     Flow retries are decided by the server on its own clock: a flow run
@@ -140,8 +135,8 @@ def virtual_flow_retries(recorder: Recorder, flow_engine: Any) -> Iterator[None]
     at 0, and the recorder adds the configured delay to the virtual clock when
     the server answers ``AwaitingRetry`` to that flow run.
     """
-    run_flow = flow_engine.run_flow
     clock = recorder.clock
+    run_flow: Callable[..., Any]
 
     def with_virtual_delay(flow: Any, *args: Any, **kwargs: Any) -> Any:
         delay = float(flow.retry_delay_seconds or 0)
@@ -172,11 +167,8 @@ def virtual_flow_retries(recorder: Recorder, flow_engine: Any) -> Iterator[None]
 
         return awaited()
 
-    flow_engine.run_flow = with_virtual_delay
-    try:
+    with replaced(f"{FE}:run_flow", with_virtual_delay) as run_flow:
         yield
-    finally:
-        flow_engine.run_flow = run_flow
 
 
 @contextlib.contextmanager
@@ -189,9 +181,8 @@ def forked_task_runs(clock: Clock) -> Iterator[None]:
     engines' ``start``, which every task run (sync, async, generator) enters
     once and leaves once.
     """
-    from prefect.task_engine import AsyncTaskRunEngine, SyncTaskRunEngine
-
-    sync_start, async_start = SyncTaskRunEngine.start, AsyncTaskRunEngine.start
+    sync_start: Callable[..., Any]
+    async_start: Callable[..., Any]
 
     @contextlib.contextmanager
     def forked(self: Any, *args: Any, **kwargs: Any) -> Iterator[None]:
@@ -224,13 +215,10 @@ def forked_task_runs(clock: Clock) -> Iterator[None]:
             if _awaited_by(line.task, parent.task):  # not a task created and left running
                 clock.join(line, into=parent)
 
-    SyncTaskRunEngine.start = forked  # type: ignore[method-assign]
-    AsyncTaskRunEngine.start = aforked  # type: ignore[method-assign]
-    try:
+    with contextlib.ExitStack() as stack:
+        sync_start = replace(stack, f"{TE}:SyncTaskRunEngine.start", forked)
+        async_start = replace(stack, f"{TE}:AsyncTaskRunEngine.start", aforked)
         yield
-    finally:
-        SyncTaskRunEngine.start = sync_start  # type: ignore[method-assign]
-        AsyncTaskRunEngine.start = async_start  # type: ignore[method-assign]
 
 
 def _awaited_by(child: Any, parent: Any) -> bool:
@@ -244,7 +232,7 @@ def _awaited_by(child: Any, parent: Any) -> bool:
 
 
 @contextlib.contextmanager
-def virtual_flow_timeouts(recorder: Recorder, flow_engine: Any) -> Iterator[None]:
+def virtual_flow_timeouts(recorder: Recorder) -> Iterator[None]:
     """A flow's ``timeout_seconds`` kept on the virtual clock as well as on the wall clock.
 
     Prefect enforces a flow's timeout with a cancel scope on real time (an
@@ -256,12 +244,7 @@ def virtual_flow_timeouts(recorder: Recorder, flow_engine: Any) -> Iterator[None
     once the flow run has waited ``timeout_seconds`` (the compute aside): the
     flow times out where it would have, in Prefect's own way.
     """
-    import prefect.utilities.timeout as prefect_timeout
-
     clock = recorder.clock
-    names = ("timeout", "timeout_async")
-    saved = {name: getattr(flow_engine, name) for name in names}
-    cancel_saved = {name: getattr(prefect_timeout, name) for name in ("cancel_sync_after", "cancel_async_after")}
     opening = contextvars.ContextVar("harness_flow_timeout", default=False)
 
     def flagged(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -311,17 +294,12 @@ def virtual_flow_timeouts(recorder: Recorder, flow_engine: Any) -> Iterator[None
 
         return cancel_after
 
-    for name in names:
-        setattr(flow_engine, name, flagged(saved[name]))
-    for name, original in cancel_saved.items():
-        setattr(prefect_timeout, name, registering(original))
-    try:
+    with contextlib.ExitStack() as stack:
+        for name in ("timeout", "timeout_async"):
+            wrap(stack, f"{FE}:{name}", flagged)
+        for name in ("cancel_sync_after", "cancel_async_after"):
+            wrap(stack, f"prefect.utilities.timeout:{name}", registering)
         yield
-    finally:
-        for name, value in saved.items():
-            setattr(flow_engine, name, value)
-        for name, value in cancel_saved.items():
-            setattr(prefect_timeout, name, value)
 
 
 HOLD_S = 5.0  # at most this long (real time) a participant waits at a fired deadline for Prefect's cancellation
@@ -418,19 +396,14 @@ def virtual_now(clock: Clock) -> Iterator[None]:
     import prefect.types._datetime as real_datetime
 
     view = _Via(prefect, "types", _Via(prefect.types, "_datetime", _ShiftedDatetime(clock, real_datetime)))
-    modules: list[Any] = [importlib.import_module(name) for name in ("prefect.task_engine", "prefect.results")]
-    saved = [module.prefect for module in modules]
-    for module in modules:
-        module.prefect = view
-    try:
+    with contextlib.ExitStack() as stack:
+        for module in (TE, "prefect.results"):
+            replace(stack, f"{module}:prefect", view)
         yield
-    finally:
-        for module, value in zip(modules, saved, strict=True):
-            module.prefect = value
 
 
 @contextlib.contextmanager
-def pinned_exit(recorder: Recorder, flow_engine: Any, call: Callable[..., Any]) -> Iterator[None]:
+def pinned_exit(recorder: Recorder) -> Iterator[None]:
     """Pin the race between a flow's exit and the task runs it submitted and did not wait on (``exits``).
 
     Marks the flow function's return (``flow_engine.call_with_parameters``),
@@ -441,17 +414,14 @@ def pinned_exit(recorder: Recorder, flow_engine: Any, call: Callable[..., Any]) 
     cancellation, run once nothing submitted can make progress before it.
     """
     from prefect.context import FlowRunContext, TaskRunContext
-    from prefect.futures import PrefectConcurrentFuture
-    from prefect.task_runners import ThreadPoolTaskRunner
 
     gate, clock = recorder.exits, recorder.clock
-    submit, exit_, wait, result, callback = (
-        ThreadPoolTaskRunner.submit,
-        ThreadPoolTaskRunner.__exit__,
-        PrefectConcurrentFuture.wait,
-        PrefectConcurrentFuture.result,
-        PrefectConcurrentFuture._add_prefect_done_callback,
-    )
+    stack = contextlib.ExitStack()
+    call: Callable[..., Any]
+    submit: Callable[..., Any]
+    exit_: Callable[..., Any]
+    state: Any
+    callback_waiting: Callable[..., Any]
 
     def call_and_mark(fn: Any, parameters: Any) -> Any:
         ctx = FlowRunContext.get()
@@ -534,18 +504,6 @@ def pinned_exit(recorder: Recorder, flow_engine: Any, call: Callable[..., Any]) 
             else:
                 polled.add(self.task_run_id)
 
-    # Reading ``future.state`` (from the API, until the future is done) is a flow polling its task runs:
-    # a wait too, as real time passes between the reads.
-    state: Any = inspect.getattr_static(PrefectConcurrentFuture, "state")  # the property, not a read of it
-    own_state = PrefectConcurrentFuture.__dict__.get("state")
-    flow_engine.call_with_parameters = call_and_mark
-    PrefectConcurrentFuture.state = property(state_read)  # type: ignore[method-assign, assignment]
-    ThreadPoolTaskRunner.submit = submit_and_register  # type: ignore[method-assign]
-    ThreadPoolTaskRunner.__exit__ = settled_exit  # type: ignore[method-assign]
-    PrefectConcurrentFuture.wait = waiting(wait)  # type: ignore[method-assign]
-    PrefectConcurrentFuture.result = waiting(result)  # type: ignore[method-assign]
-    callback_waiting = waiting(callback)
-
     def called_back(self: Any, fn: Callable[..., Any]) -> Any:
         """A done callback (``as_completed``, ``wait(timeout=...)``, ``.map(...).result()``): its registrant blocks
         until one of the futures it registered on is done."""
@@ -573,25 +531,20 @@ def pinned_exit(recorder: Recorder, flow_engine: Any, call: Callable[..., Any]) 
             with clock.waiting(on=pending):
                 return super().wait(timeout)
 
-    futures_module: Any = importlib.import_module("prefect.futures")
-    real_threading = futures_module.threading
-
-    PrefectConcurrentFuture._add_prefect_done_callback = called_back  # type: ignore[method-assign]
-    futures_module.threading = _Via(real_threading, "Event", Event)
-    try:
+    with stack:
+        call = replace(stack, f"{FE}:call_with_parameters", call_and_mark)
+        submit = replace(stack, f"{TR}:ThreadPoolTaskRunner.submit", submit_and_register)
+        exit_ = replace(stack, f"{TR}:ThreadPoolTaskRunner.__exit__", settled_exit)
+        wrap(stack, f"{FU}:PrefectConcurrentFuture.wait", waiting)
+        wrap(stack, f"{FU}:PrefectConcurrentFuture.result", waiting)
+        # Reading ``future.state`` (from the API, until the future is done) is a flow polling its task runs:
+        # a wait too, as real time passes between the reads. The property itself is kept, not a read of it.
+        state = replace(stack, f"{FU}:PrefectConcurrentFuture.state", property(state_read))
+        callback_waiting = waiting(
+            replace(stack, f"{FU}:PrefectConcurrentFuture._add_prefect_done_callback", called_back)
+        )
+        wrap(stack, f"{FU}:threading", lambda real: _Via(real, "Event", Event))
         yield
-    finally:
-        flow_engine.call_with_parameters = call
-        if own_state is None:
-            del PrefectConcurrentFuture.state  # inherited: found on the base class again
-        else:
-            PrefectConcurrentFuture.state = own_state  # type: ignore[method-assign]
-        ThreadPoolTaskRunner.submit = submit  # type: ignore[method-assign]
-        ThreadPoolTaskRunner.__exit__ = exit_  # type: ignore[method-assign]
-        PrefectConcurrentFuture.wait = wait  # type: ignore[method-assign]
-        PrefectConcurrentFuture.result = result  # type: ignore[method-assign]
-        PrefectConcurrentFuture._add_prefect_done_callback = callback  # type: ignore[method-assign]
-        futures_module.threading = real_threading
 
 
 def seeded_jitter(rng: random.Random) -> Callable[..., float]:
@@ -694,18 +647,20 @@ class SharedSsl:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        orchestration: Any = importlib.import_module("prefect.client.orchestration")
-        default: Any = importlib.import_module("httpx._transports.default")
-        real_ssl, real_create = orchestration.ssl, default.create_ssl_context
-        if real_ssl not in self._ssl:  # built once a session (Prefect's, httpx's functions as they are then)
-            self._ssl[real_ssl] = _SslShim(real_ssl)
-            self._create[real_create] = _shared_ssl_context(real_create)
-        shim, shared = self._ssl[real_ssl], self._create[real_create]
-        try:
-            orchestration.ssl, default.create_ssl_context = shim, shared
+        with contextlib.ExitStack() as stack:  # built once a session (Prefect's, httpx's functions as they are then)
+            wrap(stack, "prefect.client.orchestration:ssl", lambda real: _cached(self._ssl, real, _SslShim))
+            wrap(
+                stack,
+                "httpx._transports.default:create_ssl_context",
+                lambda real: _cached(self._create, real, _shared_ssl_context),
+            )
             yield
-        finally:
-            orchestration.ssl, default.create_ssl_context = real_ssl, real_create
+
+
+def _cached(cache: dict[Any, Any], real: Any, make: Callable[[Any], Any]) -> Any:
+    if real not in cache:
+        cache[real] = make(real)
+    return cache[real]
 
 
 def _shared_ssl_context(create: Callable[..., Any]) -> Callable[..., Any]:

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 
 from harness.run.environ import environ
 from harness.run.hooks import SharedSsl
+from harness.run.internals import replace
 from harness.run.wire.backend import Wire
 
 
@@ -81,7 +82,7 @@ class RunScope:
             stack.enter_context(environ(self.environment))
             settings = prefect.context.SettingsContext(profile=self._profile, settings=self._settings)
             context = stack.enter_context(settings)
-            stack.enter_context(prefect.context._temporary_global_settings_context(context))
+            replace(stack, "prefect.context:GLOBAL_SETTINGS_CONTEXT", context)
             if self.wire is not None:
                 stack.enter_context(self.wire.authority.trusted())
             stack.enter_context(self._ssl.installed())
@@ -104,7 +105,7 @@ class Parked:
         """Put the session's workers back for one run; afterwards set aside those of the session, drain the rest."""
         registry = _registry()
         leftovers: list[Any] = []
-        with registry._instance_lock, registry._instance_cache_lock:  # Prefect's own order
+        with _locked(registry):
             for key, worker in self._workers.items():
                 if worker._stopped:
                     continue  # stopped by Prefect meanwhile (its loop's shutdown, a fork): started anew if needed
@@ -115,7 +116,7 @@ class Parked:
         try:
             yield
         finally:
-            with registry._instance_lock, registry._instance_cache_lock:
+            with _locked(registry):
                 ours = {k: w for k, w in list(registry._instances.items()) if self._ours(w)}
                 for key in ours:
                     del registry._instances[key]
@@ -136,6 +137,13 @@ def _registry() -> Any:
     from prefect.events.worker import EventsWorker
 
     return EventsWorker
+
+
+@contextlib.contextmanager
+def _locked(registry: Any) -> Iterator[None]:
+    """The registry's locks, in Prefect's own order (one lock before Prefect 3.8)."""
+    with registry._instance_lock, getattr(registry, "_instance_cache_lock", contextlib.nullcontext()):
+        yield
 
 
 def other_prefect_apis(own: str) -> list[str]:
@@ -176,7 +184,7 @@ def drain_workers() -> None:
     something sends an event or a log.
     """
     registry = _registry()
-    with registry._instance_lock, registry._instance_cache_lock:
+    with _locked(registry):
         workers = list(registry._instances.values())
     _drain(workers)
 
@@ -215,7 +223,7 @@ def _drain(workers: list[Any], timeout: float = 10.0) -> None:
 
 def _forget(worker: Any) -> None:
     registry = _registry()
-    with registry._instance_lock, registry._instance_cache_lock:
+    with _locked(registry):
         for key, value in list(registry._instances.items()):
             if value is worker:
                 del registry._instances[key]

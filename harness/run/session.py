@@ -34,6 +34,7 @@ from harness.run.clock import Clock
 from harness.run.exits import STOPPED
 from harness.run.guard import NetworkGuard
 from harness.run.hooks import hooked, own_results
+from harness.run.internals import check_prefect
 from harness.run.kept import session_server
 from harness.run.recording import Recording
 from harness.run.scope import RunScope
@@ -127,6 +128,7 @@ class Session:
     def __init__(
         self, real_time: bool = False, time_limit: float | None = DEFAULT_TIME_LIMIT, transport: str = "respx"
     ) -> None:
+        check_prefect()  # before anything starts: the harness's answers rest on Prefect's internals
         self.transport = transport  # httpx's transport when a scenario names none: "respx" or "wire"
         self.wire: Wire | None = None
         self.real_time = real_time

@@ -135,6 +135,17 @@ class Taken:
     latency: float
 
 
+class _Router(respx.MockRouter):
+    """respx's router, marking an AsyncClient's requests: ``_dispatch`` answers them with a coroutine."""
+
+    async def async_handler(self, request: httpx.Request) -> httpx.Response:
+        token = _ASYNC.set(True)
+        try:
+            return await super().async_handler(request)
+        finally:
+            _ASYNC.reset(token)
+
+
 class Injector:
     """Serves a scenario's endpoints for the duration of a run: through respx to httpx, and to the wire server.
 
@@ -161,23 +172,13 @@ class Injector:
         ]
         self._bytes_rng = random.Random(f"{scenario.seed}:bytes")
         self._lock = threading.Lock()
-        self.router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
+        self.router = _Router(assert_all_called=False, assert_all_mocked=True)
         self.router.route(url__startswith=api_url.rsplit("/api", 1)[0] + "/").pass_through()
         for url in passthrough:  # another server's API, unless an endpoint is declared under it
             prefix = url.rstrip("/") + "/"
             if not any(e.request.url.startswith(prefix) for e in scenario.endpoints):
                 self.router.route(url__startswith=prefix).pass_through()
         self.router.route().mock(side_effect=self._dispatch)
-        handler = self.router.async_handler
-
-        async def async_handler(request: httpx.Request) -> httpx.Response:
-            token = _ASYNC.set(True)  # an AsyncClient's request: ``_dispatch`` answers with a coroutine
-            try:
-                return await handler(request)
-            finally:
-                _ASYNC.reset(token)
-
-        self.router.async_handler = async_handler  # type: ignore[method-assign]
 
     def __enter__(self) -> Injector:
         if self.mock_httpx:

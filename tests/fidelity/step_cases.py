@@ -78,10 +78,10 @@ STEP_CASES: list[dict[str, Any]] = [
         get(f"{API}/slow", {"json": {"late": True}, "latency": 0.6}, {"json": {"late": False}}),
     ),
     steps_case(
-        "a window of 503s for a second and a half, then JSON",
+        "a window of 503s for 1.9 seconds, then JSON",
         "retries_through_a_window",
         {"url": f"{API}/status"},
-        get(f"{API}/status", {"status": 503, "until": 1.5}, {"json": {"up": True}}),
+        get(f"{API}/status", {"status": 503, "until": 1.9}, {"json": {"up": True}}),
     ),
     steps_case(
         "seeded chaos on three mapped endpoints",

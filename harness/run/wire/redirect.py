@@ -25,13 +25,13 @@ import ipaddress
 import socket
 import sys
 import threading
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from harness.run.environ import environ
 from harness.run.guard import LOOPBACK_NAMES
+from harness.run.internals import replace, replaced
 from harness.run.transport import Injector
 
 FAKE_PREFIX = "127.77.0."
@@ -161,13 +161,8 @@ def cleared_proxies() -> Iterator[None]:
     ``urlopen`` keeps the opener it first builds, with the proxies of that
     moment: the run gets one of its own, and the process's is put back after.
     """
-    opener = urllib.request._opener  # type: ignore[attr-defined]
-    try:
-        urllib.request._opener = None  # type: ignore[attr-defined]
-        with environ(dict.fromkeys(PROXY_VARIABLES)):
-            yield
-    finally:
-        urllib.request._opener = opener  # type: ignore[attr-defined]
+    with replaced("urllib.request:_opener", None), environ(dict.fromkeys(PROXY_VARIABLES)):
+        yield
 
 
 @contextlib.contextmanager
@@ -180,18 +175,12 @@ def python_resolvers() -> Iterator[None]:
     uvloop event loop policy gives way to asyncio's own.
     """
     resolver = sys.modules.get("aiohttp.resolver")
-    connector: Any = sys.modules.get("aiohttp.connector")
-    saved_resolver = getattr(connector, "DefaultResolver", None)
     policy = asyncio.get_event_loop_policy()
     swap_policy = type(policy).__module__.split(".")[0] == "uvloop"
-    if connector is not None and resolver is not None:
-        connector.DefaultResolver = resolver.ThreadedResolver
-    if swap_policy:
-        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
-    try:
-        yield
-    finally:
-        if connector is not None and saved_resolver is not None:
-            connector.DefaultResolver = saved_resolver
+    with contextlib.ExitStack() as stack:
+        if resolver is not None and "aiohttp.connector" in sys.modules:
+            replace(stack, "aiohttp.connector:DefaultResolver", resolver.ThreadedResolver)
         if swap_policy:
-            asyncio.set_event_loop_policy(policy)
+            asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+            stack.callback(asyncio.set_event_loop_policy, policy)
+        yield

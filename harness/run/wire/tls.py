@@ -36,6 +36,7 @@ import trustme
 
 from harness.run.environ import environ
 from harness.run.guard import let_through
+from harness.run.internals import replace, wrap
 
 TRUST_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
@@ -94,29 +95,29 @@ class Authority:
         path, or the stand-in for ``certifi.where``, gets the real ones back.
         """
         _import_before_trust()
-        wrap_socket, wrap_bio = ssl.SSLContext.wrap_socket, ssl.SSLContext.wrap_bio
-        aiohttp: Any = sys.modules.get("aiohttp.connector")
-        before = getattr(aiohttp, "_SSL_CONTEXT_VERIFIED", None)
-        where = certifi.where
+        imported_before = "aiohttp.connector" in sys.modules
         modules = set(sys.modules)
-        try:
+        with contextlib.ExitStack() as stack:
             # A client given certifi's bundle by name (httpx.Client(verify=certifi.where())) gets this one.
-            certifi.where = self._bundle_path
-            ssl.SSLContext.wrap_socket = self._trusting(wrap_socket)  # type: ignore[method-assign]
-            ssl.SSLContext.wrap_bio = self._trusting(wrap_bio)  # type: ignore[method-assign]
-            with environ(dict.fromkeys(TRUST_VARIABLES, str(self.bundle))):
-                if aiohttp is not None:  # built at import: one trusting the CA instead, built once a session
-                    if self._aiohttp_context is None:
-                        self._aiohttp_context = aiohttp._make_ssl_context(True)
-                    aiohttp._SSL_CONTEXT_VERIFIED = self._aiohttp_context
-                yield
-        finally:
-            certifi.where = where
-            ssl.SSLContext.wrap_socket, ssl.SSLContext.wrap_bio = wrap_socket, wrap_bio  # type: ignore[method-assign]
-            aiohttp = sys.modules.get("aiohttp.connector")
-            if aiohttp is not None:  # imported before or during the run: its context without the CA again
-                aiohttp._SSL_CONTEXT_VERIFIED = before if before is not None else aiohttp._make_ssl_context(True)
-            self._forget([sys.modules.get(name) for name in set(sys.modules) - modules], where)
+            where = replace(stack, "certifi:where", self._bundle_path)
+            # Run once the rest is undone (the trust variables too), before certifi's function is back.
+            stack.callback(self._forget_imported, modules, where, imported_before)
+            wrap(stack, "ssl:SSLContext.wrap_socket", self._trusting)
+            wrap(stack, "ssl:SSLContext.wrap_bio", self._trusting)
+            stack.enter_context(environ(dict.fromkeys(TRUST_VARIABLES, str(self.bundle))))
+            if imported_before:  # built at import: one trusting the CA instead, built once a session
+                if self._aiohttp_context is None:
+                    self._aiohttp_context = sys.modules["aiohttp.connector"]._make_ssl_context(True)
+                replace(stack, "aiohttp.connector:_SSL_CONTEXT_VERIFIED", self._aiohttp_context)
+            yield
+
+    def _forget_imported(self, modules: set[str], where: Any, aiohttp_imported: bool) -> None:
+        """What the run imported keeps nothing of the CA: aiohttp's default context built without it, the
+        stand-in ``where`` and the bundle's path given back."""
+        if not aiohttp_imported and "aiohttp.connector" in sys.modules:
+            connector: Any = sys.modules["aiohttp.connector"]
+            connector._SSL_CONTEXT_VERIFIED = connector._make_ssl_context(True)
+        self._forget([sys.modules.get(name) for name in set(sys.modules) - modules], where)
 
     def _trusting(self, wrap: Callable[..., Any]) -> Callable[..., Any]:
         """``SSLContext.wrap_socket`` / ``wrap_bio``: a client context that verifies learns the CA first.
