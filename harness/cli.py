@@ -390,7 +390,12 @@ def _run(
             for f in r.failures:
                 print(f"  {f}")
     passed = sum(r.passed for r in results)
-    print(f"\n{passed}/{len(results)} scenario(s) passed, {len(bad)} invalid, {time.perf_counter() - started:.1f} s")
+    skipped = sum(r.skipped is not None for r in results)
+    also = f", {skipped} skipped (for another Prefect)" if skipped else ""
+    print(
+        f"\n{passed - skipped}/{len(results)} scenario(s) passed{also}, {len(bad)} invalid, "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     if json_path:
         write_json(results, json_path)
     if bad:

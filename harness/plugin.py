@@ -105,6 +105,9 @@ class ScenarioFile(pytest.File):
                 continue
             for label, scenario, policy in doc.cases():
                 item = ScenarioItem.from_parent(self, name=label, scenario=scenario, policy=policy)
+                reason = doc.skipped()
+                if reason is not None:
+                    item.add_marker(pytest.mark.skip(reason=reason))
                 if doc.xfail is not None:
                     from harness._errors import ScenarioFailure
 

@@ -8,6 +8,7 @@ expectation, and return a ``Result``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from harness._errors import shown
@@ -21,7 +22,10 @@ from harness.scenario.strategy import Policy
 def run_scenario(
     session: Session, scenario: Scenario, policy: Policy | None = None, label: str | None = None
 ) -> Result:
-    """Run ``scenario`` once (under ``policy``, if given) and judge it."""
+    """Run ``scenario`` once (under ``policy``, if given) and judge it; one for another Prefect is skipped."""
+    reason = scenario.skipped()
+    if reason is not None:
+        return dataclasses.replace(Result.of(scenario, None, [], label=label), skipped=reason)
     outcome = session.run(scenario, policy=policy)
     baseline = baseline_rows(session, scenario, policy) if judges_data(scenario) else None
     return Result.of(scenario, outcome, check(scenario, outcome, baseline=baseline), label=label)
@@ -39,6 +43,7 @@ class Result:
     error: str | None = None
     xfail: str | None = None
     failures: tuple[str, ...] = field(default=())
+    skipped: str | None = None  # why it was not run: its expectations are for another Prefect
 
     @property
     def failed_expectations(self) -> bool:
@@ -46,13 +51,18 @@ class Result:
 
     @property
     def passed(self) -> bool:
-        """True when the verdict is what the scenario asks for (an ``xfail`` scenario must fail)."""
+        """True when the verdict is what the scenario asks for (an ``xfail`` scenario must fail); a skipped one
+        is not failed, and not counted as passed either (``harness run`` counts it apart)."""
+        if self.skipped is not None:
+            return True
         if self.xfail is not None:
             return bool(self.mismatches) and self.error is None
         return not self.failed_expectations
 
     @property
     def verdict(self) -> str:
+        if self.skipped is not None:
+            return "skip"
         if self.xfail is not None:
             return "xfail" if self.passed else ("XPASS" if not self.failed_expectations else "ERROR")
         if self.error:

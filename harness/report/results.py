@@ -19,6 +19,7 @@ def as_json(result: Result) -> dict[str, Any]:
         "line": result.line,
         "passed": result.passed,
         "verdict": result.verdict,
+        "skipped": result.skipped,
         "failures": list(result.failures),
         "flow": None if o is None else {"state": o.flow.name, "type": o.flow.type, "message": o.flow.message},
         "tasks": []

@@ -1,4 +1,8 @@
-"""Every patch the harness sets in Prefect and httpx, in one place, each undone.
+"""What the harness puts in place of Prefect's internals for a run, each undone afterwards.
+
+The internals themselves, where they live and why each is touched, are the
+table in ``harness.run.internals``; every replacement here goes through its
+``replace`` / ``wrap``.
 
 Per scenario (``hooked``): Prefect orchestrates task retries in the client,
 and ``prefect.task_engine`` waits with its module-level ``time.sleep`` /
@@ -23,8 +27,9 @@ Per run, built once per session (``SharedSsl``): one SSL context for
 Prefect's API clients and one for httpx's default clients, instead of one per
 client.
 
-``tests/test_engine_hooks.py`` fails loudly if Prefect moves a hooked name,
-and checks that the process is as before once the session ends.
+``tests/test_internals.py`` fails naming the entry if Prefect moves a hooked
+name; ``tests/test_engine_hooks.py`` checks that the process is as before
+once the session ends.
 """
 
 from __future__ import annotations

@@ -621,6 +621,11 @@ class Scenario(_Model):
     endpoints: tuple[Endpoint, ...] = Field(default=(), description="The mocked HTTP endpoints the flow may call.")
     expect: Expect = Field(default=Expect(), description="What must hold after the run.")
     xfail: str | None = Field(default=None, description="Why the scenario must fail its expectations (strict).")
+    prefect: str | None = Field(
+        default=None,
+        description="The Prefect versions the expectations hold for, as a version specifier ('>=3.8'): on another "
+        "Prefect the scenario is skipped, saying why.",
+    )
     strategies: Annotated[
         dict[str, StrategyCase],
         BeforeValidator(with_names, json_schema_input_type=dict[str, StrategyInput | None]),
@@ -657,6 +662,31 @@ class Scenario(_Model):
                 out += [(("endpoints", i, "chaos", "faults", j), s) for j, s in enumerate(e.chaos.faults)]
                 out.append((("endpoints", i, "chaos", "otherwise"), e.chaos.otherwise))
         return out
+
+    @field_validator("prefect")
+    @classmethod
+    def _specifier(cls, value: str | None) -> str | None:
+        if value is not None:
+            from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+            try:
+                SpecifierSet(value)
+            except InvalidSpecifier:
+                raise ValueError(f"{value!r} is not a version specifier such as '>=3.8' or '>=3.7,<3.9'") from None
+        return value
+
+    def skipped(self) -> str | None:
+        """Why the scenario is not run on the installed Prefect (its ``prefect`` range excludes it), or None."""
+        if self.prefect is None:
+            return None
+        from importlib.metadata import version
+
+        from packaging.specifiers import SpecifierSet
+
+        installed = version("prefect")
+        if SpecifierSet(self.prefect).contains(installed, prereleases=True):
+            return None
+        return f"its expectations are for Prefect {self.prefect}; Prefect {installed} is installed"
 
     def cases(self) -> list[tuple[str, Scenario, Policy | None]]:
         """The scenario as written, then once per listed strategy: (label, scenario, policy)."""

@@ -139,6 +139,7 @@ _EXPECTED: dict[str, str] = {
     "parameters": "a mapping of the flow's parameter names to values",
     "seed": "a whole number",
     "xfail": "a string: the reason the scenario is expected to fail",
+    "prefect": "a version specifier such as '>=3.8': the Prefect versions the expectations hold for",
     "endpoints": "a list of endpoints, each a mapping with `request: METHOD URL` and `responses:` or `chaos:`",
     "endpoints[]": "an endpoint: a mapping with `request: METHOD URL` and `responses:` or `chaos:`",
     "responses": "a list of response steps",
