@@ -10,7 +10,7 @@ missing or duplicated against a fault-free run.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,22 +186,6 @@ def summarise(scenario: Scenario, policy: Policy, figures: list[RunFigures]) -> 
         rows_duplicated=duplicated,
         wall_s=sum(f.wall_s for f in ran),
     )
-
-
-def run_cell(
-    session: Session,
-    scenario: Scenario,
-    policy: Policy,
-    seeds: Iterable[int],
-    baseline: Any,
-    tick: Callable[[], None] = lambda: None,
-) -> Cell:
-    """Run ``scenario`` under ``policy`` once per seed and summarise."""
-    figures = []
-    for seed in seeds:
-        figures.append(run_once(session, scenario, policy, seed, baseline))
-        tick()
-    return summarise(scenario, policy, figures)
 
 
 def plan(scenarios: list[Scenario], seeds: int) -> list[tuple[Scenario, list[int]]]:

@@ -14,7 +14,7 @@ import pytest
 
 from harness import Scenario, Session
 from harness.checking.baseline import fault_free
-from harness.compare import Cell, compare, is_random, p95, plan, run_cell, wasted_calls, wilson
+from harness.compare import Cell, compare, is_random, p95, plan, wasted_calls, wilson
 from harness.policies import PRESETS
 from harness.report.comparison import compare_json, compare_markdown, compare_table
 
@@ -140,7 +140,7 @@ def test_chaos_varies_by_seed_and_each_seed_is_one_run(
     """Seeds 0..N-1 give different faults; the cell summarises exactly N runs."""
     chaos = scenario_from(CHAOS)
     ticks: list[int] = []
-    cell = run_cell(harness_session, chaos, PRESETS["no_retries"], range(6), None, lambda: ticks.append(1))
+    (cell,) = compare(harness_session, [chaos], [PRESETS["no_retries"]], 6, lambda: ticks.append(1))
     assert cell.runs == len(ticks) == 6
     assert 0 < cell.successes < 6, "40% chaos on two calls: some seeds fail, some pass"
     served = {
@@ -288,8 +288,7 @@ endpoints:
     limited = Session.__new__(Session)
     limited.__dict__.update(harness_session.__dict__)
     limited.time_limit = 1.0
-    seeds = list(range(6))
-    cell = run_cell(limited, scenario, PRESETS["as_written"], seeds, None)
+    (cell,) = compare(limited, [scenario], [PRESETS["as_written"]], 6)
     assert cell.runs == 6
     assert 0 < cell.successes < 6  # the seeds that drew a 503 hung and count as failures
     assert cell.calls_mean == 1.0  # figures come from the runs that finished

@@ -15,7 +15,8 @@ import pytest
 
 from harness.run import kept
 from harness.run.kept import KeptServer, session_server
-from harness.run.server import PrefectServer, _template_path
+from harness.run.process import template_path
+from harness.run.server import PrefectServer
 from tests.test_cleanup import run_pytest, wait_until
 
 SCENARIO = """
@@ -33,12 +34,12 @@ expect:
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A cache folder of the test's own (slots included), with the migrated template database when there is one."""
-    template = _template_path()
+    template = template_path()
     root = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(root))
     if template.exists():
-        _template_path().parent.mkdir(parents=True)
-        shutil.copyfile(template, _template_path())
+        template_path().parent.mkdir(parents=True)
+        shutil.copyfile(template, template_path())
     yield root
     for pid in servers(root):  # a failed test must not leave servers running
         os.kill(pid, 15)

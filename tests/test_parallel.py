@@ -311,9 +311,9 @@ def my_server(session: Session, flows: int) -> dict[str, Any]:
         assert session.run(noop).flow.name == "Completed"
     pid = server.pid  # type: ignore[attr-defined]
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    with sqlite3.connect(server._dir / "prefect.db") as db:
+    with sqlite3.connect(server.folder / "prefect.db") as db:
         (rows,) = db.execute("SELECT COUNT(*) FROM flow_run").fetchone()
-    return {"pid": pid, "parent": int(stat[1]), "folder": str(server._dir), "flow_runs": rows}
+    return {"pid": pid, "parent": int(stat[1]), "folder": str(server.folder), "flow_runs": rows}
 
 
 @pytest.mark.slow
@@ -394,7 +394,7 @@ def _parent(proc: Path) -> int:
 def test_the_servers_outlive_their_forkserver_and_a_new_one_forks_the_next() -> None:
     """The forkserver dies: the servers it forked go on serving their workers, and the next server the pool
     needs comes from a new forkserver."""
-    from harness.run.kept import HandedServer
+    from harness.run.forked import HandedServer
 
     with Local(1) as pool:
         (before,) = pool.map(my_server, [(1,)])
@@ -416,7 +416,7 @@ def test_the_servers_outlive_their_forkserver_and_a_new_one_forks_the_next() -> 
             assert server.pid is not None and Path(f"/proc/{server.pid}").exists()
         finally:
             server.stop()
-        assert not server._dir.exists()
+        assert not server.folder.exists()
 
 
 def _children(pid: int) -> list[str]:
@@ -428,7 +428,7 @@ def _children(pid: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def forkserver() -> Iterator[Any]:
-    from harness.run.server import Forkserver
+    from harness.run.forked import Forkserver
 
     started = Forkserver()
     yield started
@@ -438,7 +438,7 @@ def forkserver() -> Iterator[Any]:
 @pytest.mark.slow
 def test_a_forked_server_stopped_by_anyone_takes_its_folder_with_it(forkserver: Any) -> None:
     """SIGTERM from whoever (not ``stop()``): the server shuts down and removes its own folder."""
-    from harness.run.kept import HandedServer
+    from harness.run.forked import HandedServer
 
     server = HandedServer(forkserver.start())
     try:
@@ -446,7 +446,7 @@ def test_a_forked_server_stopped_by_anyone_takes_its_folder_with_it(forkserver: 
         pid = server.pid
         assert pid and server._runs(pid)
         os.kill(pid, signal.SIGTERM)
-        assert wait_until(lambda: not server._dir.exists() and not server._runs(pid), 10)
+        assert wait_until(lambda: not server.folder.exists() and not server._runs(pid), 10)
     finally:
         server.stop()
 
@@ -454,7 +454,7 @@ def test_a_forked_server_stopped_by_anyone_takes_its_folder_with_it(forkserver: 
 @pytest.mark.slow
 def test_a_server_stuck_in_its_shutdown_is_killed(forkserver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A server that does not end on SIGTERM within the grace period is SIGKILLed; its folder goes."""
-    from harness.run.kept import HandedServer
+    from harness.run.forked import HandedServer
 
     server = HandedServer(forkserver.start())
     try:
@@ -465,7 +465,7 @@ def test_a_server_stuck_in_its_shutdown_is_killed(forkserver: Any, monkeypatch: 
         monkeypatch.setattr(HandedServer, "GRACE_S", 0.3)
     finally:
         server.stop()
-    assert not server._runs(pid) and not server._dir.exists()
+    assert not server._runs(pid) and not server.folder.exists()
     assert wait_until(lambda: str(pid) not in _children(forkserver.pid), 5)  # dead and collected
 
 
@@ -473,20 +473,19 @@ def test_a_server_stuck_in_its_shutdown_is_killed(forkserver: Any, monkeypatch: 
 def test_a_server_stopped_before_its_fork_is_never_served() -> None:
     """Stopped while the forkserver still imports: its folder goes at once, and the fork that follows is ended;
     the next server is forked and serves as usual."""
-    from harness.run.kept import HandedServer
-    from harness.run.server import Forkserver
+    from harness.run.forked import Forkserver, HandedServer
 
     cold = Forkserver()
     try:
         doomed = HandedServer(cold.start())
         doomed.stop()  # the forkserver is still importing Prefect's server: nothing forked yet
-        assert doomed.pid is None and not doomed._dir.exists()
+        assert doomed.pid is None and not doomed.folder.exists()
         live = HandedServer(cold.start())  # requests are taken in order: once it serves, the first was handled
         try:
             live.wait()
             # the doomed fork could not get its pid written, was killed and collected: the live one is all
             assert wait_until(lambda: _children(cold.pid) == [str(live.pid)], 5), _children(cold.pid)
-            assert not doomed._dir.exists()
+            assert not doomed.folder.exists()
         finally:
             live.stop()
     finally:
@@ -499,7 +498,7 @@ def test_a_server_its_forkserver_never_forked_fails_its_wait_at_once_with_the_fo
     """The forkserver died before forking the server: the wait says so at once (not at its deadline), with
     the forkserver's last words, and the stop removes the folder."""
     from harness._errors import ServerError
-    from harness.run.kept import HandedServer
+    from harness.run.forked import HandedServer
 
     gone = subprocess.Popen([sys.executable, "-c", ""])
     gone.wait()

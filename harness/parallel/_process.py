@@ -19,8 +19,9 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from harness.run.kept import HandedServer, hand_over, reuse_requested
-from harness.run.server import Forkserver, PrefectServer
+from harness.run.forked import Forkserver, HandedServer, hand_over
+from harness.run.kept import reuse_requested
+from harness.run.server import PrefectServer
 
 _HEAD = struct.Struct("!Q")
 

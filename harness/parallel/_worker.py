@@ -76,7 +76,7 @@ def _work(inbox: int, outbox: int) -> None:
     if not options.get("verbose"):
         # Before Prefect is first imported: its logging is configured at import.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
-    from harness.run.kept import take_over
+    from harness.run.forked import take_over
     from harness.run.session import Session
 
     if "server" in options:

@@ -22,7 +22,7 @@ from harness._errors import WorkerError
 from harness.parallel._process import WorkerProcess, session_options
 from harness.parallel.jobs import Failed
 from harness.run.environ import private_prefect_home
-from harness.run.server import Forkserver
+from harness.run.forked import Forkserver
 
 ATTEMPTS = 2  # workers a job may lose before it is reported as failed
 

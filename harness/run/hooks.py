@@ -36,22 +36,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
 import inspect
 import random
-import shutil
-import tempfile
-import threading
-import time
 import types
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-from harness.run.clock import Clock, Line
-from harness.run.internals import FE, FU, TE, TR, replace, replaced, wrap
+from harness.run.clock import Clock
+from harness.run.deadlines import virtual_flow_timeouts
+from harness.run.futures import pinned_exit
+from harness.run.internals import FE, TE, Via, replace, replaced, wrap
 from harness.run.states import Recorder
 
 
@@ -236,130 +231,6 @@ def _awaited_by(child: Any, parent: Any) -> bool:
     return waiter is child or child in getattr(waiter, "_children", ())
 
 
-@contextlib.contextmanager
-def virtual_flow_timeouts(recorder: Recorder) -> Iterator[None]:
-    """A flow's ``timeout_seconds`` kept on the virtual clock as well as on the wall clock.
-
-    Prefect enforces a flow's timeout with a cancel scope on real time (an
-    alarm, a watcher thread or an anyio deadline); the task retry delays the
-    harness skips would never reach it. The scope Prefect opens for a flow run
-    (``prefect.utilities.timeout``'s ``cancel_sync_after`` / ``cancel_async_after``,
-    entered by ``flow_engine.timeout`` / ``timeout_async``) is also set on the
-    virtual clock, which cancels it through Prefect's own ``scope.cancel()``
-    once the flow run has waited ``timeout_seconds`` (the compute aside): the
-    flow times out where it would have, in Prefect's own way.
-    """
-    clock = recorder.clock
-    opening = contextvars.ContextVar("harness_flow_timeout", default=False)
-
-    def flagged(original: Callable[..., Any]) -> Callable[..., Any]:
-        @contextlib.contextmanager
-        def flow_timeout(*args: Any, **kwargs: Any) -> Iterator[None]:
-            token = opening.set(True)  # the cancel scope opened now is the flow run's
-            entered = False
-            try:
-                with original(*args, **kwargs):
-                    opening.reset(token)
-                    entered = True
-                    yield
-            finally:
-                if not entered:
-                    opening.reset(token)
-
-        return flow_timeout
-
-    def registering(original: Callable[..., Any]) -> Callable[..., Any]:
-        @contextlib.contextmanager
-        def cancel_after(timeout: float | None, name: str | None = None) -> Iterator[Any]:
-            with original(timeout, name=name) as scope:
-                if not (opening.get() and timeout):
-                    yield scope
-                    return
-                over = threading.Event()  # the flow run's scope has exited: the timeout took effect, or none came
-                exiting = threading.Lock()
-
-                def fire() -> None:
-                    # Never after the scope has exited (its alarm handler is gone: SIGALRM would end the process),
-                    # nor when Prefect's own timer got there first.
-                    with exiting:
-                        if not over.is_set() and not scope.cancelled():
-                            scope.cancel()
-
-                hold, ahold, parked = _held_until_cancelled(recorder, over)
-                forget = clock.after(timeout, fire, hold=hold, ahold=ahold, parked=parked)
-                try:
-                    yield scope
-                finally:
-                    try:
-                        with exiting:
-                            over.set()
-                    finally:
-                        over.set()
-                        forget()
-
-        return cancel_after
-
-    with contextlib.ExitStack() as stack:
-        for name in ("timeout", "timeout_async"):
-            wrap(stack, f"{FE}:{name}", flagged)
-        for name in ("cancel_sync_after", "cancel_async_after"):
-            wrap(stack, f"prefect.utilities.timeout:{name}", registering)
-        yield
-
-
-HOLD_S = 5.0  # at most this long (real time) a participant waits at a fired deadline for Prefect's cancellation
-
-
-def _held_until_cancelled(
-    recorder: Recorder, over: threading.Event
-) -> tuple[Callable[[], None], Callable[[], Any], Callable[[], Any]]:
-    """What a task run reaching its flow's fired deadline waits for: Prefect's cancellation reaching it.
-
-    In real time it would still be sleeping when the flow run times out. A
-    task run submitted to the thread pool waits for its cancel event, which
-    Prefect sets as the flow run's task runner exits (the exit gate counts it
-    as settled meanwhile), then goes on to find it set before its next
-    attempt. A coroutine in the flow's event loop yields until the flow
-    run's cancellation reaches it (a ``CancelledError`` at its await). Either
-    way no longer than ``HOLD_S``, nor past the flow run's scope exiting
-    without a cancellation for it. The third call returned (``parked``) marks
-    a task run waiting at the deadline as settled for the exit gate.
-    """
-
-    def cancel_event() -> tuple[Any, Any, Any]:
-        from prefect.context import FlowRunContext, TaskRunContext
-
-        flow_ctx, task_ctx = FlowRunContext.get(), TaskRunContext.get()
-        runner = flow_ctx.task_runner if flow_ctx is not None else None
-        task_run_id = task_ctx.task_run.id if task_ctx is not None else None
-        return runner, task_run_id, getattr(runner, "_cancel_events", {}).get(task_run_id)
-
-    def hold() -> None:
-        runner, task_run_id, event = cancel_event()
-        if event is not None:
-            recorder.exits.held(runner, task_run_id, event, HOLD_S)
-        else:
-            over.wait(HOLD_S)
-
-    async def ahold() -> None:
-        runner, task_run_id, event = cancel_event()
-        until = time.monotonic() + HOLD_S
-        after_over: float | None = None
-        with recorder.exits.parked(task_run_id):
-            while time.monotonic() < until and not (event is not None and event.is_set()):
-                if over.is_set() and event is None:
-                    after_over = after_over or time.monotonic() + 0.2
-                    if time.monotonic() > after_over:
-                        return
-                await asyncio.sleep(0.001)
-
-    def parked() -> Any:
-        _, task_run_id, _ = cancel_event()
-        return recorder.exits.parked(task_run_id)
-
-    return hold, ahold, parked
-
-
 class _ShiftedDatetime(types.ModuleType):
     """``prefect.types._datetime`` whose ``now`` reads the virtual clock: wall time plus what was skipped."""
 
@@ -372,17 +243,6 @@ class _ShiftedDatetime(types.ModuleType):
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
-
-
-class _Via(types.ModuleType):
-    """A module as another module sees it: one attribute replaced, every other one the real module's."""
-
-    def __init__(self, real: types.ModuleType, name: str, value: Any) -> None:
-        super().__init__(real.__name__)
-        self._real, self._name, self._value = real, name, value
-
-    def __getattr__(self, name: str) -> Any:
-        return self._value if name == self._name else getattr(self._real, name)
 
 
 @contextlib.contextmanager
@@ -400,155 +260,10 @@ def virtual_now(clock: Clock) -> Iterator[None]:
     import prefect.types
     import prefect.types._datetime as real_datetime
 
-    view = _Via(prefect, "types", _Via(prefect.types, "_datetime", _ShiftedDatetime(clock, real_datetime)))
+    view = Via(prefect, "types", Via(prefect.types, "_datetime", _ShiftedDatetime(clock, real_datetime)))
     with contextlib.ExitStack() as stack:
         for module in (TE, "prefect.results"):
             replace(stack, f"{module}:prefect", view)
-        yield
-
-
-@contextlib.contextmanager
-def pinned_exit(recorder: Recorder) -> Iterator[None]:
-    """Pin the race between a flow's exit and the task runs it submitted and did not wait on (``exits``).
-
-    Marks the flow function's return (``flow_engine.call_with_parameters``),
-    registers each submitted future (``ThreadPoolTaskRunner.submit``), notes
-    what waits on which future (``PrefectConcurrentFuture.wait``, ``result``
-    and the done callbacks ``prefect.futures.wait`` and ``as_completed``
-    register), and lets ``ThreadPoolTaskRunner.__exit__``, Prefect's own
-    cancellation, run once nothing submitted can make progress before it.
-    """
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    gate, clock = recorder.exits, recorder.clock
-    stack = contextlib.ExitStack()
-    call: Callable[..., Any]
-    submit: Callable[..., Any]
-    exit_: Callable[..., Any]
-    state: Any
-    callback_waiting: Callable[..., Any]
-
-    def call_and_mark(fn: Any, parameters: Any) -> Any:
-        ctx = FlowRunContext.get()
-        runner = ctx.task_runner if ctx is not None else None
-        try:
-            value = call(fn, parameters)
-        except BaseException:
-            gate.returned(runner)
-            raise
-        if not inspect.isawaitable(value):
-            gate.returned(runner)
-            return value
-
-        async def awaited() -> Any:
-            try:
-                return await value
-            finally:
-                gate.returned(runner)
-
-        return awaited()
-
-    lines: dict[Any, Line] = {}  # task run id -> the line forked for its future at submit
-
-    def submit_and_register(self: Any, *args: Any, **kwargs: Any) -> Any:
-        submitted: list[Any] = []  # Prefect copies the context in ``submit``: the task run starts on this line
-        line = clock.fork(counted=True, queued=lambda: bool(submitted) and gate.queued(self, submitted[0]))
-        token = clock.entered(line)
-        try:
-            future = submit(self, *args, **kwargs)
-        finally:
-            clock.left(token)
-        lines[future.task_run_id] = line
-        submitted.append(future.task_run_id)
-        recorder.submitted(future.task_run_id)
-        gate.submitted(self, future.task_run_id, future.wrapped_future)
-        return future
-
-    def settled_exit(self: Any, *exc: Any) -> None:
-        try:
-            gate.settle(self)
-        finally:
-            try:
-                exit_(self, *exc)
-            finally:
-                gate.cancelled(self)
-
-    def waiting(original: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(original)
-        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            ctx = TaskRunContext.get()
-            done = gate.waiting(ctx.task_run.id if ctx is not None else None, self.task_run_id)
-            line = lines.get(self.task_run_id)
-            try:
-                with clock.waiting(on=(line,) if line is not None else ()):
-                    return original(self, *args, **kwargs)
-            finally:
-                done()
-                if line is not None and self.wrapped_future.done():  # the waiter has seen it finish
-                    clock.join(line)
-
-        return wrapper
-
-    polled: set[Any] = set()  # futures whose state the flow has read while they ran
-
-    def state_read(self: Any) -> Any:
-        """``future.state``, read from the API: read twice while the task run is unfinished, the flow polls it
-        (a wait, as in ``wait()``); once, it only looks. The reader joins the task run's line once it is done."""
-        ctx = TaskRunContext.get()
-        line = lines.get(self.task_run_id)
-        polling = self.task_run_id in polled
-        done = gate.waiting(ctx.task_run.id if ctx is not None else None, self.task_run_id) if polling else None
-        try:
-            return state.fget(self)
-        finally:
-            if done is not None:
-                done()
-            if self.wrapped_future.done():
-                if line is not None:
-                    clock.join(line)
-            else:
-                polled.add(self.task_run_id)
-
-    def called_back(self: Any, fn: Callable[..., Any]) -> Any:
-        """A done callback (``as_completed``, ``wait(timeout=...)``, ``.map(...).result()``): its registrant blocks
-        until one of the futures it registered on is done."""
-        waiter, line = clock.line(), lines.get(self.task_run_id)
-        if line is None:
-            return callback_waiting(self, fn)
-        waiter.called_back.append(line)
-
-        def fired(future: Any) -> Any:
-            if line in waiter.called_back:
-                waiter.called_back.remove(line)
-            return fn(future)
-
-        return callback_waiting(self, fired)
-
-    class Event(threading.Event):
-        """``prefect.futures``' events (``as_completed``, ``wait(timeout=...)``): waiting on one, the caller is
-        blocked until a future it registered a done callback on is done."""
-
-        def wait(self, timeout: float | None = None) -> bool:
-            waiter = clock.line()
-            pending = tuple(waiter.called_back)
-            if not pending:
-                return super().wait(timeout)
-            with clock.waiting(on=pending):
-                return super().wait(timeout)
-
-    with stack:
-        call = replace(stack, f"{FE}:call_with_parameters", call_and_mark)
-        submit = replace(stack, f"{TR}:ThreadPoolTaskRunner.submit", submit_and_register)
-        exit_ = replace(stack, f"{TR}:ThreadPoolTaskRunner.__exit__", settled_exit)
-        wrap(stack, f"{FU}:PrefectConcurrentFuture.wait", waiting)
-        wrap(stack, f"{FU}:PrefectConcurrentFuture.result", waiting)
-        # Reading ``future.state`` (from the API, until the future is done) is a flow polling its task runs:
-        # a wait too, as real time passes between the reads. The property itself is kept, not a read of it.
-        state = replace(stack, f"{FU}:PrefectConcurrentFuture.state", property(state_read))
-        callback_waiting = waiting(
-            replace(stack, f"{FU}:PrefectConcurrentFuture._add_prefect_done_callback", called_back)
-        )
-        wrap(stack, f"{FU}:threading", lambda real: _Via(real, "Event", Event))
         yield
 
 
@@ -574,111 +289,3 @@ def timeout_error(seconds: float) -> BaseException:
     from prefect.task_engine import TaskRunTimeoutError
 
     return TaskRunTimeoutError(f"Scope timed out after {seconds} second(s).")
-
-
-class _SslShim(types.ModuleType):
-    """``ssl`` for Prefect's API client: one context per set of arguments, built once.
-
-    Prefect builds a verifying context (loading the CA bundle, ~50 ms) for every
-    client it opens; the harness's API is plain HTTP on loopback, so the context
-    is never used for a handshake.
-    """
-
-    def __init__(self, real: types.ModuleType) -> None:
-        super().__init__("ssl")
-        self._real = real
-        self._cache: dict[tuple[Any, ...], Any] = {}
-
-    def create_default_context(self, *args: Any, **kwargs: Any) -> Any:
-        key = (args, tuple(sorted(kwargs.items())))
-        if key not in self._cache:
-            self._cache[key] = self._real.create_default_context(*args, **kwargs)
-        return self._cache[key]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
-@contextlib.contextmanager
-def own_results() -> Iterator[Path]:
-    """A result storage of the scenario's own: no cache record or persisted result of another scenario.
-
-    Prefect keeps task cache records and persisted results in
-    ``PREFECT_RESULTS_LOCAL_STORAGE_PATH`` (by default under ``PREFECT_HOME``),
-    shared by every flow run that uses it; a second scenario with the same
-    inputs would be served from the first one's cache, with no call at all.
-    The folder is removed afterwards, and Prefect's cache of storage objects
-    forgets it. When the session already points the setting at a folder of
-    its own (``harness-results-*``, set once: a copy of Prefect's settings
-    costs as much CPU as the rest of a run), that folder is used and emptied
-    after the run instead: each run still starts with no record.
-    """
-    from prefect.results import _default_storages
-    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
-
-    current = PREFECT_RESULTS_LOCAL_STORAGE_PATH.value()
-    if current is not None and Path(current).name.startswith("harness-results-") and Path(current).is_dir():
-        current = Path(current)
-        try:
-            yield current
-        finally:
-            for key in [k for k in _default_storages if k[1] == str(current)]:
-                del _default_storages[key]
-            shutil.rmtree(current, ignore_errors=True)
-            current.mkdir()
-        return
-    path = Path(tempfile.mkdtemp(prefix="harness-results-"))
-    try:
-        with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: path}):
-            yield path
-    finally:
-        for key in [k for k in _default_storages if k[1] == str(path)]:
-            del _default_storages[key]
-        shutil.rmtree(path, ignore_errors=True)
-
-
-class SharedSsl:
-    """One SSL context per session for Prefect's API clients and httpx's default clients, installed per run.
-
-    No TLS handshake happens on the loopback API or under respx, yet every
-    client would load the CA bundle again (tens of milliseconds each). The
-    contexts are built during a run (the session's CA trusted) and kept for the
-    next; outside a run the real functions are back in place.
-    """
-
-    def __init__(self) -> None:
-        self._ssl: dict[Any, Any] = {}
-        self._create: dict[Any, Any] = {}
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:  # built once a session (Prefect's, httpx's functions as they are then)
-            wrap(stack, "prefect.client.orchestration:ssl", lambda real: _cached(self._ssl, real, _SslShim))
-            wrap(
-                stack,
-                "httpx._transports.default:create_ssl_context",
-                lambda real: _cached(self._create, real, _shared_ssl_context),
-            )
-            yield
-
-
-def _cached(cache: dict[Any, Any], real: Any, make: Callable[[Any], Any]) -> Any:
-    if real not in cache:
-        cache[real] = make(real)
-    return cache[real]
-
-
-def _shared_ssl_context(create: Callable[..., Any]) -> Callable[..., Any]:
-    """httpx's ``create_ssl_context``, built once per set of default arguments."""
-
-    @functools.cache
-    def default_context(trust_env: bool) -> Any:
-        return create(verify=True, cert=None, trust_env=trust_env)
-
-    @functools.wraps(create)
-    def shared(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
-        if verify is True and cert is None:
-            return default_context(trust_env)
-        return create(verify=verify, cert=cert, trust_env=trust_env)
-
-    return shared

@@ -23,6 +23,7 @@ import importlib
 import importlib.metadata
 import os
 import re
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -177,7 +178,7 @@ INTERNALS: tuple[Internal, ...] = (
         "a flow's timeout_seconds also set on the virtual clock, fired through Prefect's own scope.cancel()",
     ),
     _e("prefect.utilities.timeout:cancel_async_after", "wrapped", "the same, for async flows"),
-    # -- Futures and the thread pool: submitted task runs, their waiters, the flow's exit (hooks.pinned_exit).
+    # -- Futures and the thread pool: submitted task runs, their waiters, the flow's exit (futures.pinned_exit).
     _e(
         f"{TR}:ThreadPoolTaskRunner.submit",
         "wrapped",
@@ -215,7 +216,7 @@ INTERNALS: tuple[Internal, ...] = (
         (f"{FU}:as_completed", "threading.Event("),
         (f"{FU}:wait", "threading.Event("),
     ),
-    # -- Prefect's client, settings, workers and results (scope, hooks.own_results, hooks.SharedSsl).
+    # -- Prefect's client, settings, workers and results (scope: RunScope, own_results, SharedSsl).
     _e(
         "prefect.client.orchestration:ssl",
         "replaced",
@@ -306,6 +307,17 @@ INTERNALS: tuple[Internal, ...] = (
     _e("ssl:SSLContext.wrap_bio", "wrapped", "the same, for asyncio's TLS"),
     _e("asyncio:Task._fut_waiter", "read", "what an asyncio task awaits: gathered task runs, an idle flow"),
 )
+
+
+class Via(types.ModuleType):
+    """A module as another module sees it: one attribute replaced, every other one the real module's."""
+
+    def __init__(self, real: types.ModuleType, name: str, value: Any) -> None:
+        super().__init__(real.__name__)
+        self._real, self._name, self._value = real, name, value
+
+    def __getattr__(self, name: str) -> Any:
+        return self._value if name == self._name else getattr(self._real, name)
 
 
 def prefect_version() -> tuple[int, int]:

@@ -31,18 +31,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
+import shutil
 import sys
-from collections.abc import Iterator, Mapping
+import tempfile
+import types
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from harness.run.environ import environ
-from harness.run.hooks import SharedSsl
-from harness.run.internals import replace
+from harness.run.internals import replace, wrap
 from harness.run.wire.backend import Wire
 
 
@@ -227,3 +230,111 @@ def _forget(worker: Any) -> None:
         for key, value in list(registry._instances.items()):
             if value is worker:
                 del registry._instances[key]
+
+
+class _SslShim(types.ModuleType):
+    """``ssl`` for Prefect's API client: one context per set of arguments, built once.
+
+    Prefect builds a verifying context (loading the CA bundle, ~50 ms) for every
+    client it opens; the harness's API is plain HTTP on loopback, so the context
+    is never used for a handshake.
+    """
+
+    def __init__(self, real: types.ModuleType) -> None:
+        super().__init__("ssl")
+        self._real = real
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    def create_default_context(self, *args: Any, **kwargs: Any) -> Any:
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in self._cache:
+            self._cache[key] = self._real.create_default_context(*args, **kwargs)
+        return self._cache[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def own_results() -> Iterator[Path]:
+    """A result storage of the scenario's own: no cache record or persisted result of another scenario.
+
+    Prefect keeps task cache records and persisted results in
+    ``PREFECT_RESULTS_LOCAL_STORAGE_PATH`` (by default under ``PREFECT_HOME``),
+    shared by every flow run that uses it; a second scenario with the same
+    inputs would be served from the first one's cache, with no call at all.
+    The folder is removed afterwards, and Prefect's cache of storage objects
+    forgets it. When the session already points the setting at a folder of
+    its own (``harness-results-*``, set once: a copy of Prefect's settings
+    costs as much CPU as the rest of a run), that folder is used and emptied
+    after the run instead: each run still starts with no record.
+    """
+    from prefect.results import _default_storages
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+
+    current = PREFECT_RESULTS_LOCAL_STORAGE_PATH.value()
+    if current is not None and Path(current).name.startswith("harness-results-") and Path(current).is_dir():
+        current = Path(current)
+        try:
+            yield current
+        finally:
+            for key in [k for k in _default_storages if k[1] == str(current)]:
+                del _default_storages[key]
+            shutil.rmtree(current, ignore_errors=True)
+            current.mkdir()
+        return
+    path = Path(tempfile.mkdtemp(prefix="harness-results-"))
+    try:
+        with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: path}):
+            yield path
+    finally:
+        for key in [k for k in _default_storages if k[1] == str(path)]:
+            del _default_storages[key]
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class SharedSsl:
+    """One SSL context per session for Prefect's API clients and httpx's default clients, installed per run.
+
+    No TLS handshake happens on the loopback API or under respx, yet every
+    client would load the CA bundle again (tens of milliseconds each). The
+    contexts are built during a run (the session's CA trusted) and kept for the
+    next; outside a run the real functions are back in place.
+    """
+
+    def __init__(self) -> None:
+        self._ssl: dict[Any, Any] = {}
+        self._create: dict[Any, Any] = {}
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:  # built once a session (Prefect's, httpx's functions as they are then)
+            wrap(stack, "prefect.client.orchestration:ssl", lambda real: _cached(self._ssl, real, _SslShim))
+            wrap(
+                stack,
+                "httpx._transports.default:create_ssl_context",
+                lambda real: _cached(self._create, real, _shared_ssl_context),
+            )
+            yield
+
+
+def _cached(cache: dict[Any, Any], real: Any, make: Callable[[Any], Any]) -> Any:
+    if real not in cache:
+        cache[real] = make(real)
+    return cache[real]
+
+
+def _shared_ssl_context(create: Callable[..., Any]) -> Callable[..., Any]:
+    """httpx's ``create_ssl_context``, built once per set of default arguments."""
+
+    @functools.cache
+    def default_context(trust_env: bool) -> Any:
+        return create(verify=True, cert=None, trust_env=trust_env)
+
+    @functools.wraps(create)
+    def shared(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if verify is True and cert is None:
+            return default_context(trust_env)
+        return create(verify=verify, cert=cert, trust_env=trust_env)
+
+    return shared

@@ -33,12 +33,12 @@ from harness.policies.apply import CallLog, applied
 from harness.run.clock import Clock
 from harness.run.exits import STOPPED
 from harness.run.guard import NetworkGuard
-from harness.run.hooks import hooked, own_results
+from harness.run.hooks import hooked
 from harness.run.internals import check_prefect
 from harness.run.kept import session_server
+from harness.run.process import ServerHandle
 from harness.run.recording import Recording
-from harness.run.scope import RunScope
-from harness.run.server import PrefectServer
+from harness.run.scope import RunScope, own_results
 from harness.run.states import Recorder
 from harness.run.transport import Call, Injector
 from harness.run.wire.backend import Wire, httpx_on_wire
@@ -133,7 +133,7 @@ class Session:
         self.wire: Wire | None = None
         self.real_time = real_time
         self.time_limit = time_limit
-        self.server: PrefectServer | None = None
+        self.server: ServerHandle | None = None
         self._stack = contextlib.ExitStack()
         self._scope: RunScope | None = None  # what a run sets in the process, built once the server is up
         self.memo: dict[Any, Any] = {}  # what later stages compute once per session (fault-free baselines)
@@ -151,7 +151,7 @@ class Session:
             self.close()  # nothing half-started outlives the failure
             raise
 
-    def _ensure_ready(self) -> PrefectServer:
+    def _ensure_ready(self) -> ServerHandle:
         self.start()
         assert self.server is not None
         if self._scope is None:
@@ -210,7 +210,7 @@ class Session:
         self,
         scenario: Scenario,
         flow: Any,
-        server: PrefectServer,
+        server: ServerHandle,
         foreign: list[str],
         workdir: Path,
         query: SqliteExpect | None,
