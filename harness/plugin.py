@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported late at run time: loading the plugin imports nothing of the harness's engine
+    from harness.scenario.model import Scenario
+    from harness.scenario.strategy import Policy
 
 import pytest
 
@@ -124,7 +128,7 @@ def _duplicate(doc: Any, first: str) -> Any:
 class ScenarioItem(pytest.Item):
     """One scenario: run its flow under faults and check its expectations."""
 
-    def __init__(self, *, scenario: Any, policy: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *, scenario: Scenario, policy: Policy | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
         self.policy = policy

@@ -168,7 +168,7 @@ def record(
         made.append(Recording(*args, connect_to=pins))
         return made[0]
 
-    outcome = session.run(scenario, real_time=True, transport=recording)
+    outcome = session.run(scenario, real_time=True, responder=recording)
     exchanges = made[0].exchanges
     for e in exchanges:
         _keep_secrets(e, secrets)

@@ -10,8 +10,8 @@ import pytest
 
 from harness import Scenario
 from harness.run.clock import Clock
+from harness.run.injector import Injector, UnmatchedRequest
 from harness.run.states import Recorder
-from harness.run.transport import Injector, UnmatchedRequest
 
 API = "http://127.0.0.1:1/api"
 URL = "https://api.example.test/items"

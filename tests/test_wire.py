@@ -177,8 +177,8 @@ def test_faults_a_transport_cannot_serve_are_validation_errors_naming_the_line(t
 def test_only_host_names_are_redirected_never_loopback_or_an_address(scenario_from: Callable[[str], Scenario]) -> None:
     """Endpoints on 127.0.0.1 (a stand-in API, Prefect's own) keep their address; names get a fake one each."""
     from harness.run.clock import Clock
+    from harness.run.injector import Injector
     from harness.run.states import Recorder
-    from harness.run.transport import Injector
     from harness.run.wire.redirect import Ports, Redirect
 
     scenario = scenario_from(

@@ -13,8 +13,8 @@ import pytest
 from harness import Session
 from harness.run.clock import Clock
 from harness.run.guard import NetworkGuard
+from harness.run.injector import Injector
 from harness.run.states import Recorder
-from harness.run.transport import Injector
 from harness.scenario.model import FAULTS, Scenario
 from tests.wire_clients import CLIENTS, exception_name, raised
 

@@ -15,6 +15,7 @@ from harness.checking.baseline import DATA_INVARIANTS, row_difference
 from harness.run.session import Outcome, StateInfo, TaskRun
 from harness.scenario.model import UNSET, Invariant, RequestLine, Scenario, StateMatch, TaskExpect
 from harness.scenario.resolve import resolve_function
+from harness.scenario.strategy import Policy
 from harness.scenario.writer import plain as plain  # where scenarios are written
 
 NOT_GIVEN: Any = object()  # ``check`` was given no fault-free baseline (``None`` is a baseline with no rows)
@@ -229,12 +230,16 @@ def _data_violation(kind: str, outcome: Outcome, served: Any) -> str | None:
     return None if not extra else f"{extra:g} row(s) stored beyond the {total:g} a fault-free run stores"
 
 
-def failure(scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch], policy: Any = None) -> ScenarioFailure:
+def failure(
+    scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch], policy: Policy | None = None
+) -> ScenarioFailure:
     """A ``ScenarioFailure`` whose message lists every mismatch and what was observed."""
     return ScenarioFailure(describe_failure(scenario, outcome, mismatches, policy))
 
 
-def describe_failure(scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch], policy: Any = None) -> str:
+def describe_failure(
+    scenario: Scenario, outcome: Outcome, mismatches: list[Mismatch], policy: Policy | None = None
+) -> str:
     where = shown(scenario.path)
     under = f" under strategy {policy.name!r} ({policy.task_options()})" if policy is not None else ""
     lines = [f"scenario {scenario.name!r}{under} ({where}:{scenario.line}) did not do what it expects:"]

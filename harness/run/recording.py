@@ -15,13 +15,16 @@ from collections import Counter
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.run.clock import Clock
 from harness.run.guard import NetworkGuard
-from harness.run.states import Recorder
-from harness.run.transport import Call
+from harness.run.injector import Call
+from harness.run.states import Recorder, TaskRecord
 from harness.scenario.model import Scenario
+
+if TYPE_CHECKING:
+    from harness.run.wire.backend import Wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,10 @@ class Recording:
         self.exchanges: list[Exchange] = []
         self._lock = threading.Lock()
 
+    def on_wire(self, wire: Wire) -> AbstractContextManager[Any]:
+        """The wire server forwarding every request of the run to its real host, each exchange kept here."""
+        return wire.forwarding(self)
+
     def __enter__(self) -> Recording:
         return self
 
@@ -80,7 +87,7 @@ class Recording:
     def refused(self, what: str) -> None:
         self.guard.refused(what)
 
-    def keep(self, exchange: Exchange, record: Any) -> None:
+    def keep(self, exchange: Exchange, record: TaskRecord | None) -> None:
         """Keep one exchange, made for the task run ``record`` (None: the flow itself)."""
         e = replace(exchange, task=record.name if record is not None else None)
         served = str(e.status) if e.status is not None else "error"

@@ -21,8 +21,10 @@ import sqlite3
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,13 +36,12 @@ from harness.run.clock import Clock
 from harness.run.exits import STOPPED
 from harness.run.guard import NetworkGuard
 from harness.run.hooks import hooked
+from harness.run.injector import Call, Injector
 from harness.run.internals import check_prefect
 from harness.run.kept import session_server
 from harness.run.process import ServerHandle
-from harness.run.recording import Recording
 from harness.run.scope import RunScope, own_results
 from harness.run.states import Recorder
-from harness.run.transport import Call, Injector
 from harness.run.wire.backend import Wire, httpx_on_wire
 from harness.scenario.model import Scenario, SqliteExpect
 from harness.scenario.resolve import resolve_flow, stored_rows_of
@@ -105,19 +106,24 @@ class Outcome:
         return [c for c in self.calls if c.task_run is not None and c.task_run == task.id]
 
 
-class Transport(Protocol):
-    """What answers the flow's requests during a run: the respx ``Injector``, or a recording run's transport."""
+class Responder(Protocol):
+    """What answers the flow's requests during a run: the scenario's ``Injector`` (through respx, and through the
+    wire server for other clients), or a recording run's ``Recording`` (the real hosts, each exchange kept)."""
 
     calls: list[Call]
 
     def counts(self) -> dict[str, int]: ...
+
+    def on_wire(self, wire: Wire) -> AbstractContextManager[Any]:
+        """The session's wire server answering for it while a run lasts; yields the redirect to it."""
+        ...
 
     def __enter__(self) -> Any: ...
 
     def __exit__(self, *exc: Any) -> Any: ...
 
 
-TransportFactory = Callable[[Scenario, Clock, Recorder, str, NetworkGuard], Transport]
+ResponderFactory = Callable[[Scenario, Clock, Recorder, str, NetworkGuard], Responder]
 
 
 class Session:
@@ -186,16 +192,21 @@ class Session:
         *,
         real_time: bool | None = None,
         policy: Policy | None = None,
-        transport: TransportFactory | None = None,
+        responder: ResponderFactory | None = None,
+        transport: ResponderFactory | None = None,
     ) -> Outcome:
         """Run ``scenario``'s flow once and return what happened.
 
         ``real_time`` overrides the session's mode for this run: sleep retry
         delays and latency for real instead of on the virtual clock.
         ``policy`` sets a fault-tolerance strategy's options on the flow's
-        tasks (and flow) for this run only. ``transport`` replaces the respx
-        injector for this run (``harness record``'s recording transport).
+        tasks (and flow) for this run only. ``responder`` answers the flow's
+        requests instead of the scenario's injector (``harness record``'s
+        ``Recording``); ``transport`` is its former name, kept for callers of it.
         """
+        if transport is not None:
+            warnings.warn("Session.run(transport=...) is now Session.run(responder=...)", DeprecationWarning, 2)
+            responder = responder or transport
         server = self._ensure_ready()
         assert self._scope is not None
         flow = resolve_flow(scenario.flow, base=scenario.path.parent)
@@ -204,7 +215,7 @@ class Session:
             # In a context of its own: a context variable the run leaves set (a run cut short by its time
             # limit, say) goes with it, and the user's next flow is never a subflow of a scenario's.
             run = contextvars.copy_context().run
-            return run(self._run, scenario, flow, server, foreign, workdir, query, real_time, policy, transport)
+            return run(self._run, scenario, flow, server, foreign, workdir, query, real_time, policy, responder)
 
     def _run(
         self,
@@ -216,15 +227,15 @@ class Session:
         query: SqliteExpect | None,
         real_time: bool | None,
         policy: Policy | None,
-        transport: TransportFactory | None,
+        responder: ResponderFactory | None,
     ) -> Outcome:
         clock = Clock(real_time=self.real_time if real_time is None else real_time)
         recorder = Recorder(clock)
         # Other Prefect servers' traffic (the user's own test server's workers) is not the flow's: let through.
         guard = NetworkGuard(server.port, also=[_port(url) for url in foreign])
-        injector: Transport = (
-            transport(scenario, clock, recorder, server.api_url, guard)
-            if transport is not None
+        injector: Responder = (
+            responder(scenario, clock, recorder, server.api_url, guard)
+            if responder is not None
             else Injector(
                 scenario,
                 clock,
@@ -265,16 +276,13 @@ class Session:
         return _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error, guard, clock)
 
     @contextlib.contextmanager
-    def _wired(self, injector: Transport) -> Iterator[Any]:
-        """The wire server serving ``injector``'s schedules (or forwarding a recording), and the redirect to it."""
-        if self.wire is not None and isinstance(injector, Injector):
-            with self.wire.serving(injector) as redirect:
-                yield redirect
-        elif self.wire is not None and isinstance(injector, Recording):
-            with self.wire.forwarding(injector) as redirect:
-                yield redirect
-        else:
+    def _wired(self, injector: Responder) -> Iterator[Any]:
+        """The wire server answering for ``injector``, and the redirect to it."""
+        if self.wire is None:
             yield None
+            return
+        with injector.on_wire(self.wire) as redirect:
+            yield redirect
 
 
 class _Hung(BaseException):
@@ -336,7 +344,7 @@ def _outcome(
     scenario: Scenario,
     state: Any,
     recorder: Recorder,
-    injector: Transport,
+    injector: Responder,
     wall: float,
     virtual: float,
     sqlite_value: Any,

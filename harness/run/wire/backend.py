@@ -10,8 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness.run.injector import Injector
 from harness.run.recording import Recording
-from harness.run.transport import Injector
 from harness.run.wire.forward import Forwarder, environment_proxies
 from harness.run.wire.redirect import ForwardRedirect, Redirect, cleared_proxies, python_resolvers
 from harness.run.wire.server import FaultServer

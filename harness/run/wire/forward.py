@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from harness.run.recording import Exchange
+from harness.run.states import TaskRecord
 from harness.run.wire.redirect import Origin
 from harness.run.wire.server import Request
 
@@ -65,7 +66,7 @@ class Sink(Protocol):
 
     def now(self) -> float: ...
 
-    def keep(self, exchange: Exchange, record: Any) -> None: ...
+    def keep(self, exchange: Exchange, record: TaskRecord | None) -> None: ...
 
     def refused(self, what: str) -> None: ...
 

@@ -31,8 +31,9 @@ from typing import Any
 
 from harness.run.environ import environ
 from harness.run.guard import LOOPBACK_NAMES
+from harness.run.injector import Injector
 from harness.run.internals import replace, replaced
-from harness.run.transport import Injector
+from harness.run.states import Recorder, TaskRecord
 
 FAKE_PREFIX = "127.77.0."
 FORWARD_BASE = ipaddress.IPv4Address("127.77.0.0")  # a recording: host N resolves to this + N
@@ -53,7 +54,7 @@ class Origin:
     """What a connection was opened for: the declared host, the task run that opened it, the port it asked for."""
 
     host: str
-    record: Any
+    record: TaskRecord | None
     port: int = 0
     line: Any = None  # the client's line on the virtual clock: the server's waits for it are its waits
 
@@ -115,7 +116,7 @@ class ForwardRedirect(_Routes):
     server, which forwards it. Connections to Prefect's own API go straight.
     """
 
-    def __init__(self, ports: Ports, own_port: int, recorder: Any) -> None:
+    def __init__(self, ports: Ports, own_port: int, recorder: Recorder) -> None:
         super().__init__(ports)
         self.own_port, self.recorder = own_port, recorder
         self._addresses: dict[str, str] = {}  # host -> fake address

@@ -21,11 +21,12 @@ import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 
-from harness.run.transport import Injector
+from harness.run.injector import Injector
+from harness.run.states import Recorder
 from harness.run.wire.faults import answer, serve_fault
 from harness.run.wire.redirect import ForwardRedirect, Origin, Ports, Redirect
 from harness.run.wire.tls import Authority
@@ -124,7 +125,7 @@ class FaultServer:
             yield redirect
 
     @contextlib.contextmanager
-    def forwarding(self, forwarder: Forwarding, own_port: int, recorder: Any) -> Iterator[ForwardRedirect]:
+    def forwarding(self, forwarder: Forwarding, own_port: int, recorder: Recorder) -> Iterator[ForwardRedirect]:
         """Forward every request the flow sends during the block (a recording run) through ``forwarder``."""
         assert self.ports is not None, "start the server first"
         redirect = ForwardRedirect(self.ports, own_port, recorder)

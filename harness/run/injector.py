@@ -17,17 +17,21 @@ import json
 import random
 import threading
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 import respx
 
-from harness.run.clock import Clock
+from harness.run.clock import Clock, Line
 from harness.run.hooks import timeout_error
-from harness.run.states import Recorder
+from harness.run.states import Recorder, TaskRecord
 from harness.scenario.model import BODY_FAULTS, CONNECT_FAULTS, Endpoint, Scenario, Step
+
+if TYPE_CHECKING:
+    from harness.run.wire.backend import Wire
 
 FAULT_ERRORS: dict[str, tuple[type[httpx.TransportError], str]] = {
     "connect_timeout": (httpx.ConnectTimeout, "timed out"),
@@ -95,7 +99,7 @@ class _Schedule:
             self._held = self._draw(self.clock.now())
         return self._held
 
-    def next(self, line: Any = None) -> Step:
+    def next(self, line: Line | None = None) -> Step:
         """The step of a call made at the virtual time of ``line`` (the caller's by default)."""
         if self._held is not None:
             step, self._held = self._held, None
@@ -180,6 +184,10 @@ class Injector:
                 self.router.route(url__startswith=prefix).pass_through()
         self.router.route().mock(side_effect=self._dispatch)
 
+    def on_wire(self, wire: Wire) -> AbstractContextManager[Any]:
+        """The wire server serving this scenario's schedules to every client that is not httpx under respx."""
+        return wire.serving(self)
+
     def __enter__(self) -> Injector:
         if self.mock_httpx:
             self.router.__enter__()
@@ -205,7 +213,9 @@ class Injector:
                 out[call.endpoint] += 1
         return out
 
-    def take(self, method: str, url: str, record: Any, transport: str = "respx", line: Any = None) -> Taken | None:
+    def take(
+        self, method: str, url: str, record: TaskRecord | None, transport: str = "respx", line: Line | None = None
+    ) -> Taken | None:
         """The step for a call, from the first endpoint that matches; None (logged) when none does."""
         with self._lock:  # concurrent tasks are sequenced: one schedule position per call
             for schedule in self._schedules:
@@ -218,7 +228,7 @@ class Injector:
             )
             return None
 
-    def claim_connect(self, host: str, record: Any) -> Step | None:
+    def claim_connect(self, host: str, record: TaskRecord | None) -> Step | None:
         """A connect-phase fault (refused, timed out) that the next connection to ``host`` meets, logged as a call.
 
         It happens before any request names its endpoint, so it is decided per
@@ -284,7 +294,7 @@ class Injector:
         served: str,
         status: int | None,
         headers: tuple[tuple[str, str], ...],
-        record: Any,
+        record: TaskRecord | None,
         transport: str = "respx",
     ) -> None:
         """Log a call to ``endpoint`` and what was served."""
@@ -318,23 +328,25 @@ class Injector:
             return httpx.Response(status, json=DEFAULT_JSON, headers=headers)
         return httpx.Response(status, headers=headers)
 
-    def _spend(self, seconds: float, record: Any) -> None:
+    def _spend(self, seconds: float, record: TaskRecord | None) -> None:
         """Wait ``seconds`` on the clock, counted against the attempt of task run ``record``."""
         if record is not None:
             record.attempt_waited += seconds
         self.clock.sleep(seconds)
 
-    async def _aspend(self, seconds: float, record: Any) -> None:
+    async def _aspend(self, seconds: float, record: TaskRecord | None) -> None:
         if record is not None:
             record.attempt_waited += seconds
         await self.clock.asleep(seconds)
 
-    def _decide(self, latency: float, request: httpx.Request, record: Any) -> tuple[float, _CutShort | None, str]:
+    def _decide(
+        self, latency: float, request: httpx.Request, record: TaskRecord | None
+    ) -> tuple[float, _CutShort | None, str]:
         """How long a call with ``latency`` waits, and what cuts it short (the task's timeout or the client's
         read timeout, whichever comes first), if anything; and how a cut by the task's timeout is logged."""
         budget = None
         task_timeout: float | None = getattr(getattr(record, "task", None), "timeout_seconds", None)
-        if task_timeout is not None:
+        if task_timeout is not None and record is not None:
             # This attempt's own time waited so far, its compute and other task runs' waits aside:
             # a timeout waits the same on any machine, and concurrent task runs do not eat each other's budget.
             budget = max(task_timeout - record.attempt_waited, 0.0)
@@ -377,7 +389,7 @@ def _prefect_cancelled() -> type[BaseException]:
     return CancelledError
 
 
-def _who(record: Any) -> tuple[Any, str | None]:
+def _who(record: TaskRecord | None) -> tuple[Any, str | None]:
     return (record.id, record.name) if record is not None else (None, None)
 
 
