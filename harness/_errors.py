@@ -6,6 +6,7 @@
     ├── ScenarioTimeout          a scenario ran past its wall-clock limit
     ├── ServerError              the Prefect test server could not be started
     ├── UntestedPrefect          the installed Prefect is outside the range the harness is tested with
+    ├── UsageError               a tool was given what it cannot use (an option's value, a file, a flow)
     └── WorkerError              a job could not run on a worker process or cluster (lost, or not importable)
 
 Every error names the scenario file and line it is about.
@@ -13,7 +14,7 @@ Every error names the scenario file and line it is about.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,28 @@ class ServerError(HarnessError):
 
 class UntestedPrefect(HarnessError):
     """The installed Prefect is outside the range the harness is tested with (``harness.run.internals``)."""
+
+
+class UsageError(HarnessError, ValueError):
+    """A tool (``record``, ``explore``, ``coverage``, a strategies file) was given what it cannot use.
+
+    A message may name the tool's parameters as ``{max_body}``: ``str()`` names
+    them as the Python API does (``max_body``), ``as_flags()`` as the command line
+    does (``--max-body``).
+    """
+
+    def __init__(self, message: str, *options: str) -> None:
+        self.template, self.options = message, options
+        super().__init__(self._named(lambda option: option))
+
+    def as_flags(self) -> str:
+        return self._named(lambda option: "--" + option.replace("_", "-"))
+
+    def _named(self, name: Callable[[str], str]) -> str:
+        text = self.template
+        for option in self.options:
+            text = text.replace(f"{{{option}}}", name(option))
+        return text
 
 
 class WorkerError(HarnessError):

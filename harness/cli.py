@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+SEEDS = 20  # `harness compare --seeds`; every other default is the tool's own, read from it
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,6 +31,8 @@ def parser() -> argparse.ArgumentParser:
 
 def _add_record(sub: Any) -> None:
     """`harness record`: one live run of a flow, written as a scenario."""
+    from harness.record import DEFAULT_MAX_BODY as MAX_BODY
+
     cmd = sub.add_parser(
         "record",
         help="run a flow once against the live API and write what happened as a scenario, secrets left out",
@@ -57,9 +60,9 @@ def _add_record(sub: Any) -> None:
     cmd.add_argument(
         "--max-body",
         type=int,
-        default=256 * 1024,
+        default=MAX_BODY,
         metavar="BYTES",
-        help="trim lists in a JSON body to fit (default 262144, 256 KiB)",
+        help=f"trim lists in a JSON body to fit (default {MAX_BODY}, {MAX_BODY // 1024} KiB)",
     )
     cmd.add_argument(
         "--connect-to",
@@ -72,10 +75,9 @@ def _add_record(sub: Any) -> None:
         ),
     )
     cmd.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    cmd.add_argument(
-        "--timeout", type=float, default=60.0, metavar="SECONDS", help="wall-clock limit of the run (default 60)"
-    )
+    _add_timeout(cmd, "the run")
     cmd.add_argument("--verbose", "-v", action="store_true", help="show Prefect's logs and the flow's own output")
+    cmd.set_defaults(func=_record, runs_flows=True)
 
 
 def _add_schema(sub: Any) -> None:
@@ -91,6 +93,7 @@ def _add_schema(sub: Any) -> None:
     )
     cmd.add_argument("--strategies", action="store_true", help="the schema of a strategies file instead")
     cmd.add_argument("--out", metavar="FILE", help="write it to FILE (default: standard output)")
+    cmd.set_defaults(func=_schema, runs_flows=False)
 
 
 def _add_coverage(sub: Any) -> None:
@@ -114,6 +117,7 @@ def _add_coverage(sub: Any) -> None:
         "for every kind of the language",
     )
     cmd.add_argument("--flow", action="append", metavar="FLOW", help="hold only this flow to --require (repeatable)")
+    cmd.set_defaults(func=_coverage, runs_flows=False)
 
 
 def _version() -> str:
@@ -134,13 +138,7 @@ def _add_run(sub: Any) -> None:
     cmd.add_argument("paths", nargs="*", default=["scenarios"], help="scenario files or folders (default: scenarios/)")
     cmd.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     cmd.add_argument("--real-time", action="store_true", help="sleep retry delays and latency for real")
-    cmd.add_argument(
-        "--timeout",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="wall-clock limit of one scenario (default 60, 0 for none)",
-    )
+    _add_timeout(cmd, "one scenario")
     cmd.add_argument(
         "--transport",
         choices=("respx", "wire"),
@@ -149,6 +147,7 @@ def _add_run(sub: Any) -> None:
     )
     cmd.add_argument("--verbose", "-v", action="store_true", help="show Prefect's logs and the flows' own output")
     _add_spread(cmd, "scenarios")
+    cmd.set_defaults(func=_run, runs_flows=True)
 
 
 def _add_compare(sub: Any) -> None:
@@ -161,14 +160,13 @@ def _add_compare(sub: Any) -> None:
         help="comma-separated strategy names: built-in presets or ones from --strategies-file",
     )
     cmd.add_argument("--strategies-file", metavar="FILE", help="YAML file of named strategies")
-    cmd.add_argument("--seeds", type=int, default=20, help="random scenarios run seeds 0..N-1 (default 20)")
+    cmd.add_argument("--seeds", type=int, default=SEEDS, help=f"random scenarios run seeds 0..N-1 (default {SEEDS})")
     cmd.add_argument("--json", metavar="FILE", help="the cells as JSON, for pipelines")
     cmd.add_argument("--markdown", metavar="FILE", help="Markdown report (fits $GITHUB_STEP_SUMMARY)")
     cmd.add_argument("--html", metavar="FILE", help="self-contained HTML page with a chart per scenario")
-    cmd.add_argument(
-        "--timeout", type=float, default=60.0, metavar="SECONDS", help="wall-clock limit of one run (default 60)"
-    )
+    _add_timeout(cmd, "one run")
     _add_spread(cmd, "runs")
+    cmd.set_defaults(func=_compare, runs_flows=True)
 
 
 def _add_spread(cmd: Any, what: str) -> None:
@@ -192,10 +190,14 @@ def _add_validate(sub: Any) -> None:
     """`harness validate`: check files without running them."""
     cmd = sub.add_parser("validate", help="check scenario files without running them")
     cmd.add_argument("paths", nargs="*", default=["scenarios"])
+    cmd.set_defaults(func=_validate, runs_flows=False)
 
 
 def _add_explore(sub: Any) -> None:
     """`harness explore`: search fault schedules for a breaking one."""
+    from harness.explore import BUDGET, SHRINK_RUNS, SHRINK_S
+    from harness.generators import MAX_FAULTS
+
     cmd = sub.add_parser(
         "explore",
         help="search fault schedules for the smallest that breaks an invariant; write it as a scenario",
@@ -218,78 +220,83 @@ def _add_explore(sub: Any) -> None:
     cmd.add_argument(
         "--budget",
         type=int,
-        default=100,
+        default=BUDGET,
         metavar="N",
-        help="schedules tried before shrinking (Hypothesis max_examples; default 100); shrinking "
+        help=f"schedules tried before shrinking (Hypothesis max_examples; default {BUDGET}); shrinking "
         "adds at most --shrink-runs runs",
     )
     cmd.add_argument("--out", required=True, metavar="DIR", help="folder to write the minimal scenario to")
     cmd.add_argument("--seed", type=int, default=0, help="the same seed finds the same schedule (default 0)")
     cmd.add_argument("--scenario", metavar="NAME", help="the document to explore (default: the file's first)")
-    cmd.add_argument("--max-faults", type=int, default=8, metavar="N", help="faults per endpoint at most (default 8)")
     cmd.add_argument(
-        "--shrink-runs", type=int, default=100, metavar="N", help="flow runs shrinking may add (default 100)"
+        "--max-faults",
+        type=int,
+        default=MAX_FAULTS,
+        metavar="N",
+        help=f"faults per endpoint at most (default {MAX_FAULTS})",
+    )
+    cmd.add_argument(
+        "--shrink-runs",
+        type=int,
+        default=SHRINK_RUNS,
+        metavar="N",
+        help=f"flow runs shrinking may add (default {SHRINK_RUNS})",
     )
     cmd.add_argument(
         "--shrink-seconds",
         type=float,
-        default=60.0,
+        default=SHRINK_S,
         metavar="SECONDS",
-        help="wall-clock time shrinking may add (default 60)",
+        help=f"wall-clock time shrinking may add (default {SHRINK_S:g})",
     )
+    _add_timeout(cmd, "one run")
+    cmd.set_defaults(func=_explore, runs_flows=True)
+
+
+def _add_timeout(cmd: Any, what: str) -> None:
+    from harness.run.session import TIME_LIMIT_S as TIMEOUT_S
+
     cmd.add_argument(
         "--timeout",
         type=float,
-        default=60.0,
+        default=TIMEOUT_S,
         metavar="SECONDS",
-        help="wall-clock limit of one run (default 60, 0 for none)",
+        help=f"wall-clock limit of {what} (default {TIMEOUT_S:g}, 0 for none)",
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.command == "validate":
-        return _validate(args.paths)
-    if args.command == "coverage":
-        return _coverage(args)
-    if args.command == "schema":
-        return _schema(args.strategies, args.out)
-    if not getattr(args, "verbose", False):
-        # Before Prefect is first imported: its logging is configured at import.
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
-    # The command owns its process: Prefect, imported with the flows, makes its home and reads its
-    # profiles in a folder of the command's, never the user's ~/.prefect.
-    from harness.run.environ import private_prefect_home
+    """Parse, run the command, and map what the harness raises to a message and an exit code, for every command."""
+    from harness._errors import HarnessError, UsageError
 
-    private_prefect_home()
-    if args.command == "compare":
-        return _compare(args)
-    if args.command == "explore":
-        return _explore(args)
-    if args.command == "record":
-        return _record(args)
-    return _run(
-        args.paths,
-        args.json,
-        args.real_time,
-        args.verbose,
-        args.timeout or None,
-        args.transport,
-        workers=args.workers,
-        dask=args.dask,
-    )
+    args = parser().parse_args(argv)
+    if args.runs_flows:
+        if not getattr(args, "verbose", False):
+            # Before Prefect is first imported: its logging is configured at import.
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        # The command owns its process: Prefect, imported with the flows, makes its home and reads its
+        # profiles in a folder of the command's, never the user's ~/.prefect.
+        from harness.run.environ import private_prefect_home
+
+        private_prefect_home()
+    try:
+        return int(args.func(args))
+    except HarnessError as exc:  # an input it cannot use, a run that could not finish, a lost worker
+        message = exc.as_flags() if isinstance(exc, UsageError) else str(exc)
+        notes = "".join(f"\n  {note}" for note in getattr(exc, "__notes__", ()))
+        print(f"harness {args.command}: {message}{notes}", file=sys.stderr)
+        return EXIT_INVALID
 
 
 def _load(paths: Sequence[str]) -> tuple[list[Any], list[Any]]:
     """The valid scenarios and the errors of the invalid ones (printed), under ``paths``."""
-    from harness._errors import ScenarioError
+    from harness._errors import ScenarioError, UsageError
     from harness.scenario.loader import load_paths
 
     try:
         items = load_paths(paths)
     except FileNotFoundError as exc:
-        print(f"harness: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_INVALID) from None
+        raise UsageError(str(exc)) from None
     good = [i for i in items if not isinstance(i, ScenarioError)]
     bad = [i for i in items if isinstance(i, ScenarioError)]
     for err in bad:
@@ -302,12 +309,12 @@ def _coverage(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness import coverage
+    from harness._errors import UsageError
 
     try:
         required = coverage.expand([k.strip() for k in (args.require or "").split(",") if k.strip()])
-    except ValueError as exc:
-        print(f"harness coverage: --require: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+    except UsageError as exc:
+        raise UsageError(f"{{require}}: {exc}", "require") from None
     good, bad = _load(args.paths)
     if bad:
         return EXIT_INVALID
@@ -326,49 +333,39 @@ def _coverage(args: argparse.Namespace) -> int:
     return EXIT_FAILED if lacking else EXIT_OK
 
 
-def _schema(strategies: bool, out: str | None) -> int:
+def _schema(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from harness._errors import UsageError
     from harness.scenario.schema import dumps, scenario_schema, strategies_schema
 
-    text = dumps(strategies_schema() if strategies else scenario_schema())
-    if out is None:
+    text = dumps(strategies_schema() if args.strategies else scenario_schema())
+    if args.out is None:
         sys.stdout.write(text)
         return EXIT_OK
     try:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text, encoding="utf-8")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
     except OSError as exc:
-        print(f"harness schema: cannot write {out}: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    print(f"wrote {out}")
+        raise UsageError(f"cannot write {args.out}: {exc}") from None
+    print(f"wrote {args.out}")
     return EXIT_OK
 
 
-def _validate(paths: Sequence[str]) -> int:
-    good, bad = _load(paths)
+def _validate(args: argparse.Namespace) -> int:
+    good, bad = _load(args.paths)
     print(f"{len(good)} scenario(s) valid, {len(bad)} invalid")
     return EXIT_INVALID if bad else EXIT_OK
 
 
-def _run(
-    paths: Sequence[str],
-    json_path: str | None,
-    real_time: bool,
-    verbose: bool = False,
-    timeout: float | None = 60.0,
-    transport: str = "respx",
-    *,
-    workers: int = 1,
-    dask: str | None = None,
-) -> int:
+def _run(args: argparse.Namespace) -> int:
     import time
 
-    started = time.perf_counter()
+    started, verbose = time.perf_counter(), args.verbose
     # the server (or the workers' servers) starts while the scenarios load
-    runner = _runner(workers, dask, verbose, real_time=real_time, time_limit=timeout, transport=transport)
+    runner = _runner(args, real_time=args.real_time, transport=args.transport)
     try:
-        good, bad = _load(paths)
+        good, bad = _load(args.paths)
         from harness.checking.verdict import Result
         from harness.parallel import Failed, ScenarioRef, run_case
         from harness.report.results import table, write_json
@@ -396,8 +393,8 @@ def _run(
         f"\n{passed - skipped}/{len(results)} scenario(s) passed{also}, {len(bad)} invalid, "
         f"{time.perf_counter() - started:.1f} s"
     )
-    if json_path:
-        write_json(results, json_path)
+    if args.json:
+        write_json(results, args.json)
     if bad:
         return EXIT_INVALID
     return EXIT_OK if passed == len(results) else EXIT_FAILED
@@ -407,7 +404,7 @@ def _compare(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from harness._errors import HarnessError
+    from harness._errors import UsageError
     from harness.scenario.loader import load_policies
     from harness.scenario.strategy import resolve
 
@@ -415,12 +412,10 @@ def _compare(args: argparse.Namespace) -> int:
         defined = load_policies(args.strategies_file) if args.strategies_file else {}
         policies = [resolve(name.strip(), defined) for name in args.strategies.split(",") if name.strip()]
     except (KeyError, ValueError, OSError) as exc:
-        print(f"harness compare: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
-        return EXIT_INVALID
+        raise UsageError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
     if args.seeds < 1:
-        print("harness compare: --seeds must be at least 1", file=sys.stderr)
-        return EXIT_INVALID
-    runner = _runner(args.workers, args.dask, False, time_limit=args.timeout or None)
+        raise UsageError("{seeds} must be at least 1", "seeds")
+    runner = _runner(args)
     try:
         good, bad = _load(args.paths)
         if bad:
@@ -432,9 +427,6 @@ def _compare(args: argparse.Namespace) -> int:
         total = sum(len(seeds) for _, seeds in plan(good, args.seeds)) * len(policies)
         with _progress("compare", total) as tick, contextlib.redirect_stdout(io.StringIO()):
             cells = compare(runner, good, policies, args.seeds, tick=tick)
-    except HarnessError as exc:  # a run that could not finish: every run of a cell hung, or a worker was lost
-        print(f"harness compare: {exc}", file=sys.stderr)
-        return EXIT_INVALID
     finally:
         runner.close()
     print(compare_table(cells))
@@ -453,32 +445,53 @@ def _compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _runner(workers: int, dask: str | None, verbose: bool, **session: Any) -> Any:
-    """Where the runs go, started: this process's session, N worker processes, or a Dask cluster."""
+def _runner(args: argparse.Namespace, **session: Any) -> Any:
+    """Where the runs go, started: this process's session, N worker processes, or a Dask cluster.
+
+    The one place a command's session is made: ``--timeout``, ``--workers``, ``--dask`` and ``--verbose``
+    mean the same for every command that has them.
+    """
+    from harness._errors import UsageError
+
+    workers, dask, verbose = getattr(args, "workers", 1), getattr(args, "dask", None), getattr(args, "verbose", False)
+    session["time_limit"] = args.timeout or None
     if workers < 1:
-        print("harness: --workers must be at least 1", file=sys.stderr)
-        raise SystemExit(EXIT_INVALID)
+        raise UsageError("{workers} must be at least 1", "workers")
     if dask is not None:
         try:
             from harness.parallel.cluster import Dask
         except ImportError as exc:
-            print(
-                f"harness: --dask needs Dask's distributed scheduler ({exc}): "
-                "pip install 'prefect-fault-harness[dask]'",
-                file=sys.stderr,
-            )
-            raise SystemExit(EXIT_INVALID) from None
+            raise UsageError(
+                f"{{dask}} needs Dask's distributed scheduler ({exc}): pip install 'prefect-fault-harness[dask]'",
+                "dask",
+            ) from None
         return Dask(dask, workers, verbose=verbose, **session)
     if workers > 1:
         from harness.parallel import Local
 
         return Local(workers, verbose=verbose, **session)
     from harness.parallel import Serial
+
+    return Serial(_started(**session))
+
+
+def _started(**options: Any) -> Any:
+    """A session in this process, its server starting at once."""
     from harness.run.session import Session
 
-    started = Session(**session)
-    started.start()
-    return Serial(started)
+    session = Session(**options)
+    session.start()
+    return session
+
+
+@contextlib.contextmanager
+def _session(args: argparse.Namespace) -> Iterator[Any]:
+    """The session of a command that runs its flows here, one after another (explore, record), closed after."""
+    session = _started(time_limit=args.timeout or None)
+    try:
+        yield session
+    finally:
+        session.close()
 
 
 @contextlib.contextmanager
@@ -497,46 +510,37 @@ def _progress(label: str, total: int, show: bool = True) -> Iterator[Callable[[]
 def _explore(args: argparse.Namespace) -> int:
     import time
 
-    from harness._errors import HarnessError
+    from harness._errors import UsageError
     from harness.explore import describe, explore, import_note, parse_invariant, write
-    from harness.run.session import Session
 
     try:
         invariant = parse_invariant(args.invariant)
-    except ValueError as exc:
-        print(f"harness explore: --invariant: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+    except UsageError as exc:
+        raise UsageError(f"{{invariant}}: {exc}", "invariant") from None
     if args.budget < 1 or args.max_faults < 1 or args.shrink_runs < 0:
-        print(
-            "harness explore: --budget and --max-faults must be at least 1, --shrink-runs at least 0", file=sys.stderr
+        raise UsageError(
+            "{budget} and {max_faults} must be at least 1, {shrink_runs} at least 0",
+            "budget",
+            "max_faults",
+            "shrink_runs",
         )
-        return EXIT_INVALID
     started = time.perf_counter()
-    session = Session(time_limit=args.timeout or None)
-    session.start()
-    try:
+    with _session(args) as session:
         scenario = _explored_scenario(args)
         if scenario is None:
             return EXIT_INVALID
         print(f"exploring {scenario.name!r}{_scenario_note(args)} for {invariant}")
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # the flows' own prints
-                found = explore(
-                    session,
-                    scenario,
-                    invariant,
-                    budget=args.budget,
-                    seed=args.seed,
-                    max_faults=args.max_faults,
-                    shrink_runs=args.shrink_runs,
-                    shrink_seconds=args.shrink_seconds,
-                )
-        except (ValueError, HarnessError) as exc:
-            notes = "".join(f"\n  {note}" for note in getattr(exc, "__notes__", ()))
-            print(f"harness explore: {exc}{notes}", file=sys.stderr)
-            return EXIT_INVALID
-    finally:
-        session.close()
+        with contextlib.redirect_stdout(io.StringIO()):  # the flows' own prints
+            found = explore(
+                session,
+                scenario,
+                invariant,
+                budget=args.budget,
+                seed=args.seed,
+                max_faults=args.max_faults,
+                shrink_runs=args.shrink_runs,
+                shrink_seconds=args.shrink_seconds,
+            )
     for line in describe(found):
         print(line)
     print(f"total {time.perf_counter() - started:.1f} s")
@@ -551,18 +555,17 @@ def _explore(args: argparse.Namespace) -> int:
 
 
 def _explored_scenario(args: argparse.Namespace) -> Any:
-    """The document ``--scenario`` names (default: the file's first), or None after saying why not."""
+    """The document ``--scenario`` names (default: the file's first), or None when the file is invalid (its
+    problems printed)."""
+    from harness._errors import UsageError
+
     good, bad = _load([args.scenario_file])
     if bad or not good:
         return None
     chosen = [s for s in good if args.scenario in (None, s.name)]
     if not chosen:
         names = ", ".join(repr(s.name) for s in good)
-        print(
-            f"harness explore: no scenario named {args.scenario!r} in {args.scenario_file} (it holds {names})",
-            file=sys.stderr,
-        )
-        return None
+        raise UsageError(f"no scenario named {args.scenario!r} in {args.scenario_file} (it holds {names})")
     args.documents = len(good)
     return chosen[0]
 
@@ -578,10 +581,13 @@ def _explore_command(args: argparse.Namespace) -> str:
     """The command that reproduces this search, written into the scenario it found."""
     import shlex
 
+    from harness.explore import SHRINK_RUNS
+    from harness.generators import MAX_FAULTS
+
     options = [
         ("--scenario", args.scenario, None),
-        ("--max-faults", args.max_faults, 8),
-        ("--shrink-runs", args.shrink_runs, 100),
+        ("--max-faults", args.max_faults, MAX_FAULTS),
+        ("--shrink-runs", args.shrink_runs, SHRINK_RUNS),
     ]
     return shlex.join(
         [
@@ -603,28 +609,20 @@ def _record(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from harness._errors import HarnessError
+    from harness._errors import HarnessError, UsageError
     from harness.record import record
-    from harness.run.session import Session
 
     try:
         parameters = json.loads(args.parameters)
     except json.JSONDecodeError as exc:
-        print(
-            f"harness record: --parameters is not valid JSON ({exc}); give an object, e.g. '{{\"n\": 3}}'",
-            file=sys.stderr,
-        )
-        return EXIT_INVALID
+        raise UsageError(f"--parameters is not valid JSON ({exc}); give an object, e.g. '{{\"n\": 3}}'") from None
     if not isinstance(parameters, dict):
         kind = type(parameters).__name__
-        print(f"harness record: --parameters must be a JSON object of keyword arguments, got a {kind}", file=sys.stderr)
-        return EXIT_INVALID
+        raise UsageError(f"--parameters must be a JSON object of keyword arguments, got a {kind}")
     started = time.perf_counter()
-    session = Session(time_limit=args.timeout or None)
-    session.start()
+    quiet = contextlib.nullcontext() if args.verbose else contextlib.redirect_stdout(io.StringIO())
     try:
-        quiet = contextlib.nullcontext() if args.verbose else contextlib.redirect_stdout(io.StringIO())
-        with quiet:  # the flow's own prints
+        with _session(args) as session, quiet:  # the flow's own prints kept out of the report
             done = record(
                 session,
                 args.flow,
@@ -637,11 +635,9 @@ def _record(args: argparse.Namespace) -> int:
                 force=args.force,
                 command=_record_command(args),
             )
-    except (ValueError, HarnessError) as exc:
-        print(f"harness record: {exc}".replace("\n", " "), file=sys.stderr)
-        return EXIT_INVALID
-    finally:
-        session.close()
+    except HarnessError as exc:  # on one line, as every message of record
+        message = exc.as_flags() if isinstance(exc, UsageError) else str(exc)
+        raise UsageError(message.replace("\n", " ")) from None
     took = time.perf_counter() - started
     print(
         f"recorded {done.requests} request(s) to {done.endpoints} endpoint(s) in {took:.1f} s; flow {done.flow_state}"
@@ -656,12 +652,14 @@ def _record_command(args: argparse.Namespace) -> str:
     """The command that made a recording, written into its header (secrets in it are replaced there)."""
     import shlex
 
+    from harness.record import DEFAULT_MAX_BODY
+
     words = ["harness", "record", args.flow, "--parameters", args.parameters, "--out", args.out]
     if args.name:
         words += ["--name", args.name]
     if args.redact:
         words += ["--redact", *args.redact]
-    if args.max_body != 256 * 1024:
+    if args.max_body != DEFAULT_MAX_BODY:
         words += ["--max-body", str(args.max_body)]
     for pin in args.connect_to:
         words += ["--connect-to", pin]

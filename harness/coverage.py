@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness._errors import shown
+from harness._errors import UsageError, shown
 from harness.scenario.model import FAULTS, MALFORMED, UNSET, Scenario, Step
 
 KINDS = tuple(f"fault:{f}" for f in FAULTS) + tuple(f"malformed:{m}" for m in MALFORMED)
@@ -89,7 +89,7 @@ def expand(patterns: list[str]) -> list[str]:
     for pattern in patterns:
         matched = fnmatch.filter(KINDS, pattern) if "*" in pattern else [pattern]
         if not matched:
-            raise ValueError(f"{pattern!r} matches no kind; kinds are fault:<name>, malformed:<name>, status:<code>")
+            raise UsageError(f"{pattern!r} matches no kind; kinds are fault:<name>, malformed:<name>, status:<code>")
         out += [k for k in matched if k not in out]
     return out
 

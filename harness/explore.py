@@ -37,7 +37,7 @@ from hypothesis.errors import HypothesisDeprecationWarning, NoSuchExample
 from pydantic import ValidationError
 
 from harness import generators
-from harness._errors import HarnessError, shown
+from harness._errors import HarnessError, UsageError, shown
 from harness.checking.baseline import DATA_INVARIANTS, baseline_rows, fault_free
 from harness.checking.expectations import plain, violation
 from harness.run.session import Outcome, Session, data_query
@@ -91,14 +91,14 @@ def parse_invariant(text: str) -> Invariant:
     name, _, bound = text.partition(":")
     if name == "bounded_calls":
         if not bound.isdigit():
-            raise ValueError(f"bounded_calls needs a whole number of calls, e.g. bounded_calls:4; got {text!r}")
+            raise UsageError(f"bounded_calls needs a whole number of calls, e.g. bounded_calls:4; got {text!r}")
         value: Any = {"bounded_calls": int(bound)}
     else:
         value = text
     try:
         return Expect.model_validate({"invariants": [value]}).invariants[0]
     except ValidationError as exc:
-        raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        raise UsageError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
 class _Aborted(BaseException):
@@ -165,20 +165,23 @@ class _Search:
         return True
 
 
+BUDGET, SHRINK_RUNS, SHRINK_S = 100, 100, 60.0  # schedules tried; runs and wall seconds shrinking may add
+
+
 def explore(
     session: Session,
     scenario: Scenario,
     invariant: Invariant,
     *,
-    budget: int = 100,
+    budget: int = BUDGET,
     seed: int = 0,
     max_faults: int = generators.MAX_FAULTS,
-    shrink_runs: int = 100,
-    shrink_seconds: float = 60.0,
+    shrink_runs: int = SHRINK_RUNS,
+    shrink_seconds: float = SHRINK_S,
 ) -> Exploration:
     """Search fault schedules of ``scenario`` for the smallest that breaks ``invariant``.
 
-    Raises ``ValueError`` when the scenario cannot be searched: no endpoints,
+    Raises ``UsageError`` when the scenario cannot be searched: no endpoints,
     no rows to judge a data invariant by, a request it does not declare, or
     the invariant broken already without any fault; and the ``HarnessError``
     of a run that could not finish (``ScenarioTimeout``), naming its schedule.
@@ -225,12 +228,12 @@ def explore(
 def _searchable(
     session: Session, scenario: Scenario, invariant: Invariant, shrink_runs: int, shrink_seconds: float
 ) -> _Search:
-    """A search of ``scenario``, once its fault-free run shows it can be searched; else ``ValueError``."""
+    """A search of ``scenario``, once its fault-free run shows it can be searched; else ``UsageError``."""
     if not scenario.endpoints:
-        raise ValueError(f"scenario {scenario.name!r} declares no endpoints: there is nowhere to inject faults")
+        raise UsageError(f"scenario {scenario.name!r} declares no endpoints: there is nowhere to inject faults")
     flow = resolve_flow(scenario.flow, base=scenario.path.parent)
     if invariant.kind in DATA_INVARIANTS and data_query(scenario, flow) is None:
-        raise ValueError(
+        raise UsageError(
             f"{invariant} compares the rows stored with a fault-free run's: give scenario {scenario.name!r} "
             "`expect.sqlite` (path and query of the rows the flow stores)"
         )
@@ -241,12 +244,12 @@ def _searchable(
     search.started = time.perf_counter()  # the search's speed, without the server's start-up
     undeclared = sorted({f"{c.method} {c.url}" for c in outcome.unmatched}) + list(outcome.blocked)
     if undeclared:
-        raise ValueError(
+        raise UsageError(
             f"scenario {scenario.name!r} sends requests it does not declare ({', '.join(undeclared)}): "
             "declare every endpoint the flow calls before searching"
         )
     if problem is not None:
-        raise ValueError(
+        raise UsageError(
             f"scenario {scenario.name!r} breaks {invariant} without any fault ({problem}): "
             "its healthy answers (each endpoint's last 2xx answer, or chaos' otherwise) must keep the invariant"
         )
@@ -326,7 +329,7 @@ def write(exploration: Exploration, out: str | Path, command: str = "") -> Path:
     """Write the finding as ``OUT/<scenario>--<invariant>.yaml`` and return its path."""
     finding = exploration.finding
     if finding is None:
-        raise ValueError("nothing to write: the search found no schedule that breaks the invariant")
+        raise UsageError("nothing to write: the search found no schedule that breaks the invariant")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{_slug(exploration.source.name)}--{_slug(str(exploration.invariant))}.yaml"

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-from harness._errors import HarnessError, ScenarioError
+from harness._errors import HarnessError, ScenarioError, UsageError
 from harness.checking.verdict import run_scenario
 from harness.run.guard import LOOPBACK_NAMES
 from harness.run.recording import Exchange, Recording
@@ -149,7 +149,7 @@ def record(
 ) -> Recorded:
     """Run ``flow`` once against the live API and write what happened to ``out`` as a scenario.
 
-    Raises ``ValueError`` (nothing written) when ``out`` exists without
+    Raises ``UsageError`` (nothing written) when ``out`` exists without
     ``force``, the flow, its parameters or a ``connect_to`` are invalid, a
     host cannot be reached, the flow sends no request or opens a connection
     that cannot be recorded, or the written scenario would not replay as the
@@ -158,7 +158,7 @@ def record(
     out = Path(out)
     _refuse_existing(out, force)
     if max_body < 1:
-        raise ValueError(f"--max-body must be at least 1 byte, got {max_body}")
+        raise UsageError(f"{{max_body}} must be at least 1 byte, got {max_body}", "max_body")
     pins = connect_targets(connect_to)
     secrets = _Secrets(frozenset(n.lower() for n in redact))
     scenario = _start(flow, parameters, name, out)
@@ -174,8 +174,8 @@ def record(
         _keep_secrets(e, secrets)
     try:
         _refuse_bad_run(flow, outcome, exchanges, secrets)
-    except ValueError as exc:
-        raise ValueError(_scrubbed(str(exc), secrets)) from None
+    except UsageError as exc:
+        raise UsageError(_scrubbed(str(exc), secrets)) from None
     document, notes = _document(scenario, outcome, exchanges, secrets, max_body)
     document, notes = _scrubbed(document, secrets), _scrubbed(notes, secrets)
     path = _write_verified(session, document, notes, out, force, _scrubbed(command, secrets))
@@ -188,26 +188,28 @@ def connect_targets(values: Sequence[str]) -> dict[str, tuple[str, int]]:
     for value in values:
         host, equals, where = value.partition("=")
         address, colon, port = where.rpartition(":")
-        shape = f"--connect-to {value!r}: expected HOST=ADDRESS:PORT, e.g. api.example.com=127.0.0.1:8443"
+        shape = f"{{connect_to}} {value!r}: expected HOST=ADDRESS:PORT, e.g. api.example.com=127.0.0.1:8443"
         if not (equals and colon and host.strip() and address.strip()):
-            raise ValueError(shape)
+            raise UsageError(shape, "connect_to")
         if any(c in host for c in ":/@ ") or host.strip().lower() in LOOPBACK_NAMES:
-            raise ValueError(f"{shape}; HOST is a host name as the flow's URLs write it, not {host!r}")
+            raise UsageError(f"{shape}; HOST is a host name as the flow's URLs write it, not {host!r}", "connect_to")
         if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{shape}; the port {port!r} is not a port number")
+            raise UsageError(f"{shape}; the port {port!r} is not a port number", "connect_to")
         try:
             (first, *_) = socket.getaddrinfo(address.strip("[]"), int(port), socket.AF_INET, socket.SOCK_STREAM)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"--connect-to {value!r}: cannot resolve {address!r} to an IPv4 address ({exc})") from None
+            raise UsageError(
+                f"{{connect_to}} {value!r}: cannot resolve {address!r} to an IPv4 address ({exc})", "connect_to"
+            ) from None
         targets[host.strip().lower().rstrip(".")] = (str(first[4][0]), int(port))
     return targets
 
 
 def _refuse_existing(out: Path, force: bool) -> None:
     if out.is_dir():
-        raise ValueError(f"{out} is a folder; --out names the scenario file to write")
+        raise UsageError(f"{out} is a folder; {{out}} names the scenario file to write", "out")
     if out.exists() and not force:
-        raise ValueError(f"{out} exists; pass --force to overwrite it")
+        raise UsageError(f"{out} exists; pass {{force}} to overwrite it", "force")
 
 
 def _start(flow: str, parameters: dict[str, Any], name: str | None, out: Path) -> Scenario:
@@ -219,7 +221,7 @@ def _start(flow: str, parameters: dict[str, Any], name: str | None, out: Path) -
         return validate_document(raw, out, text, line)
     except ScenarioError as exc:
         first = exc.first
-        raise ValueError(f"{first.field}: {first.message}" if first.field else first.message) from None
+        raise UsageError(f"{first.field}: {first.message}" if first.field else first.message) from None
 
 
 def _refuse_bad_run(flow: str, outcome: Outcome, exchanges: Sequence[Exchange], secrets: _Secrets) -> None:
@@ -228,18 +230,18 @@ def _refuse_bad_run(flow: str, outcome: Outcome, exchanges: Sequence[Exchange], 
         if e.error is not None:
             line = _request_line(e.method, e.url, secrets)
             if e.error.startswith(UNREACHABLE):
-                raise ValueError(f"could not reach {line} ({e.error}): is the host right and the API up?")
-            raise ValueError(f"{line} failed while recording ({e.error}): record again when the API answers")
+                raise UsageError(f"could not reach {line} ({e.error}): is the host right and the API up?")
+            raise UsageError(f"{line} failed while recording ({e.error}): record again when the API answers")
         if e.method not in METHODS:
-            raise ValueError(f"the flow sent a {e.method} request; a scenario declares {', '.join(METHODS)} only")
+            raise UsageError(f"the flow sent a {e.method} request; a scenario declares {', '.join(METHODS)} only")
     if outcome.blocked:
-        raise ValueError(f"the flow made {outcome.blocked[0]}, which cannot be recorded")
+        raise UsageError(f"the flow made {outcome.blocked[0]}, which cannot be recorded")
     if not exchanges:
         state = outcome.flow
         if state.type != "COMPLETED":
             why = f": {state.message}" if state.message else ""
-            raise ValueError(f"flow {flow!r} ended {state.name} before sending any request{why}")
-        raise ValueError(f"flow {flow!r} completed without sending any request: there is nothing to record")
+            raise UsageError(f"flow {flow!r} ended {state.name} before sending any request{why}")
+        raise UsageError(f"flow {flow!r} completed without sending any request: there is nothing to record")
 
 
 # -- the scenario document ---------------------------------------------------------
@@ -584,7 +586,7 @@ def _write_verified(
             document["expect"].pop("result")
             failures = _replayed(session, temp, document, notes, command)
         if failures:
-            raise ValueError(f"the recording does not replay as the run went: {'; '.join(failures)}")
+            raise UsageError(f"the recording does not replay as the run went: {'; '.join(failures)}")
         _refuse_existing(out, force)
         os.replace(temp, out)
     finally:
@@ -597,27 +599,27 @@ def _replayed(session: Session, temp: Path, document: dict[str, Any], notes: lis
     header = [f"# {command or 'harness record'}", *(f"# note: {n}" for n in notes)]
     text = "\n".join(header) + "\n" + dump(document)
     if len(text.encode()) > MAX_BYTES:
-        raise ValueError(
+        raise UsageError(
             f"the recording is {len(text.encode())} bytes, over the 1 MiB limit of scenario files: lower --max-body"
         )
     temp.write_text(text)
     try:
         (loaded,) = load_file(temp)
     except ScenarioError as exc:
-        raise ValueError(f"the recording is not a valid scenario: {exc.first.field}: {exc.first.message}") from None
+        raise UsageError(f"the recording is not a valid scenario: {exc.first.field}: {exc.first.message}") from None
     if isinstance(loaded, ScenarioError):
-        raise ValueError(f"the recording is not a valid scenario: {loaded.first.field}: {loaded.first.message}")
+        raise UsageError(f"the recording is not a valid scenario: {loaded.first.field}: {loaded.first.message}")
     try:
         result = run_scenario(session, loaded)
     except HarnessError as exc:
-        raise ValueError(f"the recording could not be replayed: {exc}") from None
+        raise UsageError(f"the recording could not be replayed: {exc}") from None
     for refused in (m.observed for m in result.mismatches if m.field == "network"):
         if str(refused).startswith("a connection to"):
             # An endpoint on an address is served to httpx (respx) only: other clients are redirected by host name.
-            raise ValueError(
+            raise UsageError(
                 f"the recording does not replay: a client other than httpx made {refused}, an address, and a "
                 "replay serves other clients by host name only; name the API by a host in the flow's parameters "
                 "and pass --connect-to HOST=ADDRESS:PORT"
             )
-        raise ValueError(f"the recording does not replay: the replay refused {refused}")
+        raise UsageError(f"the recording does not replay: the replay refused {refused}")
     return [str(m) for m in result.mismatches] + ([result.error] if result.error else [])

@@ -126,10 +126,13 @@ class Responder(Protocol):
 ResponderFactory = Callable[[Scenario, Clock, Recorder, str, NetworkGuard], Responder]
 
 
+TIME_LIMIT_S = 60.0  # a run's wall-clock limit, unless the session is given another (None: no limit)
+
+
 class Session:
     """One Prefect test server and the settings every scenario runs with."""
 
-    DEFAULT_TIME_LIMIT = 60.0
+    DEFAULT_TIME_LIMIT = TIME_LIMIT_S
 
     def __init__(
         self, real_time: bool = False, time_limit: float | None = DEFAULT_TIME_LIMIT, transport: str = "respx"
