@@ -17,9 +17,10 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
-    PositiveFloat,
     PositiveInt,
     PrivateAttr,
+    TypeAdapter,
+    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -27,7 +28,7 @@ from pydantic import (
 
 from harness.flows import BUILTIN_FLOWS
 from harness.scenario.problems import did_you_mean, line_at, type_name
-from harness.scenario.resolve import SPEC, spec_pattern
+from harness.scenario.resolve import spec_pattern
 from harness.scenario.strategy import Policy, named_policy, strategies_json_schema, with_names
 
 FAULTS = (
@@ -103,6 +104,22 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
+def _read(forms: TypeAdapter[Any], value: Any) -> Any:
+    """``value`` read by the model of its input forms, the one the JSON Schema is written from (so the loader
+    accepts what the schema accepts); raises ``_Unfit`` when it fits none, for the caller to say why."""
+    try:
+        return forms.validate_python(value, strict=True)
+    except ValidationError as exc:
+        raise _Unfit(exc.errors()[0]["msg"]) from None
+
+
+class _Unfit(ValueError):
+    """The input fits none of its forms; the caller says why in the scenario's words."""
+
+
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a finite number of seconds, 0 or more
+
+
 def _seconds(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -146,38 +163,15 @@ class Latency(_Model):
         return float(self.a * rng.lognormvariate(0.0, self.b))
 
 
-def _latency(value: Any) -> Any:
-    if isinstance(value, Latency):
-        return value
-    expected = "a number of seconds, {uniform: [a, b]} or {lognormal: {median: m, sigma: s}}"
-    if _seconds(value):
-        if value < 0:
-            raise ValueError(f"latency must be >= 0 seconds, got {value!r}")
-        return Latency(kind="fixed", a=float(value))
-    if isinstance(value, dict) and list(value) == ["uniform"]:
-        bounds = value["uniform"]
-        if isinstance(bounds, list) and len(bounds) == 2 and all(map(_seconds, bounds)) and 0 <= bounds[0] <= bounds[1]:
-            return Latency(kind="uniform", a=float(bounds[0]), b=float(bounds[1]))
-        raise ValueError(f"uniform latency must be [low, high] seconds with 0 <= low <= high, got {bounds!r}")
-    if isinstance(value, dict) and list(value) == ["lognormal"]:
-        p = value["lognormal"]
-        if isinstance(p, dict) and set(p) == {"median", "sigma"}:
-            m, s = p["median"], p["sigma"]
-            if _seconds(m) and _seconds(s) and m > 0 and s >= 0:
-                return Latency(kind="lognormal", a=float(m), b=float(s))
-        raise ValueError(f"lognormal latency must be {{median: m > 0, sigma: s >= 0}}, got {p!r}")
-    raise ValueError(f"latency must be {expected}, got {value!r} ({type_name(value)})")
-
-
 class UniformLatency(_Model):
     """``{uniform: [low, high]}``: seconds drawn uniformly between low and high (0 <= low <= high)."""
 
-    uniform: tuple[NonNegativeFloat, NonNegativeFloat]
+    uniform: Annotated[list[Seconds], Field(min_length=2, max_length=2)]
 
 
 class LognormalParams(_Model):
-    median: PositiveFloat
-    sigma: NonNegativeFloat
+    median: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    sigma: Seconds
 
 
 class LognormalLatency(_Model):
@@ -186,7 +180,39 @@ class LognormalLatency(_Model):
     lognormal: LognormalParams
 
 
-LATENCY_INPUT = NonNegativeFloat | UniformLatency | LognormalLatency | None  # the forms ``_latency`` reads
+LATENCY_INPUT = Seconds | UniformLatency | LognormalLatency  # the forms ``_latency`` reads
+_LATENCY_FORMS: TypeAdapter[Any] = TypeAdapter(LATENCY_INPUT)
+
+
+def _latency(value: Any) -> Any:
+    """A step's ``latency``, read by its input forms (``LATENCY_INPUT``), as a ``Latency``."""
+    if isinstance(value, Latency):
+        return value
+    try:
+        form = _read(_LATENCY_FORMS, value)
+    except _Unfit:
+        _why_not_latency(value)
+        raise
+    if isinstance(form, UniformLatency):
+        low, high = form.uniform
+        if low > high:  # what no schema says
+            _why_not_latency(value)
+        return Latency(kind="uniform", a=low, b=high)
+    if isinstance(form, LognormalLatency):
+        return Latency(kind="lognormal", a=form.lognormal.median, b=form.lognormal.sigma)
+    return Latency(kind="fixed", a=float(form))
+
+
+def _why_not_latency(value: Any) -> None:
+    """Why ``value`` is no latency, in the scenario's words (raises; returns when it cannot tell)."""
+    expected = "a number of seconds, {uniform: [a, b]} or {lognormal: {median: m, sigma: s}}"
+    if _seconds(value):
+        raise ValueError(f"latency must be >= 0 seconds, got {value!r}")
+    if isinstance(value, dict) and list(value) == ["uniform"]:  # not two numbers, or the low above the high
+        raise ValueError(f"uniform latency must be [low, high] seconds with 0 <= low <= high, got {value['uniform']!r}")
+    if isinstance(value, dict) and list(value) == ["lognormal"]:
+        raise ValueError(f"lognormal latency must be {{median: m > 0, sigma: s >= 0}}, got {value['lognormal']!r}")
+    raise ValueError(f"latency must be {expected}, got {value!r} ({type_name(value)})")
 
 
 # -- response steps -------------------------------------------------------------
@@ -210,7 +236,7 @@ class Step(_Model):
     )
     latency: Annotated[
         Latency | None,
-        BeforeValidator(lambda v: None if v is None else _latency(v), json_schema_input_type=LATENCY_INPUT),
+        BeforeValidator(lambda v: None if v is None else _latency(v), json_schema_input_type=LATENCY_INPUT | None),
     ] = Field(
         default=None,
         description="Seconds spent before it answers or fails, on the virtual clock: a number, "
@@ -353,8 +379,27 @@ class RequestLine(_Model):
 
 
 def parse_request(value: Any) -> Any:
+    """A request line, read by its input form (``RequestText``), as a ``RequestLine``."""
     if isinstance(value, RequestLine):
         return value
+    try:
+        _read(_REQUEST_FORMS, value)
+    except _Unfit:
+        _why_not_request(value)
+        raise
+    method, url = value.split()
+    prefix = url.endswith("*")
+    raw = url[:-1] if prefix else url
+    split = urlsplit(raw)
+    if prefix:
+        return RequestLine(method=method, url=raw, prefix=True, query=(), text=f"{method} {url}")
+    query = tuple(parse_qsl(split.query, keep_blank_values=True))
+    base = f"{split.scheme}://{split.netloc}{split.path}"
+    return RequestLine(method=method, url=base, prefix=False, query=query, text=f"{method} {url}")
+
+
+def _why_not_request(value: Any) -> None:
+    """Why ``value`` is no request line, in the scenario's words (raises; returns when it cannot tell)."""
     if not isinstance(value, str):
         raise ValueError(f"request must be a string 'METHOD URL', got {value!r} ({type_name(value)})")
     parts = value.split()
@@ -363,18 +408,12 @@ def parse_request(value: Any) -> Any:
     method, url = parts
     if method not in METHODS:
         raise ValueError(f"unknown HTTP method {method!r}{did_you_mean(method, METHODS)}")
-    prefix = url.endswith("*")
-    raw = url[:-1] if prefix else url
+    raw = url[:-1] if url.endswith("*") else url
     split = urlsplit(raw)
     if split.scheme not in ("http", "https") or not split.netloc:
         raise ValueError(
             f"request URL must be absolute http(s), got {url!r}; write it in full, e.g. 'https://host/path'"
         )
-    if prefix:
-        return RequestLine(method=method, url=raw, prefix=True, query=(), text=f"{method} {url}")
-    query = tuple(parse_qsl(split.query, keep_blank_values=True))
-    base = f"{split.scheme}://{split.netloc}{split.path}"
-    return RequestLine(method=method, url=base, prefix=False, query=query, text=f"{method} {url}")
 
 
 RequestText = Annotated[  # what ``parse_request`` reads: METHOD, then an absolute http(s) URL (``*`` ends a prefix)
@@ -384,6 +423,7 @@ RequestText = Annotated[  # what ``parse_request`` reads: METHOD, then an absolu
         examples=["GET https://api.github.com/repos/PrefectHQ/prefect", "GET https://api.github.com/repos/*"],
     ),
 ]
+_REQUEST_FORMS: TypeAdapter[Any] = TypeAdapter(RequestText, config=ConfigDict(regex_engine="python-re"))
 
 
 class Endpoint(_Model):
@@ -505,17 +545,25 @@ class Invariant(_Model):
 
 
 def _invariant(value: Any) -> Any:
+    """An invariant, read by its input forms (``INVARIANT_INPUT``)."""
     if isinstance(value, Invariant):
         return value
+    try:
+        form = _read(_INVARIANT_FORMS, value)
+    except _Unfit:
+        _why_not_invariant(value)
+        raise
+    if isinstance(form, BoundedCalls):
+        return Invariant(kind="bounded_calls", bound=form.bounded_calls)
+    return Invariant(kind=form)
+
+
+def _why_not_invariant(value: Any) -> None:
+    """Why ``value`` is no invariant, in the scenario's words (raises)."""
     if isinstance(value, str):
-        if value in INVARIANTS or SPEC.fullmatch(value):
-            return Invariant(kind=value)
         raise ValueError(f"unknown invariant {value!r}{did_you_mean(value, INVARIANTS + ('bounded_calls',))}")
     if isinstance(value, dict) and list(value) == ["bounded_calls"]:
-        n = value["bounded_calls"]
-        if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
-            return Invariant(kind="bounded_calls", bound=n)
-        raise ValueError(f"bounded_calls must be a whole number >= 0, got {n!r}")
+        raise ValueError(f"bounded_calls must be a whole number >= 0, got {value['bounded_calls']!r}")
     raise ValueError(
         f"an invariant is one of {', '.join(INVARIANTS)}, {{bounded_calls: N}} or 'module:function', got {value!r}"
     )
@@ -529,6 +577,7 @@ class BoundedCalls(_Model):
 
 ModuleFunction = Annotated[str, Field(pattern=spec_pattern(), description="'package.module:function'")]
 INVARIANT_INPUT: Any = Literal[INVARIANTS] | BoundedCalls | ModuleFunction  # the forms ``_invariant`` reads
+_INVARIANT_FORMS: TypeAdapter[Any] = TypeAdapter(INVARIANT_INPUT, config=ConfigDict(regex_engine="python-re"))
 
 
 class Expect(_Model):
