@@ -19,6 +19,7 @@ process (``_serve.py``, run by path) loads it on its own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.metadata
 import os
@@ -321,13 +322,20 @@ class Via(types.ModuleType):
 
 
 def prefect_version() -> tuple[int, int]:
+    """The installed Prefect's major and minor (read from its distribution, not cached)."""
     major, minor = importlib.metadata.version("prefect").split(".")[:2]
     return int(major), int(minor)
 
 
+@functools.cache
+def _installed() -> tuple[int, int]:
+    return prefect_version()  # read once a process: every run replaces a score of internals
+
+
+@functools.cache
 def entry(where: str, version: tuple[int, int] | None = None) -> Internal:
     """The table's entry for ``where`` on the installed Prefect (or ``version``)."""
-    version = version or prefect_version()
+    version = version or _installed()
     for internal in INTERNALS:
         if internal.where == where and internal.applies(version):
             return internal
