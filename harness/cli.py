@@ -411,6 +411,8 @@ def _compare(args: argparse.Namespace) -> int:
     try:
         defined = load_policies(args.strategies_file) if args.strategies_file else {}
         policies = [resolve(name.strip(), defined) for name in args.strategies.split(",") if name.strip()]
+    except UsageError:
+        raise
     except (KeyError, ValueError, OSError) as exc:
         raise UsageError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
     if args.seeds < 1:

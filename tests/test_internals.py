@@ -126,3 +126,25 @@ def test_a_session_refuses_an_untested_prefect_before_it_starts_anything(tmp_pat
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert "UntestedPrefect" in result.stdout and "Prefect 3.10.0 is installed" in result.stdout, result
+
+
+def test_what_the_replacements_assume_of_the_originals() -> None:
+    """Beyond names: the hooks call Prefect's emitter by keyword, and stand in for the modules Prefect imported."""
+    import time
+
+    import anyio
+    import prefect.flow_engine as flow_engine
+    import prefect.task_engine as task_engine
+    import prefect.utilities.timeout as prefect_timeout
+
+    params = inspect.signature(task_engine.emit_task_run_state_change_event).parameters
+    assert list(params) == ["task_run", "initial_state", "validated_state", "follows"]
+    assert task_engine.time is time and task_engine.anyio is anyio  # the shims forward every other name
+    assert flow_engine.timeout is prefect_timeout.timeout and flow_engine.timeout_async is prefect_timeout.timeout_async
+    assert inspect.iscoroutinefunction(flow_engine.propose_state)
+    assert not inspect.iscoroutinefunction(flow_engine.propose_state_sync)
+
+
+def test_major_versions_other_than_3_take_the_newest_variant() -> None:
+    assert Internal("m:a", "read", "", prefect=">=3.8").applies((4, 0))
+    assert not Internal("m:a", "read", "", prefect="<3.8").applies((4, 0))

@@ -200,3 +200,50 @@ endpoints:
     retried = next(i for i, (_, what) in enumerate(states) if what == "flow: AwaitingRetry")
     gap = states[retried + 1][0] - states[retried][0]
     assert 1.0 <= gap < 1.5  # the subflow's 1 s, skipped; slept for real it would read 2 s
+
+
+def test_a_responder_of_ones_own_answers_the_flows_calls(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """``Session.run(responder=...)`` takes any object with ``calls``, ``counts()`` and the context-manager
+    methods (``on_wire`` optional); ``transport=``, its former name, still works and says so."""
+    import warnings
+
+    import httpx
+    import respx
+
+    from harness.run.injector import Call
+
+    class Answering:
+        def __init__(self, *args: Any) -> None:
+            self.calls: list[Call] = []
+            self.router = respx.mock(assert_all_called=False)
+            self.router.route(host="127.0.0.1").pass_through()
+            self.route = self.router.get(URL).mock(return_value=httpx.Response(204))
+
+        def counts(self) -> dict[str, int]:
+            return {f"GET {URL}": self.seen}
+
+        def __enter__(self) -> Answering:
+            self.router.__enter__()
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            self.seen = self.route.call_count  # respx forgets its calls as it exits
+            self.router.__exit__(*exc)
+
+    s = scenario_from(f"""
+name: ping answered by a responder of the test's own
+flow: tests.flows:delayed_ping
+parameters: {{url: "{URL}"}}
+endpoints:
+  - request: GET {URL}
+    responses: [{{status: 500}}]
+""")
+    outcome = harness_session.run(s, responder=Answering)
+    assert (outcome.flow.name, outcome.result, outcome.counts) == ("Completed", 204, {f"GET {URL}": 1})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outcome = harness_session.run(s, transport=Answering)
+    assert outcome.result == 204
+    assert any("responder=" in str(w.message) and w.category is DeprecationWarning for w in caught)

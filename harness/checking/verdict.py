@@ -51,8 +51,9 @@ class Result:
 
     @property
     def passed(self) -> bool:
-        """True when the verdict is what the scenario asks for (an ``xfail`` scenario must fail); a skipped one
-        is not failed, and not counted as passed either (``harness run`` counts it apart)."""
+        """True when the verdict is what the scenario asks for (an ``xfail`` scenario must fail). A skipped one
+        (its expectations are for another Prefect) is True too, as it fails nothing; ``harness run`` counts it
+        apart in its summary and the JSON marks it ``"verdict": "skip"``."""
         if self.skipped is not None:
             return True
         if self.xfail is not None:

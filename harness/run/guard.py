@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from harness.run.internals import replace
+
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
 PINNED_BASE = ipaddress.IPv4Address("127.78.0.0")  # stand-in addresses of the hosts --connect-to pins
 _LET_THROUGH: ContextVar[bool] = ContextVar("harness_let_through", default=False)
@@ -147,12 +149,8 @@ class NetworkGuard:
                 return real_getaddrinfo(fake, port, *args, **kwargs)
             raise guard._refuse(f"a DNS lookup of {name}" + (f" (port {port})" if port else ""))
 
-        setattr(socket.socket, "connect", connect)  # noqa: B010 (assigning a method mypy would reject)
-        setattr(socket.socket, "connect_ex", connect_ex)  # noqa: B010
-        socket.getaddrinfo = getaddrinfo
-        try:
+        with contextlib.ExitStack() as stack:
+            replace(stack, "socket:socket.connect", connect)
+            replace(stack, "socket:socket.connect_ex", connect_ex)
+            replace(stack, "socket:getaddrinfo", getaddrinfo)
             yield self
-        finally:
-            setattr(socket.socket, "connect", real_connect)  # noqa: B010
-            setattr(socket.socket, "connect_ex", real_connect_ex)  # noqa: B010
-            socket.getaddrinfo = real_getaddrinfo

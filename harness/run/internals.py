@@ -56,6 +56,8 @@ class Internal:
         if not self.prefect:
             return True
         op, minor = re.fullmatch(r"(<|>=)3\.(\d+)", self.prefect).groups()  # type: ignore[union-attr]
+        if version[0] != 3:  # another major (only ever run with HARNESS_ALLOW_UNTESTED_PREFECT): the newest variant
+            return op == ">="
         return version[1] < int(minor) if op == "<" else version[1] >= int(minor)
 
 
@@ -147,6 +149,7 @@ INTERNALS: tuple[Internal, ...] = (
         "wrapped",
         "the same, for async flows",
         (f"{FE}:AsyncFlowRunEngine.set_state", "propose_state("),
+        ("prefect.utilities.engine:propose_state", "async def propose_state("),
     ),
     _e(
         f"{FE}:run_flow",
@@ -291,12 +294,26 @@ INTERNALS: tuple[Internal, ...] = (
         ("prefect.server.api.server:create_app", 'os.getenv("PREFECT__SERVER_FINAL")'),
         by_source=True,
     ),
+    _e(
+        f"{TR}:ThreadPoolTaskRunner._max_workers",
+        "read",
+        "how many submitted task runs run at once: the rest wait queued, which the exit gate counts",
+        (f"{TR}:ThreadPoolTaskRunner.__init__", "self._max_workers"),
+        by_source=True,
+    ),
+    _e(
+        "prefect._internal.concurrency.services:_QueueServiceBase._stopped",
+        "read",
+        "whether a set-aside events worker was stopped meanwhile (started anew if needed)",
+        ("prefect._internal.concurrency.services:_QueueServiceBase.__init__", "self._stopped"),
+        by_source=True,
+    ),
     # -- Other libraries.
     _e("httpx._transports.default:create_ssl_context", "replaced", "one default SSL context per session"),
     _e(
         "respx:MockRouter.async_handler",
         "wrapped",
-        "overridden (transport._Router): an AsyncClient's latency is awaited, not slept in its loop",
+        "overridden in a subclass (injector._Router): an AsyncClient's latency is awaited, not slept in its loop",
         ("respx.mocks:Mocker.async_handler", "router.async_handler("),
     ),
     _e("aiohttp.connector:_SSL_CONTEXT_VERIFIED", "replaced", "aiohttp's default context trusts the session's CA"),
@@ -307,6 +324,16 @@ INTERNALS: tuple[Internal, ...] = (
     _e("ssl:SSLContext.wrap_socket", "wrapped", "a verifying client context learns the session's CA"),
     _e("ssl:SSLContext.wrap_bio", "wrapped", "the same, for asyncio's TLS"),
     _e("asyncio:Task._fut_waiter", "read", "what an asyncio task awaits: gathered task runs, an idle flow"),
+    _e(
+        "asyncio.tasks:_GatheringFuture._children",
+        "read",
+        "the awaitables a gather waits on: a task run gathered by its flow joins the flow's line",
+        ("asyncio.tasks:_GatheringFuture.__init__", "self._children = children"),
+        by_source=True,
+    ),
+    _e("socket:socket.connect", "wrapped", "the network guard: declared hosts to the wire server, the rest refused"),
+    _e("socket:socket.connect_ex", "wrapped", "the same"),
+    _e("socket:getaddrinfo", "wrapped", "the network guard: declared hosts resolve to loopback, the rest refused"),
 )
 
 

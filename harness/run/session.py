@@ -124,6 +124,7 @@ class Responder(Protocol):
 
 
 ResponderFactory = Callable[[Scenario, Clock, Recorder, str, NetworkGuard], Responder]
+Transport, TransportFactory = Responder, ResponderFactory  # their former names
 
 
 TIME_LIMIT_S = 60.0  # a run's wall-clock limit, unless the session is given another (None: no limit)
@@ -236,7 +237,7 @@ class Session:
         recorder = Recorder(clock)
         # Other Prefect servers' traffic (the user's own test server's workers) is not the flow's: let through.
         guard = NetworkGuard(server.port, also=[_port(url) for url in foreign])
-        injector: Responder = (
+        answering: Responder = (
             responder(scenario, clock, recorder, server.api_url, guard)
             if responder is not None
             else Injector(
@@ -248,7 +249,7 @@ class Session:
                 passthrough=foreign,
             )
         )
-        log = CallLog(injector.calls, clock.sleep, clock.now)
+        log = CallLog(answering.calls, clock.sleep, clock.now)
         running: list[str] = []  # the task runs unfinished when the time limit was reached
 
         def unfinished() -> None:
@@ -260,8 +261,8 @@ class Session:
                 own_results(),
                 applied(policy, flow, log, near=scenario.path.parent) as flow,
                 hooked(clock, recorder, scenario.seed),
-                injector,
-                self._wired(injector) as redirect,
+                answering,
+                self._wired(answering) as redirect,
                 guard.active(redirect),
                 # innermost: once the flow has returned, no late signal lands in the undoing of the above
                 _time_limit(self.time_limit, unfinished),
@@ -276,15 +277,17 @@ class Session:
         wall = time.perf_counter() - clock.started
         virtual = clock.now()
         sqlite_value, sqlite_error = _query(workdir, query)
-        return _outcome(scenario, state, recorder, injector, wall, virtual, sqlite_value, sqlite_error, guard, clock)
+        return _outcome(scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock)
 
     @contextlib.contextmanager
-    def _wired(self, injector: Responder) -> Iterator[Any]:
-        """The wire server answering for ``injector``, and the redirect to it."""
-        if self.wire is None:
+    def _wired(self, responder: Responder) -> Iterator[Any]:
+        """The wire server answering for ``responder``, and the redirect to it (none for a responder written
+        before ``on_wire``: its clients other than httpx meet the guard alone)."""
+        on_wire = getattr(responder, "on_wire", None)
+        if self.wire is None or on_wire is None:
             yield None
             return
-        with injector.on_wire(self.wire) as redirect:
+        with on_wire(self.wire) as redirect:
             yield redirect
 
 
@@ -347,7 +350,7 @@ def _outcome(
     scenario: Scenario,
     state: Any,
     recorder: Recorder,
-    injector: Responder,
+    responder: Responder,
     wall: float,
     virtual: float,
     sqlite_value: Any,
@@ -376,15 +379,15 @@ def _outcome(
         + [(at, f"flow: {name}") for at, name in recorder.flow_history]
         + [
             (c.at, f"{c.method} {c.url} -> {c.served}" + (" (wire)" if c.transport == "wire" else ""))
-            for c in injector.calls
+            for c in responder.calls
         ]
     )
     return Outcome(
         scenario=scenario.name,
         flow=StateInfo(state.type.value, state.name, state.message),
         tasks=tasks,
-        calls=tuple(injector.calls),
-        counts=injector.counts(),
+        calls=tuple(responder.calls),
+        counts=responder.counts(),
         result=result,
         wall_s=wall,
         virtual_s=virtual,
