@@ -17,7 +17,8 @@ from harness._errors import (
 )
 from harness.checking.expectations import Mismatch, check
 from harness.checking.verdict import Result, run_scenario
-from harness.run.session import Outcome, Session, StateInfo, TaskRun
+from harness.run.outcome import Outcome, StateInfo, TaskRun
+from harness.run.session import Session
 from harness.scenario.loader import load_file, load_paths
 from harness.scenario.model import Scenario
 from harness.scenario.resolve import resolve_flow

@@ -18,7 +18,8 @@ from harness._errors import ScenarioTimeout, WorkerError
 from harness.checking.baseline import baseline_rows, row_difference
 from harness.parallel import Failed, Runner, ScenarioRef, Serial
 from harness.policies.conditions import can_succeed_on_retry
-from harness.run.session import Outcome, Session
+from harness.run.outcome import Outcome
+from harness.run.session import Session
 from harness.scenario.model import Scenario
 from harness.scenario.strategy import Policy
 

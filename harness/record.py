@@ -46,8 +46,9 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 from harness._errors import HarnessError, ScenarioError, UsageError
 from harness.checking.verdict import run_scenario
 from harness.run.guard import LOOPBACK_NAMES
+from harness.run.outcome import Outcome
 from harness.run.recording import Exchange, Recording
-from harness.run.session import Outcome, Session
+from harness.run.session import Session
 from harness.scenario._yaml import load_documents
 from harness.scenario.loader import load_file, validate_document
 from harness.scenario.model import METHODS, Scenario, Step

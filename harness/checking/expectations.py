@@ -12,7 +12,7 @@ from typing import Any
 
 from harness._errors import ScenarioFailure, shown
 from harness.checking.baseline import DATA_INVARIANTS, row_difference
-from harness.run.session import Outcome, StateInfo, TaskRun
+from harness.run.outcome import Outcome, StateInfo, TaskRun
 from harness.scenario.model import UNSET, Invariant, RequestLine, Scenario, StateMatch, TaskExpect
 from harness.scenario.resolve import resolve_function
 from harness.scenario.strategy import Policy

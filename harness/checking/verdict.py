@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from harness._errors import shown
 from harness.checking.baseline import baseline_rows, judges_data
 from harness.checking.expectations import Mismatch, check
-from harness.run.session import Outcome, Session
+from harness.run.outcome import Outcome
+from harness.run.session import Session
 from harness.scenario.model import Scenario
 from harness.scenario.strategy import Policy
 

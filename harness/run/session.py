@@ -22,10 +22,8 @@ import tempfile
 import threading
 import time
 import warnings
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -33,12 +31,12 @@ from urllib.parse import urlsplit
 from harness._errors import ScenarioTimeout, shown
 from harness.policies.apply import CallLog, applied
 from harness.run.clock import Clock
-from harness.run.exits import STOPPED
 from harness.run.guard import NetworkGuard
 from harness.run.hooks import hooked
 from harness.run.injector import Call, Injector
 from harness.run.internals import check_prefect
 from harness.run.kept import session_server
+from harness.run.outcome import Outcome, outcome_of
 from harness.run.process import ServerHandle
 from harness.run.scope import RunScope, own_results
 from harness.run.states import Recorder
@@ -46,64 +44,6 @@ from harness.run.wire.backend import Wire, httpx_on_wire
 from harness.scenario.model import Scenario, SqliteExpect
 from harness.scenario.resolve import resolve_flow, stored_rows_of
 from harness.scenario.strategy import Policy
-
-
-@dataclass(frozen=True, slots=True)
-class StateInfo:
-    """A final Prefect state: its type, its name and its message."""
-
-    type: str
-    name: str
-    message: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class TaskRun:
-    """One task run: its name, final state, run count and state history."""
-
-    name: str
-    state: StateInfo
-    run_count: int
-    history: tuple[str, ...]
-    delays: tuple[float, ...] = ()
-    note: str = ""  # what the harness knows of how it ended, e.g. cancelled at the flow's exit
-    id: Any = None  # Prefect's task run id: the ``task_run`` of the calls it made
-
-    @property
-    def retries(self) -> int:
-        return max(self.run_count - 1, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """Everything observed of one scenario run."""
-
-    scenario: str
-    flow: StateInfo
-    tasks: tuple[TaskRun, ...]
-    calls: tuple[Call, ...]
-    counts: dict[str, int]
-    result: Any
-    wall_s: float
-    virtual_s: float
-    timeline: tuple[tuple[float, str], ...] = ()
-    sqlite: Any = None
-    sqlite_error: str | None = None
-    seed: int = 0
-    blocked: tuple[str, ...] = ()  # connections outside httpx the network guard refused
-    waited_s: float = 0.0  # virtual seconds spent waiting (delays, latency, timeouts), no compute
-    warnings: tuple[str, ...] = ()  # what the flow does that a reader should know (futures it never waited on)
-
-    @property
-    def unmatched(self) -> tuple[Call, ...]:
-        return tuple(c for c in self.calls if c.endpoint is None)
-
-    def task_runs(self, name: str) -> list[TaskRun]:
-        return [t for t in self.tasks if t.name == name]
-
-    def calls_of(self, task: TaskRun) -> list[Call]:
-        """The calls ``task`` made, in the order it made them."""
-        return [c for c in self.calls if c.task_run is not None and c.task_run == task.id]
 
 
 class Responder(Protocol):
@@ -277,7 +217,7 @@ class Session:
         wall = time.perf_counter() - clock.started
         virtual = clock.now()
         sqlite_value, sqlite_error = _query(workdir, query)
-        return _outcome(scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock)
+        return outcome_of(scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock)
 
     @contextlib.contextmanager
     def _wired(self, responder: Responder) -> Iterator[Any]:
@@ -344,72 +284,6 @@ def _call(flow: Any, parameters: dict[str, Any]) -> Any:
     if inspect.iscoroutinefunction(flow.fn):
         return asyncio.run(flow(**parameters, return_state=True))
     return flow(**parameters, return_state=True)
-
-
-def _outcome(
-    scenario: Scenario,
-    state: Any,
-    recorder: Recorder,
-    responder: Responder,
-    wall: float,
-    virtual: float,
-    sqlite_value: Any,
-    sqlite_error: str | None,
-    guard: NetworkGuard,
-    clock: Clock,
-) -> Outcome:
-    result = None
-    if state.is_completed():
-        result = state.result(raise_on_failure=False)
-    stopped = set(recorder.exits.stopped)
-    tasks = tuple(
-        TaskRun(
-            name=r.name,
-            state=StateInfo(r.history[-1][1], r.history[-1][2], r.message),
-            run_count=r.run_count,
-            history=tuple(h[2] for h in r.history),
-            delays=tuple(r.delays),
-            note=STOPPED if r.id in stopped else "",
-            id=r.id,
-        )
-        for r in recorder.in_order()
-    )
-    timeline = sorted(
-        [(at, f"{r.name}: {name}") for r in recorder.tasks.values() for at, _, name in r.history]
-        + [(at, f"flow: {name}") for at, name in recorder.flow_history]
-        + [
-            (c.at, f"{c.method} {c.url} -> {c.served}" + (" (wire)" if c.transport == "wire" else ""))
-            for c in responder.calls
-        ]
-    )
-    return Outcome(
-        scenario=scenario.name,
-        flow=StateInfo(state.type.value, state.name, state.message),
-        tasks=tasks,
-        calls=tuple(responder.calls),
-        counts=responder.counts(),
-        result=result,
-        wall_s=wall,
-        virtual_s=virtual,
-        timeline=tuple(timeline),
-        sqlite=sqlite_value,
-        sqlite_error=sqlite_error,
-        seed=scenario.seed,
-        blocked=tuple(guard.blocked),
-        waited_s=clock.skipped,
-        warnings=_warnings(tasks),
-    )
-
-
-def _warnings(tasks: tuple[TaskRun, ...]) -> tuple[str, ...]:
-    stopped = Counter(t.name for t in tasks if t.note == STOPPED)
-    if not stopped:
-        return ()
-    names = ", ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in stopped.items())
-    return (
-        f"the flow returned without waiting on task runs it submitted, and Prefect cancelled them: {names}; "
-        "wait on the futures (future.result(), prefect.futures.wait) so that they finish",
-    )
 
 
 def data_query(scenario: Scenario, flow: Any) -> SqliteExpect | None:
