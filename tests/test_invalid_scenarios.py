@@ -565,6 +565,20 @@ CASES = [
         id="runs-negative",
     ),
     pytest.param(
+        HEAD + "expect:\n  hooks:\n    flow: {on_failure: 1, on_retry: 1}\n",
+        7,
+        "expect.hooks.flow.on_retry",
+        "unknown key 'on_retry'",
+        id="hooks-unknown-kind",
+    ),
+    pytest.param(
+        HEAD + "expect:\n  hooks:\n    tasks:\n      get_stars: {on_failure: -1}\n",
+        8,
+        "expect.hooks.tasks.get_stars.on_failure",
+        "a whole number of times >= 0",
+        id="hooks-negative",
+    ),
+    pytest.param(
         HEAD + "expect:\n  tasks:\n    get_stars: {runs: 0, state: Failed}\n",
         7,
         "expect.tasks.get_stars[0]",

@@ -72,6 +72,8 @@ SCHEMA_ROWS = {  # the schema refuses the document, as the loader does
     "unknown-invariant",
     "bounded-calls-negative",
     "runs-negative",
+    "hooks-unknown-kind",
+    "hooks-negative",
     "runs-in-the-list-form",
     "sqlite-without-equals",
     "strategy-body-names-itself",

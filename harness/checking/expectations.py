@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from harness._errors import ScenarioFailure, shown
 from harness.checking.baseline import DATA_INVARIANTS, row_difference
 from harness.run.outcome import Outcome, StateInfo, TaskRun
@@ -72,12 +74,31 @@ def check(scenario: Scenario, outcome: Outcome, *, baseline: Any = NOT_GIVEN) ->
         if got_n != n:
             out.append(Mismatch(f"expect.calls[{key}]", n, got_n, scenario.line_of("expect", "calls", key)))
     out += _data_and_time_mismatches(scenario, outcome)
+    out += _hook_mismatches(scenario, outcome)
     for i, inv in enumerate(exp.invariants):
         problem = violation(inv, outcome, baseline, near=scenario.path.parent)
         if problem:
             out.append(
                 Mismatch(f"expect.invariants[{i}]", str(inv), problem, scenario.line_of("expect", "invariants", i))
             )
+    return out
+
+
+def _hook_mismatches(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
+    """``expect.hooks``: how many times each kind of state hook ran, for the flow and for each task by name."""
+    want = scenario.expect.hooks
+    if want is None:
+        return []
+    asked: list[tuple[tuple[str, ...], str, str | None, BaseModel]] = []
+    if want.flow is not None:
+        asked.append((("flow",), "expect.hooks.flow", None, want.flow))
+    asked += [(("tasks", name), f"expect.hooks.tasks[{name}]", name, c) for name, c in want.tasks.items()]
+    out = []
+    for where, field, name, counts in asked:
+        for kind, n in counts.model_dump(exclude_none=True).items():
+            got = outcome.hooks_ran("flow" if name is None else "task", kind, name)
+            if got != n:
+                out.append(Mismatch(f"{field}.{kind}", n, got, scenario.line_of("expect", "hooks", *where, kind)))
     return out
 
 

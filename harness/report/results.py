@@ -35,6 +35,7 @@ def as_json(result: Result) -> dict[str, Any]:
             for t in o.tasks
         ],
         "calls": {} if o is None else dict(o.counts),
+        "hooks": [] if o is None else [{"owner": w, "name": n, "kind": k} for w, n, k in o.hooks],
         "unmatched": [] if o is None else [f"{c.method} {c.url}" for c in o.unmatched],
         "call_log": []
         if o is None

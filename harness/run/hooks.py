@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import random
 import types
@@ -91,12 +92,65 @@ def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
         replace(stack, f"{TE}:clamped_poisson_interval", jitter_and_record)
         wrap(stack, f"{FE}:propose_state_sync", lambda propose: _recording_propose(propose, recorder))
         wrap(stack, f"{FE}:propose_state", lambda propose: _recording_propose(propose, recorder))
+        _counted_hooks(stack, recorder)
         stack.enter_context(virtual_flow_retries(recorder))
         stack.enter_context(forked_task_runs(clock))
         stack.enter_context(pinned_exit(recorder))
         stack.enter_context(virtual_flow_timeouts(recorder))
         stack.enter_context(virtual_now(clock))
         yield
+
+
+_CALLING_HOOKS: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar(
+    "harness_calling_hooks", default=None
+)
+
+
+def _counted_hooks(stack: contextlib.ExitStack, recorder: Recorder) -> None:
+    """Every state hook Prefect calls, recorded with its kind (``expect.hooks``).
+
+    The engines' ``call_hooks`` choose the hooks for a state and ask
+    ``get_hook_name`` for each one's name just before calling it: the first
+    says which engine and state, the second which hook.
+    """
+
+    def calling(call_hooks: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(call_hooks):
+
+            async def acall(self: Any, state: Any = None) -> Any:
+                token = _CALLING_HOOKS.set((self, state if state is not None else self.state))
+                try:
+                    return await call_hooks(self, state)
+                finally:
+                    _CALLING_HOOKS.reset(token)
+
+            return acall
+
+        def call(self: Any, state: Any = None) -> Any:
+            token = _CALLING_HOOKS.set((self, state if state is not None else self.state))
+            try:
+                return call_hooks(self, state)
+            finally:
+                _CALLING_HOOKS.reset(token)
+
+        return call
+
+    def noting(get_hook_name: Callable[[Any], str]) -> Callable[[Any], str]:
+        def hook_name(hook: Any) -> str:
+            calling_now = _CALLING_HOOKS.get()
+            if calling_now is not None:
+                recorder.hook_ran(*calling_now, hook)
+            return get_hook_name(hook)
+
+        return hook_name
+
+    for module, engines in (
+        (TE, ("SyncTaskRunEngine", "AsyncTaskRunEngine")),
+        (FE, ("FlowRunEngine", "AsyncFlowRunEngine")),
+    ):
+        wrap(stack, f"{module}:get_hook_name", noting)
+        for engine in engines:
+            wrap(stack, f"{module}:{engine}.call_hooks", calling)
 
 
 def _recording_emit(emit: Callable[..., Any], recorder: Recorder) -> Callable[..., Any]:

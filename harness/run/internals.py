@@ -136,6 +136,24 @@ INTERNALS: tuple[Internal, ...] = (
     _e("prefect.types._datetime:now", "read", "the real `now`, which the view adds the skipped seconds to"),
     _e(f"{TE}:SyncTaskRunEngine.start", "wrapped", "each task run waits on a clock line of its own"),
     _e(f"{TE}:AsyncTaskRunEngine.start", "wrapped", "the same, for async task runs"),
+    _e(
+        f"{TE}:get_hook_name",
+        "wrapped",
+        "each task hook Prefect is about to call, counted (expect.hooks)",
+        (f"{TE}:SyncTaskRunEngine.call_hooks", "hook_name = get_hook_name(hook)"),
+        (f"{TE}:AsyncTaskRunEngine.call_hooks", "hook_name = get_hook_name(hook)"),
+    ),
+    _e(f"{TE}:SyncTaskRunEngine.call_hooks", "wrapped", "which task run and state the hooks it calls are for"),
+    _e(f"{TE}:AsyncTaskRunEngine.call_hooks", "wrapped", "the same, for async task runs"),
+    _e(
+        f"{FE}:get_hook_name",
+        "wrapped",
+        "each flow hook Prefect is about to call, counted (expect.hooks)",
+        (f"{FE}:FlowRunEngine.call_hooks", "hook_name = get_hook_name(hook)"),
+        (f"{FE}:AsyncFlowRunEngine.call_hooks", "hook_name = get_hook_name(hook)"),
+    ),
+    _e(f"{FE}:FlowRunEngine.call_hooks", "wrapped", "which flow run and state the hooks it calls are for"),
+    _e(f"{FE}:AsyncFlowRunEngine.call_hooks", "wrapped", "the same, for async flows"),
     _e(f"{TE}:TaskRunTimeoutError", "read", "a task's timeout on the virtual clock raises what Prefect's would"),
     # -- The flow engine: states, retries, timeouts, the flow function's return (hooks).
     _e(

@@ -59,6 +59,11 @@ class Outcome:
     blocked: tuple[str, ...] = ()  # connections outside httpx the network guard refused
     waited_s: float = 0.0  # virtual seconds spent waiting (delays, latency, timeouts), no compute
     warnings: tuple[str, ...] = ()  # what the flow does that a reader should know (futures it never waited on)
+    hooks: tuple[tuple[str, str, str], ...] = ()  # state hooks that ran: (flow | subflow | task, name, kind)
+
+    def hooks_ran(self, owner: str, kind: str, name: str | None = None) -> int:
+        """How many times hooks of ``kind`` ran for ``owner`` (``flow``, ``subflow``, ``task``), or that one."""
+        return sum(1 for o, n, k in self.hooks if o == owner and k == kind and name in (None, n))
 
     @property
     def unmatched(self) -> tuple[Call, ...]:
@@ -124,6 +129,7 @@ def outcome_of(
         blocked=tuple(guard.blocked),
         waited_s=clock.skipped,
         warnings=_warnings(tasks),
+        hooks=tuple(recorder.hooks),
     )
 
 

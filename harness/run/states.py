@@ -75,6 +75,26 @@ class Recorder:
         # concurrent task runs start in. Submitted runs get theirs at ``submit``, called ones here.
         self._order: dict[Any, int] = {}
         self._drawn = threading.local()  # the jittered delay a task run's thread drew last
+        self.hooks: list[tuple[str, str, str]] = []  # (flow | subflow | task, its name, hook kind), as they ran
+
+    def hook_ran(self, engine: Any, state: Any, hook: Any) -> None:
+        """A state hook Prefect is about to call, from ``engine``'s ``call_hooks`` for ``state`` (``hooks``).
+
+        Prefect chose it; this only names its kind: the hook list of the flow or task that holds it (the
+        state's kind when it is in several). The scenario's flow run is ``flow``; a subflow's, ``subflow``.
+        """
+        task = getattr(engine, "task", None)
+        owner = task if task is not None else engine.flow
+        kinds = [k for k in HOOK_KINDS if hook in (getattr(owner, f"{k}_hooks", None) or ())]
+        if len(kinds) > 1:
+            kinds = [k for k in kinds if _entered(state, k)] or kinds
+        if task is not None:
+            where = ("task", task.name)
+        else:
+            top = getattr(getattr(engine, "flow_run", None), "parent_task_run_id", None) is None
+            where = ("flow" if top else "subflow", owner.name)
+        with self._lock:
+            self.hooks.append((*where, kinds[0] if kinds else "unknown"))
 
     def drew(self, delay: float) -> None:
         """The retry delay Prefect's jitter just drew, in the task run's own thread (``hooks``)."""
@@ -175,3 +195,19 @@ class Recorder:
             return None
         with self._lock:
             return self.tasks.get(ctx.task_run.id)
+
+
+HOOK_KINDS = ("on_completion", "on_failure", "on_cancellation", "on_crashed", "on_running")
+
+
+def _entered(state: Any, kind: str) -> bool:
+    """Whether ``state`` is one that runs hooks of ``kind``."""
+    return bool(
+        {
+            "on_completion": state.is_completed,
+            "on_failure": state.is_failed,
+            "on_cancellation": lambda: state.is_cancelling() or state.is_cancelled(),
+            "on_crashed": state.is_crashed,
+            "on_running": state.is_running,
+        }[kind]()
+    )

@@ -580,6 +580,35 @@ INVARIANT_INPUT: Any = Literal[INVARIANTS] | BoundedCalls | ModuleFunction  # th
 _INVARIANT_FORMS: TypeAdapter[Any] = TypeAdapter(INVARIANT_INPUT, config=ConfigDict(regex_engine="python-re"))
 
 
+FLOW_HOOKS = ("on_completion", "on_failure", "on_cancellation", "on_crashed", "on_running")
+TASK_HOOKS = ("on_completion", "on_failure", "on_running")
+
+
+class FlowHooks(_Model):
+    """How many of the flow's state hooks of each kind ran (every hook of a kind counts once per time it ran)."""
+
+    on_completion: NonNegativeInt | None = None
+    on_failure: NonNegativeInt | None = None
+    on_cancellation: NonNegativeInt | None = None
+    on_crashed: NonNegativeInt | None = None
+    on_running: NonNegativeInt | None = None
+
+
+class TaskHooks(_Model):
+    """How many of a task's state hooks of each kind ran, over all its runs."""
+
+    on_completion: NonNegativeInt | None = None
+    on_failure: NonNegativeInt | None = None
+    on_running: NonNegativeInt | None = None
+
+
+class HooksExpect(_Model):
+    """Prefect state hooks that ran: the scenario's flow's (not its subflows'), and each task's by name."""
+
+    flow: FlowHooks | None = Field(default=None, description="The scenario's flow run's hooks, by kind.")
+    tasks: dict[str, TaskHooks] = Field(default={}, description="Per task name: its hooks that ran, by kind.")
+
+
 class Expect(_Model):
     """What the scenario asserts about the outcome."""
 
@@ -599,6 +628,11 @@ class Expect(_Model):
     )
     sqlite: SqliteExpect | None = None
     virtual_time: VirtualTime | None = None
+    hooks: HooksExpect | None = Field(
+        default=None,
+        description="Prefect state hooks that ran, by kind: "
+        "{flow: {on_failure: 1}, tasks: {NAME: {on_completion: 2}}}.",
+    )
     invariants: tuple[
         Annotated[Invariant, BeforeValidator(_invariant, json_schema_input_type=INVARIANT_INPUT)], ...
     ] = Field(

@@ -175,6 +175,15 @@ _EXPECTED: dict[str, str] = {
     "max": "a number of seconds >= 0",
     "min": "a number of seconds >= 0",
     "invariants": "a list of invariants",
+    "hooks": "a mapping {flow: {on_failure: N, ...}, tasks: {NAME: {on_completion: N, ...}}}",
+    "hooks.flow": "a mapping of flow hook kinds (on_completion, on_failure, on_cancellation, on_crashed, "
+    "on_running) to how many times they ran",
+    "hooks.tasks": "a mapping of task names to {on_completion, on_failure, on_running: times they ran}",
+    "on_completion": "a whole number of times >= 0",
+    "on_failure": "a whole number of times >= 0",
+    "on_cancellation": "a whole number of times >= 0",
+    "on_crashed": "a whole number of times >= 0",
+    "on_running": "a whole number of times >= 0",
     "strategies": "a mapping of strategy names to their options (retries, ...), or to nothing for a preset",
 }
 
@@ -188,6 +197,8 @@ def _expected(loc: Sequence[str | int]) -> str | None:
         return _EXPECTED.get(f"{names[-1]}[]") or _EXPECTED.get(f"{names[-2]}.*[]" if len(names) > 1 else "")
     if len(names) > 1 and f"{names[-2]}.*" in _EXPECTED and names[-2] in ("headers", "tasks", "calls"):
         return _EXPECTED[f"{names[-2]}.*"]
+    if "hooks" in names and last in ("flow", "tasks") and names[-2] == "hooks":
+        return _EXPECTED[f"hooks.{last}"]
     if len(loc) == 2 and loc[0] == "expect" and last == "flow":
         return _EXPECTED["expect.flow"]
     if loc[0] == "strategies" and "expect" not in names:

@@ -462,6 +462,18 @@ CASES: list[dict[str, Any]] = [
         post(f"{HOOKS}/task-done", {"status": 202}),
     ),
     case(
+        "hooks of every kind: on_running per attempt, none on a retried failure, two on_completion hooks",
+        "hooks_of_every_kind",
+        {"url": f"{API}/report"},
+        get(f"{API}/report", {"status": 500}, {"json": {"rows": 1}}),
+    ),
+    case(
+        "hooks of every kind on a flow that fails",
+        "hooks_of_every_kind",
+        {"url": f"{API}/report"},
+        get(f"{API}/report", {"status": 500}),
+    ),
+    case(
         "task on_failure hook after the retries",
         "task_on_failure_hook",
         {"url": f"{API}/report"},

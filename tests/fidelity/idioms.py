@@ -34,6 +34,8 @@ from prefect.utilities.annotations import allow_failure, quote, unmapped
 from prefect.variables import Variable
 from pydantic import BaseModel
 
+from tests.fidelity.hook_log import logged
+
 API = "https://api.example.test"
 HOOKS = "https://hooks.example.test"
 
@@ -604,14 +606,17 @@ def prints_logged(url: str) -> int:
 # -- hooks --------------------------------------------------------------------------
 
 
+@logged
 def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     httpx.post(f"{HOOKS}/alert", json={"flow_run": flow_run.name, "state": state.name}, timeout=5.0)
 
 
+@logged
 def report_completion(flow: Any, flow_run: Any, state: Any) -> None:
     httpx.post(f"{HOOKS}/done", json={"flow_run": flow_run.name}, timeout=5.0)
 
 
+@logged
 def task_completion_hook(task: Any, task_run: Any, state: Any) -> None:
     httpx.post(f"{HOOKS}/task-done", json={"task_run": task_run.name}, timeout=5.0)
 
@@ -633,6 +638,7 @@ def flow_hooks(url: str) -> Any:
     return fetch_once(url)
 
 
+@logged
 def task_failure_hook(task: Any, task_run: Any, state: Any) -> None:
     httpx.post(f"{HOOKS}/task-failed", json={"task_run": task_run.name}, timeout=5.0)
 
@@ -646,6 +652,22 @@ def fetch_with_task_hook(url: str) -> Any:
 def task_on_failure_hook(url: str) -> Any:
     """A task on_failure hook calling a webhook once, after the retries are spent."""
     return fetch_with_task_hook(url)
+
+
+@logged
+def noted(owner: Any, run: Any, state: Any) -> None:
+    """A hook that does nothing but be logged (``hook_log``)."""
+
+
+@task(retries=1, retry_delay_seconds=0.01, on_running=[noted], on_failure=[noted], on_completion=[noted])
+def fetch_with_every_hook(url: str) -> Any:
+    return get_json(url)
+
+
+@flow(on_running=[noted], on_failure=[noted], on_completion=[noted, noted])
+def hooks_of_every_kind(url: str) -> Any:
+    """Flow and task hooks of every kind a run can reach; the flow's on_completion twice (each call counts)."""
+    return fetch_with_every_hook(url)
 
 
 # -- a shared client ----------------------------------------------------------------
@@ -920,14 +942,17 @@ def raises_failed_run(url: str) -> int:
 HOOK_EVENTS: list[str] = []
 
 
+@logged
 def _record_task_completed(task: Any, task_run: Any, state: Any) -> None:
     HOOK_EVENTS.append(f"task {task.name}: {state.name}")
 
 
+@logged
 def _record_task_failed(task: Any, task_run: Any, state: Any) -> None:
     HOOK_EVENTS.append(f"task {task.name}: {state.name}")
 
 
+@logged
 def _record_flow_state(flow: Any, flow_run: Any, state: Any) -> None:
     HOOK_EVENTS.append(f"flow {flow.name} {flow_run.parameters.get('partner')}: {state.name}")
 

@@ -75,7 +75,9 @@ from prefect.settings import (  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 from prefect.utilities.asyncutils import run_coro_as_sync  # noqa: E402
 
+from tests.fidelity import hook_log  # noqa: E402
 from tests.fidelity.cases import CASES  # noqa: E402
+from tests.fidelity.hook_log import counted  # noqa: E402
 from tests.fidelity.step_cases import STEP_CASES  # noqa: E402
 
 # The same exception, with the same message, that the harness raises for each fault (the fault provoked by hand).
@@ -620,7 +622,9 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
         "error": None,
         "wall_s": None,
         "sqlite": None,
+        "hooks": [],
     }
+    hook_log.RAN.clear()
     try:
         with (
             in_folder(storage),  # the flow's working directory: where it stores rows, if it does
@@ -643,6 +647,7 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
         out["result"] = jsonable(result)
         out["sqlite"] = stored_rows(module, spec["parameters"], storage)
         out["calls"] = router.counts()
+        out["hooks"] = counted(hook_log.RAN)
         out["unmatched"] = router.unmatched
         drain_events()
         rows, flow_runs = settled_tasks(state.state_details.flow_run_id)

@@ -23,6 +23,7 @@ import yaml
 
 from harness import Outcome, Scenario, ScenarioError, Session, load_file
 from tests.fidelity.cases import CASES
+from tests.fidelity.hook_log import counted
 from tests.fidelity.step_cases import STEP_CASES
 
 pytestmark = pytest.mark.fidelity
@@ -110,6 +111,7 @@ KEYS = (
     "unmatched",
     "result",
     "sqlite",
+    "hooks",
     "virtual_time",
 )
 # The reference's wall time is its waits plus its own compute, which a loaded machine makes as long as it likes:
@@ -148,6 +150,7 @@ def observed(outcome: Outcome) -> dict[str, Any]:
         "unmatched": [f"{c.method} {c.url}" for c in outcome.unmatched],
         "result": jsonable(outcome.result),
         "sqlite": jsonable(outcome.sqlite),
+        "hooks": counted(list(outcome.hooks)),
         "virtual_time": round(outcome.waited_s, 3),  # the reference's: {"wall": seconds, "slept": seconds}
     }
 
@@ -274,6 +277,22 @@ def test_the_oracle_fails_on_each_mutant_of_what_the_harness_reports(
     as_reference = {**seen, "virtual_time": {"wall": seen["virtual_time"]}}
     assert differences(seen, as_reference) == []
     assert differences(MUTANTS[mutant](seen), as_reference) != []
+
+
+def test_the_oracle_fails_when_a_hook_is_miscounted(harness_session: Session, tmp_path: Path) -> None:
+    """The hooks that ran are compared: one left out, one of another kind, one more, each fails."""
+    (spec,) = [c for c in CASES if c["name"].startswith("hooks of every kind: on_running per attempt")]
+    seen = observed(harness_session.run(scenario_of(spec, tmp_path)))
+    assert ["flow", "hooks-of-every-kind", "on_completion", 2] in seen["hooks"]  # two hooks, each once
+    as_reference = {**seen, "virtual_time": {"wall": seen["virtual_time"]}}
+    assert differences(seen, as_reference) == []
+    mutants = [
+        seen["hooks"][1:],
+        [[*h[:2], "on_failure" if h[2] == "on_running" else h[2], h[3]] for h in seen["hooks"]],
+        [[*h[:3], h[3] + 1] for h in seen["hooks"]],
+    ]
+    for hooks in mutants:
+        assert differences({**seen, "hooks": hooks}, as_reference) == ["hooks"]
 
 
 def test_a_state_message_is_compared_but_for_run_ids_and_drawn_run_names() -> None:
