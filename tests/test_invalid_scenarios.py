@@ -448,6 +448,13 @@ CASES = [
         id="unknown-task",
     ),
     pytest.param(
+        HEAD + "expect:\n  hooks:\n    tasks:\n      get_star: {on_failure: 0}\n",
+        8,
+        "expect.hooks.tasks.get_star",
+        "flow 'github_stars' defines no task 'get_star'; did you mean 'get_stars'?",
+        id="hooks-unknown-task",
+    ),
+    pytest.param(
         HEAD + "expect:\n  flow: Complete\n",
         6,
         "expect.flow.state",
@@ -601,6 +608,15 @@ CASES = [
         "strategy 'no_retries' checks less than the scenario's own expect, which it replaces: "
         "state tasks.get_stars.state, tasks.get_stars.retries under this strategy too",
         id="variant-checks-less-than-its-base",
+    ),
+    pytest.param(
+        HEAD
+        + "expect:\n  flow: Completed\n  hooks:\n    flow: {on_failure: 0}\n"
+        + "strategies:\n  no_retries:\n    expect:\n      flow: Completed\n",
+        11,
+        "strategies.no_retries.expect",
+        "state hooks.flow.on_failure under this strategy too",
+        id="variant-drops-the-hooks",
     ),
     pytest.param(
         HEAD + "expect:\n  flow: Completed\nstrategies:\n  no_retries:\n",

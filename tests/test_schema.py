@@ -79,6 +79,8 @@ SCHEMA_ROWS = {  # the schema refuses the document, as the loader does
     "strategy-body-names-itself",
 }
 LOADER_ROWS = {  # the schema accepts the document: rules across keys, parsing inside strings, names that must exist
+    "hooks-unknown-task",
+    "variant-drops-the-hooks",
     "duplicate-key",  # YAML editors flag duplicate keys themselves; the parsed document has one
     "duplicate-nested-key",
     "fault-and-malformed",

@@ -59,10 +59,11 @@ class Outcome:
     blocked: tuple[str, ...] = ()  # connections outside httpx the network guard refused
     waited_s: float = 0.0  # virtual seconds spent waiting (delays, latency, timeouts), no compute
     warnings: tuple[str, ...] = ()  # what the flow does that a reader should know (futures it never waited on)
-    hooks: tuple[tuple[str, str, str], ...] = ()  # state hooks that ran: (flow | subflow | task, name, kind)
+    hooks: tuple[tuple[str, str, str], ...] = ()  # state hooks that ran: (flow | other flow | task, name, kind)
 
     def hooks_ran(self, owner: str, kind: str, name: str | None = None) -> int:
-        """How many times hooks of ``kind`` ran for ``owner`` (``flow``, ``subflow``, ``task``), or that one."""
+        """How many times hooks of ``kind`` ran for ``owner`` (``flow``: the scenario's flow run; ``other flow``:
+        its subflows and any flow run it started otherwise; ``task``), or for the one ``name``d."""
         return sum(1 for o, n, k in self.hooks if o == owner and k == kind and name in (None, n))
 
     @property
@@ -129,7 +130,7 @@ def outcome_of(
         blocked=tuple(guard.blocked),
         waited_s=clock.skipped,
         warnings=_warnings(tasks),
-        hooks=tuple(recorder.hooks),
+        hooks=_hooks(recorder.hooks, state.state_details.flow_run_id),
     )
 
 
@@ -141,4 +142,12 @@ def _warnings(tasks: tuple[TaskRun, ...]) -> tuple[str, ...]:
     return (
         f"the flow returned without waiting on task runs it submitted, and Prefect cancelled them: {names}; "
         "wait on the futures (future.result(), prefect.futures.wait) so that they finish",
+    )
+
+
+def _hooks(ran: list[tuple[str, str, str, Any]], flow_run_id: Any) -> tuple[tuple[str, str, str], ...]:
+    """The hooks that ran, the scenario's flow run told from the other flow runs by its id."""
+    return tuple(
+        ("other flow" if owner == "flow" and run_id != flow_run_id else owner, name, kind)
+        for owner, name, kind, run_id in ran
     )

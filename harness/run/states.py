@@ -75,26 +75,29 @@ class Recorder:
         # concurrent task runs start in. Submitted runs get theirs at ``submit``, called ones here.
         self._order: dict[Any, int] = {}
         self._drawn = threading.local()  # the jittered delay a task run's thread drew last
-        self.hooks: list[tuple[str, str, str]] = []  # (flow | subflow | task, its name, hook kind), as they ran
+        # (flow | task, its name, hook kind, the flow run's id), as they ran: ``outcome_of`` tells the scenario's
+        # flow run from the others (its subflows, a flow run the flow started in a thread of its own)
+        self.hooks: list[tuple[str, str, str, Any]] = []
 
     def hook_ran(self, engine: Any, state: Any, hook: Any) -> None:
         """A state hook Prefect is about to call, from ``engine``'s ``call_hooks`` for ``state`` (``hooks``).
 
         Prefect chose it; this only names its kind: the hook list of the flow or task that holds it (the
-        state's kind when it is in several). The scenario's flow run is ``flow``; a subflow's, ``subflow``.
+        state's kind when it is in several). Prefect calls this before its own ``try``: nothing here may raise
+        into the run, so a hook that cannot be told is recorded as ``unknown``.
         """
-        task = getattr(engine, "task", None)
-        owner = task if task is not None else engine.flow
-        kinds = [k for k in HOOK_KINDS if hook in (getattr(owner, f"{k}_hooks", None) or ())]
-        if len(kinds) > 1:
-            kinds = [k for k in kinds if _entered(state, k)] or kinds
-        if task is not None:
-            where = ("task", task.name)
-        else:
-            top = getattr(getattr(engine, "flow_run", None), "parent_task_run_id", None) is None
-            where = ("flow" if top else "subflow", owner.name)
+        try:
+            task = getattr(engine, "task", None)
+            owner = task if task is not None else engine.flow
+            kinds = [k for k in HOOK_KINDS if any(h is hook for h in getattr(owner, f"{k}_hooks", None) or ())]
+            if len(kinds) > 1:
+                kinds = [k for k in kinds if _entered(state, k)] or kinds
+            run_id = None if task is not None else getattr(getattr(engine, "flow_run", None), "id", None)
+            entry = ("task" if task is not None else "flow", owner.name, kinds[0] if kinds else "unknown", run_id)
+        except Exception:  # noqa: BLE001 (a user's hook object of any kind must not fail the run)
+            entry = ("unknown", "", "unknown", None)
         with self._lock:
-            self.hooks.append((*where, kinds[0] if kinds else "unknown"))
+            self.hooks.append(entry)
 
     def drew(self, delay: float) -> None:
         """The retry delay Prefect's jitter just drew, in the task run's own thread (``hooks``)."""
@@ -206,7 +209,7 @@ def _entered(state: Any, kind: str) -> bool:
         {
             "on_completion": state.is_completed,
             "on_failure": state.is_failed,
-            "on_cancellation": lambda: state.is_cancelling() or state.is_cancelled(),
+            "on_cancellation": state.is_cancelling,  # Prefect runs them on Cancelling only
             "on_crashed": state.is_crashed,
             "on_running": state.is_running,
         }[kind]()

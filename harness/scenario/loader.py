@@ -86,10 +86,13 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
     yield from _parameter_problems(scenario, flow)
     known = {task.name for task in tasks_of(flow)}
     if known:
-        for name in scenario.expect.tasks:
+        hooked = scenario.expect.hooks.tasks if scenario.expect.hooks is not None else {}
+        named: list[tuple[tuple[str, ...], str]] = [(("expect", "tasks", n), n) for n in scenario.expect.tasks]
+        named += [(("expect", "hooks", "tasks", n), n) for n in hooked]
+        for where, name in named:
             if name not in known:
                 hint = did_you_mean(name, sorted(known))
-                yield ("expect", "tasks", name), f"flow {scenario.flow!r} defines no task {name!r}{hint}", None
+                yield where, f"flow {scenario.flow!r} defines no task {name!r}{hint}", None
 
 
 def _weak_variants(scenario: Scenario) -> Iterable[Found]:

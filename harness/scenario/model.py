@@ -603,7 +603,7 @@ class TaskHooks(_Model):
 
 
 class HooksExpect(_Model):
-    """Prefect state hooks that ran: the scenario's flow's (not its subflows'), and each task's by name."""
+    """Prefect state hooks that ran: the scenario's flow run's (not its subflows'), and each task's by name."""
 
     flow: FlowHooks | None = Field(default=None, description="The scenario's flow run's hooks, by kind.")
     tasks: dict[str, TaskHooks] = Field(default={}, description="Per task name: its hooks that ran, by kind.")
@@ -642,7 +642,7 @@ class Expect(_Model):
     )
 
     def essentials(self) -> list[str]:
-        """What it states of the flow's state, each task's state and retries, and the calls per endpoint."""
+        """What it states of the flow's state, each task's state and retries, the calls per endpoint and the hooks."""
         out = [f"flow.{k}" for k in ("state", "type") if self.flow is not None and getattr(self.flow, k) is not None]
         for name, runs in self.tasks.items():
             never = any(run.runs == 0 for run in runs)  # a task that never ran has no state or retries
@@ -651,7 +651,13 @@ class Expect(_Model):
                 for k in ("state", "retries")
                 if never or any(getattr(r, k) is not None for r in runs)
             ]
-        return out + [f"calls[{key}]" for key in self.calls]
+        out += [f"calls[{key}]" for key in self.calls]
+        if self.hooks is not None:
+            flow_hooks = self.hooks.flow.model_dump(exclude_none=True) if self.hooks.flow is not None else {}
+            out += [f"hooks.flow.{kind}" for kind in flow_hooks]
+            for name, counts in self.hooks.tasks.items():
+                out += [f"hooks.tasks.{name}.{kind}" for kind in counts.model_dump(exclude_none=True)]
+        return out
 
 
 # -- the scenario -------------------------------------------------------------------

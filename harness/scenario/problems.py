@@ -155,7 +155,7 @@ _EXPECTED: dict[str, str] = {
     "times": "a whole number >= 1 (the number of calls this step serves)",
     "chaos": "a mapping {rate, faults, otherwise}",
     "rate": "a probability from 0 to 1",
-    "expect": "a mapping of expectations (flow, result, tasks, calls, sqlite, virtual_time, invariants)",
+    "expect": "a mapping of expectations (flow, result, tasks, calls, sqlite, virtual_time, hooks, invariants)",
     "expect.flow": "a state name such as 'Completed' or a mapping {state, type, message}",
     "tasks": "a mapping of task names to their expected runs",
     "tasks.*": _TASK_RUN + ", or a list of those (one per run, in call order)",
@@ -199,6 +199,8 @@ def _expected(loc: Sequence[str | int]) -> str | None:
         return _EXPECTED[f"{names[-2]}.*"]
     if "hooks" in names and last in ("flow", "tasks") and names[-2] == "hooks":
         return _EXPECTED[f"hooks.{last}"]
+    if len(names) > 2 and names[-3:-1] == ["hooks", "tasks"]:  # a task's hook counts: not a task run
+        return "a mapping {on_completion, on_failure, on_running: times they ran}"
     if len(loc) == 2 and loc[0] == "expect" and last == "flow":
         return _EXPECTED["expect.flow"]
     if loc[0] == "strategies" and "expect" not in names:

@@ -468,6 +468,12 @@ CASES: list[dict[str, Any]] = [
         get(f"{API}/report", {"status": 500}, {"json": {"rows": 1}}),
     ),
     case(
+        "hooks of every kind on an async flow and task",
+        "async_hooks_of_every_kind",
+        {"url": f"{API}/report"},
+        get(f"{API}/report", {"status": 500}, {"json": {"rows": 1}}),
+    ),
+    case(
         "hooks of every kind on a flow that fails",
         "hooks_of_every_kind",
         {"url": f"{API}/report"},

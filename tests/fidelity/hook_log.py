@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect import Task
 
-RAN: list[tuple[str, str, str]] = []
+RAN: list[tuple[str, str, str, Any]] = []  # (flow | task, name, kind, the flow run's id)
 
 _KIND_OF_TYPE = {
     "COMPLETED": "on_completion",
@@ -23,7 +23,6 @@ _KIND_OF_TYPE = {
     "CRASHED": "on_crashed",
     "RUNNING": "on_running",
     "CANCELLING": "on_cancellation",
-    "CANCELLED": "on_cancellation",
 }
 
 
@@ -32,19 +31,20 @@ def logged(hook: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any, Any], An
 
     @functools.wraps(hook)
     def wrapper(owner: Any, run: Any, state: Any) -> Any:
-        if isinstance(owner, Task):
-            where = "task"
-        else:
-            where = "flow" if getattr(run, "parent_task_run_id", None) is None else "subflow"
-        RAN.append((where, owner.name, _KIND_OF_TYPE.get(state.type.value, state.type.value)))
+        where, run_id = ("task", None) if isinstance(owner, Task) else ("flow", run.id)
+        RAN.append((where, owner.name, _KIND_OF_TYPE.get(state.type.value, state.type.value), run_id))
         return hook(owner, run, state)
 
     return wrapper
 
 
-def counted(ran: list[tuple[str, str, str]]) -> list[list[Any]]:
-    """``[[owner, name, kind, times], ...]``, sorted: what the two sides compare."""
+def counted(ran: list[Any], flow_run_id: Any = None) -> list[list[Any]]:
+    """``[[owner, name, kind, times], ...]``, sorted: what the two sides compare. ``ran`` holds (owner, name,
+    kind), or, as logged here, (flow | task, name, kind, flow run id): a flow run other than ``flow_run_id``
+    (the case's own) is an ``other flow``."""
     counts: dict[tuple[str, str, str], int] = {}
-    for entry in ran:
-        counts[tuple(entry)] = counts.get(tuple(entry), 0) + 1  # type: ignore[index]
+    for owner, name, kind, *run in ran:
+        if owner == "flow" and run and run[0] != flow_run_id:
+            owner = "other flow"
+        counts[(owner, name, kind)] = counts.get((owner, name, kind), 0) + 1
     return sorted([*key, n] for key, n in counts.items())

@@ -670,6 +670,17 @@ def hooks_of_every_kind(url: str) -> Any:
     return fetch_with_every_hook(url)
 
 
+@task(retries=1, retry_delay_seconds=0.01, on_running=[noted], on_failure=[noted], on_completion=[noted])
+async def afetch_with_every_hook(url: str) -> Any:
+    return await aget_json(url)
+
+
+@flow(on_running=[noted], on_failure=[noted], on_completion=[noted])
+async def async_hooks_of_every_kind(url: str) -> Any:
+    """The same hooks on an async flow and task: the async engines call them."""
+    return await afetch_with_every_hook(url)
+
+
 # -- a shared client ----------------------------------------------------------------
 
 

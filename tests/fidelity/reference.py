@@ -647,7 +647,7 @@ def run_case(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
         out["result"] = jsonable(result)
         out["sqlite"] = stored_rows(module, spec["parameters"], storage)
         out["calls"] = router.counts()
-        out["hooks"] = counted(hook_log.RAN)
+        out["hooks"] = counted(hook_log.RAN, state.state_details.flow_run_id)
         out["unmatched"] = router.unmatched
         drain_events()
         rows, flow_runs = settled_tasks(state.state_details.flow_run_id)
