@@ -182,3 +182,19 @@ def test_a_kept_server_exits_when_its_database_is_gone(cache: Path) -> None:
         assert not again.reused
     finally:
         again.stop()
+
+
+def test_a_servers_port_is_drawn_below_the_ephemeral_range() -> None:
+    """No outgoing connection can take a server's port between the draw and the server's bind: connections draw
+    their local ports from the kernel's ephemeral range, and the server's is drawn below it."""
+    import socket
+
+    from harness.run.process import FIRST_PORT, _ephemeral_low, free_port
+
+    low = _ephemeral_low()
+    ports = {free_port() for _ in range(20)}
+    assert all(FIRST_PORT <= p < low for p in ports), (ports, low)
+    assert len(ports) > 10  # drawn at random, not one after another
+    for port in list(ports)[:3]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # free, as drawn

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -82,9 +83,33 @@ def cache_dir() -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port free now, for a server that binds it a moment later.
+
+    Drawn below the kernel's ephemeral range where there is room: an outgoing
+    connection's local port is drawn from that range, and one made between
+    this check and the server's bind (Prefect's clients make many) could
+    otherwise take the port ("address already in use").
+    """
+    low = _ephemeral_low()
+    draw = random.SystemRandom()
+    for _ in range(64 if low - FIRST_PORT >= 1024 else 0):
+        port = draw.randrange(FIRST_PORT, low)
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind(("127.0.0.1", port))
+            return port
+    with socket.socket() as s:  # no room below the range: any free port, as the kernel draws it
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+FIRST_PORT = 20_000  # below: ports services are often configured on
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
 
 
 def scratch_folder(prefix: str) -> Path:
