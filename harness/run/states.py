@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.run.clock import Clock
 from harness.run.exits import RETRY_STATES, ExitGate
+from harness.scenario.model import HOOK_KINDS
 
 
 @dataclass(slots=True)
@@ -198,9 +199,6 @@ class Recorder:
             return None
         with self._lock:
             return self.tasks.get(ctx.task_run.id)
-
-
-HOOK_KINDS = ("on_completion", "on_failure", "on_cancellation", "on_crashed", "on_running")
 
 
 def _entered(state: Any, kind: str) -> bool:

@@ -580,8 +580,13 @@ INVARIANT_INPUT: Any = Literal[INVARIANTS] | BoundedCalls | ModuleFunction  # th
 _INVARIANT_FORMS: TypeAdapter[Any] = TypeAdapter(INVARIANT_INPUT, config=ConfigDict(regex_engine="python-re"))
 
 
-FLOW_HOOKS = ("on_completion", "on_failure", "on_cancellation", "on_crashed", "on_running")
-TASK_HOOKS = ("on_completion", "on_failure", "on_running")
+HOOK_KINDS = (
+    "on_completion",
+    "on_failure",
+    "on_cancellation",
+    "on_crashed",
+    "on_running",
+)  # a task's: no cancelled, crashed
 
 
 class FlowHooks(_Model):
