@@ -32,12 +32,12 @@ def healthy_step(endpoint: Endpoint) -> Step:
 
 
 def fault_free(scenario: Scenario) -> Scenario:
-    """The scenario with every endpoint serving only its healthy answer, at once."""
+    """The scenario with every endpoint serving only its healthy answer, at once, run once without a crash."""
     endpoints = tuple(
         Endpoint(request=e.request, responses=(healthy_step(e).model_copy(update={"latency": None, "times": 1}),))
         for e in scenario.endpoints
     )
-    return scenario.model_copy(update={"endpoints": endpoints})
+    return scenario.model_copy(update={"endpoints": endpoints, "crash": None, "reruns": None})
 
 
 def baseline_rows(session: Session, scenario: Scenario, policy: Policy | None = None) -> Any:

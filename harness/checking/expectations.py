@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from harness._errors import ScenarioFailure, shown
 from harness.checking.baseline import DATA_INVARIANTS, row_difference
 from harness.run.outcome import Outcome, StateInfo, TaskRun
-from harness.scenario.model import UNSET, Invariant, RequestLine, Scenario, StateMatch, TaskExpect
+from harness.scenario.model import UNSET, Invariant, RequestLine, RunExpect, Scenario, StateMatch, TaskExpect
 from harness.scenario.resolve import resolve_function
 from harness.scenario.strategy import Policy
 from harness.scenario.writer import plain as plain  # where scenarios are written
@@ -63,12 +63,10 @@ def check(scenario: Scenario, outcome: Outcome, *, baseline: Any = NOT_GIVEN) ->
     """
     exp = scenario.expect
     out = _network_mismatches(scenario, outcome)
-    if exp.flow is not None:
-        out += _state_mismatches("expect.flow", exp.flow, outcome.flow, scenario.line_of("expect", "flow"))
-    if exp.result is not UNSET and plain(outcome.result) != exp.result:
-        out.append(Mismatch("expect.result", exp.result, plain(outcome.result), scenario.line_of("expect", "result")))
-    for name, runs in exp.tasks.items():
-        out += _task_mismatches(scenario, name, runs, outcome)
+    out += _run_mismatches(scenario, exp, outcome, ("expect",))
+    for i, run in enumerate(exp.flow_runs):
+        if i < len(outcome.runs):  # the loader checks there are as many entries as runs
+            out += _run_mismatches(scenario, run, outcome.runs[i], ("expect", "flow_runs", i))
     for key, n in exp.calls.items():
         got_n = outcome.counts.get(key, 0)
         if got_n != n:
@@ -81,6 +79,21 @@ def check(scenario: Scenario, outcome: Outcome, *, baseline: Any = NOT_GIVEN) ->
             out.append(
                 Mismatch(f"expect.invariants[{i}]", str(inv), problem, scenario.line_of("expect", "invariants", i))
             )
+    return out
+
+
+def _run_mismatches(
+    scenario: Scenario, exp: RunExpect, outcome: Outcome, where: tuple[str | int, ...]
+) -> list[Mismatch]:
+    """One flow run's final state, result and task runs (``where``: the expectation's place in the scenario)."""
+    at = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in where).lstrip(".")
+    out = []
+    if exp.flow is not None:
+        out += _state_mismatches(f"{at}.flow", exp.flow, outcome.flow, scenario.line_of(*where, "flow"))
+    if exp.result is not UNSET and plain(outcome.result) != exp.result:
+        out.append(Mismatch(f"{at}.result", exp.result, plain(outcome.result), scenario.line_of(*where, "result")))
+    for name, runs in exp.tasks.items():
+        out += _task_mismatches(scenario, name, runs, outcome, where)
     return out
 
 
@@ -152,21 +165,28 @@ def near_miss(method: str, url: str, requests: Sequence[RequestLine]) -> str:
     return "; closest: " + " or ".join(f"{line.text} ({', '.join(diffs)})" for line, diffs in closest)
 
 
-def _task_mismatches(scenario: Scenario, name: str, runs: tuple[TaskExpect, ...], outcome: Outcome) -> list[Mismatch]:
+def _task_mismatches(
+    scenario: Scenario,
+    name: str,
+    runs: tuple[TaskExpect, ...],
+    outcome: Outcome,
+    where: tuple[str | int, ...] = ("expect",),
+) -> list[Mismatch]:
     """One task's expected runs against its observed runs, in the order the flow called or submitted them."""
-    line = scenario.line_of("expect", "tasks", name)
+    line = scenario.line_of(*where, "tasks", name)
+    at = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in where).lstrip(".") + f".tasks.{name}"
     observed = outcome.task_runs(name)
     if len(runs) == 1 and runs[0].runs is not None:
-        return _counted_runs(f"expect.tasks.{name}", runs[0], observed, line)
+        return _counted_runs(at, runs[0], observed, line)
     if not observed:
         ran = sorted({t.name for t in outcome.tasks})
-        return [Mismatch(f"expect.tasks.{name}", "a run", f"it never ran (ran: {', '.join(ran) or 'no task'})", line)]
+        return [Mismatch(at, "a run", f"it never ran (ran: {', '.join(ran) or 'no task'})", line)]
     out = []
     if len(observed) != len(runs):
-        out.append(Mismatch(f"expect.tasks.{name}", f"{len(runs)} run(s)", f"{len(observed)} run(s)", line))
+        out.append(Mismatch(at, f"{len(runs)} run(s)", f"{len(observed)} run(s)", line))
     for i, (want, got) in enumerate(zip(runs, observed, strict=False)):
-        field = f"expect.tasks.{name}" + (f"[{i}]" if len(runs) > 1 else "")
-        item_line = scenario.line_of("expect", "tasks", name, i) if len(runs) > 1 else line
+        field = at + (f"[{i}]" if len(runs) > 1 else "")
+        item_line = scenario.line_of(*where, "tasks", name, i) if len(runs) > 1 else line
         if want.state or want.type or want.message:
             out += _state_mismatches(field, want, got.state, item_line)
         if want.retries is not None and want.retries != got.retries:

@@ -99,6 +99,15 @@ class _Schedule:
             self._held = self._draw(self.clock.now())
         return self._held
 
+    def position(self) -> tuple[int, Step | None, Any]:
+        """Where the schedule is: steps served, the step held for the next call, chaos' generator."""
+        return self._served, self._held, self.rng.getstate()
+
+    def go_on(self, position: tuple[int, Step | None, Any]) -> None:
+        """Go on from ``position`` (another run's, in the same history)."""
+        self._served, self._held, state = position
+        self.rng.setstate(state)
+
     def next(self, line: Line | None = None) -> Step:
         """The step of a call made at the virtual time of ``line`` (the caller's by default)."""
         if self._held is not None:
@@ -171,6 +180,7 @@ class Injector:
     ) -> None:
         self.scenario, self.clock, self.recorder, self.mock_httpx = scenario, clock, recorder, mock_httpx
         self.calls: list[Call] = []
+        self.answered: list[Callable[[Call], None]] = []  # called with each call once logged (a crash's point)
         self._schedules = [
             _Schedule(e, random.Random(f"{scenario.seed}:{i}"), clock) for i, e in enumerate(scenario.endpoints)
         ]
@@ -196,6 +206,17 @@ class Injector:
     def __exit__(self, *exc: Any) -> None:
         if self.mock_httpx:
             self.router.__exit__(*exc)
+
+    def positions(self) -> list[Any]:
+        """Where each endpoint's schedule is, for the next run of a history (``harness.run.crash``)."""
+        return [s.position() for s in self._schedules] + [self._bytes_rng.getstate()]
+
+    def go_on(self, positions: list[Any]) -> None:
+        """Serve on from ``positions``: the endpoints' schedules go on where the history's last run left them."""
+        *schedules, self_bytes = positions
+        for schedule, position in zip(self._schedules, schedules, strict=True):
+            schedule.go_on(position)
+        self._bytes_rng.setstate(self_bytes)
 
     @property
     def hosts(self) -> list[str]:
@@ -301,6 +322,8 @@ class Injector:
         call = Call(at, method, url, endpoint.request.text, served, status, headers, *_who(record), transport=transport)
         with self._lock:
             self.calls.append(call)
+        for answered in self.answered:
+            answered(call)
 
     def _fault_or_answer(self, step: Step, request: httpx.Request) -> httpx.Response:
         if step.fault:

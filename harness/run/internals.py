@@ -154,6 +154,43 @@ INTERNALS: tuple[Internal, ...] = (
     ),
     _e(f"{FE}:FlowRunEngine.call_hooks", "wrapped", "which flow run and state the hooks it calls are for"),
     _e(f"{FE}:AsyncFlowRunEngine.call_hooks", "wrapped", "the same, for async flows"),
+    # -- Crash points, in the crashing run's process only (crash.Trigger).
+    _e(
+        f"{TE}:SyncTaskRunEngine.begin_run",
+        "wrapped",
+        "before_task: the process dies as the task run's first attempt is about to start",
+        (f"{TE}:SyncTaskRunEngine.start", "self.begin_run()"),
+    ),
+    _e(
+        f"{TE}:AsyncTaskRunEngine.begin_run",
+        "wrapped",
+        "the same, for async task runs",
+        (f"{TE}:AsyncTaskRunEngine.start", "await self.begin_run()"),
+    ),
+    _e(
+        f"{TE}:SyncTaskRunEngine.handle_success",
+        "wrapped",
+        "after_return: the task function has returned, Prefect has handled nothing of it",
+        (f"{TE}:SyncTaskRunEngine.call_task_fn", "self.handle_success(result, transaction=transaction)"),
+    ),
+    _e(
+        f"{TE}:AsyncTaskRunEngine.handle_success",
+        "wrapped",
+        "the same, for async task runs",
+        (f"{TE}:AsyncTaskRunEngine.call_task_fn", "await self.handle_success(result, transaction=transaction)"),
+    ),
+    _e(
+        f"{TE}:SyncTaskRunEngine.transaction_context",
+        "wrapped",
+        "after_commit and after_task: the task run's transaction has committed, its state set",
+        (f"{TE}:run_task_sync", "engine.transaction_context() as txn"),
+    ),
+    _e(
+        f"{TE}:AsyncTaskRunEngine.transaction_context",
+        "wrapped",
+        "the same, for async task runs",
+        (f"{TE}:run_task_async", "engine.transaction_context() as txn"),
+    ),
     _e(f"{TE}:TaskRunTimeoutError", "read", "a task's timeout on the virtual clock raises what Prefect's would"),
     # -- The flow engine: states, retries, timeouts, the flow function's return (hooks).
     _e(

@@ -60,6 +60,10 @@ class Outcome:
     waited_s: float = 0.0  # virtual seconds spent waiting (delays, latency, timeouts), no compute
     warnings: tuple[str, ...] = ()  # what the flow does that a reader should know (futures it never waited on)
     hooks: tuple[tuple[str, str, str], ...] = ()  # state hooks that ran: (flow | other flow | task, name, kind)
+    # With ``crash:`` or ``reruns``: every flow run's own outcome, in order. ``flow``, ``tasks`` and ``result``
+    # above are then the last run's; calls, counts, hooks and times cover them all; data is read after the last.
+    runs: tuple[Outcome, ...] = ()
+    crashed: str = ""  # the crash point the first run died at, and how: "after_return: store (kill)"
 
     def hooks_ran(self, owner: str, kind: str, name: str | None = None) -> int:
         """How many times hooks of ``kind`` ran for ``owner`` (``flow``: the scenario's flow run; ``other flow``:
@@ -93,19 +97,7 @@ def outcome_of(
     result = None
     if state.is_completed():
         result = state.result(raise_on_failure=False)
-    stopped = set(recorder.exits.stopped)
-    tasks = tuple(
-        TaskRun(
-            name=r.name,
-            state=StateInfo(r.history[-1][1], r.history[-1][2], r.message),
-            run_count=r.run_count,
-            history=tuple(h[2] for h in r.history),
-            delays=tuple(r.delays),
-            note=STOPPED if r.id in stopped else "",
-            id=r.id,
-        )
-        for r in recorder.in_order()
-    )
+    tasks = task_runs_of(recorder)
     timeline = sorted(
         [(at, f"{r.name}: {name}") for r in recorder.tasks.values() for at, _, name in r.history]
         + [(at, f"flow: {name}") for at, name in recorder.flow_history]
@@ -130,7 +122,50 @@ def outcome_of(
         blocked=tuple(guard.blocked),
         waited_s=clock.skipped,
         warnings=_warnings(tasks),
-        hooks=_hooks(recorder.hooks, state.state_details.flow_run_id),
+        hooks=hooks_of(recorder.hooks, state.state_details.flow_run_id),
+    )
+
+
+def task_runs_of(recorder: Recorder) -> tuple[TaskRun, ...]:
+    """The task runs the recorder saw, in the flow's order, each as its engine last set it."""
+    stopped = set(recorder.exits.stopped)
+    return tuple(
+        TaskRun(
+            name=r.name,
+            state=StateInfo(r.history[-1][1], r.history[-1][2], r.message),
+            run_count=r.run_count,
+            history=tuple(h[2] for h in r.history),
+            delays=tuple(r.delays),
+            note=STOPPED if r.id in stopped else "",
+            id=r.id,
+        )
+        for r in recorder.in_order()
+    )
+
+
+def history_of(outcomes: list[Outcome], crashed: str = "") -> Outcome:
+    """One outcome for a history of flow runs: the last run's states and result; calls, hooks and times of all."""
+    last = outcomes[-1]
+    counts = {key: sum(o.counts.get(key, 0) for o in outcomes) for key in last.counts}
+    return Outcome(
+        scenario=last.scenario,
+        flow=last.flow,
+        tasks=last.tasks,
+        calls=tuple(c for o in outcomes for c in o.calls),
+        counts=counts,
+        result=last.result,
+        wall_s=sum(o.wall_s for o in outcomes),
+        virtual_s=last.virtual_s,  # the clock goes on across the runs
+        timeline=tuple(entry for o in outcomes for entry in o.timeline),
+        sqlite=last.sqlite,
+        sqlite_error=last.sqlite_error,
+        seed=last.seed,
+        blocked=tuple(b for o in outcomes for b in o.blocked),
+        waited_s=last.waited_s,
+        warnings=tuple(dict.fromkeys(w for o in outcomes for w in o.warnings)),
+        hooks=tuple(h for o in outcomes for h in o.hooks),
+        runs=tuple(outcomes),
+        crashed=crashed,
     )
 
 
@@ -145,7 +180,7 @@ def _warnings(tasks: tuple[TaskRun, ...]) -> tuple[str, ...]:
     )
 
 
-def _hooks(ran: list[tuple[str, str, str, Any]], flow_run_id: Any) -> tuple[tuple[str, str, str], ...]:
+def hooks_of(ran: list[tuple[str, str, str, Any]], flow_run_id: Any) -> tuple[tuple[str, str, str], ...]:
     """The hooks that ran, the scenario's flow run told from the other flow runs by its id."""
     return tuple(
         ("other flow" if owner == "flow" and run_id != flow_run_id else owner, name, kind)

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from harness._errors import ScenarioTimeout, shown
@@ -42,6 +42,9 @@ from harness.run.scope import RunScope, own_results
 from harness.run.states import Recorder
 from harness.run.wire.backend import Wire, httpx_on_wire
 from harness.scenario.model import Scenario, SqliteExpect
+
+if TYPE_CHECKING:
+    from harness.run.crash import History
 from harness.scenario.resolve import resolve_flow, stored_rows_of
 from harness.scenario.strategy import Policy
 
@@ -76,7 +79,11 @@ class Session:
     DEFAULT_TIME_LIMIT = TIME_LIMIT_S
 
     def __init__(
-        self, real_time: bool = False, time_limit: float | None = DEFAULT_TIME_LIMIT, transport: str = "respx"
+        self,
+        real_time: bool = False,
+        time_limit: float | None = DEFAULT_TIME_LIMIT,
+        transport: str = "respx",
+        server: ServerHandle | None = None,
     ) -> None:
         check_prefect()  # before anything starts: the harness's answers rest on Prefect's internals
         self.transport = transport  # httpx's transport when a scenario names none: "respx" or "wire"
@@ -84,6 +91,7 @@ class Session:
         self.real_time = real_time
         self.time_limit = time_limit
         self.server: ServerHandle | None = None
+        self._given = server  # a server another process runs (a crashing run's, in its own process)
         self._stack = contextlib.ExitStack()
         self._scope: RunScope | None = None  # what a run sets in the process, built once the server is up
         self.memo: dict[Any, Any] = {}  # what later stages compute once per session (fault-free baselines)
@@ -92,7 +100,7 @@ class Session:
         """Start the server in the background; safe to call more than once."""
         if self.server is not None:
             return
-        self.server = session_server()  # a kept one only with HARNESS_REUSE_SERVER=1
+        self.server = self._given or session_server()  # a kept one only with HARNESS_REUSE_SERVER=1
         try:
             self.server.start()
             self.wire = Wire()
@@ -117,7 +125,7 @@ class Session:
         """Flush the session's events, remove its folders and stop the server: each even if one fails."""
         self._scope = None
         try:
-            self._stack.close()
+            self._stack.close()  # the crashing runs' spare process too
         finally:
             if self.server is not None:
                 self.server.stop()
@@ -138,8 +146,11 @@ class Session:
         policy: Policy | None = None,
         responder: ResponderFactory | None = None,
         transport: ResponderFactory | None = None,
+        history: History | None = None,
+        crash: Any = None,
     ) -> Outcome:
-        """Run ``scenario``'s flow once and return what happened.
+        """Run ``scenario``'s flow and return what happened: once, or with ``crash:`` or ``reruns`` every run of
+        its history (``harness.run.crash``).
 
         ``real_time`` overrides the session's mode for this run: sleep retry
         delays and latency for real instead of on the virtual clock.
@@ -147,19 +158,42 @@ class Session:
         tasks (and flow) for this run only. ``responder`` answers the flow's
         requests instead of the scenario's injector (``harness record``'s
         ``Recording``); ``transport`` is its former name, kept for callers of it.
+        ``history`` and ``crash`` are for ``harness.run.crash``: one run of a
+        history, and (in the crashing process) where it dies.
         """
         if transport is not None:
             warnings.warn("Session.run(transport=...) is now Session.run(responder=...)", DeprecationWarning, 2)
             responder = responder or transport
         server = self._ensure_ready()
         assert self._scope is not None
+        if history is None and scenario.runs > 1:
+            from harness.run.crash import run_history
+
+            return run_history(self, scenario, real_time=real_time, policy=policy)
         flow = resolve_flow(scenario.flow, base=scenario.path.parent)
         query = data_query(scenario, flow)
-        with self._scope.entered() as foreign, _workdir() as workdir:
+        place = history.entered() if history is not None else _workdir()
+        with self._scope.entered() as foreign, place as workdir:
             # In a context of its own: a context variable the run leaves set (a run cut short by its time
             # limit, say) goes with it, and the user's next flow is never a subflow of a scenario's.
             run = contextvars.copy_context().run
-            return run(self._run, scenario, flow, server, foreign, workdir, query, real_time, policy, responder)
+            return run(
+                self._run, scenario, flow, server, foreign, workdir, query, real_time, policy, responder, history, crash
+            )
+
+    @contextlib.contextmanager
+    def api(self) -> Iterator[Any]:
+        """A sync client of the session's Prefect server, for reading back what it keeps."""
+        self._ensure_ready()
+        assert self._scope is not None
+        from prefect.client.orchestration import get_client
+
+        with self._scope.entered(), get_client(sync_client=True) as client:
+            yield client
+
+    def on_close(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback`` when the session closes (before its server stops)."""
+        self._stack.callback(callback)
 
     def _run(
         self,
@@ -172,8 +206,11 @@ class Session:
         real_time: bool | None,
         policy: Policy | None,
         responder: ResponderFactory | None,
+        history: History | None = None,
+        crash: Any = None,
     ) -> Outcome:
-        clock = Clock(real_time=self.real_time if real_time is None else real_time)
+        real = self.real_time if real_time is None else real_time
+        clock = history.clock(real) if history is not None else Clock(real_time=real)
         recorder = Recorder(clock)
         # Other Prefect servers' traffic (the user's own test server's workers) is not the flow's: let through.
         guard = NetworkGuard(server.port, also=[_port(url) for url in foreign])
@@ -189,16 +226,20 @@ class Session:
                 passthrough=foreign,
             )
         )
+        if history is not None:
+            history.resume(answering)
         log = CallLog(answering.calls, clock.sleep, clock.now)
         running: list[str] = []  # the task runs unfinished when the time limit was reached
 
         def unfinished() -> None:
             running.extend(f"{r.name} ({r.history[-1][2]})" for r in recorder.unfinished())
 
-        clock.started = time.perf_counter()
+        started = time.perf_counter()
+        clock.started = started - (history.compute if history is not None else 0.0)  # a history's clock goes on
         try:
             with (
-                own_results(),
+                history.results() if history is not None else own_results(),
+                crash.armed(clock, recorder, answering) if crash is not None else contextlib.nullcontext(),
                 applied(policy, flow, log, near=scenario.path.parent) as flow,
                 hooked(clock, recorder, scenario.seed),
                 answering,
@@ -214,8 +255,10 @@ class Session:
                 f"{self.time_limit:g} s wall-clock limit and was stopped"
                 + (f"; task runs still running when it was reached: {', '.join(running)}" if running else "")
             ) from None
-        wall = time.perf_counter() - clock.started
+        wall = time.perf_counter() - started
         virtual = clock.now()
+        if history is not None:
+            history.ended(clock, answering)
         sqlite_value, sqlite_error = _query(workdir, query)
         return outcome_of(scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock)
 

@@ -69,6 +69,7 @@ class Recorder:
         self.flow_retry_delay: contextvars.ContextVar[float] = contextvars.ContextVar("flow_retry_delay", default=0.0)
         self.tasks: dict[Any, TaskRecord] = {}
         self.flow_history: list[tuple[float, str]] = []
+        self.flow_run_id: Any = None  # the scenario's flow run's
         self._pending: list[tuple[Any, float]] = []  # (scheduled_time, delay) of retries not yet waited
         self._lock = threading.Lock()
         self.exits = ExitGate(self.is_final)
@@ -139,6 +140,8 @@ class Recorder:
         return seconds
 
     def record_flow(self, state: Any) -> None:
+        if self.flow_run_id is None:  # the scenario's flow run proposes a state first, before any subflow
+            self.flow_run_id = state.state_details.flow_run_id
         self.flow_history.append((self.clock.now(), state.name))
         if state.name == "AwaitingRetry":
             self.clock.sleep(self.flow_retry_delay.get())

@@ -75,6 +75,7 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
         if key not in declared:
             hint = did_you_mean(key, declared) if declared else " (none declared)"
             yield ("expect", "calls", key), f"{key!r} is not a declared endpoint{hint}", None
+    yield from _crash_problems(scenario, declared)
     yield from _function_problems(scenario)
     yield from _weak_variants(scenario)
     yield from _transport_problems(scenario)
@@ -89,10 +90,34 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
         hooked = scenario.expect.hooks.tasks if scenario.expect.hooks is not None else {}
         named: list[tuple[tuple[str, ...], str]] = [(("expect", "tasks", n), n) for n in scenario.expect.tasks]
         named += [(("expect", "hooks", "tasks", n), n) for n in hooked]
+        named += [
+            (("expect", "flow_runs", i, "tasks", n), n)
+            for i, r in enumerate(scenario.expect.flow_runs)
+            for n in r.tasks
+        ]
+        at = scenario.crash.at if scenario.crash is not None else None
+        if at is not None and at.task is not None:
+            named.append((("crash", "at", at.point), at.task))
         for where, name in named:
             if name not in known:
                 hint = did_you_mean(name, sorted(known))
                 yield where, f"flow {scenario.flow!r} defines no task {name!r}{hint}", None
+
+
+def _crash_problems(scenario: Scenario, declared: list[str]) -> Iterable[Found]:
+    """A crash after a call no endpoint declares, and ``flow_runs`` of another length than the runs made."""
+    at = scenario.crash.at if scenario.crash is not None else None
+    if at is not None and at.request is not None and at.request not in declared:
+        hint = did_you_mean(at.request, declared) if declared else " (none declared)"
+        yield ("crash", "at", "after_call"), f"{at.request!r} is not a declared endpoint{hint}", None
+    runs = scenario.expect.flow_runs
+    if runs and len(runs) != scenario.runs:
+        yield (
+            ("expect", "flow_runs"),
+            f"the scenario makes {scenario.runs} flow run{'s' if scenario.runs > 1 else ''} (the first, then "
+            f"`reruns`), and `flow_runs` lists {len(runs)}: give one entry per flow run",
+            None,
+        )
 
 
 def _weak_variants(scenario: Scenario) -> Iterable[Found]:

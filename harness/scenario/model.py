@@ -614,8 +614,8 @@ class HooksExpect(_Model):
     tasks: dict[str, TaskHooks] = Field(default={}, description="Per task name: its hooks that ran, by kind.")
 
 
-class Expect(_Model):
-    """What the scenario asserts about the outcome."""
+class RunExpect(_Model):
+    """What one flow run ends with: the flow's final state, its result and its task runs."""
 
     flow: Annotated[
         StateMatch | None, BeforeValidator(_state_match, json_schema_input_type=StateName | StateMatch | None)
@@ -627,6 +627,17 @@ class Expect(_Model):
         default={},
         description="Per task name: a state name, {state, type, message, retries, runs}, "
         "or a list of them, one per run in the order runs started.",
+    )
+
+
+class Expect(RunExpect):
+    """What the scenario asserts about the outcome (with ``crash:`` or ``reruns``: ``flow``, ``tasks`` and
+    ``result`` are the last flow run's, the rest covers every run)."""
+
+    flow_runs: tuple[RunExpect, ...] = Field(
+        default=(),
+        description="With `crash:` or `reruns`: one entry per flow run in order, each with `flow`, `tasks` and "
+        "`result` as `expect` has them.",
     )
     calls: dict[str, NonNegativeInt] = Field(
         default={}, description="Per endpoint (its `request` line): the requests that matched it."
@@ -656,6 +667,8 @@ class Expect(_Model):
                 for k in ("state", "retries")
                 if never or any(getattr(r, k) is not None for r in runs)
             ]
+        for i, run in enumerate(self.flow_runs):
+            out += [f"flow_runs[{i}].{key}" for key in Expect(flow=run.flow, tasks=run.tasks).essentials()]
         out += [f"calls[{key}]" for key in self.calls]
         if self.hooks is not None:
             flow_hooks = self.hooks.flow.model_dump(exclude_none=True) if self.hooks.flow is not None else {}
@@ -663,6 +676,103 @@ class Expect(_Model):
             for name, counts in self.hooks.tasks.items():
                 out += [f"hooks.tasks.{name}.{kind}" for kind in counts.model_dump(exclude_none=True)]
         return out
+
+
+# -- crash and run again ------------------------------------------------------------
+
+TASK_POINTS = ("before_task", "after_return", "after_commit", "after_task")  # in the order a task run reaches them
+CRASH_POINTS = (*TASK_POINTS, "after_call", "at_time")
+CRASH_WAYS = ("kill", "terminate", "interrupt")
+
+
+class TaskPoint(_Model):
+    """The N-th run of a task (in the order its runs reach the point)."""
+
+    task: Annotated[str, Field(min_length=1)] = Field(description="The task's name.")
+    run: PositiveInt = Field(default=1, description="Which of its runs: 1 for the first.")
+
+
+class CallPoint(_Model):
+    """The n-th request the flow made to an endpoint, once answered."""
+
+    request: Annotated[str, Field(min_length=1)] = Field(description="A declared endpoint's `request` line.")
+    n: PositiveInt = Field(default=1, description="Which of its calls: 1 for the first.")
+
+
+class CrashAt(_Model):
+    """Where the process dies: a point of a task run, after a call, or at a virtual time."""
+
+    point: str
+    task: str | None = None
+    run: int = 1
+    request: str | None = None
+    n: int = 1
+    seconds: float | None = None
+
+    def __str__(self) -> str:
+        if self.point == "at_time":
+            return f"at_time: {self.seconds:g}"
+        if self.point == "after_call":
+            return f"after_call: {self.request}" + (f" (call {self.n})" if self.n != 1 else "")
+        return f"{self.point}: {self.task}" + (f" (run {self.run})" if self.run != 1 else "")
+
+    def as_yaml(self) -> dict[str, Any]:
+        """The form a scenario file writes it in."""
+        if self.point == "at_time":
+            return {"at_time": self.seconds}
+        if self.point == "after_call":
+            return {"after_call": {"request": self.request, "n": self.n}}
+        return {self.point: self.task if self.run == 1 else {"task": self.task, "run": self.run}}
+
+
+CRASH_AT_INPUT: Any = (
+    dict[Literal[TASK_POINTS], str | TaskPoint]  # type: ignore[valid-type]
+    | dict[Literal["after_call"], str | CallPoint]
+    | dict[Literal["at_time"], Seconds]
+)
+_CRASH_AT_FORMS: TypeAdapter[Any] = TypeAdapter(CRASH_AT_INPUT)
+
+
+def _crash_at(value: Any) -> Any:
+    if isinstance(value, CrashAt):
+        return value
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ValueError(
+            f"`at` is one point, as {{after_return: TASK}}, {{after_call: {{request: 'GET URL', n: 1}}}} or "
+            f"{{at_time: SECONDS}}; points: {', '.join(CRASH_POINTS)}; got {value!r}"
+        )
+    ((point, where),) = value.items()
+    if point not in CRASH_POINTS:
+        raise ValueError(f"unknown crash point {point!r}{did_you_mean(str(point), CRASH_POINTS)}")
+    try:
+        _read(_CRASH_AT_FORMS, value)
+    except _Unfit:
+        shape = {
+            "after_call": "a declared endpoint's request line, or {request: 'GET URL', n: N}",
+            "at_time": "a number of virtual seconds, 0 or more",
+        }.get(point, "a task's name, or {task: NAME, run: N} for its N-th run")
+        raise ValueError(f"`{point}` takes {shape}, got {where!r}") from None
+    if point == "at_time":
+        return CrashAt(point=point, seconds=float(where))
+    if point == "after_call":
+        call = CallPoint(request=where) if isinstance(where, str) else CallPoint.model_validate(where)
+        return CrashAt(point=point, request=call.request, n=call.n)
+    task = TaskPoint(task=where) if isinstance(where, str) else TaskPoint.model_validate(where)
+    return CrashAt(point=point, task=task.task, run=task.run)
+
+
+class Crash(_Model):
+    """The process running the flow dies at a point; the flow is then run again (``reruns``)."""
+
+    at: Annotated[CrashAt, BeforeValidator(_crash_at, json_schema_input_type=CRASH_AT_INPUT)] = Field(
+        description="Where the process dies: {before_task | after_return | after_commit | after_task: TASK or "
+        "{task, run}}, {after_call: {request, n}} or {at_time: SECONDS}."
+    )
+    how: Annotated[str, _one_of("way to crash", CRASH_WAYS)] = Field(
+        default="kill",
+        description="kill (SIGKILL: nothing more happens), terminate (SIGTERM, as Prefect handles it) or "
+        "interrupt (SIGINT: KeyboardInterrupt).",
+    )
 
 
 # -- the scenario -------------------------------------------------------------------
@@ -730,6 +840,20 @@ class Scenario(_Model):
         "or options of your own; each with its own `expect`.",
     )
     transport: Annotated[str, _one_of("transport", TRANSPORTS)] | None = None  # httpx's; other clients: the wire
+    crash: Crash | None = Field(
+        default=None, description="The process running the flow dies at a chosen point; the flow is run again."
+    )
+    reruns: NonNegativeInt | None = Field(
+        default=None,
+        description="How many times the flow is run again after the first run (default 1 with `crash:`, else 0): "
+        "a new flow run with the same parameters, data, result storage, endpoint schedules and clock.",
+    )
+    rerun_after: Seconds = Field(default=0.0, description="Virtual seconds that pass between two runs.")
+
+    @property
+    def runs(self) -> int:
+        """How many flow runs the scenario makes: the first, then its reruns."""
+        return 1 + (self.reruns if self.reruns is not None else 1 if self.crash is not None else 0)
 
     _path: Path = PrivateAttr(default=Path("<string>"))
     _line: int = PrivateAttr(default=1)

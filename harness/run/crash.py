@@ -1,0 +1,472 @@
+"""Crash and run again: the first run's process dies at a chosen point, then the flow is run again.
+
+A scenario with ``crash:`` or ``reruns`` is a history of flow runs sharing
+one working directory (its data), one result storage (its cache), the
+endpoints' schedules and the virtual clock (``History``). The crashing run
+executes in a process of its own (``_crashing``, started ahead of need and
+waiting, Prefect imported: ``Spare``), on the session's server; at the
+crash point it sends what the harness must know of the run (a ``Snapshot``:
+task runs, calls, hooks, clock, schedules) through a pipe, then signals
+itself: SIGKILL (nothing more happens), SIGTERM (Prefect's own handler on
+the main thread crashes the run and calls ``on_crashed``), or SIGINT
+(``KeyboardInterrupt``). After a handled signal the process sends a last
+snapshot as it exits. The flow run's state is then read back from the
+server, which keeps what it last heard. The reruns run in this process.
+
+The points are met inside Prefect's task engine (``Trigger``, each entry in
+``harness.run.internals``): ``before_task`` as ``begin_run`` is called,
+``after_return`` as ``handle_success`` is (the function has returned),
+``after_commit`` once the task's transaction context has exited with the
+run Completed, ``after_task`` when, after that, the server has the state;
+``after_call`` once the n-th call to an endpoint is answered, ``at_time``
+where a wait on the virtual clock reaches that second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness._errors import HarnessError, shown
+from harness.run.clock import Clock
+from harness.run.injector import Call
+from harness.run.internals import TE, wrap
+from harness.run.outcome import Outcome, StateInfo, TaskRun, history_of, hooks_of, task_runs_of
+from harness.run.process import scratch_folder
+from harness.scenario.model import Crash, Scenario
+
+if TYPE_CHECKING:
+    from harness.run.session import Session
+    from harness.run.states import Recorder
+    from harness.scenario.strategy import Policy
+
+SIGNALS = {"kill": signal.SIGKILL, "terminate": signal.SIGTERM, "interrupt": signal.SIGINT}
+AFTER_TASK_WAIT_S = 10.0  # at most this long (real time) for the server to record a task run's final state
+
+
+class CrashError(HarnessError):
+    """The crashing run did not go as its scenario says: the point was never reached, or its process failed."""
+
+
+@dataclass
+class History:
+    """What the runs of one scenario share: its folder (working directory, result storage), clock, schedules."""
+
+    folder: Path
+    rerun_after: float = 0.0
+    compute: float = 0.0  # compute seconds of the runs so far: the clock goes on from them
+    skipped: float = 0.0  # virtual seconds skipped so far
+    positions: list[Any] | None = None  # where the endpoints' schedules are
+
+    @property
+    def workdir(self) -> Path:
+        return self.folder / "work"
+
+    @property
+    def storage(self) -> Path:
+        return self.folder / "results"
+
+    @classmethod
+    @contextlib.contextmanager
+    def made(cls, scenario: Scenario) -> Iterator[History]:
+        folder = Path(scratch_folder("harness-history-"))
+        history = cls(folder, scenario.rerun_after)
+        history.workdir.mkdir()
+        history.storage.mkdir()
+        try:
+            yield history
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[Path]:
+        """The history's working directory, as the run's own (kept for the next run)."""
+        previous = os.getcwd()
+        os.chdir(self.workdir)
+        try:
+            yield self.workdir
+        finally:
+            os.chdir(previous)
+
+    @contextlib.contextmanager
+    def results(self) -> Iterator[Path]:
+        """The history's result storage: cache records and persisted results kept for the next run."""
+        from prefect.results import _default_storages
+        from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+
+        try:
+            with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: self.storage}):
+                yield self.storage
+        finally:
+            for key in [k for k in _default_storages if k[1] == str(self.storage)]:
+                del _default_storages[key]
+
+    def clock(self, real_time: bool) -> Clock:
+        """The run's clock, going on from the last run's end and ``rerun_after`` (``Session`` sets its start)."""
+        clock = Clock(real_time=real_time)
+        clock.root.offset = self.skipped + (self.rerun_after if self.positions is not None else 0.0)
+        return clock
+
+    def resume(self, responder: Any) -> None:
+        if self.positions is not None and hasattr(responder, "go_on"):
+            responder.go_on(self.positions)
+
+    def ended(self, clock: Clock, responder: Any) -> None:
+        """A run ended: the next goes on from its clock and schedules."""
+        self.went_on(clock.now() - clock.root.offset, clock.root.offset, getattr(responder, "positions", list)())
+
+    def went_on(self, compute: float, skipped: float, positions: list[Any]) -> None:
+        self.compute, self.skipped, self.positions = compute, skipped, positions
+
+
+def run_history(
+    session: Session, scenario: Scenario, *, real_time: bool | None = None, policy: Policy | None = None
+) -> Outcome:
+    """Every flow run of ``scenario``: the first (crashing in a process of its own, with ``crash:``), then its
+    reruns in this one; their outcome as one (``outcome.history_of``)."""
+    outcomes: list[Outcome] = []
+    with History.made(scenario) as history:
+        if scenario.crash is not None:
+            outcomes.append(crashed_run(session, scenario, history, real_time=real_time, policy=policy))
+        while len(outcomes) < scenario.runs:
+            outcomes.append(session.run(scenario, real_time=real_time, policy=policy, history=history))
+    crashed = f"{scenario.crash.at} ({scenario.crash.how})" if scenario.crash is not None else ""
+    return history_of(outcomes, crashed)
+
+
+# -- in this process: the crashing run's -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the crashing process knew of its run when it sent this: enough to report it after a SIGKILL."""
+
+    final: bool  # sent as the process exits (a handled signal, or the run ended first), not at the point
+    reached: bool  # the crash point was reached
+    flow_run_id: Any
+    tasks: tuple[TaskRun, ...]
+    calls: tuple[Call, ...]
+    hooks: tuple[tuple[str, str, str, Any], ...]
+    compute: float
+    skipped: float
+    positions: list[Any]
+    timeline: tuple[tuple[float, str], ...] = ()
+    error: str = ""  # the run raised something else: its traceback
+
+
+def crashed_run(
+    session: Session, scenario: Scenario, history: History, *, real_time: bool | None, policy: Policy | None
+) -> Outcome:
+    """The first run of the history, in a process of its own that dies at ``scenario.crash``."""
+    from harness.run.session import _query, data_query
+    from harness.scenario.resolve import resolve_flow
+
+    assert scenario.crash is not None and session.server is not None
+    started = time.perf_counter()
+    job = {
+        "scenario": scenario,
+        "policy": policy,
+        "real_time": session.real_time if real_time is None else real_time,
+        "time_limit": session.time_limit,
+        "transport": session.transport,
+        "server": {"api_url": session.server.api_url, "port": session.server.port},
+        "environment": session.server.environment(),
+        "history": history,
+        "sys_path": list(sys.path),
+    }
+    snapshot = Spare.of(session).run(job, session.time_limit, scenario)
+    wall = time.perf_counter() - started
+    where = f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line_of('crash')})"
+    if snapshot.error:
+        raise CrashError(f"{where}: the crashing run failed in its process:\n{snapshot.error}")
+    if not snapshot.reached:
+        raise CrashError(
+            f"{where}: the flow ended without reaching the crash point `{scenario.crash.at}` "
+            f"(ran: {', '.join(dict.fromkeys(t.name for t in snapshot.tasks)) or 'no task'}; "
+            f"calls: {len(snapshot.calls)})"
+        )
+    history.went_on(snapshot.compute, snapshot.skipped, snapshot.positions)
+    with session.api() as client:  # what the server kept of the flow run
+        state = client.read_flow_run(snapshot.flow_run_id).state
+    flow = StateInfo(state.type.value, state.name, state.message) if state else StateInfo("PENDING", "Pending", None)
+    query = data_query(scenario, resolve_flow(scenario.flow, base=scenario.path.parent))
+    sqlite_value, sqlite_error = _query(history.workdir, query)
+    counts = {e.request.text: 0 for e in scenario.endpoints}
+    for call in snapshot.calls:
+        if call.endpoint is not None:
+            counts[call.endpoint] += 1
+    return Outcome(
+        scenario=scenario.name,
+        flow=flow,
+        tasks=snapshot.tasks,
+        calls=snapshot.calls,
+        counts=counts,
+        result=None,
+        wall_s=wall,
+        virtual_s=snapshot.compute + snapshot.skipped,
+        timeline=snapshot.timeline,
+        sqlite=sqlite_value,
+        sqlite_error=sqlite_error,
+        seed=scenario.seed,
+        waited_s=snapshot.skipped,
+        hooks=hooks_of(list(snapshot.hooks), snapshot.flow_run_id),
+    )
+
+
+class Spare:
+    """A process for the next crashing run, started ahead of need: Prefect and the harness imported, waiting.
+
+    One per session, replaced as soon as it is taken. It dies with the
+    process that started it (and removes the history it was given), so
+    killing the harness leaves no process and no folder behind.
+    """
+
+    def __init__(self, environment: dict[str, str]) -> None:
+        self.environment = environment
+        self.process: subprocess.Popen[bytes] | None = None
+        self.reports = -1
+        self._start()
+
+    @classmethod
+    def of(cls, session: Session) -> Spare:
+        spare = session.memo.get("crash-spare")
+        if spare is None:
+            assert session.server is not None
+            spare = session.memo["crash-spare"] = cls(session.server.environment())
+            session.on_close(spare.close)
+        return spare  # type: ignore[no-any-return]
+
+    def _start(self) -> None:
+        read, write = os.pipe()
+        env = {**os.environ, **self.environment}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "harness.run._crashing", str(write), str(os.getpid())],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(write,),
+            start_new_session=True,  # a Ctrl-C reaches the harness, which ends it
+        )
+        os.close(write)
+        self.reports = read
+
+    def run(self, job: dict[str, Any], time_limit: float | None, scenario: Scenario) -> Snapshot:
+        """Send ``job`` to the waiting process, read its snapshots until it exits; start the next spare."""
+        from harness.parallel._process import receive, send
+
+        process, reports = self.process, self.reports
+        assert process is not None and process.stdin is not None
+        self._start()
+        last: Snapshot | None = None
+        try:
+            send(process.stdin.fileno(), job)
+            process.stdin.close()
+            while True:
+                try:
+                    last = receive(reports)
+                except EOFError:
+                    break
+            try:
+                process.wait(timeout=time_limit or None)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        finally:
+            os.close(reports)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            stderr = process.stderr.read().decode(errors="replace") if process.stderr is not None else ""
+            if process.stderr is not None:
+                process.stderr.close()
+        if last is None:
+            raise CrashError(
+                f"the crashing run of scenario {scenario.name!r} ended (exit code {process.returncode}) "
+                f"before it reported anything:\n{stderr[-3000:]}"
+            )
+        return last
+
+    def close(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError):
+            os.close(self.reports)
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # no job: it exits
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+# -- in the crashing process -----------------------------------------------------------------------
+
+
+@dataclass
+class Trigger:
+    """In the crashing process: dies at the scenario's crash point, having sent what it knew first."""
+
+    crash: Crash
+    report: Callable[[Snapshot], None]
+    api: Callable[[], Any] = field(default=lambda: _client())  # the server's client (``after_task`` polls it)
+    seen: dict[str, list[Any]] = field(default_factory=dict)  # per task name: its runs at the point
+    calls: int = 0
+    fired: threading.Event = field(default_factory=threading.Event)
+    snapshot: Callable[[bool, bool], Snapshot] | None = None
+
+    @contextlib.contextmanager
+    def armed(self, clock: Clock, recorder: Recorder, responder: Any) -> Iterator[None]:
+        """The point wired into Prefect's task engine, the responder and the clock, for one run."""
+
+        def snapshot(final: bool, reached: bool) -> Snapshot:
+            with recorder._lock:
+                hooks = tuple(recorder.hooks)
+            return Snapshot(
+                final=final,
+                reached=reached,
+                flow_run_id=recorder.flow_run_id,
+                tasks=task_runs_of(recorder),
+                calls=tuple(responder.calls),
+                hooks=hooks,
+                compute=clock.now(clock.root) - clock.root.offset,
+                skipped=clock.root.offset,
+                positions=responder.positions() if hasattr(responder, "positions") else [],
+                timeline=tuple(
+                    sorted(
+                        [(at, f"{r.name}: {name}") for r in recorder.tasks.values() for at, _, name in r.history]
+                        + [(at, f"flow: {name}") for at, name in recorder.flow_history]
+                    )
+                ),
+            )
+
+        self.snapshot = snapshot
+        at = self.crash.at
+        with contextlib.ExitStack() as stack:
+            if at.point in ("before_task", "after_return"):
+                method = "begin_run" if at.point == "before_task" else "handle_success"
+                for engine in ("SyncTaskRunEngine", "AsyncTaskRunEngine"):
+                    wrap(stack, f"{TE}:{engine}.{method}", self._before)
+            elif at.point in ("after_commit", "after_task"):
+                for engine in ("SyncTaskRunEngine", "AsyncTaskRunEngine"):
+                    wrap(stack, f"{TE}:{engine}.transaction_context", self._after_transaction)
+            elif at.point == "after_call":
+                responder.answered.append(self._after_call)
+            else:  # at_time: a deadline on the run's root line, which every participant's waits reach
+                stack.callback(clock.after(max((at.seconds or 0.0) - clock.root.offset, 0.0), self.fire))
+            yield
+
+    def _reaches(self, engine: Any) -> bool:
+        """Whether ``engine``'s task run is the one the point names (its runs counted as they reach it)."""
+        at, task_run = self.crash.at, getattr(engine, "task_run", None)
+        if engine.task.name != at.task or task_run is None:
+            return False
+        runs = self.seen.setdefault(engine.task.name, [])
+        if task_run.id not in runs:
+            runs.append(task_run.id)
+        return len(runs) == at.run and runs[-1] == task_run.id
+
+    def _before(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        trigger = self
+        if _is_async(method):
+
+            async def abefore(engine: Any, *args: Any, **kwargs: Any) -> Any:
+                if trigger._reaches(engine):
+                    trigger.fire()
+                return await method(engine, *args, **kwargs)
+
+            return abefore
+
+        def before(engine: Any, *args: Any, **kwargs: Any) -> Any:
+            if trigger._reaches(engine):
+                trigger.fire()
+            return method(engine, *args, **kwargs)
+
+        return before
+
+    def _after_transaction(self, context: Callable[..., Any]) -> Callable[..., Any]:
+        trigger = self
+
+        def completed(engine: Any) -> bool:
+            state = getattr(engine, "state", None)
+            return state is not None and state.is_completed() and trigger._reaches(engine)
+
+        if _is_async(getattr(context, "__wrapped__", context)):
+
+            @contextlib.asynccontextmanager
+            async def atransaction(engine: Any) -> Any:
+                async with context(engine) as txn:
+                    yield txn
+                if completed(engine):
+                    trigger.fire(engine)
+
+            return atransaction
+
+        @contextlib.contextmanager
+        def transaction(engine: Any) -> Iterator[Any]:
+            with context(engine) as txn:
+                yield txn
+            if completed(engine):
+                trigger.fire(engine)
+
+        return transaction
+
+    def _after_call(self, call: Call) -> None:
+        at = self.crash.at
+        if call.endpoint == at.request:
+            self.calls += 1
+            if self.calls == at.n:
+                self.fire()
+
+    def fire(self, engine: Any = None) -> None:
+        """Send what is known, then die as ``how`` says (once: a point is reached once)."""
+        if self.fired.is_set():
+            return
+        self.fired.set()
+        if self.crash.at.point == "after_task" and engine is not None:
+            self._recorded(engine.task_run.id)
+        assert self.snapshot is not None
+        self.report(self.snapshot(False, True))
+        os.kill(os.getpid(), SIGNALS[self.crash.how])
+        if self.crash.how == "kill":
+            time.sleep(AFTER_TASK_WAIT_S)  # gone before this returns
+        # A handled signal lands on the main thread, at once when this is it; a submitted task run's thread
+        # goes on meanwhile, as it would.
+
+    def _recorded(self, task_run_id: Any) -> None:
+        """Wait until the server has the task run's final state (its events delivered and recorded)."""
+        deadline = time.monotonic() + AFTER_TASK_WAIT_S
+        with self.api() as client:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(Exception):
+                    state = client.read_task_run(task_run_id).state
+                    if state is not None and state.is_final():
+                        return
+                time.sleep(0.01)
+
+
+def _client() -> Any:
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
+
+
+def _is_async(fn: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
