@@ -27,7 +27,17 @@ from harness.policies.conditions import (
 from harness.scenario.resolve import resolve_function, tasks_of
 from harness.scenario.strategy import Policy
 
-TASK_OPTIONS = ("retries", "retry_delay_seconds", "retry_jitter_factor", "retry_condition_fn", "timeout_seconds")
+TASK_OPTIONS = (
+    "retries",
+    "retry_delay_seconds",
+    "retry_jitter_factor",
+    "retry_condition_fn",
+    "timeout_seconds",
+    "persist_result",
+    "cache_policy",
+    "cache_expiration",
+    "cache_key_fn",
+)
 
 
 class CallLog:

@@ -9,6 +9,7 @@ jitter, a retry condition, a timeout, flow retries). Applying one to a run is
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -20,6 +21,7 @@ from pydantic import (
     NonNegativeInt,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
@@ -87,6 +89,49 @@ RetryCondition = Annotated[
 ]
 
 
+CACHE_POLICIES = ("default", "none", "inputs", "task_source", "flow_parameters", "run_id")
+
+
+def _cache_policy(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"cache_policy is a policy's name, or names joined by `+`, got {value!r}")
+    parts = [p.strip() for p in value.split("+")]
+    for part in parts:
+        if part not in CACHE_POLICIES:
+            raise ValueError(f"unknown cache policy {part!r}{did_you_mean(part, CACHE_POLICIES)}")
+    if len(parts) > 1 and ("none" in parts or "default" in parts):
+        raise ValueError(f"`none` and `default` stand alone: join only {', '.join(CACHE_POLICIES[2:])} with `+`")
+    return "+".join(parts)
+
+
+CachePolicyName = Annotated[
+    str,
+    BeforeValidator(_cache_policy),
+    WithJsonSchema(
+        {"type": "string", "pattern": rf"^({'|'.join(CACHE_POLICIES)})(\s*\+\s*({'|'.join(CACHE_POLICIES[2:])}))*$"}
+    ),
+]
+
+
+def prefect_cache_policy(name: str) -> Any:
+    """Prefect's own policy object for ``name`` (``inputs+task_source`` is Prefect's compound policy)."""
+    import prefect.cache_policies as policies
+
+    objects = {
+        "default": policies.DEFAULT,
+        "none": policies.NO_CACHE,
+        "inputs": policies.INPUTS,
+        "task_source": policies.TASK_SOURCE,
+        "flow_parameters": policies.FLOW_PARAMETERS,
+        "run_id": policies.RUN_ID,
+    }
+    parts = [objects[p] for p in name.split("+")]
+    out = parts[0]
+    for part in parts[1:]:
+        out = out + part
+    return out
+
+
 class Policy(_Model):
     """A named fault-tolerance strategy, applied to the tasks whose names match ``tasks``."""
 
@@ -132,6 +177,27 @@ class Policy(_Model):
         default=None, description="@flow(retry_delay_seconds=...): seconds before a flow retry."
     )
 
+    persist_result: bool | None = Field(
+        default=None, description="@task(persist_result=...): write each task run's result to the result storage."
+    )
+    cache_policy: CachePolicyName | None = Field(
+        default=None,
+        description="@task(cache_policy=...): Prefect's policy, `default` (inputs, task source and the flow run's "
+        "id), `none`, `inputs`, `task_source`, `flow_parameters`, `run_id`, or several joined by `+`.",
+    )
+    cache_expiration: NonNegativeFloat | None = Field(
+        default=None, description="@task(cache_expiration=...): seconds a cached result is used for."
+    )
+
+    @model_validator(mode="after")
+    def _cache_needs_results(self) -> Policy:
+        if self.persist_result is False and self.cache_policy not in (None, "none"):
+            raise ValueError(
+                f"persist_result: false with cache_policy: {self.cache_policy}: Prefect ignores a cache policy "
+                "when results are not persisted; drop one of them"
+            )
+        return self
+
     @field_validator("retry_condition")
     @classmethod
     def _condition(cls, value: str | None) -> str | None:
@@ -164,6 +230,9 @@ class Policy(_Model):
                     self.retry_jitter_factor,
                     self.retry_condition,
                     self.timeout_seconds,
+                    self.persist_result,
+                    self.cache_policy,
+                    self.cache_expiration,
                 )
             )
             or self.honour_retry_after
@@ -186,6 +255,12 @@ class Policy(_Model):
             out["retry_jitter_factor"] = self.retry_jitter_factor
         if self.timeout_seconds is not None:
             out["timeout_seconds"] = self.timeout_seconds
+        if self.persist_result is not None:
+            out["persist_result"] = self.persist_result
+        if self.cache_policy is not None:
+            out["cache_policy"] = prefect_cache_policy(self.cache_policy)
+        if self.cache_expiration is not None:
+            out["cache_expiration"] = timedelta(seconds=self.cache_expiration)
         return out
 
     def task_options(self) -> str:
@@ -204,6 +279,12 @@ class Policy(_Model):
             parts.append(f"retry_condition_fn={condition}")
         if self.timeout_seconds is not None:
             parts.append(f"timeout_seconds={_num(self.timeout_seconds)}")
+        if self.persist_result is not None:
+            parts.append(f"persist_result={self.persist_result}")
+        if self.cache_policy is not None:
+            parts.append(f"cache_policy={' + '.join(p.upper() for p in self.cache_policy.split('+'))}")
+        if self.cache_expiration is not None:
+            parts.append(f"cache_expiration=timedelta(seconds={_num(self.cache_expiration)})")
         text = f"@task({', '.join(parts)})" if parts else ""
         if text and self.tasks != "*":
             text += f" on tasks {self.tasks!r}"
@@ -262,6 +343,12 @@ PRESETS: dict[str, Policy] = {
             retry_delay_seconds=1,
             retry_condition="transient",
             honour_retry_after=True,
+        ),
+        Policy(
+            name="cached",
+            description="results persisted and cached on the task's inputs and source: a new flow run reuses them",
+            persist_result=True,
+            cache_policy="inputs+task_source",
         ),
         Policy(
             name="temporal",
