@@ -52,8 +52,11 @@ def main() -> None:
     scenario = job["scenario"]
     session = Session(job["real_time"], job["time_limit"], job["transport"], server=_Given(job))
 
+    sending = threading.Lock()  # snapshots come from the flow's threads: one message at a time on the pipe
+
     def report(snapshot: Snapshot) -> None:
-        send(report_fd, snapshot)
+        with sending:
+            send(report_fd, snapshot)
 
     trigger = Trigger(scenario.crash, report)
     error = ""

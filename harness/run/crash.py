@@ -244,7 +244,7 @@ class Spare:
             assert session.server is not None
             spare = session.memo["crash-spare"] = cls(session.server.environment())
             session.on_close(spare.close)
-        return spare  # type: ignore[no-any-return]
+        return spare
 
     def _start(self) -> None:
         read, write = os.pipe()
@@ -290,6 +290,8 @@ class Spare:
             stderr = process.stderr.read().decode(errors="replace") if process.stderr is not None else ""
             if process.stderr is not None:
                 process.stderr.close()
+        if os.environ.get("HARNESS_DEBUG_CRASH"):
+            print(stderr, file=sys.stderr)
         if last is None:
             raise CrashError(
                 f"the crashing run of scenario {scenario.name!r} ended (exit code {process.returncode}) "
@@ -358,6 +360,7 @@ class Trigger:
         self.snapshot = snapshot
         at = self.crash.at
         with contextlib.ExitStack() as stack:
+            recorder.listeners.append(self._after_fire)  # Prefect may end the process as it handles a signal
             if at.point in ("before_task", "after_return"):
                 method = "begin_run" if at.point == "before_task" else "handle_success"
                 for engine in ("SyncTaskRunEngine", "AsyncTaskRunEngine"):
@@ -432,6 +435,12 @@ class Trigger:
             self.calls += 1
             if self.calls == at.n:
                 self.fire()
+
+    def _after_fire(self) -> None:
+        """Once the point is passed, each hook and state Prefect records is sent at once: Prefect's handling of
+        SIGTERM ends the process itself (it signals it again once the run is marked Crashed)."""
+        if self.fired.is_set() and self.snapshot is not None:
+            self.report(self.snapshot(False, True))
 
     def fire(self, engine: Any = None) -> None:
         """Send what is known, then die as ``how`` says (once: a point is reached once)."""

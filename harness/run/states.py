@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -80,6 +81,7 @@ class Recorder:
         # (flow | task, its name, hook kind, the flow run's id), as they ran: ``outcome_of`` tells the scenario's
         # flow run from the others (its subflows, a flow run the flow started in a thread of its own)
         self.hooks: list[tuple[str, str, str, Any]] = []
+        self.listeners: list[Callable[[], None]] = []  # told of each hook and state recorded (a crash's snapshots)
 
     def hook_ran(self, engine: Any, state: Any, hook: Any) -> None:
         """A state hook Prefect is about to call, from ``engine``'s ``call_hooks`` for ``state`` (``hooks``).
@@ -100,6 +102,8 @@ class Recorder:
             entry = ("unknown", "", "unknown", None)
         with self._lock:
             self.hooks.append(entry)
+        for heard in self.listeners:
+            heard()
 
     def drew(self, delay: float) -> None:
         """The retry delay Prefect's jitter just drew, in the task run's own thread (``hooks``)."""
@@ -178,6 +182,8 @@ class Recorder:
                     delay = round(max(drawn, 0.0), 3)
                 rec.delays.append(delay)
                 self._pending.append((scheduled, delay))
+        for heard in self.listeners:
+            heard()
         if state.name in RETRY_STATES:
             from prefect.context import FlowRunContext
 

@@ -88,7 +88,7 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
     known = {task.name for task in tasks_of(flow)}
     if known:
         hooked = scenario.expect.hooks.tasks if scenario.expect.hooks is not None else {}
-        named: list[tuple[tuple[str, ...], str]] = [(("expect", "tasks", n), n) for n in scenario.expect.tasks]
+        named: list[tuple[tuple[str | int, ...], str]] = [(("expect", "tasks", n), n) for n in scenario.expect.tasks]
         named += [(("expect", "hooks", "tasks", n), n) for n in hooked]
         named += [
             (("expect", "flow_runs", i, "tasks", n), n)

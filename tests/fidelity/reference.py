@@ -532,8 +532,21 @@ def with_strategy(module: Any, flow: Any, strategy: dict[str, Any] | None, route
     if not strategy:
         yield flow
         return
-    names = {"retries", "retry_delay_seconds", "retry_jitter_factor", "timeout_seconds"}
+    names = {"retries", "retry_delay_seconds", "retry_jitter_factor", "timeout_seconds", "persist_result"}
     options = {k: v for k, v in strategy.items() if k in names}
+    if "cache_policy" in strategy:  # Prefect's policies by name, "+" their compound
+        from prefect import cache_policies
+
+        names = [{"none": "NO_CACHE"}.get(p, p.upper()) for p in strategy["cache_policy"].split("+")]
+        parts = [getattr(cache_policies, name) for name in names]
+        policy = parts[0]
+        for part in parts[1:]:
+            policy = policy + part
+        options["cache_policy"] = policy
+    if "cache_expiration" in strategy:
+        from datetime import timedelta
+
+        options["cache_expiration"] = timedelta(seconds=strategy["cache_expiration"])
     if "retry_delay_seconds" in options:
         options["retry_delay_seconds"] = delays(options["retry_delay_seconds"], options.get("retries", 0))
     if strategy.get("retry_condition") == "transient" or strategy.get("honour_retry_after"):
