@@ -12,7 +12,6 @@ import os
 import pickle
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -21,34 +20,8 @@ from typing import Any
 
 from harness.run.forked import Forkserver, HandedServer, hand_over
 from harness.run.kept import reuse_requested
+from harness.run.pipes import receive, send
 from harness.run.server import PrefectServer
-
-_HEAD = struct.Struct("!Q")
-
-
-def send(fd: int, message: Any) -> None:
-    """Write one message; ``BrokenPipeError`` when the other side is gone."""
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_HEAD.pack(len(data)) + data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read(fd: int, n: int) -> bytes:
-    chunks, left = [], n
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            raise EOFError("the other side of the pipe is gone")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def receive(fd: int) -> Any:
-    """Read one message; ``EOFError`` when the other side is gone."""
-    (n,) = _HEAD.unpack(_read(fd, _HEAD.size))
-    return pickle.loads(_read(fd, n))
 
 
 def session_options(verbose: bool = False, **session: Any) -> dict[str, Any]:

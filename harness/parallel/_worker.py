@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.parallel._process import receive, send
 from harness.parallel.jobs import Failed, portable
+from harness.run.pipes import receive, send
 
 
 def _stop(signum: int, frame: Any) -> None:

@@ -39,8 +39,8 @@ def main() -> None:
     import prefect.flow_engine  # noqa: F401  (imported while waiting: the job starts at once)
     import prefect.task_engine  # noqa: F401
 
-    from harness.parallel._process import receive, send
     from harness.run.crash import Snapshot, Trigger
+    from harness.run.pipes import receive, send
     from harness.run.session import Session
 
     try:

@@ -42,6 +42,7 @@ from harness.run.clock import Clock
 from harness.run.injector import Call
 from harness.run.internals import TE, wrap
 from harness.run.outcome import Outcome, StateInfo, TaskRun, history_of, hooks_of, task_runs_of
+from harness.run.pipes import receive, send
 from harness.run.process import scratch_folder
 from harness.scenario.model import Crash, Scenario
 
@@ -263,7 +264,6 @@ class Spare:
 
     def run(self, job: dict[str, Any], time_limit: float | None, scenario: Scenario) -> Snapshot:
         """Send ``job`` to the waiting process, read its snapshots until it exits; start the next spare."""
-        from harness.parallel._process import receive, send
 
         process, reports = self.process, self.reports
         assert process is not None and process.stdin is not None
