@@ -8,6 +8,7 @@ import io
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -23,6 +24,7 @@ def parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_validate(sub)
     _add_explore(sub)
+    _add_crashes(sub)
     _add_coverage(sub)
     _add_schema(sub)
     _add_record(sub)
@@ -251,6 +253,31 @@ def _add_explore(sub: Any) -> None:
     )
     _add_timeout(cmd, "one run")
     cmd.set_defaults(func=_explore, runs_flows=True)
+
+
+def _add_crashes(sub: Any) -> None:
+    """`harness crashes`: crash the flow at every point of a run, run it again, compare the data."""
+    cmd = sub.add_parser(
+        "crashes",
+        help="crash the flow at every point of a run and run it again: which points lose or duplicate data",
+        description=(
+            "Run the scenario once without a crash, then once per point it went through (each task run's "
+            "before_task, after_return, after_commit and after_task, each call's after_call), its process "
+            "killed there and the flow run again. A point passes when the last run ends in the same state as the "
+            "run without a crash and its data query reads the same rows. Exit 0 when every point passes, 1 when "
+            "one does not (--write writes those points as scenarios that fail the same way), 2 on bad input."
+        ),
+    )
+    cmd.add_argument("scenario_file", help="scenario file: its flow, parameters and endpoints")
+    cmd.add_argument("--name", metavar="NAME", help="the document to sweep (default: the file's first)")
+    cmd.add_argument("--how", choices=("kill", "terminate", "interrupt"), default="kill", help="how the process dies")
+    cmd.add_argument("--reruns", type=int, default=1, metavar="N", help="runs after each crash (default 1)")
+    cmd.add_argument("--strategy", metavar="NAME", help="a strategy of the scenario's, or a preset (cached, ...)")
+    cmd.add_argument("--json", metavar="FILE", help="the points as JSON")
+    cmd.add_argument("--markdown", metavar="FILE", help="the points as a Markdown table")
+    cmd.add_argument("--write", metavar="FILE", help="write the failing points as scenarios to FILE")
+    _add_timeout(cmd, "one run")
+    cmd.set_defaults(func=_crashes, runs_flows=True)
 
 
 def _add_timeout(cmd: Any, what: str) -> None:
@@ -553,6 +580,52 @@ def _explore(args: argparse.Namespace) -> int:
     note = import_note(scenario, args.out)
     if note:
         print(note)
+    return EXIT_FAILED
+
+
+def _crashes(args: argparse.Namespace) -> int:
+    import time
+
+    from harness._errors import UsageError
+    from harness.crashes import as_markdown, sweep, table, to_json, write
+    from harness.scenario.strategy import resolve
+
+    if args.reruns < 1:
+        raise UsageError("{reruns} must be at least 1: a crash is judged by the run after it", "reruns")
+    args.scenario = args.name
+    scenario = _explored_scenario(args)
+    if scenario is None:
+        return EXIT_INVALID
+    policy = None
+    if args.strategy is not None:
+        defined = {name: case.policy for name, case in scenario.strategies.items()}
+        try:
+            policy = resolve(args.strategy, defined)
+        except KeyError as exc:
+            raise UsageError(f"{{strategy}}: {exc.args[0]}", "strategy") from None
+    started = time.perf_counter()
+    label = f"crashes: {scenario.name}{_scenario_note(args)}"
+    print(f"crashing {scenario.name!r}{_scenario_note(args)} at every point ({args.how}, {args.reruns} rerun(s))")
+    with _session(args) as session, contextlib.ExitStack() as bars, contextlib.redirect_stdout(io.StringIO()):
+        result = sweep(  # the flows' own prints go nowhere
+            session,
+            scenario,
+            how=args.how,
+            reruns=args.reruns,
+            policy=policy,
+            progress=lambda total: bars.enter_context(_progress(label, total)),
+        )
+    for line in table(result):
+        print(line)
+    print(f"{result.summary()}; total {time.perf_counter() - started:.1f} s")
+    if args.json:
+        Path(args.json).write_text(to_json(result))
+    if args.markdown:
+        Path(args.markdown).write_text(as_markdown(result))
+    if not result.failing:
+        return EXIT_OK
+    if args.write:
+        print(f"wrote {write(result, args.write)}: each scenario fails as its point does, until the flow is fixed")
     return EXIT_FAILED
 
 
