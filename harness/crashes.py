@@ -20,6 +20,7 @@ from typing import Any
 
 from harness._errors import HarnessError, shown
 from harness.checking.baseline import row_difference
+from harness.run.crash import Crashing, Template, run_history
 from harness.run.outcome import Outcome, StateInfo
 from harness.run.session import Session
 from harness.scenario.model import Crash, CrashAt, Scenario
@@ -95,24 +96,39 @@ def sweep(
     progress: Callable[[int], Callable[[], None]] = lambda total: lambda: None,
 ) -> Sweep:
     """Run ``scenario`` without a crash, then crashed at each point it went through, ``reruns`` times again."""
+    Template.of(session)  # its imports, beside the run without a crash
     plain_run = scenario.model_copy(update={"crash": None, "reruns": None, "strategies": {}})
     target = session.run(plain_run, policy=policy)
     at_points = points_of(target)
     results: list[PointResult] = []
     advance = progress(len(at_points))
-    for at in at_points:
-        crashed = plain_run.model_copy(update={"crash": Crash(at=at, how=how), "reruns": reruns})
-        try:
-            outcome = session.run(crashed, policy=policy)
-        except HarnessError as exc:
-            results.append(PointResult(at, error=str(exc).splitlines()[0]))
-        else:
-            diff = row_difference(outcome.sqlite, target.sqlite) if target.sqlite is not None else None
-            missing, duplicated = diff if diff is not None else (0.0, 0.0)
-            again = sum(1 for run in outcome.runs[1:] for t in run.tasks if t.state.name != "Cached")
-            results.append(PointResult(at, outcome.flow, again, len(outcome.calls), missing, duplicated))
-        advance()
+    histories = [plain_run.model_copy(update={"crash": Crash(at=at, how=how), "reruns": reruns}) for at in at_points]
+    # Each point's crashing run starts while this process runs the reruns of the point before it.
+    ahead: Crashing | None = None
+    try:
+        for i, (at, crashed) in enumerate(zip(at_points, histories, strict=True)):
+            try:
+                crashing, ahead = ahead or Crashing(session, crashed, policy=policy), None
+                if i + 1 < len(histories):
+                    ahead = Crashing(session, histories[i + 1], policy=policy)
+                outcome = run_history(session, crashed, policy=policy, crashing=crashing)
+            except HarnessError as exc:
+                results.append(PointResult(at, error=str(exc).splitlines()[0]))
+            else:
+                results.append(_judged(crashed, outcome, target))
+            advance()
+    finally:
+        if ahead is not None:
+            ahead.abandon()
     return Sweep(scenario, how, reruns, target, tuple(results))
+
+
+def _judged(crashed: Scenario, outcome: Outcome, target: Outcome) -> PointResult:
+    assert crashed.crash is not None
+    diff = row_difference(outcome.sqlite, target.sqlite) if target.sqlite is not None else None
+    missing, duplicated = diff if diff is not None else (0.0, 0.0)
+    again = sum(1 for run in outcome.runs[1:] for t in run.tasks if t.state.name != "Cached")
+    return PointResult(crashed.crash.at, outcome.flow, again, len(outcome.calls), missing, duplicated)
 
 
 def table(result: Sweep) -> list[str]:

@@ -1,20 +1,29 @@
-"""The crashing run's program: ``python -m harness.run._crashing REPORT_FD PARENT_PID``.
+"""The crashing runs' template: ``python -m harness.run._crashing SOCKET_FD``.
 
-Started ahead of need by ``crash.Spare``: it imports Prefect and the
-harness, then waits for its one job on standard input (a scenario, its
-history and the session's server). It runs the flow on its main thread (so
-that Prefect installs its SIGTERM handler), with the crash point armed; the
-point sends a snapshot through REPORT_FD and signals this process. When it
-exits by a handled signal, or because the run ended first, it sends a last
-snapshot. If the process that started it is gone, it removes the history's
+Started once per session by ``crash.Template``. It reads the session's
+setup from its socket, imports Prefect and the harness (no thread starts),
+then forks one child per request, each given its job and report pipes over
+the socket (``socket.recv_fds``). It exits when the socket closes: the
+session closed, or the harness is gone.
+
+A child warms up (the session's settings, a first client of the server),
+sends its pid, and waits for its job: a scenario, its history and how to
+run it. It runs the flow on its main thread (so that Prefect installs its
+SIGTERM handler) with the crash point armed; the point sends a snapshot and
+signals the process. What Prefect records after a handled signal is sent as
+it comes (Prefect ends the process itself); if the run ends otherwise, a
+last snapshot says how. A child whose harness is gone removes the history's
 folder and exits: killing the harness leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
+import signal
+import socket
 import sys
 import threading
 import time
@@ -22,46 +31,73 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-
-def _exit_with_parent(parent: int, folder: list[Path]) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.2)
-    for path in folder:
-        shutil.rmtree(path, ignore_errors=True)
-    os._exit(1)
+from harness.run.pipes import receive, send
 
 
 def main() -> None:
-    report_fd, parent = int(sys.argv[1]), int(sys.argv[2])
-    folders: list[Path] = []
-    threading.Thread(target=_exit_with_parent, args=(parent, folders), daemon=True).start()
-
-    import prefect.flow_engine  # noqa: F401  (imported while waiting: the job starts at once)
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    try:
+        setup: dict[str, Any] = receive(sock.fileno())
+    except EOFError:
+        return
+    sys.path[:] = setup["sys_path"]
+    import prefect.flow_engine  # noqa: F401  (imported once, here: each child starts with it)
     import prefect.task_engine  # noqa: F401
 
+    import harness.run.crash  # noqa: F401
+    import harness.run.session  # noqa: F401
+
+    assert threading.active_count() == 1, "a process forks safely only before any thread starts"
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped as they end
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 16, 2)
+        except OSError:
+            return
+        if not message:
+            return  # the session closed, or the harness is gone
+        if os.fork() == 0:
+            sock.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            try:
+                child(setup, *fds)
+            finally:
+                os._exit(0)
+        for fd in fds:
+            os.close(fd)
+
+
+def child(setup: dict[str, Any], jobs: int, reports: int) -> None:
     from harness.run.crash import Snapshot, Trigger
-    from harness.run.pipes import receive, send
     from harness.run.session import Session
 
+    folders: list[Path] = []
+    threading.Thread(target=_exit_with(setup["harness"], folders), daemon=True).start()
+    session = Session(False, setup["time_limit"], setup["transport"], server=_Given(setup))
+    with contextlib.suppress(Exception), session.api() as client:  # warm while the runs before it go on
+        client.hello()
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.instance()  # its websocket to the server, opened once
+    send(reports, os.getpid())
     try:
-        job: dict[str, Any] = receive(0)
+        job: dict[str, Any] = receive(jobs)
     except EOFError:  # never given a job: the session closed
+        session.close()
         return
     folders.append(job["history"].folder)
-    sys.path[:] = job["sys_path"]
-    scenario = job["scenario"]
-    session = Session(job["real_time"], job["time_limit"], job["transport"], server=_Given(job))
-
     sending = threading.Lock()  # snapshots come from the flow's threads: one message at a time on the pipe
 
     def report(snapshot: Snapshot) -> None:
         with sending:
-            send(report_fd, snapshot)
+            send(reports, snapshot)
 
-    trigger = Trigger(scenario.crash, report)
+    trigger = Trigger(job["scenario"].crash, report)
     error = ""
     try:
-        session.run(scenario, policy=job["policy"], history=job["history"], crash=trigger)
+        session.run(
+            job["scenario"], real_time=job["real_time"], policy=job["policy"], history=job["history"], crash=trigger
+        )
     except BaseException as exc:  # noqa: BLE001 (the signal's own ending: TerminationSignal, KeyboardInterrupt)
         if not trigger.fired.is_set():
             error = "".join(traceback.format_exception(exc))
@@ -70,17 +106,30 @@ def main() -> None:
     elif error:
         report(Snapshot(True, False, None, (), (), (), 0.0, 0.0, [], error=error))
     session.close()  # Prefect's events reach the server, as at a process's exit
-    os.close(report_fd)
-    os._exit(0)
+
+
+def _exit_with(harness: int, folders: list[Path]) -> Any:
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(harness, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        for path in folders:
+            shutil.rmtree(path, ignore_errors=True)
+        os._exit(1)
+
+    return watch
 
 
 class _Given:
     """The session's server, run by the harness: used, never started or stopped here."""
 
-    def __init__(self, job: dict[str, Any]) -> None:
-        self.api_url = job["server"]["api_url"]
-        self.port = job["server"]["port"]
-        self._environment = job["environment"]
+    def __init__(self, setup: dict[str, Any]) -> None:
+        self.api_url = setup["server"]["api_url"]
+        self.port = setup["server"]["port"]
+        self._environment = setup["environment"]
         self.started_at = self.ready_at = time.perf_counter()
 
     @property

@@ -3,8 +3,9 @@
 A scenario with ``crash:`` or ``reruns`` is a history of flow runs sharing
 one working directory (its data), one result storage (its cache), the
 endpoints' schedules and the virtual clock (``History``). The crashing run
-executes in a process of its own (``_crashing``, started ahead of need and
-waiting, Prefect imported: ``Spare``), on the session's server; at the
+executes in a process of its own, forked from a template that imported
+Prefect and the harness and started no thread (``Template``, ``_crashing``),
+ahead of need, on the session's server; at the
 crash point it sends what the harness must know of the run (a ``Snapshot``:
 task runs, calls, hooks, clock, schedules) through a pipe, then signals
 itself: SIGKILL (nothing more happens), SIGTERM (Prefect's own handler on
@@ -26,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -78,16 +81,16 @@ class History:
         return self.folder / "results"
 
     @classmethod
-    @contextlib.contextmanager
-    def made(cls, scenario: Scenario) -> Iterator[History]:
+    def made(cls, scenario: Scenario) -> History:
+        """A new history's folder (``close`` removes it)."""
         folder = Path(scratch_folder("harness-history-"))
         history = cls(folder, scenario.rerun_after)
         history.workdir.mkdir()
         history.storage.mkdir()
-        try:
-            yield history
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        return history
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     @contextlib.contextmanager
     def entered(self) -> Iterator[Path]:
@@ -131,16 +134,24 @@ class History:
 
 
 def run_history(
-    session: Session, scenario: Scenario, *, real_time: bool | None = None, policy: Policy | None = None
+    session: Session,
+    scenario: Scenario,
+    *,
+    real_time: bool | None = None,
+    policy: Policy | None = None,
+    crashing: Crashing | None = None,
 ) -> Outcome:
-    """Every flow run of ``scenario``: the first (crashing in a process of its own, with ``crash:``), then its
-    reruns in this one; their outcome as one (``outcome.history_of``)."""
-    outcomes: list[Outcome] = []
-    with History.made(scenario) as history:
-        if scenario.crash is not None:
-            outcomes.append(crashed_run(session, scenario, history, real_time=real_time, policy=policy))
+    """Every flow run of ``scenario``: the first (crashing in a process of its own, with ``crash:``; or
+    ``crashing``, started already), then its reruns in this one; their outcome as one (``outcome.history_of``)."""
+    if crashing is None and scenario.crash is not None:
+        crashing = Crashing(session, scenario, real_time=real_time, policy=policy)
+    history = crashing.history if crashing is not None else History.made(scenario)
+    try:
+        outcomes = [crashing.outcome()] if crashing is not None else []
         while len(outcomes) < scenario.runs:
             outcomes.append(session.run(scenario, real_time=real_time, policy=policy, history=history))
+    finally:
+        history.close()
     crashed = f"{scenario.crash.at} ({scenario.crash.how})" if scenario.crash is not None else ""
     return history_of(outcomes, crashed)
 
@@ -165,156 +176,246 @@ class Snapshot:
     error: str = ""  # the run raised something else: its traceback
 
 
-def crashed_run(
-    session: Session, scenario: Scenario, history: History, *, real_time: bool | None, policy: Policy | None
-) -> Outcome:
-    """The first run of the history, in a process of its own that dies at ``scenario.crash``."""
-    from harness.run.session import _query, data_query
-    from harness.scenario.resolve import resolve_flow
+class Crashing:
+    """The first run of a history, under way in a process of its own that dies at ``scenario.crash``.
 
-    assert scenario.crash is not None and session.server is not None
-    started = time.perf_counter()
-    job = {
-        "scenario": scenario,
-        "policy": policy,
-        "real_time": session.real_time if real_time is None else real_time,
-        "time_limit": session.time_limit,
-        "transport": session.transport,
-        "server": {"api_url": session.server.api_url, "port": session.server.port},
-        "environment": session.server.environment(),
-        "history": history,
-        "sys_path": list(sys.path),
-    }
-    snapshot = Spare.of(session).run(job, session.time_limit, scenario)
-    wall = time.perf_counter() - started
-    where = f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line_of('crash')})"
-    if snapshot.error:
-        raise CrashError(f"{where}: the crashing run failed in its process:\n{snapshot.error}")
-    if not snapshot.reached:
-        raise CrashError(
-            f"{where}: the flow ended without reaching the crash point `{scenario.crash.at}` "
-            f"(ran: {', '.join(dict.fromkeys(t.name for t in snapshot.tasks)) or 'no task'}; "
-            f"calls: {len(snapshot.calls)})"
-        )
-    history.went_on(snapshot.compute, snapshot.skipped, snapshot.positions)
-    with session.api() as client:  # what the server kept of the flow run
-        state = client.read_flow_run(snapshot.flow_run_id).state
-    flow = StateInfo(state.type.value, state.name, state.message) if state else StateInfo("PENDING", "Pending", None)
-    query = data_query(scenario, resolve_flow(scenario.flow, base=scenario.path.parent))
-    sqlite_value, sqlite_error = _query(history.workdir, query)
-    counts = {e.request.text: 0 for e in scenario.endpoints}
-    for call in snapshot.calls:
-        if call.endpoint is not None:
-            counts[call.endpoint] += 1
-    return Outcome(
-        scenario=scenario.name,
-        flow=flow,
-        tasks=snapshot.tasks,
-        calls=snapshot.calls,
-        counts=counts,
-        result=None,
-        wall_s=wall,
-        virtual_s=snapshot.compute + snapshot.skipped,
-        timeline=snapshot.timeline,
-        sqlite=sqlite_value,
-        sqlite_error=sqlite_error,
-        seed=scenario.seed,
-        waited_s=snapshot.skipped,
-        hooks=hooks_of(list(snapshot.hooks), snapshot.flow_run_id),
-    )
-
-
-class Spare:
-    """A process for the next crashing run, started ahead of need: Prefect and the harness imported, waiting.
-
-    One per session, replaced as soon as it is taken. It dies with the
-    process that started it (and removes the history it was given), so
-    killing the harness leaves no process and no folder behind.
+    Started at once (a sweep starts the next point's while this process runs
+    the reruns of the last); ``outcome`` waits for it and reads back what the
+    server kept of its flow run.
     """
 
-    def __init__(self, environment: dict[str, str]) -> None:
-        self.environment = environment
+    def __init__(
+        self, session: Session, scenario: Scenario, *, real_time: bool | None = None, policy: Policy | None = None
+    ) -> None:
+        assert scenario.crash is not None and session.server is not None
+        self.session, self.scenario = session, scenario
+        self.history = History.made(scenario)
+        self.started = time.perf_counter()
+        job = {
+            "scenario": scenario,
+            "policy": policy,
+            "real_time": session.real_time if real_time is None else real_time,
+            "history": self.history,
+        }
+        try:
+            self.child = Template.of(session).start(job)
+        except BaseException:
+            self.history.close()
+            raise
+
+    def abandon(self) -> None:
+        """Not waited for after all: its process is killed and its history removed."""
+        self.child.kill()
+        self.child.close()
+        self.history.close()
+
+    def outcome(self) -> Outcome:
+        from harness.run.session import _query, data_query
+        from harness.scenario.resolve import resolve_flow
+
+        scenario, history, crash = self.scenario, self.history, self.scenario.crash
+        assert crash is not None
+        snapshot = self.child.collect(self.session.time_limit)
+        wall = time.perf_counter() - self.started
+        where = f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line_of('crash')})"
+        if snapshot is None:
+            log = Template.of(self.session).log
+            raise CrashError(f"{where}: the crashing run ended before it reported anything:\n{_tail(log)}")
+        if snapshot.error:
+            raise CrashError(f"{where}: the crashing run failed in its process:\n{snapshot.error}")
+        if not snapshot.reached:
+            raise CrashError(
+                f"{where}: the flow ended without reaching the crash point `{crash.at}` "
+                f"(ran: {', '.join(dict.fromkeys(t.name for t in snapshot.tasks)) or 'no task'}; "
+                f"calls: {len(snapshot.calls)})"
+            )
+        history.went_on(snapshot.compute, snapshot.skipped, snapshot.positions)
+        with self.session.api() as client:  # what the server kept of the flow run
+            state = client.read_flow_run(snapshot.flow_run_id).state
+        flow = (
+            StateInfo(state.type.value, state.name, state.message) if state else StateInfo("PENDING", "Pending", None)
+        )
+        query = data_query(scenario, resolve_flow(scenario.flow, base=scenario.path.parent))
+        sqlite_value, sqlite_error = _query(history.workdir, query)
+        counts = {e.request.text: 0 for e in scenario.endpoints}
+        for call in snapshot.calls:
+            if call.endpoint is not None:
+                counts[call.endpoint] += 1
+        return Outcome(
+            scenario=scenario.name,
+            flow=flow,
+            tasks=snapshot.tasks,
+            calls=snapshot.calls,
+            counts=counts,
+            result=None,
+            wall_s=wall,
+            virtual_s=snapshot.compute + snapshot.skipped,
+            timeline=snapshot.timeline,
+            sqlite=sqlite_value,
+            sqlite_error=sqlite_error,
+            seed=scenario.seed,
+            waited_s=snapshot.skipped,
+            hooks=hooks_of(list(snapshot.hooks), snapshot.flow_run_id),
+        )
+
+
+class Template:
+    """Where the crashing runs' processes come from: one process per session that imported Prefect, the harness
+    and nothing more (no thread), forking one child per run.
+
+    A child is forked ahead of need and warms up (the session's settings, a
+    first client of the server) while the runs before it go on; the run
+    takes it, and the next is forked. A child dies with the harness (and
+    removes the history it was given); the template ends when the session
+    closes or the harness is gone, so nothing outlives either.
+    """
+
+    def __init__(self, session: Session) -> None:
+        assert session.server is not None
+        server = session.server
+        self.environment = server.environment()
+        self.setup = {  # what each child warms up with: the session's server and options
+            "server": {"api_url": server.api_url, "port": server.port},
+            "environment": self.environment,
+            "time_limit": session.time_limit,
+            "transport": session.transport,
+            "sys_path": list(sys.path),
+            "harness": os.getpid(),
+        }
+        self.folder = Path(scratch_folder("harness-crash-"))
+        self.log = self.folder / "crashing.log"
         self.process: subprocess.Popen[bytes] | None = None
-        self.reports = -1
-        self._start()
+        self._socket: socket.socket | None = None
+        self._spare: _Child | None = None
+        self._start()  # importing takes a second or two: at once, beside whatever the session does meanwhile
 
     @classmethod
-    def of(cls, session: Session) -> Spare:
-        spare = session.memo.get("crash-spare")
-        if spare is None:
-            assert session.server is not None
-            spare = session.memo["crash-spare"] = cls(session.server.environment())
-            session.on_close(spare.close)
-        return spare
+    def of(cls, session: Session) -> Template:
+        """The session's template, started at its first call (``harness crashes`` calls it before the session's
+        first run, so that it imports while the server starts)."""
+        template = session.memo.get("crash-template")
+        if template is None:
+            template = session.memo["crash-template"] = cls(session)
+            session.on_close(template.close)
+        return template
 
     def _start(self) -> None:
-        read, write = os.pipe()
-        env = {**os.environ, **self.environment}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "harness.run._crashing", str(write), str(os.getpid())],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            pass_fds=(write,),
-            start_new_session=True,  # a Ctrl-C reaches the harness, which ends it
-        )
-        os.close(write)
-        self.reports = read
+        ours, theirs = socket.socketpair()
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "harness.run._crashing", str(theirs.fileno())],
+                env={**os.environ, **self.environment},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,  # a Ctrl-C reaches the harness, which ends it
+            )
+        theirs.close()
+        self._socket = ours
+        send(ours.fileno(), self.setup)
 
-    def run(self, job: dict[str, Any], time_limit: float | None, scenario: Scenario) -> Snapshot:
-        """Send ``job`` to the waiting process, read its snapshots until it exits; start the next spare."""
-
-        process, reports = self.process, self.reports
-        assert process is not None and process.stdin is not None
-        self._start()
-        last: Snapshot | None = None
+    def _fork(self) -> _Child:
+        """A new child of the template, warming up for the next run (the template started again if it died)."""
+        if self.process is None or self.process.poll() is not None:
+            self._start()
+        assert self._socket is not None
+        job_read, job_write = os.pipe()
+        report_read, report_write = os.pipe()
         try:
-            send(process.stdin.fileno(), job)
-            process.stdin.close()
-            while True:
-                try:
-                    last = receive(reports)
-                except EOFError:
-                    break
+            socket.send_fds(self._socket, [b"fork"], [job_read, report_write])
+        finally:
+            os.close(job_read)
+            os.close(report_write)
+        return _Child(job_write, report_read)
+
+    def start(self, job: dict[str, Any]) -> _Child:
+        """Send ``job`` to a warm child (forking the next meanwhile); collect its snapshots from what it returns."""
+        child = self._spare if self._spare is not None and self.process is not None else None
+        if child is None or self.process is None or self.process.poll() is not None:
+            child = self._fork()
+        self._spare = self._fork()  # warming up while this one runs
+        try:
+            child.send(job)
+        except OSError:  # its template died meanwhile: once more, from a new one
+            child.close()
+            child = self._fork()
+            child.send(job)
+        return child
+
+    def close(self) -> None:
+        """Stop the spare child and the template; remove their folder. Safe to call twice."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close()  # no job: it exits
+        sock, self._socket = self._socket, None
+        if sock is not None:
+            sock.close()  # the template reads the end of its input: it exits
+        process, self.process = self.process, None
+        if process is not None:
             try:
-                process.wait(timeout=time_limit or None)
+                process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _Child:
+    """One forked child: its job pipe (written here), its report pipe (read here)."""
+
+    def __init__(self, jobs: int, reports: int) -> None:
+        self.jobs, self.reports = jobs, reports
+        self.pid: int | None = None
+
+    def send(self, job: dict[str, Any]) -> None:
+        send(self.jobs, job)
+        os.close(self.jobs)
+        self.jobs = -1
+
+    def collect(self, time_limit: float | None) -> Snapshot | None:
+        """Its snapshots until it is gone (or killed at ``time_limit``): the last, or None if it sent none."""
+        try:
+            return self._collect(time_limit)
         finally:
-            os.close(reports)
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            stderr = process.stderr.read().decode(errors="replace") if process.stderr is not None else ""
-            if process.stderr is not None:
-                process.stderr.close()
-        if os.environ.get("HARNESS_DEBUG_CRASH"):
-            print(stderr, file=sys.stderr)
-        if last is None:
-            raise CrashError(
-                f"the crashing run of scenario {scenario.name!r} ended (exit code {process.returncode}) "
-                f"before it reported anything:\n{stderr[-3000:]}"
-            )
-        return last
+            self.close()
+
+    def _collect(self, time_limit: float | None) -> Snapshot | None:
+        deadline = time.monotonic() + time_limit if time_limit else None
+        last: Snapshot | None = None
+        while True:
+            wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            ready, _, _ = select.select([self.reports], [], [], wait)
+            if not ready:  # past the time limit: it is killed, what it sent is what there is
+                self.kill()
+                return last
+            try:
+                message = receive(self.reports)
+            except EOFError:
+                return last
+            if isinstance(message, int):
+                self.pid = message
+            else:
+                last = message
+
+    def kill(self) -> None:
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
 
     def close(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        with contextlib.suppress(OSError):
-            os.close(self.reports)
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()  # no job: it exits
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        for fd in (self.jobs, self.reports):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.jobs = self.reports = -1
+
+
+def _tail(log: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 # -- in the crashing process -----------------------------------------------------------------------
