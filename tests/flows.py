@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from prefect import flow, task
 from prefect.tasks import task_input_hash
@@ -282,3 +284,34 @@ def sees_the_users_worker() -> bool:
     from prefect.events.worker import EventsWorker
 
     return any(w is USERS_WORKER[0] for w in EventsWorker._instances.values())
+
+
+@task(retries=2, retry_delay_seconds=10)
+def fetch_n(url: str) -> int:
+    response = httpx.get(url)
+    response.raise_for_status()
+    return int(response.json()["n"])
+
+
+@flow
+def retrying_fetch(url: str = "https://api.example.test/n") -> int:
+    """One task with two retries 10 s apart: a crash at_time can land inside a retry delay."""
+    return fetch_n(url)
+
+
+@task
+def fifo_read(path: str, marker: str) -> str:
+    Path(marker).write_text("holding")  # tells a waiting test the run is about to be held
+    with open(path) as fifo:  # blocks until a writer opens it: a run held still without sleeping
+        return fifo.read()
+
+
+@task
+def after_the_fifo(text: str) -> str:
+    return text
+
+
+@flow
+def held_by_a_fifo(path: str, marker: str) -> str:
+    """Holds its run in ``fifo_read`` until someone writes to the FIFO at ``path`` (``marker`` written first)."""
+    return after_the_fifo(fifo_read(path, marker))

@@ -21,19 +21,9 @@ def as_json(result: Result) -> dict[str, Any]:
         "verdict": result.verdict,
         "skipped": result.skipped,
         "failures": list(result.failures),
-        "flow": None if o is None else {"state": o.flow.name, "type": o.flow.type, "message": o.flow.message},
-        "tasks": []
-        if o is None
-        else [
-            {
-                "name": t.name,
-                "state": t.state.name,
-                "run_count": t.run_count,
-                "retries": t.retries,
-                "history": list(t.history),
-            }
-            for t in o.tasks
-        ],
+        **({"flow": None, "tasks": []} if o is None else _run_json(o)),
+        "crashed": None if o is None or not o.crashed else o.crashed,
+        "flow_runs": [] if o is None else [{**_run_json(r), "result": _jsonable(plain(r.result))} for r in o.runs],
         "calls": {} if o is None else dict(o.counts),
         "hooks": [] if o is None else [{"owner": w, "name": n, "kind": k} for w, n, k in o.hooks],
         "unmatched": [] if o is None else [f"{c.method} {c.url}" for c in o.unmatched],
@@ -48,6 +38,23 @@ def as_json(result: Result) -> dict[str, Any]:
         "virtual_s": None if o is None else round(o.virtual_s, 4),
         "waited_s": None if o is None else round(o.waited_s, 4),
         "timeline": [] if o is None else [[round(t, 4), what] for t, what in o.timeline],
+    }
+
+
+def _run_json(o: Any) -> dict[str, Any]:
+    """A flow run's final state and task runs (the last run's, for a history)."""
+    return {
+        "flow": {"state": o.flow.name, "type": o.flow.type, "message": o.flow.message},
+        "tasks": [
+            {
+                "name": t.name,
+                "state": t.state.name,
+                "run_count": t.run_count,
+                "retries": t.retries,
+                "history": list(t.history),
+            }
+            for t in o.tasks
+        ],
     }
 
 

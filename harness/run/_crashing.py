@@ -49,13 +49,21 @@ def main() -> None:
 
     assert threading.active_count() == 1, "a process forks safely only before any thread starts"
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped as they end
+    try:
+        serve(sock, setup)
+    finally:
+        shutil.rmtree(setup["folder"], ignore_errors=True)
+
+
+def serve(sock: socket.socket, setup: dict[str, Any]) -> None:
+    """Fork a child per request until the socket closes (the session closed, or the harness is gone)."""
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(sock, 16, 2)
         except OSError:
             return
         if not message:
-            return  # the session closed, or the harness is gone
+            return
         if os.fork() == 0:
             sock.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)

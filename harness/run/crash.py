@@ -83,7 +83,7 @@ class History:
     @classmethod
     def made(cls, scenario: Scenario) -> History:
         """A new history's folder (``close`` removes it)."""
-        folder = Path(scratch_folder("harness-history-"))
+        folder = Path(scratch_folder(f"harness-history-{os.getpid()}-"))
         history = cls(folder, scenario.rerun_after)
         history.workdir.mkdir()
         history.storage.mkdir()
@@ -274,6 +274,7 @@ class Template:
         assert session.server is not None
         server = session.server
         self.environment = server.environment()
+        self.folder = Path(scratch_folder(f"harness-crash-{os.getpid()}-"))
         self.setup = {  # what each child warms up with: the session's server and options
             "server": {"api_url": server.api_url, "port": server.port},
             "environment": self.environment,
@@ -281,8 +282,8 @@ class Template:
             "transport": session.transport,
             "sys_path": list(sys.path),
             "harness": os.getpid(),
+            "folder": str(self.folder),  # the template's own: it removes it as it ends
         }
-        self.folder = Path(scratch_folder("harness-crash-"))
         self.log = self.folder / "crashing.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
@@ -304,7 +305,7 @@ class Template:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "harness.run._crashing", str(theirs.fileno())],
-                env={**os.environ, **self.environment},
+                env={**os.environ, **self.environment, "HARNESS_PARENT": str(os.getpid())},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -432,12 +433,16 @@ class Trigger:
     calls: int = 0
     fired: threading.Event = field(default_factory=threading.Event)
     snapshot: Callable[[bool, bool], Snapshot] | None = None
+    clock: Clock | None = None
+    line: Any = None  # the clock line that met the point
 
     @contextlib.contextmanager
     def armed(self, clock: Clock, recorder: Recorder, responder: Any) -> Iterator[None]:
         """The point wired into Prefect's task engine, the responder and the clock, for one run."""
 
         def snapshot(final: bool, reached: bool) -> Snapshot:
+            # The time reached: the line that met the point (a task run's, or the one whose wait reached at_time)
+            line = self.line if self.line is not None else clock.root
             with recorder._lock:
                 hooks = tuple(recorder.hooks)
             return Snapshot(
@@ -447,8 +452,8 @@ class Trigger:
                 tasks=task_runs_of(recorder),
                 calls=tuple(responder.calls),
                 hooks=hooks,
-                compute=clock.now(clock.root) - clock.root.offset,
-                skipped=clock.root.offset,
+                compute=clock.now(line) - line.offset,
+                skipped=line.offset,
                 positions=responder.positions() if hasattr(responder, "positions") else [],
                 timeline=tuple(
                     sorted(
@@ -458,7 +463,7 @@ class Trigger:
                 ),
             )
 
-        self.snapshot = snapshot
+        self.snapshot, self.clock = snapshot, clock
         at = self.crash.at
         with contextlib.ExitStack() as stack:
             recorder.listeners.append(self._after_fire)  # Prefect may end the process as it handles a signal
@@ -548,6 +553,7 @@ class Trigger:
         if self.fired.is_set():
             return
         self.fired.set()
+        self.line = self.clock.line() if self.clock is not None else None
         if self.crash.at.point == "after_task" and engine is not None:
             self._recorded(engine.task_run.id)
         assert self.snapshot is not None
