@@ -592,7 +592,7 @@ def _crashes(args: argparse.Namespace) -> int:
 
     if args.reruns < 1:
         raise UsageError("{reruns} must be at least 1: a crash is judged by the run after it", "reruns")
-    args.scenario = args.name
+    args.scenario, args.pick = args.name, "--name"
     scenario = _explored_scenario(args)
     if scenario is None:
         return EXIT_INVALID
@@ -648,7 +648,7 @@ def _explored_scenario(args: argparse.Namespace) -> Any:
 def _scenario_note(args: argparse.Namespace) -> str:
     """Which document was taken, when the file holds several and none was named."""
     if args.scenario is None and args.documents > 1:
-        return f" (document 1 of {args.documents}; pick another with --scenario)"
+        return f" (document 1 of {args.documents}; pick another with {getattr(args, 'pick', '--scenario')})"
     return ""
 
 
