@@ -40,8 +40,9 @@ from harness import generators
 from harness._errors import HarnessError, UsageError, shown
 from harness.checking.baseline import DATA_INVARIANTS, baseline_rows, fault_free
 from harness.checking.expectations import plain, violation
+from harness.run.data import data_query
 from harness.run.outcome import Outcome
-from harness.run.session import Session, data_query
+from harness.run.session import Session
 from harness.scenario.model import Expect, Invariant, Scenario, Step
 from harness.scenario.resolve import resolve_flow
 from harness.scenario.writer import dump as dump

@@ -36,12 +36,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness._errors import HarnessError, shown
 from harness.run.clock import Clock
+from harness.run.data import data_query, read_rows
 from harness.run.injector import Call
 from harness.run.internals import TE, wrap
 from harness.run.outcome import Outcome, StateInfo, TaskRun, history_of, hooks_of, task_runs_of
@@ -50,9 +52,32 @@ from harness.run.process import scratch_folder
 from harness.scenario.model import Crash, Scenario
 
 if TYPE_CHECKING:
-    from harness.run.session import Session
     from harness.run.states import Recorder
     from harness.scenario.strategy import Policy
+
+
+class Session(Protocol):
+    """What a history needs of ``harness.run.session.Session`` (which calls it: it is not imported here)."""
+
+    real_time: bool
+    time_limit: float | None
+    transport: str
+    server: Any
+    memo: dict[Any, Any]
+
+    def run(
+        self,
+        scenario: Scenario,
+        *,
+        real_time: bool | None = ...,
+        policy: Policy | None = ...,
+        history: History | None = ...,
+    ) -> Outcome: ...
+
+    def api(self) -> AbstractContextManager[Any]: ...
+
+    def on_close(self, callback: Callable[[], Any]) -> None: ...
+
 
 SIGNALS = {"kill": signal.SIGKILL, "terminate": signal.SIGTERM, "interrupt": signal.SIGINT}
 AFTER_TASK_WAIT_S = 10.0  # at most this long (real time) for the server to record a task run's final state
@@ -210,7 +235,6 @@ class Crashing:
         self.history.close()
 
     def outcome(self) -> Outcome:
-        from harness.run.session import _query, data_query
         from harness.scenario.resolve import resolve_flow
 
         scenario, history, crash = self.scenario, self.history, self.scenario.crash
@@ -236,7 +260,7 @@ class Crashing:
             StateInfo(state.type.value, state.name, state.message) if state else StateInfo("PENDING", "Pending", None)
         )
         query = data_query(scenario, resolve_flow(scenario.flow, base=scenario.path.parent))
-        sqlite_value, sqlite_error = _query(history.workdir, query)
+        sqlite_value, sqlite_error = read_rows(history.workdir, query)
         counts = {e.request.text: 0 for e in scenario.endpoints}
         for call in snapshot.calls:
             if call.endpoint is not None:

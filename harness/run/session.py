@@ -17,7 +17,6 @@ import inspect
 import os
 import shutil
 import signal
-import sqlite3
 import tempfile
 import threading
 import time
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 from harness._errors import ScenarioTimeout, shown
 from harness.policies.apply import CallLog, applied
 from harness.run.clock import Clock
+from harness.run.data import data_query, read_rows
 from harness.run.guard import NetworkGuard
 from harness.run.hooks import hooked
 from harness.run.injector import Call, Injector
@@ -45,7 +45,7 @@ from harness.scenario.model import Scenario, SqliteExpect
 
 if TYPE_CHECKING:
     from harness.run.crash import History
-from harness.scenario.resolve import resolve_flow, stored_rows_of
+from harness.scenario.resolve import resolve_flow
 from harness.scenario.strategy import Policy
 
 
@@ -259,7 +259,7 @@ class Session:
         virtual = clock.now()
         if history is not None:
             history.ended(clock, answering)
-        sqlite_value, sqlite_error = _query(workdir, query)
+        sqlite_value, sqlite_error = read_rows(workdir, query)
         return outcome_of(scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock)
 
     @contextlib.contextmanager
@@ -327,38 +327,6 @@ def _call(flow: Any, parameters: dict[str, Any]) -> Any:
     if inspect.iscoroutinefunction(flow.fn):
         return asyncio.run(flow(**parameters, return_state=True))
     return flow(**parameters, return_state=True)
-
-
-def data_query(scenario: Scenario, flow: Any) -> SqliteExpect | None:
-    """Where the rows a flow stores are read: ``expect.sqlite``, else what the flow's module declares.
-
-    A flow module declares it with ``harness_stored_rows(parameters) -> (path, query)``
-    (the built-in ``cfpb_etl`` does), so data invariants can judge it without ``expect.sqlite``.
-    """
-    if scenario.expect.sqlite is not None:
-        return scenario.expect.sqlite
-    declared = stored_rows_of(flow)
-    if declared is None:
-        return None
-    path, query = declared(scenario.parameters)
-    return SqliteExpect(path=path, query=query, equals=None)
-
-
-def _query(workdir: Path, spec: SqliteExpect | None) -> tuple[Any, str | None]:
-    """The data query's result after the run: one value, or rows; or why it could not be read."""
-    if spec is None:
-        return None, None
-    db = workdir / spec.path
-    if not db.exists():
-        return None, f"no database at {spec.path}"
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-            rows = [list(r) for r in conn.execute(spec.query).fetchall()]
-    except sqlite3.Error as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-    if len(rows) == 1 and len(rows[0]) == 1:
-        return rows[0][0], None
-    return rows, None
 
 
 @contextlib.contextmanager
