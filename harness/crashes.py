@@ -24,7 +24,7 @@ from harness.run.crash import Crashing, Template, run_history
 from harness.run.outcome import Outcome, StateInfo
 from harness.run.session import Session
 from harness.scenario.model import Crash, CrashAt, Scenario
-from harness.scenario.strategy import Policy
+from harness.scenario.strategy import Exponential, Policy
 from harness.scenario.writer import dump, plain, step_yaml
 
 
@@ -53,6 +53,7 @@ class Sweep:
     reruns: int
     target: Outcome
     points: tuple[PointResult, ...]
+    policy: Policy | None = None  # the strategy every run was under
 
     @property
     def failing(self) -> list[PointResult]:
@@ -120,7 +121,7 @@ def sweep(
     finally:
         if ahead is not None:
             ahead.abandon()
-    return Sweep(scenario, how, reruns, target, tuple(results))
+    return Sweep(scenario, how, reruns, target, tuple(results), policy)
 
 
 def _judged(crashed: Scenario, outcome: Outcome, target: Outcome) -> PointResult:
@@ -204,16 +205,30 @@ def write(result: Sweep, path: str | Path) -> Path:
             doc["parameters"] = plain(source.parameters)
         doc["seed"] = source.seed
         doc["endpoints"] = [_endpoint_yaml(e) for e in source.endpoints]
+        if source.transport is not None:
+            doc["transport"] = source.transport
         doc["crash"] = {"at": p.at.as_yaml(), "how": result.how}
         doc["reruns"] = result.reruns
+        if source.rerun_after:
+            doc["rerun_after"] = source.rerun_after
         expect: dict[str, Any] = {"flow": result.target.flow.name}
         if result.target.sqlite is not None:
             expect["invariants"] = ["no_data_loss", "no_duplicates"]
         doc["expect"] = expect
+        if result.policy is not None:  # the sweep's strategy, with the same expectations
+            doc["strategies"] = {result.policy.name: {**_policy_yaml(result.policy), "expect": expect}}
         documents.append(dump(doc))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"# harness crashes {shown(source.path)}: {result.summary()}\n" + "---\n".join(documents))
+    return out
+
+
+def _policy_yaml(policy: Policy) -> dict[str, Any]:
+    """A strategy's options as a scenario writes them under ``strategies:``."""
+    out: dict[str, Any] = policy.model_dump(mode="json", exclude_defaults=True, exclude={"name"})
+    if isinstance(policy.retry_delay_seconds, Exponential):
+        out["retry_delay_seconds"] = {"exponential": out["retry_delay_seconds"]}
     return out
 
 

@@ -315,3 +315,21 @@ def after_the_fifo(text: str) -> str:
 def held_by_a_fifo(path: str, marker: str) -> str:
     """Holds its run in ``fifo_read`` until someone writes to the FIFO at ``path`` (``marker`` written first)."""
     return after_the_fifo(fifo_read(path, marker))
+
+
+@task
+def double(x: int) -> int:
+    if x < 0:
+        raise ValueError("negative")
+    return 2 * x
+
+
+@flow
+def doubles(xs: list[int]) -> int:
+    """``double`` on each x in turn; a failing run (a negative x) is caught and the flow goes on."""
+    total = 0
+    for x in xs:
+        state = double(x, return_state=True)
+        if state.is_completed():
+            total += state.result()
+    return total

@@ -113,6 +113,50 @@ def test_a_point_the_flow_never_reaches_is_an_error_naming_it(
         harness_session.run(scenario)
 
 
+def test_a_crash_without_reruns_is_one_killed_run(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    scenario = scenario_from(
+        "name: x\nflow: tests.flows:doubles\nparameters: {xs: [1]}\n"
+        "crash:\n  at: {after_return: double}\nreruns: 0\nexpect:\n  flow_runs: [{flow: Running}]\n"
+    )
+    outcome = harness_session.run(scenario)
+    assert check(scenario, outcome) == [] and len(outcome.runs) == 1
+
+
+@pytest.mark.parametrize(
+    ("xs", "point", "strategy", "reached"),
+    [
+        ([-1, 2], "after_return", None, True),  # the failed first run is run 1; the second returns
+        ([-1, 2], "after_commit", None, True),
+        ([1, 1], "after_return", "cached", False),  # the second is a cache hit: no function returned
+        ([1, 1], "after_commit", "cached", False),  # and its transaction committed nothing
+        ([1, 1], "before_task", "cached", True),
+    ],
+)
+def test_a_task_point_names_the_nth_run_in_the_flows_order(
+    harness_session: Session,
+    scenario_from: Callable[[str], Scenario],
+    xs: list[int],
+    point: str,
+    strategy: str | None,
+    reached: bool,
+) -> None:
+    scenario = scenario_from(
+        f"name: x\nflow: tests.flows:doubles\nparameters: {{xs: {xs}}}\n"
+        f"crash:\n  at: {{{point}: {{task: double, run: 2}}}}\n"
+        + (f"strategies: {{{strategy}: }}\n" if strategy else "")
+    )
+    policy = scenario.strategies[strategy].policy if strategy else None
+    if not reached:
+        with pytest.raises(CrashError, match="without reaching the crash point"):
+            harness_session.run(scenario, policy=policy)
+        return
+    first, second = harness_session.run(scenario, policy=policy).runs
+    assert first.flow.name == "Running" and len(first.tasks) == 2
+    assert second.flow.name == "Completed"
+
+
 CACHED_TWICE = """
 name: run twice under a cache
 flow: tests.flows:retrying_fetch
@@ -164,6 +208,8 @@ def test_without_a_strategy_reruns_share_no_cache(
         ),
         ("crash:\n  at: {before_task: store_complaints}\n  how: sigkill\n", 8, "unknown way to crash 'sigkill'"),
         ("reruns: -1\n", 6, "must be >= 0"),
+        ("rerun_after: 5\n", 6, "`rerun_after` is the time between runs"),
+        ("crash:\n  at: {at_time: 0}\n", 7, "more than 0"),
         ("reruns: 1\nexpect:\n  flow_runs:\n    - flow: Completed\n", 8, "makes 2 flow runs"),
         (
             "strategies:\n  mine:\n    persist_result: false\n    cache_policy: inputs\n",

@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -49,13 +50,30 @@ def main() -> None:
 
     assert threading.active_count() == 1, "a process forks safely only before any thread starts"
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped as they end
+    children: list[int] = []
     try:
-        serve(sock, setup)
+        serve(sock, setup, children)
     finally:
+        # Its children end with the session or the harness (their job pipes close, or they see it gone): once
+        # they have, nothing writes in the folder (their histories and temporary files) any more.
+        deadline = time.monotonic() + GONE_S
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
         shutil.rmtree(setup["folder"], ignore_errors=True)
 
 
-def serve(sock: socket.socket, setup: dict[str, Any]) -> None:
+GONE_S = 10.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def serve(sock: socket.socket, setup: dict[str, Any], children: list[int]) -> None:
     """Fork a child per request until the socket closes (the session closed, or the harness is gone)."""
     while True:
         try:
@@ -64,13 +82,15 @@ def serve(sock: socket.socket, setup: dict[str, Any]) -> None:
             return
         if not message:
             return
-        if os.fork() == 0:
+        pid = os.fork()
+        if pid == 0:
             sock.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             try:
                 child(setup, *fds)
             finally:
                 os._exit(0)
+        children[:] = [p for p in children if _alive(p)] + [pid]
         for fd in fds:
             os.close(fd)
 
@@ -79,7 +99,11 @@ def child(setup: dict[str, Any], jobs: int, reports: int) -> None:
     from harness.run.crash import Snapshot, Trigger
     from harness.run.session import Session
 
-    folders: list[Path] = []
+    send(reports, os.getpid())  # first: the harness can end this process from now on
+    own = Path(setup["folder"]) / "tmp" / str(os.getpid())  # its temporary files, removed once it is gone
+    own.mkdir(parents=True)
+    tempfile.tempdir = os.environ["TMPDIR"] = str(own)
+    folders: list[Path] = [own]
     threading.Thread(target=_exit_with(setup["harness"], folders), daemon=True).start()
     session = Session(False, setup["time_limit"], setup["transport"], server=_Given(setup))
     with contextlib.suppress(Exception), session.api() as client:  # warm while the runs before it go on
@@ -87,7 +111,6 @@ def child(setup: dict[str, Any], jobs: int, reports: int) -> None:
         from prefect.events.worker import EventsWorker
 
         EventsWorker.instance()  # its websocket to the server, opened once
-    send(reports, os.getpid())
     try:
         job: dict[str, Any] = receive(jobs)
     except EOFError:  # never given a job: the session closed
@@ -110,9 +133,10 @@ def child(setup: dict[str, Any], jobs: int, reports: int) -> None:
         if not trigger.fired.is_set():
             error = "".join(traceback.format_exception(exc))
     if trigger.snapshot is not None:
-        report(dataclasses.replace(trigger.snapshot(True, trigger.fired.is_set()), error=error))
+        with trigger.lock:
+            report(dataclasses.replace(trigger.snapshot(trigger.fired.is_set()), error=error))
     elif error:
-        report(Snapshot(True, False, None, (), (), (), 0.0, 0.0, [], error=error))
+        report(Snapshot(False, None, (), (), (), 0.0, 0.0, [], error=error))
     session.close()  # Prefect's events reach the server, as at a process's exit
 
 

@@ -26,6 +26,7 @@ where a wait on the virtual clock reaches that second.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import select
 import shutil
@@ -33,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -80,7 +82,7 @@ class Session(Protocol):
 
 
 SIGNALS = {"kill": signal.SIGKILL, "terminate": signal.SIGTERM, "interrupt": signal.SIGINT}
-AFTER_TASK_WAIT_S = 10.0  # at most this long (real time) for the server to record a task run's final state
+WAIT_S = 10.0  # at most this long (real time) for the server to record a task run's final state
 
 
 class CrashError(HarnessError):
@@ -106,9 +108,14 @@ class History:
         return self.folder / "results"
 
     @classmethod
-    def made(cls, scenario: Scenario) -> History:
-        """A new history's folder (``close`` removes it)."""
-        folder = Path(scratch_folder(f"harness-history-{os.getpid()}-"))
+    def made(cls, scenario: Scenario, under: Path | None = None) -> History:
+        """A new history's folder (``close`` removes it): in ``under`` (a crash template's folder, which the
+        template removes if the harness dies), else on its own."""
+        if under is not None:
+            under.mkdir(exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix="history-", dir=under))
+        else:
+            folder = Path(scratch_folder(f"harness-history-{os.getpid()}-"))
         history = cls(folder, scenario.rerun_after)
         history.workdir.mkdir()
         history.storage.mkdir()
@@ -188,7 +195,6 @@ def run_history(
 class Snapshot:
     """What the crashing process knew of its run when it sent this: enough to report it after a SIGKILL."""
 
-    final: bool  # sent as the process exits (a handled signal, or the run ended first), not at the point
     reached: bool  # the crash point was reached
     flow_run_id: Any
     tasks: tuple[TaskRun, ...]
@@ -214,7 +220,8 @@ class Crashing:
     ) -> None:
         assert scenario.crash is not None and session.server is not None
         self.session, self.scenario = session, scenario
-        self.history = History.made(scenario)
+        template = Template.of(session)
+        self.history = History.made(scenario, under=template.folder / "histories")
         self.started = time.perf_counter()
         job = {
             "scenario": scenario,
@@ -223,15 +230,15 @@ class Crashing:
             "history": self.history,
         }
         try:
-            self.child = Template.of(session).start(job)
+            self.child = template.start(job)
         except BaseException:
             self.history.close()
             raise
 
     def abandon(self) -> None:
-        """Not waited for after all: its process is killed and its history removed."""
+        """Not waited for after all: its process is killed, then its history removed."""
         self.child.kill()
-        self.child.close()
+        self.child.collect(WAIT_S)  # until it is gone: nothing writes in the history after
         self.history.close()
 
     def outcome(self) -> Outcome:
@@ -352,17 +359,19 @@ class Template:
         finally:
             os.close(job_read)
             os.close(report_write)
-        return _Child(job_write, report_read)
+        return _Child(job_write, report_read, self.folder / "tmp")
 
     def start(self, job: dict[str, Any]) -> _Child:
         """Send ``job`` to a warm child (forking the next meanwhile); collect its snapshots from what it returns."""
-        child = self._spare if self._spare is not None and self.process is not None else None
+        child, self._spare = self._spare, None
         if child is None or self.process is None or self.process.poll() is not None:
+            if child is not None:
+                child.close()  # its template is gone
             child = self._fork()
         self._spare = self._fork()  # warming up while this one runs
         try:
             child.send(job)
-        except OSError:  # its template died meanwhile: once more, from a new one
+        except (OSError, EOFError):  # its template died meanwhile: once more, from a new one
             child.close()
             child = self._fork()
             child.send(job)
@@ -389,11 +398,13 @@ class Template:
 class _Child:
     """One forked child: its job pipe (written here), its report pipe (read here)."""
 
-    def __init__(self, jobs: int, reports: int) -> None:
-        self.jobs, self.reports = jobs, reports
+    def __init__(self, jobs: int, reports: int, temporary: Path) -> None:
+        self.jobs, self.reports, self.temporary = jobs, reports, temporary
         self.pid: int | None = None
 
     def send(self, job: dict[str, Any]) -> None:
+        """Its pid (the first thing it sends, at once), then ``job``."""
+        self.pid = receive(self.reports)
         send(self.jobs, job)
         os.close(self.jobs)
         self.jobs = -1
@@ -404,6 +415,8 @@ class _Child:
             return self._collect(time_limit)
         finally:
             self.close()
+            if self.pid is not None:  # gone: its temporary files (a session's results, its wire's certificates)
+                shutil.rmtree(self.temporary / str(self.pid), ignore_errors=True)
 
     def _collect(self, time_limit: float | None) -> Snapshot | None:
         deadline = time.monotonic() + time_limit if time_limit else None
@@ -418,10 +431,7 @@ class _Child:
                 message = receive(self.reports)
             except EOFError:
                 return last
-            if isinstance(message, int):
-                self.pid = message
-            else:
-                last = message
+            last = message
 
     def kill(self) -> None:
         if self.pid is not None:
@@ -448,29 +458,37 @@ def _tail(log: Path, lines: int = 40) -> str:
 
 @dataclass
 class Trigger:
-    """In the crashing process: dies at the scenario's crash point, having sent what it knew first."""
+    """In the crashing process: dies at the scenario's crash point, having sent what it knew first.
+
+    A point names the N-th run of a task in the order the flow called or
+    submitted its runs (the order ``expect.tasks`` lists them in, and the
+    sweep numbers them in); a run that never reaches the point (it failed
+    before returning, or was served from a cache) is not another's turn.
+    """
 
     crash: Crash
     report: Callable[[Snapshot], None]
     api: Callable[[], Any] = field(default=lambda: _client())  # the server's client (``after_task`` polls it)
-    seen: dict[str, list[Any]] = field(default_factory=dict)  # per task name: its runs at the point
     calls: int = 0
     fired: threading.Event = field(default_factory=threading.Event)
-    snapshot: Callable[[bool, bool], Snapshot] | None = None
+    snapshot: Callable[[bool], Snapshot] | None = None
     clock: Clock | None = None
+    recorder: Recorder | None = None
     line: Any = None  # the clock line that met the point
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one snapshot at a time, in order
 
     @contextlib.contextmanager
     def armed(self, clock: Clock, recorder: Recorder, responder: Any) -> Iterator[None]:
         """The point wired into Prefect's task engine, the responder and the clock, for one run."""
 
-        def snapshot(final: bool, reached: bool) -> Snapshot:
+        def snapshot(reached: bool) -> Snapshot:
             # The time reached: the line that met the point (a task run's, or the one whose wait reached at_time)
             line = self.line if self.line is not None else clock.root
             with recorder._lock:
                 hooks = tuple(recorder.hooks)
+                timeline = [(at, f"{r.name}: {name}") for r in recorder.tasks.values() for at, _, name in r.history]
+                timeline += [(at, f"flow: {name}") for at, name in recorder.flow_history]
             return Snapshot(
-                final=final,
                 reached=reached,
                 flow_run_id=recorder.flow_run_id,
                 tasks=task_runs_of(recorder),
@@ -479,15 +497,10 @@ class Trigger:
                 compute=clock.now(line) - line.offset,
                 skipped=line.offset,
                 positions=responder.positions() if hasattr(responder, "positions") else [],
-                timeline=tuple(
-                    sorted(
-                        [(at, f"{r.name}: {name}") for r in recorder.tasks.values() for at, _, name in r.history]
-                        + [(at, f"flow: {name}") for at, name in recorder.flow_history]
-                    )
-                ),
+                timeline=tuple(sorted(timeline)),
             )
 
-        self.snapshot, self.clock = snapshot, clock
+        self.snapshot, self.clock, self.recorder = snapshot, clock, recorder
         at = self.crash.at
         with contextlib.ExitStack() as stack:
             recorder.listeners.append(self._after_fire)  # Prefect may end the process as it handles a signal
@@ -504,29 +517,37 @@ class Trigger:
                 stack.callback(clock.after(max((at.seconds or 0.0) - clock.root.offset, 0.0), self.fire))
             yield
 
-    def _reaches(self, engine: Any) -> bool:
-        """Whether ``engine``'s task run is the one the point names (its runs counted as they reach it)."""
+    def _is_named(self, engine: Any) -> bool:
+        """Whether ``engine``'s task run is the N-th run of the task the point names, in the flow's order."""
         at, task_run = self.crash.at, getattr(engine, "task_run", None)
-        if engine.task.name != at.task or task_run is None:
+        if engine.task.name != at.task or task_run is None or self.recorder is None:
             return False
-        runs = self.seen.setdefault(engine.task.name, [])
-        if task_run.id not in runs:
-            runs.append(task_run.id)
-        return len(runs) == at.run and runs[-1] == task_run.id
+        runs = [r.id for r in self.recorder.in_order() if r.name == at.task]
+        return task_run.id in runs and runs.index(task_run.id) + 1 == at.run
 
     def _before(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """``before_task`` (``begin_run``) and ``after_return`` (``handle_success``, unless the result is a cache
+        hit: the function did not run)."""
         trigger = self
+
+        def reached(engine: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+            if trigger.crash.at.point == "after_return":
+                transaction = kwargs.get("transaction", args[1] if len(args) > 1 else None)
+                if transaction is not None and transaction.is_committed():
+                    return False  # read from the cache: no function returned
+            return trigger._is_named(engine)
+
         if _is_async(method):
 
             async def abefore(engine: Any, *args: Any, **kwargs: Any) -> Any:
-                if trigger._reaches(engine):
+                if reached(engine, args, kwargs):
                     trigger.fire()
                 return await method(engine, *args, **kwargs)
 
             return abefore
 
         def before(engine: Any, *args: Any, **kwargs: Any) -> Any:
-            if trigger._reaches(engine):
+            if reached(engine, args, kwargs):
                 trigger.fire()
             return method(engine, *args, **kwargs)
 
@@ -536,8 +557,8 @@ class Trigger:
         trigger = self
 
         def completed(engine: Any) -> bool:
-            state = getattr(engine, "state", None)
-            return state is not None and state.is_completed() and trigger._reaches(engine)
+            state = getattr(engine, "state", None)  # Completed by this run: a cache hit commits nothing
+            return state is not None and state.is_completed() and state.name != "Cached" and trigger._is_named(engine)
 
         if _is_async(getattr(context, "__wrapped__", context)):
 
@@ -562,42 +583,52 @@ class Trigger:
     def _after_call(self, call: Call) -> None:
         at = self.crash.at
         if call.endpoint == at.request:
-            self.calls += 1
-            if self.calls == at.n:
+            with self.lock:
+                self.calls += 1
+                reached = self.calls == at.n
+            if reached:
                 self.fire()
 
     def _after_fire(self) -> None:
         """Once the point is passed, each hook and state Prefect records is sent at once: Prefect's handling of
         SIGTERM ends the process itself (it signals it again once the run is marked Crashed)."""
         if self.fired.is_set() and self.snapshot is not None:
-            self.report(self.snapshot(False, True))
+            with self.lock:
+                self.report(self.snapshot(True))
 
     def fire(self, engine: Any = None) -> None:
         """Send what is known, then die as ``how`` says (once: a point is reached once)."""
-        if self.fired.is_set():
-            return
-        self.fired.set()
-        self.line = self.clock.line() if self.clock is not None else None
-        if self.crash.at.point == "after_task" and engine is not None:
-            self._recorded(engine.task_run.id)
-        assert self.snapshot is not None
-        self.report(self.snapshot(False, True))
+        with self.lock:
+            if self.fired.is_set():
+                return
+            if self.crash.at.point == "after_task" and engine is not None and not self._recorded(engine.task_run.id):
+                self.report(self._failed(f"the server did not record the task run's final state in {WAIT_S:g} s"))
+                os._exit(1)
+            self.line = self.clock.line() if self.clock is not None else None
+            self.fired.set()
+            assert self.snapshot is not None
+            self.report(self.snapshot(True))
         os.kill(os.getpid(), SIGNALS[self.crash.how])
         if self.crash.how == "kill":
-            time.sleep(AFTER_TASK_WAIT_S)  # gone before this returns
+            time.sleep(WAIT_S)  # gone before this returns
         # A handled signal lands on the main thread, at once when this is it; a submitted task run's thread
         # goes on meanwhile, as it would.
 
-    def _recorded(self, task_run_id: Any) -> None:
+    def _failed(self, why: str) -> Snapshot:
+        assert self.snapshot is not None
+        return dataclasses.replace(self.snapshot(False), error=why)
+
+    def _recorded(self, task_run_id: Any) -> bool:
         """Wait until the server has the task run's final state (its events delivered and recorded)."""
-        deadline = time.monotonic() + AFTER_TASK_WAIT_S
+        deadline = time.monotonic() + WAIT_S
         with self.api() as client:
             while time.monotonic() < deadline:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # not created on the server yet
                     state = client.read_task_run(task_run_id).state
                     if state is not None and state.is_final():
-                        return
+                        return True
                 time.sleep(0.01)
+        return False
 
 
 def _client() -> Any:

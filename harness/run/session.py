@@ -166,7 +166,7 @@ class Session:
             responder = responder or transport
         server = self._ensure_ready()
         assert self._scope is not None
-        if history is None and scenario.runs > 1:
+        if history is None and (scenario.crash is not None or scenario.runs > 1):
             from harness.run.crash import run_history
 
             return run_history(self, scenario, real_time=real_time, policy=policy)

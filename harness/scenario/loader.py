@@ -110,6 +110,8 @@ def _crash_problems(scenario: Scenario, declared: list[str]) -> Iterable[Found]:
     if at is not None and at.request is not None and at.request not in declared:
         hint = did_you_mean(at.request, declared) if declared else " (none declared)"
         yield ("crash", "at", "after_call"), f"{at.request!r} is not a declared endpoint{hint}", None
+    if scenario.rerun_after and scenario.runs == 1:
+        yield ("rerun_after",), "`rerun_after` is the time between runs: add `reruns` (or `crash:`)", None
     runs = scenario.expect.flow_runs
     if runs and len(runs) != scenario.runs:
         yield (

@@ -728,7 +728,7 @@ class CrashAt(_Model):
 CRASH_AT_INPUT: Any = (
     dict[Literal[TASK_POINTS], str | TaskPoint]  # type: ignore[valid-type]
     | dict[Literal["after_call"], str | CallPoint]
-    | dict[Literal["at_time"], Seconds]
+    | dict[Literal["at_time"], Annotated[float, Field(gt=0, allow_inf_nan=False)]]
 )
 _CRASH_AT_FORMS: TypeAdapter[Any] = TypeAdapter(CRASH_AT_INPUT)
 
@@ -749,7 +749,7 @@ def _crash_at(value: Any) -> Any:
     except _Unfit:
         shape = {
             "after_call": "a declared endpoint's request line, or {request: 'GET URL', n: N}",
-            "at_time": "a number of virtual seconds, 0 or more",
+            "at_time": "a number of virtual seconds, more than 0 (the run's start is before_task of its first task)",
         }.get(point, "a task's name, or {task: NAME, run: N} for its N-th run")
         raise ValueError(f"`{point}` takes {shape}, got {where!r}") from None
     if point == "at_time":

@@ -282,7 +282,8 @@ class Policy(_Model):
         if self.persist_result is not None:
             parts.append(f"persist_result={self.persist_result}")
         if self.cache_policy is not None:
-            parts.append(f"cache_policy={' + '.join(p.upper() for p in self.cache_policy.split('+'))}")
+            names = [{"none": "NO_CACHE"}.get(p, p.upper()) for p in self.cache_policy.split("+")]
+            parts.append(f"cache_policy={' + '.join(names)}")
         if self.cache_expiration is not None:
             parts.append(f"cache_expiration=timedelta(seconds={_num(self.cache_expiration)})")
         text = f"@task({', '.join(parts)})" if parts else ""
