@@ -24,7 +24,7 @@ from harness.crashes import points_of
 from harness.run.crash import CrashError
 from harness.scenario.model import CrashAt
 from harness.scenario.writer import plain
-from tests.test_cleanup import wait_until
+from tests.test_cleanup import leftovers, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 CFPB = ROOT / "scenarios" / "cfpb_crash.yaml"
@@ -294,10 +294,12 @@ def test_killing_the_harness_while_a_crashing_run_goes_on_leaves_no_process_and_
         f"name: held\nflow: tests.flows:held_by_a_fifo\nparameters: {{path: {str(fifo)!r}, marker: {str(marker)!r}}}\n"
         "crash:\n  at: {after_return: after_the_fifo}\n"
     )
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     harness = subprocess.Popen(
         [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())", "run", str(scenario)],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(temporary)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -307,6 +309,8 @@ def test_killing_the_harness_while_a_crashing_run_goes_on_leaves_no_process_and_
         harness.send_signal(signal.SIGKILL)
         harness.wait()
         assert wait_until(lambda: _crash_leftovers(harness.pid) == ([], []), 10), _crash_leftovers(harness.pid)
+        # the harness's own folders too (its session's results and wire, the command's Prefect home, its server's)
+        assert wait_until(lambda: leftovers(harness.pid, tmp_path) == set(), 10), leftovers(harness.pid, tmp_path)
     finally:
         if harness.poll() is None:
             harness.kill()

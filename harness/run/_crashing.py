@@ -51,8 +51,9 @@ def main() -> None:
     assert threading.active_count() == 1, "a process forks safely only before any thread starts"
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped as they end
     children: list[int] = []
+    closed = False
     try:
-        serve(sock, setup, children)
+        closed = serve(sock, setup, children)
     finally:
         # Its children end with the session or the harness (their job pipes close, or they see it gone): once
         # they have, nothing writes in the folder (their histories and temporary files) any more.
@@ -60,6 +61,9 @@ def main() -> None:
         while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
             time.sleep(0.05)
         shutil.rmtree(setup["folder"], ignore_errors=True)
+        if not closed:  # the harness is gone without closing its session: its folders go too
+            for folder in setup["owned"]:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 GONE_S = 10.0
@@ -73,15 +77,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def serve(sock: socket.socket, setup: dict[str, Any], children: list[int]) -> None:
-    """Fork a child per request until the socket closes (the session closed, or the harness is gone)."""
+def serve(sock: socket.socket, setup: dict[str, Any], children: list[int]) -> bool:
+    """Fork a child per request until the socket closes; whether the session closed it (else the harness is
+    gone)."""
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(sock, 16, 2)
         except OSError:
-            return
+            return False
+        if message == b"close":
+            return True
         if not message:
-            return
+            return False
         pid = os.fork()
         if pid == 0:
             sock.close()

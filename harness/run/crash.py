@@ -66,6 +66,7 @@ class Session(Protocol):
     transport: str
     server: Any
     memo: dict[Any, Any]
+    folders: list[Path]
 
     def run(
         self,
@@ -314,6 +315,9 @@ class Template:
             "sys_path": list(sys.path),
             "harness": os.getpid(),
             "folder": str(self.folder),  # the template's own: it removes it as it ends
+            # The session's folders, and the command's Prefect home: the template removes them too if the
+            # harness dies without closing its session (killed), as the session would have.
+            "owned": [str(p) for p in session.folders] + _command_home(),
         }
         self.log = self.folder / "crashing.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -384,6 +388,8 @@ class Template:
             spare.close()  # no job: it exits
         sock, self._socket = self._socket, None
         if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.sendall(b"close")  # closed by the session: the session removes its own folders
             sock.close()  # the template reads the end of its input: it exits
         process, self.process = self.process, None
         if process is not None:
@@ -444,6 +450,12 @@ class _Child:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.jobs = self.reports = -1
+
+
+def _command_home() -> list[str]:
+    """The ``harness`` command's private Prefect home (``environ.private_prefect_home``), if it has one."""
+    home = os.environ.get("PREFECT_HOME", "")
+    return [home] if Path(home).name.startswith("harness-home-") else []
 
 
 def _tail(log: Path, lines: int = 40) -> str:

@@ -95,6 +95,7 @@ class Session:
         self._stack = contextlib.ExitStack()
         self._scope: RunScope | None = None  # what a run sets in the process, built once the server is up
         self.memo: dict[Any, Any] = {}  # what later stages compute once per session (fault-free baselines)
+        self.folders: list[Path] = []  # the session's temporary folders, removed as it closes
 
     def start(self) -> None:
         """Start the server in the background; safe to call more than once."""
@@ -105,6 +106,10 @@ class Session:
             self.server.start()
             self.wire = Wire()
             self._stack.callback(self.wire.close)
+            # The session's result storage, emptied after every run (``own_results``).
+            self._results = Path(tempfile.mkdtemp(prefix="harness-results-"))
+            self._stack.callback(shutil.rmtree, self._results, True)
+            self.folders += [self.wire.folder, self._results]
         except BaseException:
             self.close()  # nothing half-started outlives the failure
             raise
@@ -114,10 +119,7 @@ class Session:
         assert self.server is not None
         if self._scope is None:
             self.server.wait()
-            # The session's result storage, emptied after every run (``own_results``).
-            results = Path(tempfile.mkdtemp(prefix="harness-results-"))
-            self._stack.callback(shutil.rmtree, results, True)
-            self._scope = RunScope(self.server.environment(), self.server.api_url, results, self.wire)
+            self._scope = RunScope(self.server.environment(), self.server.api_url, self._results, self.wire)
             self._stack.callback(self._scope.close)  # first undone: the events reach the server before it stops
         return self.server
 
