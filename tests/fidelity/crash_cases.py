@@ -44,6 +44,7 @@ CRASH_CASES: list[dict[str, Any]] = [
     ),
     crash_case("killed after the store committed, cached", crash=at("after_commit", "store"), strategy=CACHED),
     crash_case("killed after the store returned, cached", crash=at("after_return", "store"), strategy=CACHED),
+    crash_case("an async flow killed after its store returned", flow="etl_async", crash=at("after_return", "astore")),
     crash_case("run twice", reruns=1),
     crash_case("run twice, cached", reruns=1, strategy=CACHED),
     crash_case(

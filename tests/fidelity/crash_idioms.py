@@ -33,7 +33,7 @@ HOOKS_LOG = "hooks.jsonl"
 
 
 def by_hand(point: str, name: str) -> None:
-    """Die here if the process was told to die at ``point`` of task ``name`` (once)."""
+    """Die here if the process was told to die at ``point`` of task ``name`` (once: its first run to get here)."""
     if os.environ.get(CRASH) != f"{point}:{name}":
         return
     del os.environ[CRASH]
@@ -106,6 +106,31 @@ def etl(size: int = 2) -> int:
 def etl_submitted(size: int = 2) -> int:
     """The store submitted: it runs in a worker thread, not on the process's main thread."""
     return store.submit(fetch(size)).result()
+
+
+@task
+async def afetch(size: int) -> list[int]:
+    async with httpx.AsyncClient() as client:
+        ids = (await client.get(f"{API}/complaints", params={"size": size})).json()["ids"]
+    by_hand("after_return", "afetch")
+    return ids
+
+
+@task(on_completion=[task_completed])
+async def astore(ids: list[int], db: str = "rows.db") -> int:
+    by_hand("before_task", "astore")
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS row (id INTEGER)")
+        conn.executemany("INSERT INTO row VALUES (?)", [(i,) for i in ids])
+        conn.commit()
+    by_hand("after_return", "astore")
+    return len(ids)
+
+
+@flow(**FLOW_HOOKS)
+async def etl_async(size: int = 2) -> int:
+    """The ETL as an async flow of async tasks."""
+    return await astore(await afetch(size))
 
 
 def harness_stored_rows(parameters: dict[str, Any]) -> tuple[str, str]:
