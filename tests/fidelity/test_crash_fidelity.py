@@ -14,10 +14,6 @@ itself (its events are sent in the background).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,53 +23,18 @@ import yaml
 from harness import Outcome, Scenario, ScenarioError, Session, load_file
 from tests.fidelity.crash_cases import CRASH_CASES
 from tests.fidelity.hook_log import counted
+from tests.fidelity.test_fidelity import Reference
 
 pytestmark = pytest.mark.fidelity
 
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_TIMEOUT_S = 600
 KEYS = ("runs", "reruns_tasks", "calls", "hooks", "sqlite", "result")
-
-
-class CrashReference:
-    """The crash reference subprocess, started once and waited for when a test first needs its results."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fidelity.crash_reference", str(out)],
-            cwd=ROOT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.started = time.perf_counter()
-        self._results: dict[str, Any] | None = None
-
-    def results(self) -> dict[str, Any]:
-        if self._results is None:
-            try:
-                output, _ = self.process.communicate(timeout=REFERENCE_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                output, _ = self.process.communicate()
-                pytest.fail(f"the crash reference ran past {REFERENCE_TIMEOUT_S} s:\n{output[-5000:]}")
-            if self.process.returncode != 0 or not self.out.exists():
-                pytest.fail(f"the crash reference exited with code {self.process.returncode}:\n{output[-5000:]}")
-            self._results = json.loads(self.out.read_text())
-            print(f"\ncrash reference: {len(self._results)} case(s) in {time.perf_counter() - self.started:.1f} s")
-        return self._results
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
 
 
 @pytest.fixture(scope="module")
 def crash_reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    ref = CrashReference(tmp_path_factory.mktemp("crash-fidelity") / "reference.json")
+    """Every crash case through the crash reference, in one subprocess started when the first test sets up."""
+    ref = Reference(tmp_path_factory.mktemp("crash-fidelity") / "reference.json", "tests.fidelity.crash_reference")
     yield ref
     ref.stop()
 
@@ -109,7 +70,7 @@ def observed(outcome: Outcome, crashed: bool) -> dict[str, Any]:
 
 @pytest.mark.parametrize("spec", CRASH_CASES, ids=[c["name"] for c in CRASH_CASES])
 def test_harness_agrees_with_prefect_across_a_crash(
-    spec: dict[str, Any], harness_session: Session, crash_reference: CrashReference, tmp_path: Path
+    spec: dict[str, Any], harness_session: Session, crash_reference: Reference, tmp_path: Path
 ) -> None:
     scenario = scenario_of(spec, tmp_path)
     policy = scenario.strategies["variant"].policy if "strategy" in spec else None

@@ -34,13 +34,13 @@ RACY_STATES = {"Completed", "Failed", "Crashed"}
 
 
 class Reference:
-    """The reference subprocess, started once and waited for when a test first needs its results."""
+    """The reference subprocess (``module``), started once and waited for when a test first needs its results."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, module: str = "tests.fidelity.reference") -> None:
         self.out = out
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fidelity.reference", str(out)],
+            [sys.executable, "-m", module, str(out)],
             cwd=ROOT,
             env={k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},  # not the harness's settings
             stdout=subprocess.PIPE,
