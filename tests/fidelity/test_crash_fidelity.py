@@ -27,7 +27,6 @@ from tests.fidelity.test_fidelity import Reference
 
 pytestmark = pytest.mark.fidelity
 
-ROOT = Path(__file__).resolve().parents[2]
 KEYS = ("runs", "reruns_tasks", "calls", "hooks", "sqlite", "result")
 
 
