@@ -10,9 +10,10 @@ crash point it sends what the harness must know of the run (a ``Snapshot``:
 task runs, calls, hooks, clock, schedules) through a pipe, then signals
 itself: SIGKILL (nothing more happens), SIGTERM (Prefect's own handler on
 the main thread crashes the run and calls ``on_crashed``), or SIGINT
-(``KeyboardInterrupt``). After a handled signal the process sends a last
-snapshot as it exits. The flow run's state is then read back from the
-server, which keeps what it last heard. The reruns run in this process.
+(``KeyboardInterrupt``). After the point, each hook and state Prefect
+records is sent as it comes (Prefect's SIGTERM handling ends the process
+itself). The flow run's state is then read back from the server, which
+keeps what it last heard. The reruns run in this process.
 
 The points are met inside Prefect's task engine (``Trigger``, each entry in
 ``harness.run.internals``): ``before_task`` as ``begin_run`` is called,
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from harness._errors import HarnessError, shown
 from harness.run.clock import Clock
 from harness.run.data import data_query, read_rows
-from harness.run.injector import Call
+from harness.run.injector import Call, counts_of
 from harness.run.internals import TE, wrap
 from harness.run.outcome import Outcome, StateInfo, TaskRun, history_of, hooks_of, task_runs_of
 from harness.run.pipes import receive, send
@@ -269,16 +270,12 @@ class Crashing:
         )
         query = data_query(scenario, resolve_flow(scenario.flow, base=scenario.path.parent))
         sqlite_value, sqlite_error = read_rows(history.workdir, query)
-        counts = {e.request.text: 0 for e in scenario.endpoints}
-        for call in snapshot.calls:
-            if call.endpoint is not None:
-                counts[call.endpoint] += 1
         return Outcome(
             scenario=scenario.name,
             flow=flow,
             tasks=snapshot.tasks,
             calls=snapshot.calls,
-            counts=counts,
+            counts=counts_of(scenario, snapshot.calls),
             result=None,
             wall_s=wall,
             virtual_s=snapshot.compute + snapshot.skipped,

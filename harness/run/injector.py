@@ -159,6 +159,15 @@ class _Router(respx.MockRouter):
             _ASYNC.reset(token)
 
 
+def counts_of(scenario: Scenario, calls: Sequence[Call]) -> dict[str, int]:
+    """Calls per declared endpoint (its request line), each endpoint listed."""
+    out = {e.request.text: 0 for e in scenario.endpoints}
+    for call in calls:
+        if call.endpoint is not None:
+            out[call.endpoint] += 1
+    return out
+
+
 class Injector:
     """Serves a scenario's endpoints for the duration of a run: through respx to httpx, and to the wire server.
 
@@ -228,11 +237,7 @@ class Injector:
         return [c for c in self.calls if c.endpoint is None]
 
     def counts(self) -> dict[str, int]:
-        out = {e.request.text: 0 for e in self.scenario.endpoints}
-        for call in self.calls:
-            if call.endpoint is not None:
-                out[call.endpoint] += 1
-        return out
+        return counts_of(self.scenario, self.calls)
 
     def take(
         self, method: str, url: str, record: TaskRecord | None, transport: str = "respx", line: Line | None = None

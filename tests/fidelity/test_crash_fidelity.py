@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from harness import Outcome, Scenario, ScenarioError, Session, load_file
+from harness import Outcome, Session
 from tests.fidelity.crash_cases import CRASH_CASES
 from tests.fidelity.hook_log import counted
-from tests.fidelity.test_fidelity import Reference
+from tests.fidelity.test_fidelity import Reference, jsonable, scenario_of
 
 pytestmark = pytest.mark.fidelity
 
@@ -38,20 +37,6 @@ def crash_reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
     ref.stop()
 
 
-def scenario_of(spec: dict[str, Any], folder: Path) -> Scenario:
-    """The case as a scenario document, loaded as users load theirs (its ``strategy`` as strategy ``variant``)."""
-    keys = ("name", "flow", "parameters", "endpoints", "crash", "reruns", "rerun_after")
-    document = {k: spec[k] for k in keys if k in spec}
-    if "strategy" in spec:
-        document["strategies"] = {"variant": spec["strategy"]}
-    path = folder / "scenario.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    (loaded,) = load_file(path)
-    if isinstance(loaded, ScenarioError):
-        raise loaded
-    return loaded
-
-
 def observed(outcome: Outcome, crashed: bool) -> dict[str, Any]:
     """The harness's history in the reference's terms."""
     runs = outcome.runs
@@ -62,8 +47,8 @@ def observed(outcome: Outcome, crashed: bool) -> dict[str, Any]:
         ],
         "calls": dict(outcome.counts),
         "hooks": counted(list(outcome.hooks)),
-        "sqlite": json.loads(json.dumps(outcome.sqlite)),
-        "result": json.loads(json.dumps(outcome.result, default=repr)),
+        "sqlite": jsonable(outcome.sqlite),
+        "result": jsonable(outcome.result),
     }
 
 
