@@ -73,6 +73,7 @@ def check(scenario: Scenario, outcome: Outcome, *, baseline: Any = NOT_GIVEN) ->
             out.append(Mismatch(f"expect.calls[{key}]", n, got_n, scenario.line_of("expect", "calls", key)))
     out += _data_and_time_mismatches(scenario, outcome)
     out += _hook_mismatches(scenario, outcome)
+    out += _api_mismatches(scenario, outcome)
     for i, inv in enumerate(exp.invariants):
         problem = violation(inv, outcome, baseline, near=scenario.path.parent)
         if problem:
@@ -94,6 +95,74 @@ def _run_mismatches(
         out.append(Mismatch(f"{at}.result", exp.result, plain(outcome.result), scenario.line_of(*where, "result")))
     for name, runs in exp.tasks.items():
         out += _task_mismatches(scenario, name, runs, outcome, where)
+    return out
+
+
+def _api_mismatches(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
+    """``expect.raises``, ``expect.prefect_api`` (requests per route) and ``expect.server`` (the server's view)."""
+    exp, out = scenario.expect, []
+    if exp.raises is not None and not re.search(exp.raises, outcome.raised or ""):
+        observed = f"it raised {outcome.raised}" if outcome.raised else f"it returned a state ({outcome.flow.name})"
+        out.append(
+            Mismatch(
+                "expect.raises", f"the flow call raising /{exp.raises}/", observed, scenario.line_of("expect", "raises")
+            )
+        )
+    elif exp.raises is None and outcome.raised is not None:
+        out.append(
+            Mismatch(
+                "expect.flow",
+                "a final state",
+                f"no state: the flow call raised {outcome.raised}",
+                scenario.line_of("expect"),
+            )
+        )
+    if exp.prefect_api is not None:
+        for route, n in exp.prefect_api.calls.items():
+            got = outcome.api_counts.get(route, 0)
+            if got != n:
+                out.append(
+                    Mismatch(
+                        f"expect.prefect_api.calls[{route}]",
+                        n,
+                        got,
+                        scenario.line_of("expect", "prefect_api", "calls", route),
+                    )
+                )
+    if exp.server is not None:
+        view = outcome.server
+        if exp.server.flow is not None:
+            held_flow = view.flow if view is not None else None
+            line = scenario.line_of("expect", "server", "flow")
+            if held_flow is None:
+                out.append(
+                    Mismatch(
+                        "expect.server.flow",
+                        exp.server.flow.state or exp.server.flow.type,
+                        "the server holds no flow run of it",
+                        line,
+                    )
+                )
+            else:
+                out += _state_mismatches(
+                    "expect.server.flow",
+                    exp.server.flow,
+                    StateInfo(held_flow.type, held_flow.name, held_flow.message),
+                    line,
+                )
+        for name, want in exp.server.tasks.items():
+            line = scenario.line_of("expect", "server", "tasks", name)
+            held = view.tasks.get(name) if view is not None else None
+            if held is None:
+                out.append(
+                    Mismatch(
+                        f"expect.server.tasks.{name}", want.state or want.type, "the server holds no run of it", line
+                    )
+                )
+            else:
+                out += _state_mismatches(
+                    f"expect.server.tasks.{name}", want, StateInfo(held.type, held.name, held.message), line
+                )
     return out
 
 
@@ -239,6 +308,9 @@ def violation(
         return None if not over else "; ".join(f"{k} took {n} calls" for k, n in over.items())
     if invariant.kind in DATA_INVARIANTS:
         return _data_violation(invariant.kind, outcome, baseline)
+    if invariant.kind == "no_orphan_flow_runs":
+        orphans = [o for run in (outcome.runs or (outcome,)) if run.server is not None for o in run.server.orphans]
+        return None if not orphans else f"the server holds flow runs never run to an end: {'; '.join(orphans)}"
     result = resolve_function(invariant.kind, "invariant", near)(outcome)
     return None if result in (None, True) else ("violated" if result is False else str(result))
 

@@ -100,6 +100,19 @@ def make_condition(policy: Policy, log: CallLog, near: Path | None = None) -> Ca
 
 
 @contextmanager
+def _client_settings(settings: dict[str, Any]) -> Iterator[None]:
+    """Prefect's API client settings for one run, as ``temporary_settings`` sets them."""
+    if not settings:
+        yield
+        return
+    import prefect.settings
+    from prefect.settings import temporary_settings
+
+    with temporary_settings(updates={getattr(prefect.settings, k): v for k, v in settings.items()}):
+        yield
+
+
+@contextmanager
 def applied(policy: Policy | None, flow: Any, log: CallLog, near: Path | None = None) -> Iterator[Any]:
     """Set ``policy``'s options on the flow's tasks for one run; yields the flow to call.
 
@@ -134,7 +147,8 @@ def applied(policy: Policy | None, flow: Any, log: CallLog, near: Path | None = 
             flow = flow.with_options(
                 retries=policy.flow_retries, retry_delay_seconds=policy.flow_retry_delay_seconds or 0
             )
-        yield flow
+        with _client_settings(policy.client_settings()):
+            yield flow
     finally:
         for task, values in saved:
             for key, value in values.items():

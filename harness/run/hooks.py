@@ -47,29 +47,29 @@ from typing import Any
 from harness.run.clock import Clock
 from harness.run.deadlines import virtual_flow_timeouts
 from harness.run.futures import pinned_exit
-from harness.run.internals import FE, TE, Via, replace, replaced, wrap
+from harness.run.internals import CB, FE, TE, Via, replace, replaced, wrap
 from harness.run.states import Recorder
 
 
 class _TimeShim(types.ModuleType):
-    def __init__(self, clock: Clock, real: types.ModuleType, recorder: Recorder) -> None:
+    def __init__(self, clock: Clock, real: types.ModuleType, recorder: Recorder | None) -> None:
         super().__init__("time")
         self._clock, self._real, self._recorder = clock, real, recorder
 
     def sleep(self, seconds: float) -> None:
-        self._clock.sleep(self._recorder.exact_delay(seconds))
+        self._clock.sleep(self._recorder.exact_delay(seconds) if self._recorder is not None else seconds)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
 
 class _AnyioShim(types.ModuleType):
-    def __init__(self, clock: Clock, real: types.ModuleType, recorder: Recorder) -> None:
+    def __init__(self, clock: Clock, real: types.ModuleType, recorder: Recorder | None) -> None:
         super().__init__("anyio")
         self._clock, self._real, self._recorder = clock, real, recorder
 
     async def sleep(self, seconds: float) -> None:
-        await self._clock.asleep(self._recorder.exact_delay(seconds))
+        await self._clock.asleep(self._recorder.exact_delay(seconds) if self._recorder is not None else seconds)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -90,6 +90,13 @@ def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
         wrap(stack, f"{TE}:anyio", lambda real: _AnyioShim(clock, real, recorder))
         wrap(stack, f"{TE}:emit_task_run_state_change_event", lambda emit: _recording_emit(emit, recorder))
         replace(stack, f"{TE}:clamped_poisson_interval", jitter_and_record)
+        # Prefect's API client waits between its own retries (``_send_with_retry``) on the virtual clock too,
+        # its jitter drawn from the scenario's seed.
+        wrap(stack, f"{CB}:time", lambda real: _TimeShim(clock, real, None))
+        wrap(stack, f"{CB}:anyio", lambda real: _AnyioShim(clock, real, None))
+        client_rng = random.Random(f"{seed}:client jitter")
+        for name in ("clamped_poisson_interval", "bounded_poisson_interval"):
+            replace(stack, f"{CB}:{name}", seeded_jitter(client_rng, name))
         wrap(stack, f"{FE}:propose_state_sync", lambda propose: _recording_propose(propose, recorder))
         wrap(stack, f"{FE}:propose_state", lambda propose: _recording_propose(propose, recorder))
         _counted_hooks(stack, recorder)
@@ -321,8 +328,9 @@ def virtual_now(clock: Clock) -> Iterator[None]:
         yield
 
 
-def seeded_jitter(rng: random.Random) -> Callable[..., float]:
-    """Prefect's own ``clamped_poisson_interval``, drawing from ``rng`` instead of the global ``random``.
+def seeded_jitter(rng: random.Random, name: str = "clamped_poisson_interval") -> Callable[..., float]:
+    """Prefect's own ``clamped_poisson_interval`` (or ``bounded_poisson_interval``), drawing from ``rng`` instead
+    of the global ``random``.
 
     Retry jitter drew from the global ``random``, which Prefect's background
     threads also draw from: the same seed gave different delays. The function
@@ -332,10 +340,10 @@ def seeded_jitter(rng: random.Random) -> Callable[..., float]:
     import prefect.utilities.math as prefect_math
 
     namespace = {**vars(prefect_math), "random": rng}
-    for name in ("poisson_interval", "clamped_poisson_interval"):
-        original = getattr(prefect_math, name)
-        namespace[name] = types.FunctionType(original.__code__, namespace, name, original.__defaults__)
-    return namespace["clamped_poisson_interval"]  # type: ignore[no-any-return]
+    for each in ("poisson_interval", "clamped_poisson_interval", "bounded_poisson_interval"):
+        original = getattr(prefect_math, each)
+        namespace[each] = types.FunctionType(original.__code__, namespace, each, original.__defaults__)
+    return namespace[name]  # type: ignore[no-any-return]
 
 
 def timeout_error(seconds: float) -> BaseException:

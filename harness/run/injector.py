@@ -11,7 +11,9 @@ both transports.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import contextvars
 import json
 import random
@@ -19,7 +21,7 @@ import threading
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -27,8 +29,10 @@ import respx
 
 from harness.run.clock import Clock, Line
 from harness.run.hooks import timeout_error
+from harness.run.internals import replace
 from harness.run.states import Recorder, TaskRecord
-from harness.scenario.model import BODY_FAULTS, CONNECT_FAULTS, Endpoint, Scenario, Step
+from harness.scenario.api_routes import route_of
+from harness.scenario.model import BODY_FAULTS, CONNECT_FAULTS, ApiEndpoint, Endpoint, Scenario, Step
 
 if TYPE_CHECKING:
     from harness.run.wire.backend import Wire
@@ -49,7 +53,9 @@ HTML_PAGE = (
 DEFAULT_JSON = {"items": [{"id": 1}, {"id": 2}], "total": 2}
 
 
+E = TypeVar("E", Endpoint, ApiEndpoint)
 _ASYNC: contextvars.ContextVar[bool] = contextvars.ContextVar("harness_async_request", default=False)
+_FORWARDING: contextvars.ContextVar[bool] = contextvars.ContextVar("harness_forwarding", default=False)
 
 
 class UnmatchedRequest(httpx.TransportError):
@@ -79,15 +85,16 @@ class Call:
     transport: str = "respx"  # what served it: "respx" (httpx, in-process) or "wire" (a real socket)
 
 
-class _Schedule:
+class _Schedule(Generic[E]):
     """The steps of one endpoint: scripted in order, then chaos, else the last repeats.
 
     A step with ``until`` is a window: it serves every call until the virtual
     clock reaches that second, then gives way to the next step.
     """
 
-    def __init__(self, endpoint: Endpoint, rng: random.Random, clock: Clock) -> None:
-        self.endpoint, self.rng, self.clock = endpoint, rng, clock
+    def __init__(self, endpoint: E, rng: random.Random, clock: Clock) -> None:
+        self.endpoint: E = endpoint
+        self.rng, self.clock = rng, clock
         self._steps = [s for s in endpoint.responses for _ in range(s.times)]
         self._served = 0
         self._held: Step | None = None  # peeked at a connection's opening, served to the next call
@@ -159,6 +166,17 @@ class _Router(respx.MockRouter):
             _ASYNC.reset(token)
 
 
+def watches_api(scenario: Scenario) -> bool:
+    """Whether a run of ``scenario`` answers Prefect's API itself: faults on it, or expectations about it."""
+    expect = scenario.expect
+    return bool(
+        scenario.prefect_api
+        or expect.prefect_api is not None
+        or expect.server is not None
+        or any(i.kind == "no_orphan_flow_runs" for i in expect.invariants)
+    )
+
+
 def counts_of(scenario: Scenario, calls: Sequence[Call]) -> dict[str, int]:
     """Calls per declared endpoint (its request line), each endpoint listed."""
     out = {e.request.text: 0 for e in scenario.endpoints}
@@ -196,6 +214,9 @@ class Injector:
         self._bytes_rng = random.Random(f"{scenario.seed}:bytes")
         self._lock = threading.Lock()
         self.router = _Router(assert_all_called=False, assert_all_mocked=True)
+        self.api = PrefectApi(scenario, clock, recorder, api_url, self.answer) if watches_api(scenario) else None
+        if self.api is not None:
+            self.router.route(url__startswith=self.api.prefix).mock(side_effect=self.api.dispatch)
         self.router.route(url__startswith=api_url.rsplit("/api", 1)[0] + "/").pass_through()
         for url in passthrough:  # another server's API, unless an endpoint is declared under it
             prefix = url.rstrip("/") + "/"
@@ -210,21 +231,32 @@ class Injector:
     def __enter__(self) -> Injector:
         if self.mock_httpx:
             self.router.__enter__()
+        elif self.api is not None:
+            self.api.router.__enter__()  # httpx on real sockets, but Prefect's API still answered here
+        if self.api is not None:
+            self.api.open()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.mock_httpx:
             self.router.__exit__(*exc)
+        elif self.api is not None:
+            self.api.router.__exit__(*exc)
+        if self.api is not None:
+            self.api.close()
 
     def positions(self) -> list[Any]:
         """Where each endpoint's schedule is, for the next run of a history (``harness.run.crash``)."""
-        return [s.position() for s in self._schedules] + [self._bytes_rng.getstate()]
+        api = [s.position() for s in self.api.schedules] if self.api is not None else []
+        return [s.position() for s in self._schedules] + [api, self._bytes_rng.getstate()]
 
     def go_on(self, positions: list[Any]) -> None:
         """Serve on from ``positions``: the endpoints' schedules go on where the history's last run left them."""
-        *schedules, self_bytes = positions
+        *schedules, api, self_bytes = positions
         for schedule, position in zip(self._schedules, schedules, strict=True):
             schedule.go_on(position)
+        for route, position in zip(self.api.schedules if self.api is not None else [], api, strict=True):
+            route.go_on(position)
         self._bytes_rng.setstate(self_bytes)
 
     @property
@@ -408,6 +440,170 @@ class Injector:
             body = bytes(self._bytes_rng.getrandbits(8) for _ in range(64))
             headers["content-type"] = "application/octet-stream"
         return httpx.Response(status, content=body, headers={**headers, **step.headers})
+
+
+class PrefectApi:
+    """The flow's traffic to Prefect's API, answered here: each request logged with its route, served its route's
+    next step (``prefect_api:``), or let through to the real server by a client of the harness's own.
+
+    ``lost_answer`` sends the request on (the server applies it), then spends the client's read timeout and
+    raises the ``ReadTimeout`` the client would meet. The flow runs the server created are kept
+    (``created``): what ``no_orphan_flow_runs`` and the server's view read back.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        clock: Clock,
+        recorder: Recorder,
+        api_url: str,
+        answer: Callable[[Step], httpx.Response],
+    ) -> None:
+        self.clock, self.recorder, self.answer = clock, recorder, answer
+        self.prefix = api_url.rstrip("/") + "/"
+        self._path = urlsplit(api_url).path.rstrip("/")  # "/api"
+        self._created_at = f"{self._path}/flow_runs/"  # where a flow run is created
+        self.schedules = [
+            _Schedule(e, random.Random(f"{scenario.seed}:api:{i}"), clock) for i, e in enumerate(scenario.prefect_api)
+        ]
+        self.calls: list[Call] = []
+        self.created: list[tuple[str, bool]] = []  # the flow runs the server created, in order: (id, answer heard)
+        self._stack = contextlib.ExitStack()
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self.router = _Router(assert_all_called=False, assert_all_mocked=False)  # with httpx on the wire
+        self.router.route(url__startswith=self.prefix).mock(side_effect=self.dispatch)
+        self.router.route().pass_through()
+
+    def counts(self) -> dict[str, int]:
+        """Requests per route, in the order routes were first called."""
+        out: dict[str, int] = {}
+        for call in self.calls:
+            out[call.endpoint or call.url] = out.get(call.endpoint or call.url, 0) + 1
+        return out
+
+    def dispatch(self, request: httpx.Request) -> Any:
+        if _FORWARDING.get():
+            return None  # the harness's own request to the server: the next route lets it through
+        path = request.url.path[len(self._path) :] if request.url.path.startswith(self._path) else request.url.path
+        route = route_of(request.method, path)
+        with self._lock:
+            schedule = next((s for s in self.schedules if s.endpoint.request.text == route), None)
+            step = schedule.next() if schedule is not None else None
+            latency = step.latency.draw(schedule.rng) if schedule is not None and step and step.latency else 0.0
+        serving = self._serving(request, route, step, latency)
+        if _ASYNC.get():
+            return self._aserve(serving)
+        return self._serve(serving)
+
+    def _serving(
+        self, request: httpx.Request, route: str, step: Step | None, latency: float
+    ) -> Generator[tuple[str, Any], Any, httpx.Response]:
+        """A request's answer or fault, logged; yields ("sleep", seconds) and ("forward", request) to its driver."""
+        at, record = self.clock.now(), self.recorder.current()
+        read = _read_timeout(request)
+        late = read is not None and latency > read  # the answer would come after the client stopped waiting
+        served, response = step.describe() if step is not None else "pass", None
+        try:
+            if latency:
+                yield "sleep", read if late else latency
+            if step is not None and step.fault == "lost_answer":
+                yield "forward", request
+                yield "sleep", max((read or 0.0) - (read or 0.0 if late else latency), 0.0)
+                raise httpx.ReadTimeout("The read operation timed out", request=request)
+            if step is None or step.pass_:
+                answer = yield "forward", request
+                if late:
+                    served = f"pass, answer lost (latency {latency:g} s > client timeout {read:g} s)"
+                    raise httpx.ReadTimeout("The read operation timed out", request=request)
+                response = answer
+                if self.created and route == "POST /flow_runs/" and answer.status_code in (200, 201):
+                    with self._lock:
+                        self.created[-1] = (self.created[-1][0], True)
+                return answer  # type: ignore[no-any-return]
+            if late:
+                served = f"read_timeout (latency {latency:g} s > client timeout {read:g} s)"
+                raise httpx.ReadTimeout("The read operation timed out", request=request)
+            if step.fault:
+                cls, message = FAULT_ERRORS[step.fault]
+                raise cls(message, request=request)
+            response = self.answer(step)
+            return response
+        finally:
+            status = response.status_code if response is not None else None
+            headers = tuple(response.headers.items()) if response is not None and step is not None else ()
+            call = Call(at, request.method, str(request.url), route, served, status, headers, *_who(record))
+            with self._lock:
+                self.calls.append(call)
+
+    def _serve(self, serving: Generator[tuple[str, Any], Any, httpx.Response]) -> httpx.Response:
+        value: Any = None
+        try:
+            while True:
+                kind, arg = serving.send(value)
+                if kind == "sleep":
+                    value = None
+                    self.clock.sleep(arg)
+                else:
+                    value = self._forward(arg)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _aserve(self, serving: Generator[tuple[str, Any], Any, httpx.Response]) -> httpx.Response:
+        value: Any = None
+        try:
+            while True:
+                kind, arg = serving.send(value)
+                if kind == "sleep":
+                    value = None
+                    await self.clock.asleep(arg)
+                else:
+                    await arg.aread()
+                    value = await asyncio.to_thread(self._forward, arg)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def _forward(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` to the real server with the harness's own client; its answer, as a fresh response."""
+        token = _FORWARDING.set(True)
+        try:
+            if self._client is None:
+                self._client = httpx.Client(trust_env=False, timeout=30.0)
+            sent = self._client.send(
+                httpx.Request(request.method, request.url, headers=request.headers, content=request.read())
+            )
+        finally:
+            _FORWARDING.reset(token)
+        if request.method == "POST" and sent.status_code in (200, 201) and request.url.path == self._created_at:
+            with self._lock:
+                self.created.append((str(sent.json().get("id")), False))
+        kept = {k: v for k, v in sent.headers.items() if k.lower() not in _HOP_HEADERS}
+        return httpx.Response(sent.status_code, headers=kept, content=sent.content)
+
+    def open(self) -> None:
+        """Start serving: Prefect checks its server's version once per process, before a client's first request;
+        each run checks anew, as the flow's own process would."""
+        replace(self._stack, "prefect._internal.version_checking:_API_VERSION_CHECK_CACHE", set())
+
+    def close(self) -> None:
+        self._stack.close()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def flow_run_id(self) -> str | None:
+        """The flow run whose creation the flow heard of (the last one answered), if any."""
+        heard = [i for i, delivered in self.created if delivered]
+        return heard[-1] if heard else None
+
+
+_HOP_HEADERS = ("content-encoding", "content-length", "transfer-encoding", "connection")
+
+
+def _read_timeout(request: httpx.Request) -> float | None:
+    """The client's read timeout for ``request`` (Prefect's: ``PREFECT_API_REQUEST_TIMEOUT``)."""
+    read = (request.extensions.get("timeout") or {}).get("read")
+    return float(read) if read is not None else None
 
 
 def _prefect_cancelled() -> type[BaseException]:

@@ -72,6 +72,7 @@ def _e(
 
 
 TE, FE, TR, FU = "prefect.task_engine", "prefect.flow_engine", "prefect.task_runners", "prefect.futures"
+CB = "prefect.client.base"
 INTERNALS: tuple[Internal, ...] = (
     # -- The task engine: waits, state reports, jitter, "now" (hooks.hooked, hooks.virtual_now).
     _e(
@@ -108,6 +109,45 @@ INTERNALS: tuple[Internal, ...] = (
         "applies no retry jitter, and the harness reports none)",
         (f"{TE}:SyncTaskRunEngine.begin_run", "clamped_poisson_interval("),
         prefect="<3.8",
+    ),
+    _e(
+        "prefect._internal.version_checking:_API_VERSION_CHECK_CACHE",
+        "replaced",
+        "emptied for a run that answers Prefect's API: its first request is the version check, as in a fresh process",
+        ("prefect._internal.version_checking:_is_api_version_check_cached", "_API_VERSION_CHECK_CACHE"),
+    ),
+    # -- Prefect's API client: its own retries wait on the virtual clock, with seeded jitter (hooks.hooked).
+    _e(
+        f"{CB}:time",
+        "replaced",
+        "the sync client's waits between its retries sleep on the virtual clock",
+        (f"{CB}:PrefectHttpxSyncClient._send_with_retry", "time.sleep(retry_seconds)"),
+    ),
+    _e(
+        f"{CB}:anyio",
+        "replaced",
+        "the async client's waits between its retries, the same",
+        (f"{CB}:PrefectHttpxAsyncClient._send_with_retry", "await anyio.sleep(retry_seconds)"),
+    ),
+    _e(
+        f"{CB}:clamped_poisson_interval",
+        "replaced",
+        "the client's backoff jitter draws from the scenario's seeded generator",
+        (f"{CB}:PrefectHttpxSyncClient._send_with_retry", "clamped_poisson_interval("),
+        (f"{CB}:PrefectHttpxAsyncClient._send_with_retry", "clamped_poisson_interval("),
+    ),
+    _e(
+        f"{CB}:bounded_poisson_interval",
+        "replaced",
+        "the jitter above a Retry-After wait, the same",
+        (f"{CB}:PrefectHttpxSyncClient._send_with_retry", "bounded_poisson_interval("),
+        (f"{CB}:PrefectHttpxAsyncClient._send_with_retry", "bounded_poisson_interval("),
+    ),
+    _e(
+        "prefect.utilities.math:bounded_poisson_interval",
+        "read",
+        "rebuilt from its code with the module's `random` bound to the seeded generator",
+        ("prefect.utilities.math:bounded_poisson_interval", "poisson_interval("),
     ),
     _e(
         "prefect.utilities.math:poisson_interval",

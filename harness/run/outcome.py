@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.run.clock import Clock
 from harness.run.exits import STOPPED
 from harness.run.guard import NetworkGuard
 from harness.run.injector import Call
+from harness.run.server_view import ServerView
 from harness.run.states import Recorder
 from harness.scenario.model import Scenario
+
+NO_STATE = "no state"  # the flow's "state" when its call raised before Prefect gave it one
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,12 @@ class Outcome:
     # above are then the last run's; calls, counts, hooks and times cover them all; data is read after the last.
     runs: tuple[Outcome, ...] = ()
     crashed: str = ""  # the crash point the first run died at, and how: "after_return: store (kill)"
+    # With ``prefect_api`` (or expectations of it): the flow's requests to Prefect's API, per route, and what the
+    # server recorded (the second view of the run: after API faults it can differ from ``flow`` and ``tasks``).
+    raised: str | None = None  # "Type: message" when the flow call raised instead of returning a state
+    api_calls: tuple[Call, ...] = ()
+    api_counts: dict[str, int] = field(default_factory=dict)
+    server: ServerView | None = None
 
     def hooks_ran(self, owner: str, kind: str, name: str | None = None) -> int:
         """How many times hooks of ``kind`` ran for ``owner`` (``flow``: the scenario's flow run; ``other flow``:
@@ -93,10 +102,16 @@ def outcome_of(
     sqlite_error: str | None,
     guard: NetworkGuard,
     clock: Clock,
+    server: ServerView | None = None,
 ) -> Outcome:
-    result = None
-    if state.is_completed():
-        result = state.result(raise_on_failure=False)
+    result, raised = None, None
+    if isinstance(state, BaseException):  # the flow call raised: Prefect gave the run no state to return
+        raised = f"{type(state).__name__}: {state}"
+        flow = StateInfo("NONE", NO_STATE, raised)
+    else:
+        flow = StateInfo(state.type.value, state.name, state.message)
+        if state.is_completed():
+            result = state.result(raise_on_failure=False)
     tasks = task_runs_of(recorder)
     timeline = sorted(
         [(at, f"{r.name}: {name}") for r in recorder.tasks.values() for at, _, name in r.history]
@@ -108,7 +123,7 @@ def outcome_of(
     )
     return Outcome(
         scenario=scenario.name,
-        flow=StateInfo(state.type.value, state.name, state.message),
+        flow=flow,
         tasks=tasks,
         calls=tuple(responder.calls),
         counts=responder.counts(),
@@ -122,7 +137,11 @@ def outcome_of(
         blocked=tuple(guard.blocked),
         waited_s=clock.skipped,
         warnings=_warnings(tasks),
-        hooks=hooks_of(recorder.hooks, state.state_details.flow_run_id),
+        hooks=hooks_of(recorder.hooks, recorder.flow_run_id),
+        raised=raised,
+        api_calls=tuple(api.calls) if (api := getattr(responder, "api", None)) is not None else (),
+        api_counts=api.counts() if api is not None else {},
+        server=server,
     )
 
 
@@ -164,6 +183,10 @@ def history_of(outcomes: list[Outcome], crashed: str = "") -> Outcome:
         waited_s=last.waited_s,
         warnings=tuple(dict.fromkeys(w for o in outcomes for w in o.warnings)),
         hooks=tuple(h for o in outcomes for h in o.hooks),
+        api_calls=tuple(c for o in outcomes for c in o.api_calls),
+        api_counts=dict(Counter(c.endpoint or c.url for o in outcomes for c in o.api_calls)),
+        server=last.server,
+        raised=last.raised,
         runs=tuple(outcomes),
         crashed=crashed,
     )

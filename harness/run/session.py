@@ -39,6 +39,7 @@ from harness.run.kept import session_server
 from harness.run.outcome import Outcome, outcome_of
 from harness.run.process import ServerHandle
 from harness.run.scope import RunScope, own_results
+from harness.run.server_view import read_view
 from harness.run.states import Recorder
 from harness.run.wire.backend import Wire, httpx_on_wire
 from harness.scenario.model import Scenario, SqliteExpect
@@ -262,7 +263,14 @@ class Session:
         if history is not None:
             history.ended(clock, answering)
         sqlite_value, sqlite_error = read_rows(workdir, query)
-        return outcome_of(scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock)
+        api = getattr(answering, "api", None)
+        view = None
+        if api is not None:  # the server's view, read once the run is over
+            reported = {r.id: (r.name, r.history[-1][1]) for r in recorder.tasks.values() if r.history}
+            view = read_view(recorder.flow_run_id or api.flow_run_id(), [i for i, _ in api.created], reported)
+        return outcome_of(
+            scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock, view
+        )
 
     @contextlib.contextmanager
     def _wired(self, responder: Responder) -> Iterator[Any]:
@@ -326,9 +334,14 @@ def _port(url: str) -> int:
 
 
 def _call(flow: Any, parameters: dict[str, Any]) -> Any:
-    if inspect.iscoroutinefunction(flow.fn):
-        return asyncio.run(flow(**parameters, return_state=True))
-    return flow(**parameters, return_state=True)
+    """The flow's final state; or, when Prefect could not run it and the call raised (Prefect's API unreachable
+    as the run starts), the exception the caller of the flow gets."""
+    try:
+        if inspect.iscoroutinefunction(flow.fn):
+            return asyncio.run(flow(**parameters, return_state=True))
+        return flow(**parameters, return_state=True)
+    except Exception as exc:
+        return exc
 
 
 @contextlib.contextmanager

@@ -20,7 +20,15 @@ import yaml
 
 from harness._errors import Problem, ScenarioError
 from harness.scenario._yaml import LineDict, load_documents
-from harness.scenario.model import CONNECT_FAULTS, NOT_ON_WIRE, WIRE_FAULTS, Scenario
+from harness.scenario.model import (
+    API_FAULTS,
+    CONNECT_FAULTS,
+    FAULTS,
+    NOT_ON_WIRE,
+    WIRE_FAULTS,
+    Scenario,
+    ServerExpect,
+)
 from harness.scenario.problems import (
     did_you_mean,
     line_at,
@@ -76,6 +84,7 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
             hint = did_you_mean(key, declared) if declared else " (none declared)"
             yield ("expect", "calls", key), f"{key!r} is not a declared endpoint{hint}", None
     yield from _crash_problems(scenario, declared)
+    yield from _api_problems(scenario)
     yield from _function_problems(scenario)
     yield from _weak_variants(scenario)
     yield from _transport_problems(scenario)
@@ -90,6 +99,7 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
         hooked = scenario.expect.hooks.tasks if scenario.expect.hooks is not None else {}
         named: list[tuple[tuple[str | int, ...], str]] = [(("expect", "tasks", n), n) for n in scenario.expect.tasks]
         named += [(("expect", "hooks", "tasks", n), n) for n in hooked]
+        named += [(("expect", "server", "tasks", n), n) for n in (scenario.expect.server or ServerExpect()).tasks]
         named += [
             (("expect", "flow_runs", i, "tasks", n), n)
             for i, r in enumerate(scenario.expect.flow_runs)
@@ -120,6 +130,37 @@ def _crash_problems(scenario: Scenario, declared: list[str]) -> Iterable[Found]:
             f"`reruns`), and `flow_runs` lists {len(runs)}: give one entry per flow run",
             None,
         )
+
+
+def _api_problems(scenario: Scenario) -> Iterable[Found]:
+    """Steps only Prefect's API can serve (``pass``, ``lost_answer``) on an endpoint, wire faults on Prefect's API
+    (its client is httpx, answered in-process), and a route declared twice."""
+    for where, step in scenario.steps():
+        if step.pass_:
+            yield (
+                (*where, "pass"),
+                "`pass` lets a request through to Prefect's API: only `prefect_api` steps have it",
+                None,
+            )
+        if step.fault in API_FAULTS:
+            yield (
+                (*where, "fault"),
+                f"fault {step.fault!r} is applied by Prefect's server: only `prefect_api` has it",
+                None,
+            )
+    for where, step in scenario.steps("prefect_api"):
+        if step.fault in WIRE_FAULTS:
+            yield (
+                (*where, "fault"),
+                f"fault {step.fault!r} exists only on a real connection; Prefect's client is httpx, answered "
+                f"in-process: use one of {', '.join(FAULTS + API_FAULTS)}",
+                None,
+            )
+    seen: set[str] = set()
+    for i, route in enumerate(e.request.text for e in scenario.prefect_api):
+        if route in seen:
+            yield ("prefect_api", i, "request"), f"route {route!r} is declared twice", None
+        seen.add(route)
 
 
 def _weak_variants(scenario: Scenario) -> Iterable[Found]:

@@ -45,6 +45,7 @@ WIRE_FAULTS = ("close_before_response", "partial_body", "bad_chunk", "slow_body"
 BODY_FAULTS = ("partial_body", "bad_chunk", "slow_body")  # a fault in the answer's body: status and body allowed
 CONNECT_FAULTS = ("connect_error", "connect_timeout")  # decided when the connection opens, before any request
 NOT_ON_WIRE = ("pool_timeout",)  # the client's own pool: no connection can serve it
+API_FAULTS = ("lost_answer",)  # Prefect's API only: the server applies the request, the client never hears back
 TRANSPORTS = ("respx", "wire")
 MALFORMED = (
     "truncated_json",
@@ -85,7 +86,7 @@ STATE_TYPES = (
     "CANCELLING",
 )
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-INVARIANTS = ("completes", "no_data_loss", "no_duplicates")
+INVARIANTS = ("completes", "no_data_loss", "no_duplicates", "no_orphan_flow_runs")
 
 
 class _Unset:
@@ -135,7 +136,7 @@ def _one_of(kind: str, choices: tuple[str, ...]) -> Any:
     return BeforeValidator(check, json_schema_input_type=Literal[choices])  # the JSON Schema's enum
 
 
-FaultKind = Annotated[str, _one_of("fault", FAULTS + WIRE_FAULTS)]
+FaultKind = Annotated[str, _one_of("fault", FAULTS + WIRE_FAULTS + API_FAULTS)]
 MalformedKind = Annotated[str, _one_of("malformed body", MALFORMED)]
 StateName = Annotated[str, _one_of("state name", STATE_NAMES)]
 StateTypeName = Annotated[str, _one_of("state type", STATE_TYPES)]
@@ -242,6 +243,11 @@ class Step(_Model):
         description="Seconds spent before it answers or fails, on the virtual clock: a number, "
         "{uniform: [a, b]} or {lognormal: {median: m, sigma: s}}.",
     )
+    pass_: bool = Field(
+        default=False,
+        alias="pass",
+        description="`prefect_api` only: let the request through to the real server, which answers it.",
+    )
     times: PositiveInt = Field(default=1, description="Calls this step serves (default 1).")
     until: NonNegativeFloat | None = Field(  # a window: serve every call until this virtual second
         None, description="Instead of `times`: serve every call until the virtual clock reaches this second."
@@ -273,6 +279,8 @@ class Step(_Model):
         if self.until is not None and "times" in self.model_fields_set:
             raise ValueError("a step serves `times` calls or every call `until` a virtual second, not both: keep one")
         bodies = [k for k in ("json", "text", "body_base64") if self.has(k)]
+        if self.pass_ and (self.fault or self.malformed or bodies or self.status is not None or self.headers):
+            raise ValueError("a `pass` step lets the real server answer: remove its status, headers, body or fault")
         if self.fault and self.malformed:
             raise ValueError(
                 "a step is an answer, a `fault` or a `malformed` body, not both `fault` and `malformed`: keep one"
@@ -296,6 +304,8 @@ class Step(_Model):
         return getattr(self, key) is not None
 
     def describe(self) -> str:
+        if self.pass_:
+            return "pass"
         if self.fault:
             return self.fault
         if self.malformed:
@@ -442,6 +452,66 @@ class Endpoint(_Model):
     def _something(self) -> Endpoint:
         if not self.responses and self.chaos is None:
             raise ValueError("an endpoint needs `responses`, `chaos` or both")
+        return self
+
+
+class ApiRoute(_Model):
+    """``METHOD /path`` of Prefect's API, ``*`` standing for one path segment (an id)."""
+
+    method: str
+    path: str
+    text: str
+
+    @property
+    def url(self) -> str:  # what a schedule reads its host from: Prefect's API has none of its own
+        return self.path
+
+    def matches(self, method: str, route: str) -> bool:
+        """Whether a request, named by ``route_of`` (``POST /flow_runs/*/set_state``), is this route's."""
+        return f"{method} {route}" == self.text
+
+
+def parse_route(value: Any) -> Any:
+    """A Prefect API route line, checked against the routes Prefect's API has (``api_routes.ROUTES``)."""
+    if isinstance(value, ApiRoute):
+        return value
+    from harness.scenario.api_routes import ROUTES
+
+    if not isinstance(value, str) or len(value.split()) != 2:
+        raise ValueError(
+            f"request must be 'METHOD /path' of Prefect's API, e.g. 'POST /flow_runs/*/set_state'; got {value!r}"
+        )
+    method, path = value.split()
+    text = f"{method.upper()} {path}"
+    if text not in ROUTES:
+        raise ValueError(f"Prefect's API has no route {value!r}{did_you_mean(text, ROUTES)} (`*` stands for an id)")
+    return ApiRoute(method=method.upper(), path=path, text=text)
+
+
+RouteText = Annotated[
+    str,
+    Field(
+        pattern=rf"^\s*(?:{'|'.join(METHODS)})\s+/\S*\s*$",
+        examples=["POST /flow_runs/*/set_state", "POST /flow_runs/"],
+    ),
+]
+
+
+class ApiEndpoint(_Model):
+    """A route of Prefect's API with a schedule of faults, as an endpoint has them (``pass: true`` lets through)."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["responses"]}, {"required": ["chaos"]}]})
+
+    request: Annotated[ApiRoute, BeforeValidator(parse_route, json_schema_input_type=RouteText)] = Field(
+        description="'METHOD /path' of Prefect's API (without /api), `*` for an id: 'POST /flow_runs/*/set_state'."
+    )
+    responses: tuple[Step, ...] = Field(default=(), description="Steps served in order; the last repeats for ever.")
+    chaos: Chaos | None = Field(default=None, description="Random faults, instead of or after `responses`.")
+
+    @model_validator(mode="after")
+    def _something(self) -> ApiEndpoint:
+        if not self.responses and self.chaos is None:
+            raise ValueError("a prefect_api route needs `responses`, `chaos` or both")
         return self
 
 
@@ -630,6 +700,33 @@ class RunExpect(_Model):
     )
 
 
+class ApiExpect(_Model):
+    """What the flow's traffic to Prefect's API was."""
+
+    calls: dict[str, NonNegativeInt] = Field(
+        default={},
+        description="Per route ('POST /flow_runs/*/set_state'): the requests sent, the client's retries too.",
+    )
+
+    @field_validator("calls")
+    @classmethod
+    def _routes(cls, value: dict[str, int]) -> dict[str, int]:
+        for key in value:
+            parse_route(key)
+        return value
+
+
+class ServerExpect(_Model):
+    """The states Prefect's server recorded (they can differ from what the flow saw after API faults)."""
+
+    flow: Annotated[
+        StateMatch | None, BeforeValidator(_state_match, json_schema_input_type=StateName | StateMatch | None)
+    ] = Field(default=None, description="The flow run's state on the server.")
+    tasks: dict[
+        str, Annotated[StateMatch, BeforeValidator(_state_match, json_schema_input_type=StateName | StateMatch)]
+    ] = Field(default={}, description="Per task name: the state the server holds for its (last) task run.")
+
+
 class Expect(RunExpect):
     """What the scenario asserts about the outcome (with ``crash:`` or ``reruns``: ``flow``, ``tasks`` and
     ``result`` are the last flow run's, the rest covers every run)."""
@@ -644,6 +741,17 @@ class Expect(RunExpect):
     )
     sqlite: SqliteExpect | None = None
     virtual_time: VirtualTime | None = None
+    prefect_api: ApiExpect | None = Field(
+        default=None, description="The flow's requests to Prefect's API: {calls: {ROUTE: N}}."
+    )
+    raises: str | None = Field(
+        default=None,
+        description="The flow call raises instead of returning a state (Prefect could not start the run): a regex "
+        "on 'Type: message'.",
+    )
+    server: ServerExpect | None = Field(
+        default=None, description="The states Prefect's server recorded: {flow: STATE, tasks: {NAME: STATE}}."
+    )
     hooks: HooksExpect | None = Field(
         default=None,
         description="Prefect state hooks that ran, by kind: "
@@ -670,6 +778,12 @@ class Expect(RunExpect):
         for i, run in enumerate(self.flow_runs):
             out += [f"flow_runs[{i}].{key}" for key in Expect(flow=run.flow, tasks=run.tasks).essentials()]
         out += [f"calls[{key}]" for key in self.calls]
+        if self.prefect_api is not None:
+            out += [f"prefect_api.calls[{key}]" for key in self.prefect_api.calls]
+        if self.raises is not None:
+            out.append("raises")
+        if self.server is not None:
+            out += ["server.flow"] * (self.server.flow is not None) + [f"server.tasks.{n}" for n in self.server.tasks]
         if self.hooks is not None:
             flow_hooks = self.hooks.flow.model_dump(exclude_none=True) if self.hooks.flow is not None else {}
             out += [f"hooks.flow.{kind}" for kind in flow_hooks]
@@ -823,6 +937,10 @@ class Scenario(_Model):
         default=0, description="Fixes every random draw: chaos, latency, Prefect's retry jitter (default 0)."
     )
     endpoints: tuple[Endpoint, ...] = Field(default=(), description="The mocked HTTP endpoints the flow may call.")
+    prefect_api: tuple[ApiEndpoint, ...] = Field(
+        default=(),
+        description="Faults on the flow's requests to Prefect's own API, per route; other requests go through.",
+    )
     expect: Expect = Field(default=Expect(), description="What must hold after the run.")
     xfail: str | None = Field(default=None, description="Why the scenario must fail its expectations (strict).")
     prefect: str | None = Field(
@@ -871,14 +989,16 @@ class Scenario(_Model):
         """The source line of a field, e.g. ``line_of("expect", "tasks", "get_stars")``."""
         return line_at(self._lines, loc) or self._line
 
-    def steps(self) -> list[tuple[tuple[str | int, ...], Step]]:
-        """Every step with its place: ``(("endpoints", 0, "responses", 1), step)``, chaos included."""
+    def steps(self, key: str = "endpoints") -> list[tuple[tuple[str | int, ...], Step]]:
+        """Every step with its place: ``(("endpoints", 0, "responses", 1), step)``, chaos included
+        (``key="prefect_api"``: those of the Prefect API routes)."""
         out: list[tuple[tuple[str | int, ...], Step]] = []
-        for i, e in enumerate(self.endpoints):
-            out += [(("endpoints", i, "responses", j), s) for j, s in enumerate(e.responses)]
+        declared: tuple[Endpoint | ApiEndpoint, ...] = self.endpoints if key == "endpoints" else self.prefect_api
+        for i, e in enumerate(declared):
+            out += [((key, i, "responses", j), s) for j, s in enumerate(e.responses)]
             if e.chaos is not None:
-                out += [(("endpoints", i, "chaos", "faults", j), s) for j, s in enumerate(e.chaos.faults)]
-                out.append((("endpoints", i, "chaos", "otherwise"), e.chaos.otherwise))
+                out += [((key, i, "chaos", "faults", j), s) for j, s in enumerate(e.chaos.faults)]
+                out.append(((key, i, "chaos", "otherwise"), e.chaos.otherwise))
         return out
 
     @field_validator("prefect")

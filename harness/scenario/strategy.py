@@ -189,6 +189,18 @@ class Policy(_Model):
         default=None, description="@task(cache_expiration=...): seconds a cached result is used for."
     )
 
+    client_max_retries: NonNegativeInt | None = Field(
+        default=None,
+        description="PREFECT_CLIENT_MAX_RETRIES: how often Prefect's API client retries a request (Prefect: 5).",
+    )
+    client_retry_extra_codes: tuple[Annotated[int, Field(ge=100, le=599)], ...] | None = Field(
+        default=None,
+        description="PREFECT_CLIENT_RETRY_EXTRA_CODES: statuses the client retries beside 408, 429, 502 and 503.",
+    )
+    client_retry_jitter_factor: NonNegativeFloat | None = Field(
+        default=None, description="PREFECT_CLIENT_RETRY_JITTER_FACTOR: jitter on the client's backoff (Prefect: 0.2)."
+    )
+
     @model_validator(mode="after")
     def _cache_needs_results(self) -> Policy:
         if self.persist_result is False and self.cache_policy not in (None, "none"):
@@ -238,6 +250,17 @@ class Policy(_Model):
             or self.honour_retry_after
         )
 
+    def client_settings(self) -> dict[str, Any]:
+        """The Prefect settings (by name) this policy sets on Prefect's API client for a run."""
+        values = {
+            "PREFECT_CLIENT_MAX_RETRIES": self.client_max_retries,
+            "PREFECT_CLIENT_RETRY_EXTRA_CODES": set(self.client_retry_extra_codes)
+            if self.client_retry_extra_codes is not None
+            else None,
+            "PREFECT_CLIENT_RETRY_JITTER_FACTOR": self.client_retry_jitter_factor,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
     def delays(self) -> float | list[float] | None:
         """``retry_delay_seconds`` as Prefect takes it: seconds, or one delay per retry."""
         if isinstance(self.retry_delay_seconds, Exponential):
@@ -264,9 +287,14 @@ class Policy(_Model):
         return out
 
     def task_options(self) -> str:
-        """The ``@task(...)`` (and ``@flow(...)``) that reproduce this policy in a user's code."""
+        """The ``@task(...)`` (and ``@flow(...)``) that reproduce this policy in a user's code, and the client's
+        settings."""
+        settings = " ".join(
+            f"{k}={','.join(map(str, sorted(v))) if isinstance(v, set) else _num(v)}"
+            for k, v in self.client_settings().items()
+        )
         if not self.changes_tasks() and self.flow_retries is None:
-            return "the flow's own options"
+            return settings or "the flow's own options"
         parts = []
         if self.retries is not None:
             parts.append(f"retries={self.retries}")
@@ -294,7 +322,7 @@ class Policy(_Model):
             if self.flow_retry_delay_seconds:
                 flow += f", retry_delay_seconds={_num(self.flow_retry_delay_seconds)}"
             text += (" " if text else "") + f"@flow({flow})"
-        return text
+        return f"{text} {settings}".strip()
 
     def _condition_name(self) -> str | None:
         """The name of the production condition in ``harness.policies`` that does what this one does."""
