@@ -33,6 +33,9 @@ def as_json(result: Result) -> dict[str, Any]:
             {"request": f"{c.method} {c.url}", "endpoint": c.endpoint, "served": c.served, "transport": c.transport}
             for c in o.calls
         ],
+        "raised": None if o is None else o.raised,
+        "prefect_api": None if o is None or not o.api_calls else _api_json(o),
+        "server": None if o is None or o.server is None else _server_json(o.server),
         "result": None if o is None else _jsonable(plain(o.result)),
         "wall_s": None if o is None else round(o.wall_s, 4),
         "virtual_s": None if o is None else round(o.virtual_s, 4),
@@ -56,6 +59,29 @@ def _run_json(o: Any) -> dict[str, Any]:
             for t in o.tasks
         ],
     }
+
+
+def _api_json(o: Any) -> dict[str, Any]:
+    """The flow's requests to Prefect's API: per route, and each with what served it."""
+    return {
+        "calls": dict(o.api_counts),
+        "call_log": [
+            {"at": round(c.at, 4), "route": c.endpoint, "served": c.served, "status": c.status} for c in o.api_calls
+        ],
+    }
+
+
+def _server_json(view: Any) -> dict[str, Any]:
+    """What the server recorded: the flow run's state, each task's last run's, and flow runs left unfinished."""
+    return {
+        "flow": _recorded_json(view.flow),
+        "tasks": {name: _recorded_json(s) for name, s in view.tasks.items()},
+        "orphans": list(view.orphans),
+    }
+
+
+def _recorded_json(state: Any) -> dict[str, Any] | None:
+    return None if state is None else {"state": state.name, "type": state.type, "message": state.message}
 
 
 def _jsonable(value: Any) -> Any:

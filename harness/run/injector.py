@@ -18,10 +18,12 @@ import contextvars
 import json
 import random
 import threading
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,10 +31,20 @@ import respx
 
 from harness.run.clock import Clock, Line
 from harness.run.hooks import timeout_error
-from harness.run.internals import replace
+from harness.run.internals import replace, wrap
+from harness.run.server_view import SETTLE_S
 from harness.run.states import Recorder, TaskRecord
 from harness.scenario.api_routes import route_of
-from harness.scenario.model import BODY_FAULTS, CONNECT_FAULTS, ApiEndpoint, Endpoint, Scenario, Step
+from harness.scenario.model import (
+    BODY_FAULTS,
+    CONNECT_FAULTS,
+    ApiEndpoint,
+    ApiRoute,
+    Endpoint,
+    EventStep,
+    Scenario,
+    Step,
+)
 
 if TYPE_CHECKING:
     from harness.run.wire.backend import Wire
@@ -53,7 +65,7 @@ HTML_PAGE = (
 DEFAULT_JSON = {"items": [{"id": 1}, {"id": 2}], "total": 2}
 
 
-E = TypeVar("E", Endpoint, ApiEndpoint)
+E = TypeVar("E", Endpoint, ApiEndpoint, "EventsTarget")
 _ASYNC: contextvars.ContextVar[bool] = contextvars.ContextVar("harness_async_request", default=False)
 _FORWARDING: contextvars.ContextVar[bool] = contextvars.ContextVar("harness_forwarding", default=False)
 
@@ -95,7 +107,8 @@ class _Schedule(Generic[E]):
     def __init__(self, endpoint: E, rng: random.Random, clock: Clock) -> None:
         self.endpoint: E = endpoint
         self.rng, self.clock = rng, clock
-        self._steps = [s for s in endpoint.responses for _ in range(s.times)]
+        # an endpoint's steps, or the events stream's (``EventStep``, read as they are)
+        self._steps: list[Any] = [s for s in endpoint.responses for _ in range(s.times)]
         self._served = 0
         self._held: Step | None = None  # peeked at a connection's opening, served to the next call
         self.host = urlsplit(endpoint.request.url).hostname or ""
@@ -120,9 +133,10 @@ class _Schedule(Generic[E]):
         if self._held is not None:
             step, self._held = self._held, None
             return step
-        return self._draw(self.clock.now(line))
+        drawn: Step = self._draw(self.clock.now(line))
+        return drawn
 
-    def _draw(self, now: float) -> Step:
+    def _draw(self, now: float) -> Any:  # a Step (an EventStep on the events stream)
         chaos = self.endpoint.chaos
         while (
             self._served < len(self._steps) - 1
@@ -243,6 +257,7 @@ class Injector:
         elif self.api is not None:
             self.api.router.__exit__(*exc)
         if self.api is not None:
+            self.api.settle(sum(len(r.history) for r in self.recorder.tasks.values()))
             self.api.close()
 
     def positions(self) -> list[Any]:
@@ -466,6 +481,14 @@ class PrefectApi:
         self.schedules = [
             _Schedule(e, random.Random(f"{scenario.seed}:api:{i}"), clock) for i, e in enumerate(scenario.prefect_api)
         ]
+        self.events = (
+            _Schedule(EventsTarget(scenario.events), random.Random(f"{scenario.seed}:events"), clock)
+            if scenario.events
+            else None
+        )
+        self.sent: set[str] = set()  # ids of the task-run events the flow's process sent (dropped ones too)
+        self.delivered: dict[Any, str] = {}  # per task run id, the state of the last event of it the server got
+        self._port = urlsplit(api_url).port
         self.calls: list[Call] = []
         self.created: list[tuple[str, bool]] = []  # the flow runs the server created, in order: (id, answer heard)
         self._stack = contextlib.ExitStack()
@@ -582,8 +605,76 @@ class PrefectApi:
 
     def open(self) -> None:
         """Start serving: Prefect checks its server's version once per process, before a client's first request;
-        each run checks anew, as the flow's own process would."""
+        each run checks anew, as the flow's own process would. The events stream's frames pass ``on_event``."""
         replace(self._stack, "prefect._internal.version_checking:_API_VERSION_CHECK_CACHE", set())
+        wrap(self._stack, "websockets.asyncio.client:ClientConnection.send", self._sending)
+
+    def settle(self, emitted: int) -> None:
+        """Wait (real time, at most ``SETTLE_S``) until the events worker has sent the ``emitted`` task-run
+        events of the run: the faults on the events stream apply to each, and the server's view waits for them."""
+        deadline = time.monotonic() + SETTLE_S
+        while len(self.sent) < emitted and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _sending(self, send: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        api = self
+
+        async def sending(connection: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
+            event, run_id = api._event_of(connection, message)
+            if event is None:
+                return await send(connection, message, *args, **kwargs)
+            step = api._event_step()
+            served = "drop" if step.drop else "disconnect" if step.disconnect else "pass"
+            api._log_event(run_id, event, served, step)
+            if served == "drop":
+                return None  # lost on the way: the client believes it sent
+            if served == "disconnect":
+                await connection.close()  # the send below meets the closed connection; Prefect reconnects
+            return await send(connection, message, *args, **kwargs)
+
+        return sending
+
+    def _event_of(self, connection: Any, message: Any) -> tuple[dict[str, Any] | None, Any]:
+        """The state event of one of this run's task runs a frame carries on the session's events stream, and the
+        task run's id; None for any other frame, event or connection (an earlier run's, resent on a reconnect)."""
+        request = getattr(connection, "request", None)
+        address = getattr(connection, "remote_address", None) or ()
+        if request is None or not str(request.path).endswith("/events/in") or address[1:2] != (self._port,):
+            return None, None
+        if not isinstance(message, str | bytes) or b"prefect.task-run." not in (
+            message if isinstance(message, bytes) else message.encode()
+        ):
+            return None, None
+        try:
+            data = json.loads(message)
+            resource = str(data["resource"]["prefect.resource.id"])
+            run_id = uuid.UUID(resource.removeprefix("prefect.task-run."))
+        except (ValueError, KeyError, TypeError):
+            return None, None
+        if not str(data.get("event")).startswith("prefect.task-run.") or run_id not in self.recorder.tasks:
+            return None, None
+        return data, run_id
+
+    def _event_step(self) -> EventStep:
+        with self._lock:
+            if self.events is None:
+                return _PASS_EVENT
+            step = cast(EventStep, self.events.next())
+            if isinstance(step.drop, float) and self.events.rng.random() >= step.drop:
+                return _PASS_EVENT  # drawn: this one gets through
+            return step
+
+    def _log_event(self, run_id: Any, event: dict[str, Any], served: str, step: EventStep) -> None:
+        name = str(event.get("event"))
+        if step.drop and served == "pass":
+            served = f"pass ({step.describe()} drawn)"
+        call = Call(self.clock.now(), "WS", name, "WS /events/in", served, None, (), *_who(self.recorder.tasks[run_id]))
+        with self._lock:
+            self.calls.append(call)
+            self.sent.add(str(event.get("id")))
+            if served.startswith("pass"):
+                self.delivered[run_id] = name.removeprefix("prefect.task-run.")
+
 
     def close(self) -> None:
         self._stack.close()
@@ -597,6 +688,16 @@ class PrefectApi:
         return heard[-1] if heard else None
 
 
+@dataclass(frozen=True)
+class EventsTarget:
+    """The events stream as a schedule's target: its steps, one per event sent."""
+
+    responses: tuple[EventStep, ...]
+    chaos: None = None
+    request: ApiRoute = ApiRoute(method="WS", path="/events/in", text="WS /events/in")
+
+
+_PASS_EVENT = EventStep.model_validate({"pass": True})
 _HOP_HEADERS = ("content-encoding", "content-length", "transfer-encoding", "connection")
 
 

@@ -116,6 +116,12 @@ INTERNALS: tuple[Internal, ...] = (
         "emptied for a run that answers Prefect's API: its first request is the version check, as in a fresh process",
         ("prefect._internal.version_checking:_is_api_version_check_cached", "_API_VERSION_CHECK_CACHE"),
     ),
+    _e(
+        "websockets.asyncio.client:ClientConnection.send",
+        "wrapped",
+        "the events stream's faults (drop, disconnect) act on each event frame the events client sends",
+        ("prefect.events.clients:PrefectEventsClient._emit", "await self._websocket.send(event.model_dump_json())"),
+    ),
     # -- Prefect's API client: its own retries wait on the virtual clock, with seeded jitter (hooks.hooked).
     _e(
         f"{CB}:time",

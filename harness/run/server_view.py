@@ -5,8 +5,8 @@ After faults on Prefect's API the two can differ (a state the client never
 heard was applied, a flow run created twice). Task-run states reach the
 server as events, through its task-run recorder, a moment after the engine
 set them: the view waits (real time, at most ``SETTLE_S``) until the server
-holds as many task runs as the flow ran, each in a final state, or as it was
-last reported in-process.
+holds each task run in the state of the last event of it that reached the
+server (or a final one).
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ class ServerView:
     orphans: tuple[str, ...] = ()  # "id: State" of flow runs created during the run and left unfinished
 
 
-def read_view(flow_run_id: Any, created: list[str], reported: dict[Any, tuple[str, str]]) -> ServerView:
+def read_view(flow_run_id: Any, created: list[str], reported: dict[Any, tuple[str, str | None]]) -> ServerView:
     """Read the server's view (the session's client in scope): the flow run ``flow_run_id``, the task runs under
-    it (``reported``: id -> its task's name and the state type last set in-process), and which of ``created``
-    were left unfinished."""
+    it (``reported``: id -> its task's name and the state of the last event of it the server got, if any), and
+    which of ``created`` were left unfinished."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -58,7 +58,7 @@ def read_view(flow_run_id: Any, created: list[str], reported: dict[Any, tuple[st
     return ServerView(flow, tasks, tuple(orphans))
 
 
-def _task_runs(client: Any, flow_run_id: Any, reported: dict[Any, tuple[str, str]]) -> dict[str, Recorded]:
+def _task_runs(client: Any, flow_run_id: Any, reported: dict[Any, tuple[str, str | None]]) -> dict[str, Recorded]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import TaskRunSort
 
@@ -72,14 +72,15 @@ def _task_runs(client: Any, flow_run_id: Any, reported: dict[Any, tuple[str, str
         settled = all(
             (run := held.get(i)) is not None
             and run.state is not None
-            and (run.state.type.value == kind or run.state.type.value in FINAL)
-            for i, (_, kind) in reported.items()
+            and (run.state.name == state or run.state.type.value in FINAL)
+            for i, (_, state) in reported.items()
+            if state is not None
         )
         if settled or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     out: dict[str, Recorded] = {}
-    for run in runs:  # in the order they started: a task's last run is the one kept
+    for run in runs:  # in the order they were to start: a task's last run is the one kept
         recorded = _recorded(run.state)
         if recorded is not None:
             out[reported[run.id][0] if run.id in reported else str(run.name).rsplit("-", 1)[0]] = recorded

@@ -266,7 +266,7 @@ class Session:
         api = getattr(answering, "api", None)
         view = None
         if api is not None:  # the server's view, read once the run is over
-            reported = {r.id: (r.name, r.history[-1][1]) for r in recorder.tasks.values() if r.history}
+            reported = {r.id: (r.name, api.delivered.get(r.id)) for r in recorder.tasks.values()}
             view = read_view(recorder.flow_run_id or api.flow_run_id(), [i for i, _ in api.created], reported)
         return outcome_of(
             scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock, view

@@ -7,7 +7,7 @@ import binascii
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
@@ -515,6 +515,44 @@ class ApiEndpoint(_Model):
         return self
 
 
+class EventStep(_Model):
+    """What happens to the events the flow's process sends on Prefect's events stream (``/events/in``)."""
+
+    pass_: bool = Field(default=False, alias="pass", description="The event reaches the server.")
+    drop: bool | Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=False,
+        description="The event is lost on the way, unknown to the client (true, or the probability of it).",
+    )
+    disconnect: bool = Field(
+        default=False, description="The connection closes as the event is sent: the client reconnects and resends."
+    )
+    times: PositiveInt = Field(default=1, description="Events this step serves (default 1).")
+    until: NonNegativeFloat | None = Field(
+        None, description="Instead of `times`: serve every event until the virtual clock reaches this second."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> EventStep:
+        kinds = [k for k in ("pass", "drop", "disconnect") if getattr(self, "pass_" if k == "pass" else k)]
+        if len(kinds) != 1:
+            raise ValueError(
+                "an events step is one of `pass: true`, `drop: true` (or a probability) and `disconnect: true`"
+                + (f"; got {' and '.join(kinds)}" if kinds else "")
+            )
+        if self.until is not None and "times" in self.model_fields_set:
+            raise ValueError("a step serves `times` events or every event `until` a virtual second, not both")
+        return self
+
+    latency: ClassVar[None] = None  # the flow waits on no event: see the README, "Prefect's API"
+
+    def describe(self) -> str:
+        if self.drop is True:
+            return "drop"
+        if self.drop:
+            return f"drop {self.drop:g}"
+        return "disconnect" if self.disconnect else "pass"
+
+
 # -- expectations -----------------------------------------------------------------
 
 
@@ -940,6 +978,11 @@ class Scenario(_Model):
     prefect_api: tuple[ApiEndpoint, ...] = Field(
         default=(),
         description="Faults on the flow's requests to Prefect's own API, per route; other requests go through.",
+    )
+    events: tuple[EventStep, ...] = Field(
+        default=(),
+        description="What happens to the events the flow's process sends to Prefect (task-run states travel "
+        "there), step by step: pass, drop, disconnect; the last step repeats.",
     )
     expect: Expect = Field(default=Expect(), description="What must hold after the run.")
     xfail: str | None = Field(default=None, description="Why the scenario must fail its expectations (strict).")
