@@ -101,6 +101,9 @@ def _run_mismatches(
 def _api_mismatches(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
     """``expect.raises``, ``expect.prefect_api`` (requests per route) and ``expect.server`` (the server's view)."""
     exp, out = scenario.expect, []
+    if scenario.cancel is not None and not outcome.cancelled:
+        line = scenario.line_of("cancel", "at")
+        out.append(Mismatch("cancel.at", f"the run reaching {scenario.cancel.at}", "it never did", line))
     if exp.raises is not None and not re.search(exp.raises, outcome.raised or ""):
         observed = f"it raised {outcome.raised}" if outcome.raised else f"it returned a state ({outcome.flow.name})"
         out.append(

@@ -48,11 +48,11 @@ from harness._errors import HarnessError, shown
 from harness.run.clock import Clock
 from harness.run.data import data_query, read_rows
 from harness.run.injector import Call, counts_of
-from harness.run.internals import TE, wrap
 from harness.run.outcome import Outcome, StateInfo, TaskRun, history_of, hooks_of, task_runs_of
 from harness.run.pipes import receive, send
+from harness.run.points import Point
 from harness.run.process import scratch_folder
-from harness.scenario.model import Crash, Scenario
+from harness.scenario.model import Crash, CrashAt, Scenario
 
 if TYPE_CHECKING:
     from harness.run.states import Recorder
@@ -466,7 +466,7 @@ def _tail(log: Path, lines: int = 40) -> str:
 
 
 @dataclass
-class Trigger:
+class Trigger(Point):
     """In the crashing process: dies at the scenario's crash point, having sent what it knew first.
 
     A point names the N-th run of a task in the order the flow called or
@@ -509,94 +509,14 @@ class Trigger:
                 timeline=tuple(sorted(timeline)),
             )
 
-        self.snapshot, self.clock, self.recorder = snapshot, clock, recorder
-        at = self.crash.at
-        with contextlib.ExitStack() as stack:
-            recorder.listeners.append(self._after_fire)  # Prefect may end the process as it handles a signal
-            if at.point in ("before_task", "after_return"):
-                method = "begin_run" if at.point == "before_task" else "handle_success"
-                for engine in ("SyncTaskRunEngine", "AsyncTaskRunEngine"):
-                    wrap(stack, f"{TE}:{engine}.{method}", self._before)
-            elif at.point in ("after_commit", "after_task"):
-                for engine in ("SyncTaskRunEngine", "AsyncTaskRunEngine"):
-                    wrap(stack, f"{TE}:{engine}.transaction_context", self._after_transaction)
-            elif at.point == "after_call":
-                responder.answered.append(self._after_call)
-            else:  # at_time: a deadline on the run's root line, which every participant's waits reach
-                stack.callback(clock.after(max((at.seconds or 0.0) - clock.root.offset, 0.0), self.fire))
+        self.snapshot, self.clock = snapshot, clock
+        recorder.listeners.append(self._after_fire)  # Prefect may end the process as it handles a signal
+        with self.wired(clock, recorder, responder):
             yield
 
-    def _is_named(self, engine: Any) -> bool:
-        """Whether ``engine``'s task run is the N-th run of the task the point names, in the flow's order."""
-        at, task_run = self.crash.at, getattr(engine, "task_run", None)
-        if engine.task.name != at.task or task_run is None or self.recorder is None:
-            return False
-        runs = [r.id for r in self.recorder.in_order() if r.name == at.task]
-        return task_run.id in runs and runs.index(task_run.id) + 1 == at.run
-
-    def _before(self, method: Callable[..., Any]) -> Callable[..., Any]:
-        """``before_task`` (``begin_run``) and ``after_return`` (``handle_success``, unless the result is a cache
-        hit: the function did not run)."""
-        trigger = self
-
-        def reached(engine: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-            if trigger.crash.at.point == "after_return":
-                transaction = kwargs.get("transaction", args[1] if len(args) > 1 else None)
-                if transaction is not None and transaction.is_committed():
-                    return False  # read from the cache: no function returned
-            return trigger._is_named(engine)
-
-        if _is_async(method):
-
-            async def abefore(engine: Any, *args: Any, **kwargs: Any) -> Any:
-                if reached(engine, args, kwargs):
-                    trigger.fire()
-                return await method(engine, *args, **kwargs)
-
-            return abefore
-
-        def before(engine: Any, *args: Any, **kwargs: Any) -> Any:
-            if reached(engine, args, kwargs):
-                trigger.fire()
-            return method(engine, *args, **kwargs)
-
-        return before
-
-    def _after_transaction(self, context: Callable[..., Any]) -> Callable[..., Any]:
-        trigger = self
-
-        def completed(engine: Any) -> bool:
-            state = getattr(engine, "state", None)  # Completed by this run: a cache hit commits nothing
-            return state is not None and state.is_completed() and state.name != "Cached" and trigger._is_named(engine)
-
-        if _is_async(getattr(context, "__wrapped__", context)):
-
-            @contextlib.asynccontextmanager
-            async def atransaction(engine: Any) -> Any:
-                async with context(engine) as txn:
-                    yield txn
-                if completed(engine):
-                    trigger.fire(engine)
-
-            return atransaction
-
-        @contextlib.contextmanager
-        def transaction(engine: Any) -> Iterator[Any]:
-            with context(engine) as txn:
-                yield txn
-            if completed(engine):
-                trigger.fire(engine)
-
-        return transaction
-
-    def _after_call(self, call: Call) -> None:
-        at = self.crash.at
-        if call.endpoint == at.request:
-            with self.lock:
-                self.calls += 1
-                reached = self.calls == at.n
-            if reached:
-                self.fire()
+    @property
+    def point(self) -> CrashAt:
+        return self.crash.at
 
     def _after_fire(self) -> None:
         """Once the point is passed, each hook and state Prefect records is sent at once: Prefect's handling of
@@ -644,9 +564,3 @@ def _client() -> Any:
     from prefect.client.orchestration import get_client
 
     return get_client(sync_client=True)
-
-
-def _is_async(fn: Any) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)

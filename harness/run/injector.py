@@ -20,7 +20,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -178,6 +178,16 @@ class _Router(respx.MockRouter):
             return await super().async_handler(request)
         finally:
             _ASYNC.reset(token)
+
+
+@contextlib.contextmanager
+def harness_requests() -> Iterator[None]:
+    """Requests the harness itself makes to Prefect's API meanwhile: let through, never logged as the flow's."""
+    token = _FORWARDING.set(True)
+    try:
+        yield
+    finally:
+        _FORWARDING.reset(token)
 
 
 def watches_api(scenario: Scenario) -> bool:
@@ -506,8 +516,10 @@ class PrefectApi:
         return out
 
     def dispatch(self, request: httpx.Request) -> Any:
-        if _FORWARDING.get():
-            return None  # the harness's own request to the server: the next route lets it through
+        if _FORWARDING.get() or not request.headers.get("user-agent", "").startswith("prefect/"):
+            # The harness's own request, or not Prefect's API client's (the events client's version check as it
+            # connects, once a session): the next route lets it through.
+            return None
         path = request.url.path[len(self._path) :] if request.url.path.startswith(self._path) else request.url.path
         route = route_of(request.method, path)
         with self._lock:
@@ -588,15 +600,12 @@ class PrefectApi:
 
     def _forward(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` to the real server with the harness's own client; its answer, as a fresh response."""
-        token = _FORWARDING.set(True)
-        try:
+        with harness_requests():
             if self._client is None:
                 self._client = httpx.Client(trust_env=False, timeout=30.0)
             sent = self._client.send(
                 httpx.Request(request.method, request.url, headers=request.headers, content=request.read())
             )
-        finally:
-            _FORWARDING.reset(token)
         if request.method == "POST" and sent.status_code in (200, 201) and request.url.path == self._created_at:
             with self._lock:
                 self.created.append((str(sent.json().get("id")), False))
@@ -607,6 +616,7 @@ class PrefectApi:
         """Start serving: Prefect checks its server's version once per process, before a client's first request;
         each run checks anew, as the flow's own process would. The events stream's frames pass ``on_event``."""
         replace(self._stack, "prefect._internal.version_checking:_API_VERSION_CHECK_CACHE", set())
+        replace(self._stack, "prefect.events.related:RESOURCE_CACHE", {})  # the flow read once per process too
         wrap(self._stack, "websockets.asyncio.client:ClientConnection.send", self._sending)
 
     def settle(self, emitted: int) -> None:
@@ -674,7 +684,6 @@ class PrefectApi:
             self.sent.add(str(event.get("id")))
             if served.startswith("pass"):
                 self.delivered[run_id] = name.removeprefix("prefect.task-run.")
-
 
     def close(self) -> None:
         self._stack.close()

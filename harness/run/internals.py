@@ -117,6 +117,13 @@ INTERNALS: tuple[Internal, ...] = (
         ("prefect._internal.version_checking:_is_api_version_check_cached", "_API_VERSION_CHECK_CACHE"),
     ),
     _e(
+        "prefect.events.related:RESOURCE_CACHE",
+        "replaced",
+        "emptied for a run that answers Prefect's API: the flow and flow run its events name are read once per "
+        "process, as in a fresh one",
+        ("prefect.events.related:related_resources_from_run_context", "cache=RESOURCE_CACHE"),
+    ),
+    _e(
         "websockets.asyncio.client:ClientConnection.send",
         "wrapped",
         "the events stream's faults (drop, disconnect) act on each event frame the events client sends",

@@ -70,6 +70,7 @@ class Outcome:
     # With ``prefect_api`` (or expectations of it): the flow's requests to Prefect's API, per route, and what the
     # server recorded (the second view of the run: after API faults it can differ from ``flow`` and ``tasks``).
     raised: str | None = None  # "Type: message" when the flow call raised instead of returning a state
+    cancelled: str | None = None  # with ``cancel:``: where the run was cancelled ("" when it never got there)
     api_calls: tuple[Call, ...] = ()
     api_counts: dict[str, int] = field(default_factory=dict)
     server: ServerView | None = None
@@ -187,6 +188,7 @@ def history_of(outcomes: list[Outcome], crashed: str = "") -> Outcome:
         api_counts=dict(Counter(c.endpoint or c.url for o in outcomes for c in o.api_calls)),
         server=last.server,
         raised=last.raised,
+        cancelled=next((o.cancelled for o in outcomes if o.cancelled is not None), None),
         runs=tuple(outcomes),
         crashed=crashed,
     )

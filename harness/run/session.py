@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import inspect
 import os
 import shutil
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 
 from harness._errors import ScenarioTimeout, shown
 from harness.policies.apply import CallLog, applied
+from harness.run.cancel import Canceller
 from harness.run.clock import Clock
 from harness.run.data import data_query, read_rows
 from harness.run.guard import NetworkGuard
@@ -232,6 +234,8 @@ class Session:
         if history is not None:
             history.resume(answering)
         log = CallLog(answering.calls, clock.sleep, clock.now)
+        first = history is None or history.positions is None  # ``cancel:`` acts on the first run of a history
+        canceller = Canceller(scenario.cancel) if scenario.cancel is not None and first else None
         running: list[str] = []  # the task runs unfinished when the time limit was reached
 
         def unfinished() -> None:
@@ -243,6 +247,7 @@ class Session:
             with (
                 history.results() if history is not None else own_results(),
                 crash.armed(clock, recorder, answering) if crash is not None else contextlib.nullcontext(),
+                canceller.armed(clock, recorder, answering) if canceller is not None else contextlib.nullcontext(),
                 applied(policy, flow, log, near=scenario.path.parent) as flow,
                 hooked(clock, recorder, scenario.seed),
                 answering,
@@ -268,9 +273,13 @@ class Session:
         if api is not None:  # the server's view, read once the run is over
             reported = {r.id: (r.name, api.delivered.get(r.id)) for r in recorder.tasks.values()}
             view = read_view(recorder.flow_run_id or api.flow_run_id(), [i for i, _ in api.created], reported)
-        return outcome_of(
+        outcome = outcome_of(
             scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock, view
         )
+        if canceller is not None:
+            reached = f"{scenario.cancel} at {canceller.at:.2f} s" if canceller.at is not None else ""
+            outcome = dataclasses.replace(outcome, cancelled=reached)
+        return outcome
 
     @contextlib.contextmanager
     def _wired(self, responder: Responder) -> Iterator[Any]:

@@ -105,9 +105,9 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
             for i, r in enumerate(scenario.expect.flow_runs)
             for n in r.tasks
         ]
-        at = scenario.crash.at if scenario.crash is not None else None
-        if at is not None and at.task is not None:
-            named.append((("crash", "at", at.point), at.task))
+        for key, what in (("crash", scenario.crash), ("cancel", scenario.cancel)):
+            if what is not None and what.at.task is not None:
+                named.append(((key, "at", what.at.point), what.at.task))
         for where, name in named:
             if name not in known:
                 hint = did_you_mean(name, sorted(known))
@@ -116,10 +116,18 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
 
 def _crash_problems(scenario: Scenario, declared: list[str]) -> Iterable[Found]:
     """A crash after a call no endpoint declares, and ``flow_runs`` of another length than the runs made."""
-    at = scenario.crash.at if scenario.crash is not None else None
-    if at is not None and at.request is not None and at.request not in declared:
-        hint = did_you_mean(at.request, declared) if declared else " (none declared)"
-        yield ("crash", "at", "after_call"), f"{at.request!r} is not a declared endpoint{hint}", None
+    for key, what in (("crash", scenario.crash), ("cancel", scenario.cancel)):
+        at = what.at if what is not None else None
+        if at is not None and at.request is not None and at.request not in declared:
+            hint = did_you_mean(at.request, declared) if declared else " (none declared)"
+            yield (key, "at", "after_call"), f"{at.request!r} is not a declared endpoint{hint}", None
+    if scenario.crash is not None and scenario.cancel is not None and scenario.crash.at == scenario.cancel.at:
+        yield (
+            ("cancel", "at"),
+            f"`cancel:` and `crash:` are both at {scenario.crash.at}: the process cannot both die and be "
+            "cancelled there; move one of them",
+            None,
+        )
     if scenario.rerun_after and scenario.runs == 1:
         yield ("rerun_after",), "`rerun_after` is the time between runs: add `reruns` (or `crash:`)", None
     runs = scenario.expect.flow_runs

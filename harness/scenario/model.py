@@ -927,6 +927,25 @@ class Crash(_Model):
     )
 
 
+CANCEL_WAYS = ("api_only",)
+
+
+class Cancel(_Model):
+    """The flow run is cancelled at a point, as a user cancels it: through Prefect's API."""
+
+    def __str__(self) -> str:
+        return f"{self.at} ({self.how})"
+
+    at: Annotated[CrashAt, BeforeValidator(_crash_at, json_schema_input_type=CRASH_AT_INPUT)] = Field(
+        description="Where it is cancelled: the points of `crash:` ({after_return: TASK}, {at_time: SECONDS}, ...)."
+    )
+    how: Annotated[str, _one_of("way to cancel", CANCEL_WAYS)] = Field(
+        default="api_only",
+        description="api_only: the flow run is set Cancelling through the API, and nothing else is done "
+        '(no runner watches it: the flow goes on; see the README, "Cancellation").',
+    )
+
+
 # -- the scenario -------------------------------------------------------------------
 
 
@@ -1004,6 +1023,7 @@ class Scenario(_Model):
     crash: Crash | None = Field(
         default=None, description="The process running the flow dies at a chosen point; the flow is run again."
     )
+    cancel: Cancel | None = Field(default=None, description="The flow run is cancelled at a chosen point.")
     reruns: NonNegativeInt | None = Field(
         default=None,
         description="How many times the flow is run again after the first run (default 1 with `crash:`, else 0): "
