@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prefect import flow, task
@@ -333,3 +334,30 @@ def doubles(xs: list[int]) -> int:
         if state.is_completed():
             total += state.result()
     return total
+
+
+@task
+async def afetch(url: str) -> int:
+    async with httpx.AsyncClient() as client:
+        return int((await client.get(url, timeout=5.0)).json()["n"])
+
+
+@flow
+async def async_fetch(url: str = "https://api.example.test/n") -> int:
+    """An async flow: Prefect's async API client sends its requests."""
+    return await afetch(url)
+
+
+def note_cancellation(flow: Any, flow_run: Any, state: Any) -> None:
+    """An ``on_cancellation`` hook (counted by ``expect.hooks``)."""
+
+
+@task
+def step(n: int) -> int:
+    return n
+
+
+@flow(on_cancellation=[note_cancellation])
+def three_steps() -> int:
+    """Three task runs in a row, the flow with an ``on_cancellation`` hook."""
+    return step(1) + step(2) + step(3)

@@ -35,7 +35,7 @@ class ServerView:
 
     flow: Recorded | None  # None: the server holds no flow run of it (it was never created)
     tasks: dict[str, Recorded]  # per task name, its last task run's state
-    orphans: tuple[str, ...] = ()  # "id: State" of flow runs created during the run and left unfinished
+    orphans: tuple[str, ...] = ()  # "id: State" of flow runs created during the run and left unfinished (its own too)
 
 
 def read_view(flow_run_id: Any, created: list[str], reported: dict[Any, tuple[str, str | None]]) -> ServerView:
@@ -49,12 +49,13 @@ def read_view(flow_run_id: Any, created: list[str], reported: dict[Any, tuple[st
         flow = _recorded(client.read_flow_run(flow_run_id).state) if flow_run_id is not None else None
         tasks = _task_runs(client, flow_run_id, reported) if flow_run_id is not None else {}
         orphans: list[str] = []
-        ids = [UUID(i) for i in created if i != str(flow_run_id)]
+        ids = [UUID(i) for i in created]
         if ids:
             runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
             for run in sorted(runs, key=lambda r: ids.index(r.id)):
                 if run.state is None or run.state.type.value not in FINAL:
-                    orphans.append(f"{run.id}: {run.state.name if run.state is not None else 'no state'}")
+                    own = " (the flow's own run)" if str(run.id) == str(flow_run_id) else ""
+                    orphans.append(f"{run.id}{own}: {run.state.name if run.state is not None else 'no state'}")
     return ServerView(flow, tasks, tuple(orphans))
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 
-ROUTES: tuple[str, ...] = (
+# The events stream, a websocket the OpenAPI document does not list: the flow's process sends its task runs'
+# states there (``events:`` faults it).
+EVENTS = "WS /events/in"
+OPENAPI_ROUTES: tuple[str, ...] = (
     "GET /admin/settings",
     "DELETE /admin/storage",
     "GET /admin/storage",
@@ -199,6 +202,8 @@ ROUTES: tuple[str, ...] = (
     "POST /work_queues/filter",
     "GET /work_queues/name/*",
 )
+
+ROUTES = (*OPENAPI_ROUTES, EVENTS)
 
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

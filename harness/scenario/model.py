@@ -515,11 +515,22 @@ class ApiEndpoint(_Model):
         return self
 
 
+def _drop(value: Any) -> Any:
+    """``drop``: true, false, or a probability in (0, 1]."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and 0 < value <= 1:
+        return float(value)
+    raise ValueError(f"drop is true, or the probability an event is lost (above 0, at most 1); got {value!r}")
+
+
 class EventStep(_Model):
     """What happens to the events the flow's process sends on Prefect's events stream (``/events/in``)."""
 
     pass_: bool = Field(default=False, alias="pass", description="The event reaches the server.")
-    drop: bool | Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+    drop: Annotated[
+        bool | float, BeforeValidator(_drop, json_schema_input_type=bool | Annotated[float, Field(gt=0.0, le=1.0)])
+    ] = Field(
         default=False,
         description="The event is lost on the way, unknown to the client (true, or the probability of it).",
     )
@@ -819,7 +830,7 @@ class Expect(RunExpect):
         if self.prefect_api is not None:
             out += [f"prefect_api.calls[{key}]" for key in self.prefect_api.calls]
         if self.raises is not None:
-            out.append("raises")
+            out.append("flow.state")  # how the flow's call ended: raised, instead of a state
         if self.server is not None:
             out += ["server.flow"] * (self.server.flow is not None) + [f"server.tasks.{n}" for n in self.server.tasks]
         if self.hooks is not None:
