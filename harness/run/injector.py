@@ -262,13 +262,16 @@ class Injector:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.mock_httpx:
-            self.router.__exit__(*exc)
-        elif self.api is not None:
-            self.api.router.__exit__(*exc)
-        if self.api is not None:
-            self.api.settle(sum(len(r.history) for r in self.recorder.tasks.values()))
-            self.api.close()
+        try:
+            if self.api is not None:  # the events still queued are sent, and their requests answered, first
+                self.api.settle(sum(len(r.history) for r in self.recorder.tasks.values()))
+        finally:
+            if self.mock_httpx:
+                self.router.__exit__(*exc)
+            elif self.api is not None:
+                self.api.router.__exit__(*exc)
+            if self.api is not None:
+                self.api.close()
 
     def positions(self) -> list[Any]:
         """Where each endpoint's schedule is, for the next run of a history (``harness.run.crash``)."""
@@ -545,12 +548,12 @@ class PrefectApi:
             if step is not None and step.fault == "lost_answer":
                 yield "forward", request
                 yield "sleep", max((read or 0.0) - (read or 0.0 if late else latency), 0.0)
-                raise httpx.ReadTimeout("The read operation timed out", request=request)
+                raise httpx.ReadTimeout(_API_READ_TIMEOUT, request=request)
             if step is None or step.pass_:
                 answer = yield "forward", request
                 if late:
                     served = f"pass, answer lost (latency {latency:g} s > client timeout {read:g} s)"
-                    raise httpx.ReadTimeout("The read operation timed out", request=request)
+                    raise httpx.ReadTimeout(_API_READ_TIMEOUT, request=request)
                 response = answer
                 if self.created and route == "POST /flow_runs/" and answer.status_code in (200, 201):
                     with self._lock:
@@ -558,10 +561,10 @@ class PrefectApi:
                 return answer  # type: ignore[no-any-return]
             if late:
                 served = f"read_timeout (latency {latency:g} s > client timeout {read:g} s)"
-                raise httpx.ReadTimeout("The read operation timed out", request=request)
+                raise httpx.ReadTimeout(_API_READ_TIMEOUT, request=request)
             if step.fault:
                 cls, message = FAULT_ERRORS[step.fault]
-                raise cls(message, request=request)
+                raise cls(_API_READ_TIMEOUT if step.fault == "read_timeout" else message, request=request)
             response = self.answer(step)
             return response
         finally:
@@ -707,6 +710,8 @@ class EventsTarget:
 
 
 _PASS_EVENT = EventStep.model_validate({"pass": True})
+# What a read timeout says on plain http (Prefect's API on loopback); on https it is "The read operation timed out"
+_API_READ_TIMEOUT = "timed out"
 _HOP_HEADERS = ("content-encoding", "content-length", "transfer-encoding", "connection")
 
 

@@ -85,7 +85,21 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def scenario_of(spec: dict[str, Any], folder: Path) -> Scenario:
     """The case as a scenario document, written to a file and loaded as users load theirs (a case's
     ``strategy`` as the document's one strategy, ``variant``)."""
-    keys = ("name", "flow", "parameters", "endpoints", "seed", "transport", "crash", "reruns", "rerun_after")
+    keys = (
+        "name",
+        "flow",
+        "parameters",
+        "endpoints",
+        "seed",
+        "transport",
+        "crash",
+        "reruns",
+        "rerun_after",
+        "prefect_api",
+        "events",
+        "cancel",
+        "expect",
+    )
     document = {k: spec[k] for k in keys if k in spec}
     if "strategy" in spec:
         document["strategies"] = {"variant": spec["strategy"]}
