@@ -150,6 +150,7 @@ def run_one(spec_path: str, api_url: str, out_path: str) -> None:
     import importlib
     import inspect
 
+    import prefect.settings
     from prefect.settings import (
         PREFECT_API_REQUEST_TIMEOUT,
         PREFECT_API_URL,
@@ -159,8 +160,6 @@ def run_one(spec_path: str, api_url: str, out_path: str) -> None:
     )
 
     from tests.fidelity import hook_log
-
-    import prefect.settings
 
     spec = json.loads(Path(spec_path).read_text())
     client = {  # the case's strategy: the client's own settings
