@@ -2,8 +2,11 @@
 
 A kind is ``fault:<name>`` for a transport fault, ``malformed:<name>`` for a
 malformed body and ``status:<code>`` for a status served (an answer with no
-``status`` serves 200). A scripted step (``responses:``) counts once however
-many ``times`` it serves; a chaos option (each of ``chaos.faults``, and
+``status`` serves 200). Faults on Prefect's own API are rows of their own, one
+per route (``prefect_api: POST /flow_runs/*/set_state``), their kinds marked
+``api:`` (``api:fault:lost_answer``, ``api:status:503``, ``api:pass``); the
+events stream's are ``events:drop``, ``events:disconnect`` and ``events:pass``.
+A scripted step (``responses:``) counts once however many ``times`` it serves; a chaos option (each of ``chaos.faults``, and
 ``otherwise``) counts once too. ``require`` names, per flow, the kinds no
 scripted step serves, so that CI can hold a library to a coverage rule.
 """
@@ -16,9 +19,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness._errors import UsageError, shown
-from harness.scenario.model import FAULTS, MALFORMED, UNSET, Scenario, Step
+from harness.scenario.model import API_FAULTS, FAULTS, MALFORMED, UNSET, EventStep, Scenario, Step
 
 KINDS = tuple(f"fault:{f}" for f in FAULTS) + tuple(f"malformed:{m}" for m in MALFORMED)
+API_KINDS = (
+    *(f"api:fault:{f}" for f in FAULTS + API_FAULTS),
+    "api:pass",
+    "events:pass",
+    "events:drop",
+    "events:disconnect",
+)
 
 
 @dataclass(slots=True)
@@ -41,6 +51,8 @@ class Row:
 
 def kinds_of(step: Step) -> list[str]:
     """The kinds one step serves."""
+    if step.pass_:
+        return ["pass"]
     if step.fault:
         return [f"fault:{step.fault}"]
     if step.malformed:
@@ -60,7 +72,23 @@ def rows(scenarios: list[Scenario]) -> list[Row]:
             if endpoint.chaos is not None:
                 for step in (*endpoint.chaos.faults, endpoint.chaos.otherwise):
                     row.chaos.update(kinds_of(step))
+        for route in scenario.prefect_api:
+            key = (scenario.flow, f"prefect_api: {route.request.text}")
+            row = out.setdefault(key, Row(*key))
+            for step in route.responses:
+                row.scripted.update(f"api:{kind}" for kind in kinds_of(step))
+            if route.chaos is not None:
+                for step in (*route.chaos.faults, route.chaos.otherwise):
+                    row.chaos.update(f"api:{kind}" for kind in kinds_of(step))
+        if scenario.events:
+            key = (scenario.flow, "events: WS /events/in")
+            row = out.setdefault(key, Row(*key))
+            row.scripted.update(_event_kind(step) for step in scenario.events)
     return list(out.values())
+
+
+def _event_kind(step: EventStep) -> str:
+    return "events:drop" if step.drop else "events:disconnect" if step.disconnect else "events:pass"
 
 
 def checks(scenario: Scenario) -> list[str]:
@@ -84,12 +112,16 @@ def checks(scenario: Scenario) -> list[str]:
 
 
 def expand(patterns: list[str]) -> list[str]:
-    """Required kinds, with ``fault:*`` and ``malformed:*`` standing for every kind of the language."""
+    """Required kinds, with ``fault:*``, ``malformed:*`` and ``api:fault:*`` standing for every kind of the
+    language."""
     out: list[str] = []
     for pattern in patterns:
-        matched = fnmatch.filter(KINDS, pattern) if "*" in pattern else [pattern]
+        matched = fnmatch.filter(KINDS + API_KINDS, pattern) if "*" in pattern else [pattern]
         if not matched:
-            raise UsageError(f"{pattern!r} matches no kind; kinds are fault:<name>, malformed:<name>, status:<code>")
+            raise UsageError(
+                f"{pattern!r} matches no kind; kinds are fault:<name>, malformed:<name>, status:<code>, and on "
+                "Prefect's API api:fault:<name>, api:status:<code>, api:pass, events:<pass|drop|disconnect>"
+            )
         out += [k for k in matched if k not in out]
     return out
 

@@ -111,3 +111,30 @@ def test_a_require_pattern_that_matches_nothing_is_invalid(library: Path, capsys
     """A misspelt pattern is refused with exit 2, not silently required of nobody."""
     assert main(["coverage", "scenarios", "--require", "faults:*"]) == 2
     assert "'faults:*' matches no kind" in capsys.readouterr().err
+
+
+def test_prefect_api_routes_and_the_events_stream_are_rows_of_their_own(
+    library: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (library / "scenarios" / "api.yaml").write_text(
+        "name: api faults\nflow: github_stars\nparameters: {repos: [octo/cat]}\n"
+        "endpoints:\n  - request: GET https://api.github.com/repos/octo/cat\n    responses: [{json: {stargazers_count: 1}}]\n"
+        "prefect_api:\n  - request: POST /flow_runs/*/set_state\n"
+        "    responses: [{status: 503, times: 2}, {fault: lost_answer}, {pass: true}]\n"
+        "events: [{pass: true}, {drop: 0.5}]\n"
+        "expect:\n  flow: Completed\n"
+    )
+    assert main(["coverage", "scenarios", "--json", "cov.json"]) == 0
+    rows = {row["endpoint"]: row["scripted"] for row in json.loads(Path("cov.json").read_text())["rows"]}
+    assert rows["prefect_api: POST /flow_runs/*/set_state"] == {
+        "api:fault:lost_answer": 1,
+        "api:pass": 1,
+        "api:status:503": 1,
+    }
+    assert rows["events: WS /events/in"] == {"events:drop": 1, "events:pass": 1}
+    capsys.readouterr()
+    # an endpoint's read_timeout does not stand for the same fault on Prefect's API
+    assert main(["coverage", "scenarios", "--require", "api:fault:*,fault:read_timeout"]) == 1
+    lacking = capsys.readouterr().err.split("serves ", 1)[1].split(" (its", 1)[0].split(", ")
+    assert "api:fault:read_timeout" in lacking and "api:fault:lost_answer" not in lacking
+    assert "fault:read_timeout" not in lacking

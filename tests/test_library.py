@@ -75,6 +75,25 @@ def mutations(scenario: Scenario, outcome: Outcome) -> list[tuple[str, Any, Scen
         out += run_mutations(f"expect.flow_runs[{i}]", run, rebuild)
     for key, n in exp.calls.items():
         out.append((f"expect.calls[{key}]", n + 1, with_expect(calls={**exp.calls, key: n + 1})))
+    if exp.prefect_api is not None:
+        for route, n in exp.prefect_api.calls.items():
+            calls = {**exp.prefect_api.calls, route: n + 1}
+            api = exp.prefect_api.model_copy(update={"calls": calls})
+            out.append((f"expect.prefect_api.calls[{route}]", n + 1, with_expect(prefect_api=api)))
+    if exp.raises is not None:
+        out.append(("expect.raises", "^NothingRaised", with_expect(raises="^NothingRaised")))
+    if exp.server is not None:
+        server = exp.server
+        if server.flow is not None and server.flow.state is not None:
+            new = other_state(server.flow.state)
+            flow = server.flow.model_copy(update={"state": new})
+            out.append(("expect.server.flow", new, with_expect(server=server.model_copy(update={"flow": flow}))))
+        for name, want in server.tasks.items():
+            new = "Completed" if want is None or want.state is None else other_state(want.state)
+            tasks = {**server.tasks, name: StateMatch(state=new)}
+            out.append(
+                (f"expect.server.tasks.{name}", new, with_expect(server=server.model_copy(update={"tasks": tasks})))
+            )
     if exp.sqlite is not None:
         new = changed(exp.sqlite.equals)
         out.append(("expect.sqlite.equals", new, with_expect(sqlite=exp.sqlite.model_copy(update={"equals": new}))))

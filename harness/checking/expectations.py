@@ -156,16 +156,14 @@ def _api_mismatches(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
         for name, want in exp.server.tasks.items():
             line = scenario.line_of("expect", "server", "tasks", name)
             held = view.tasks.get(name) if view is not None else None
-            if held is None:
-                out.append(
-                    Mismatch(
-                        f"expect.server.tasks.{name}", want.state or want.type, "the server holds no run of it", line
-                    )
-                )
+            field = f"expect.server.tasks.{name}"
+            if want is None:
+                if held is not None:
+                    out.append(Mismatch(field, "no run of it on the server", f"a run, {held.name}", line))
+            elif held is None:
+                out.append(Mismatch(field, want.state or want.type, "the server holds no run of it", line))
             else:
-                out += _state_mismatches(
-                    f"expect.server.tasks.{name}", want, StateInfo(held.type, held.name, held.message), line
-                )
+                out += _state_mismatches(field, want, StateInfo(held.type, held.name, held.message), line)
     return out
 
 

@@ -772,8 +772,15 @@ class ServerExpect(_Model):
         StateMatch | None, BeforeValidator(_state_match, json_schema_input_type=StateName | StateMatch | None)
     ] = Field(default=None, description="The flow run's state on the server.")
     tasks: dict[
-        str, Annotated[StateMatch, BeforeValidator(_state_match, json_schema_input_type=StateName | StateMatch)]
-    ] = Field(default={}, description="Per task name: the state the server holds for its (last) task run.")
+        str,
+        Annotated[
+            StateMatch | None, BeforeValidator(_state_match, json_schema_input_type=StateName | StateMatch | None)
+        ],
+    ] = Field(
+        default={},
+        description="Per task name: the state the server holds for its (last) task run; null: the server holds "
+        "no run of it (none of its events reached the server).",
+    )
 
 
 class Expect(RunExpect):
