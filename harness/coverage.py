@@ -6,8 +6,9 @@ malformed body and ``status:<code>`` for a status served (an answer with no
 per route (``prefect_api: POST /flow_runs/*/set_state``), their kinds marked
 ``api:`` (``api:fault:lost_answer``, ``api:status:503``, ``api:pass``); the
 events stream's are ``events:drop``, ``events:disconnect`` and ``events:pass``.
-A scripted step (``responses:``) counts once however many ``times`` it serves; a chaos option (each of ``chaos.faults``, and
-``otherwise``) counts once too. ``require`` names, per flow, the kinds no
+A scripted step (``responses:``) counts once however many ``times`` it
+serves; a chaos option (each of ``chaos.faults``, and ``otherwise``) counts
+once too. ``require`` names, per flow, the kinds no
 scripted step serves, so that CI can hold a library to a coverage rule.
 """
 

@@ -361,3 +361,22 @@ def step(n: int) -> int:
 def three_steps() -> int:
     """Three task runs in a row, the flow with an ``on_cancellation`` hook."""
     return step(1) + step(2) + step(3)
+
+
+@task
+def peek() -> list[str]:
+    import prefect._internal.version_checking as checking
+    import prefect.client.base as client_base
+    from websockets.asyncio.client import ClientConnection
+
+    return [
+        type(client_base.time).__name__,
+        "send" in vars(ClientConnection) and "wrapped" if "send" in vars(ClientConnection) else "plain",
+        str(len(checking._API_VERSION_CHECK_CACHE)),
+    ]
+
+
+@flow
+def peeks_at_patches() -> list[str]:
+    """What a run sees of the harness's patches: the client's ``time``, the websocket's ``send``, the cache."""
+    return peek()

@@ -118,7 +118,8 @@ def test_prefect_api_routes_and_the_events_stream_are_rows_of_their_own(
 ) -> None:
     (library / "scenarios" / "api.yaml").write_text(
         "name: api faults\nflow: github_stars\nparameters: {repos: [octo/cat]}\n"
-        "endpoints:\n  - request: GET https://api.github.com/repos/octo/cat\n    responses: [{json: {stargazers_count: 1}}]\n"
+        "endpoints:\n  - request: GET https://api.github.com/repos/octo/cat\n"
+        "    responses: [{json: {stargazers_count: 1}}]\n"
         "prefect_api:\n  - request: POST /flow_runs/*/set_state\n"
         "    responses: [{status: 503, times: 2}, {fault: lost_answer}, {pass: true}]\n"
         "events: [{pass: true}, {drop: 0.5}]\n"

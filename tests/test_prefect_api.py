@@ -104,6 +104,19 @@ def test_routes_are_named_as_prefect_names_them() -> None:
             "`cancel:` and `crash:` are both at after_return: fetch_status",
         ),
         (
+            "prefect_api:\n  - request: WS /events/in\n    responses: [{pass: true}]\n",
+            "prefect_api[0].request",
+            2,
+            "WS /events/in is the events stream: fault it with `events:` steps",
+        ),
+        ("expect:\n  raises: '('\n", "expect.raises", 2, "raises is not a valid regular expression"),
+        (
+            "expect:\n  flow: Completed\n  raises: Runtime\n",
+            "expect",
+            1,
+            "`raises` says the flow's call raised and `flow` that it returned a state",
+        ),
+        (
             "cancel: {at: {after_return: fetch_status}, how: runner_please}\n",
             "cancel.how",
             1,
@@ -342,15 +355,90 @@ def test_a_run_without_prefect_api_leaves_prefects_traffic_alone(
     assert outcome.api_calls == () and outcome.server is None
 
 
-def test_nothing_of_a_watched_run_is_left_in_the_process(
+def test_a_watched_runs_patches_are_in_place_during_it_and_gone_after(
     harness_session: Session, scenario_from: Callable[[str], Scenario]
 ) -> None:
     import prefect._internal.version_checking as checking
+    import prefect.client.base as client_base
     import prefect.events.related as related
     from websockets.asyncio.client import ClientConnection
 
-    cache, resources = checking._API_VERSION_CHECK_CACHE, related.RESOURCE_CACHE
-    scenario = scenario_from(f"name: watched\n{FETCH}events: [{{pass: true}}]\nexpect:\n  flow: Completed\n")
-    harness_session.run(scenario)
+    cache, resources, real_time = checking._API_VERSION_CHECK_CACHE, related.RESOURCE_CACHE, client_base.time
+    watched = scenario_from("name: watched\nflow: tests.flows:peeks_at_patches\nevents: [{pass: true}]\n")
+    # during the run: the client waits on the virtual clock, the events pass the harness, the version check
+    # cache holds this run's own check only
+    assert harness_session.run(watched).result == ["_TimeShim", "wrapped", "1"]
     assert checking._API_VERSION_CHECK_CACHE is cache and related.RESOURCE_CACHE is resources
-    assert "send" not in vars(ClientConnection)
+    assert client_base.time is real_time and "send" not in vars(ClientConnection)
+    plain = scenario_from("name: plain\nflow: tests.flows:peeks_at_patches\n")
+    assert harness_session.run(plain).result[:2] == ["module", "plain"]  # an unwatched run's client waits for real
+
+
+def test_latency_past_the_clients_timeouts_on_prefects_api(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """Past the read timeout (60 s) a passed request is applied and its answer lost; a status is never sent;
+    a refused connection that takes longer than the connect timeout is the client's ConnectTimeout."""
+    scenario = scenario_from(
+        f"name: slow API\n{FETCH}"
+        "prefect_api:\n"
+        "  - request: POST /flows/\n    responses: [{pass: true, latency: 70}, {pass: true}]\n"
+        "  - request: POST /flow_runs/\n    responses: [{status: 503, latency: 61}, {pass: true}]\n"
+        "  - request: GET /flow_runs/*\n    responses: [{fault: connect_error, latency: 65}, {pass: true}]\n"
+        "expect:\n  flow: Completed\n"
+        "  prefect_api: {calls: {POST /flows/: 2, POST /flow_runs/: 2, GET /flow_runs/*: 2}}\n"
+        "  invariants: [no_orphan_flow_runs]\n"
+    )
+    outcome = harness_session.run(scenario)
+    assert check(scenario, outcome) == []
+    assert routes(outcome, "POST /flows/")[0] == "pass, answer lost (latency 70 s > client timeout 60 s)"
+    assert routes(outcome, "POST /flow_runs/")[0] == "read_timeout (latency 61 s > client timeout 60 s)"
+    assert routes(outcome, "GET /flow_runs/*")[0] == "connect_timeout (latency 65 s > client connect timeout 60 s)"
+    assert 3 * 60 < outcome.waited_s < 3 * 60 + 3 * 2.4  # each timeout, then the client's backoff
+
+
+def test_only_events_faulted_is_enough_to_serve_them(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    scenario = scenario_from(f"name: events only\n{FETCH}events: [{{drop: true}}]\nexpect:\n  flow: Completed\n")
+    outcome = harness_session.run(scenario)
+    assert set(routes(outcome, "WS /events/in")) == {"drop"}
+
+
+def test_across_a_crash_the_killed_runs_requests_and_server_view_count(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """The killed run created two flow runs (a lost answer); the server keeps one Pending and the killed one
+    Running: both unfinished. The rerun goes on with each schedule where the killed run left it."""
+    scenario = scenario_from(
+        f"name: lost answer then killed\n{FETCH}"
+        "prefect_api:\n  - request: POST /flow_runs/\n    responses: [{fault: lost_answer}, {pass: true}]\n"
+        "events: [{pass: true, times: 3}, {drop: true}]\n"
+        "crash: {at: {after_return: fetch_status}}\n"
+        "expect:\n  flow_runs: [{flow: Running}, {flow: Completed}]\n"
+        "  prefect_api: {calls: {POST /flow_runs/: 3}}\n  invariants: [no_orphan_flow_runs]\n"
+    )
+    outcome = harness_session.run(scenario)
+    (mismatch,) = check(scenario, outcome)
+    assert mismatch.field == "expect.invariants[0]"
+    assert mismatch.observed.count(": Pending") == 1 and mismatch.observed.count("(the flow's own run): Running") == 1
+    killed, rerun = outcome.runs
+    assert routes(killed, "POST /flow_runs/") == ["lost_answer", "pass"]
+    assert routes(rerun, "POST /flow_runs/") == ["pass"]
+    events = routes(killed, "WS /events/in") + routes(rerun, "WS /events/in")
+    assert events[:4] == ["pass", "pass", "pass", "drop"] and set(events[4:]) == {"drop"}  # one schedule, gone on
+    assert rerun.server is not None and rerun.server.flow is not None and rerun.server.flow.name == "Completed"
+
+
+def test_a_run_cancelled_then_killed_reports_both(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    scenario = scenario_from(
+        "name: cancelled then killed\nflow: tests.flows:three_steps\n"
+        "cancel: {at: {after_return: step}}\ncrash: {at: {after_return: {task: step, run: 2}}}\n"
+        "expect:\n  flow_runs: [{flow: Cancelling}, {flow: Completed}]\n"
+    )
+    outcome = harness_session.run(scenario)
+    assert check(scenario, outcome) == []
+    assert outcome.cancelled is not None and outcome.cancelled.startswith("after_return: step (api_only) at ")
+    assert outcome.crashed == "after_return: step (run 2) (kill)"

@@ -38,6 +38,10 @@ class Canceller(Point):
     def point(self) -> CrashAt:
         return self.cancel.at
 
+    def cancelled(self) -> str:
+        """Where the run was cancelled ("after_return: step (api_only) at 0.05 s"), or "" when it never was."""
+        return f"{self.cancel} at {self.at:.2f} s" if self.at is not None else ""
+
     @contextlib.contextmanager
     def armed(self, clock: Clock, recorder: Recorder, responder: Any) -> Iterator[None]:
         self._clock = clock
@@ -45,16 +49,21 @@ class Canceller(Point):
             yield
 
     def fire(self, engine: Any = None) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.context import FlowRunContext
+        from prefect.states import Cancelling
+
+        context = FlowRunContext.get()
+        run_id = self.recorder.flow_run_id if self.recorder is not None else None
+        run_id = run_id or (context.flow_run.id if context is not None and context.flow_run is not None else None)
         with self.lock:
-            if self.fired.is_set() or self.recorder is None or self.recorder.flow_run_id is None:
+            if self.fired.is_set() or run_id is None:  # no flow run yet: nothing to cancel
                 return
             self.fired.set()
             self.at = self._clock.now()
-        from prefect.client.orchestration import get_client
-        from prefect.states import Cancelling
 
         # The harness's own request: not one of the flow's (``expect.prefect_api``), and never faulted.
         with harness_requests(), get_client(sync_client=True) as client:
             client.set_flow_run_state(
-                self.recorder.flow_run_id, Cancelling(message="Cancelled through the API (harness cancel:)"), force=True
+                run_id, Cancelling(message="Cancelled through the API (harness cancel:)"), force=True
             )

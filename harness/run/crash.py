@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -47,11 +48,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from harness._errors import HarnessError, shown
 from harness.run.clock import Clock
 from harness.run.data import data_query, read_rows
-from harness.run.injector import Call, counts_of
+from harness.run.injector import Call, counts_of, watches_api
 from harness.run.outcome import Outcome, StateInfo, TaskRun, history_of, hooks_of, task_runs_of
 from harness.run.pipes import receive, send
 from harness.run.points import Point
 from harness.run.process import scratch_folder
+from harness.run.server_view import read_view
 from harness.scenario.model import Crash, CrashAt, Scenario
 
 if TYPE_CHECKING:
@@ -207,6 +209,12 @@ class Snapshot:
     positions: list[Any]
     timeline: tuple[tuple[float, str], ...] = ()
     error: str = ""  # the run raised something else: its traceback
+    # With Prefect's API watched: its requests, the flow runs the server created (id, answer heard), and per
+    # task run the state of its last event that reached the server; with ``cancel:``, where it was cancelled.
+    api_calls: tuple[Call, ...] = ()
+    created: tuple[tuple[str, bool], ...] = ()
+    delivered: tuple[tuple[Any, str], ...] = ()
+    cancelled: str | None = None
 
 
 class Crashing:
@@ -270,6 +278,12 @@ class Crashing:
         )
         query = data_query(scenario, resolve_flow(scenario.flow, base=scenario.path.parent))
         sqlite_value, sqlite_error = read_rows(history.workdir, query)
+        view = None
+        if watches_api(scenario):  # the server's view of the killed run: what reached the server before it died
+            delivered = dict(snapshot.delivered)
+            reported = {t.id: (t.name, delivered.get(t.id)) for t in snapshot.tasks}
+            with self.session.api():
+                view = read_view(snapshot.flow_run_id, [i for i, _ in snapshot.created], reported)
         return Outcome(
             scenario=scenario.name,
             flow=flow,
@@ -285,6 +299,10 @@ class Crashing:
             seed=scenario.seed,
             waited_s=snapshot.skipped,
             hooks=hooks_of(list(snapshot.hooks), snapshot.flow_run_id),
+            api_calls=snapshot.api_calls,
+            api_counts=dict(Counter(c.endpoint or c.url for c in snapshot.api_calls)),
+            server=view,
+            cancelled=snapshot.cancelled,
         )
 
 
@@ -484,6 +502,7 @@ class Trigger(Point):
     clock: Clock | None = None
     recorder: Recorder | None = None
     line: Any = None  # the clock line that met the point
+    canceller: Any = None  # the run's ``cancel:``, if any (``Session`` sets it): where it was cancelled
     lock: threading.Lock = field(default_factory=threading.Lock)  # one snapshot at a time, in order
 
     @contextlib.contextmanager
@@ -497,7 +516,12 @@ class Trigger(Point):
                 hooks = tuple(recorder.hooks)
                 timeline = [(at, f"{r.name}: {name}") for r in recorder.tasks.values() for at, _, name in r.history]
                 timeline += [(at, f"flow: {name}") for at, name in recorder.flow_history]
+            api = getattr(responder, "api", None)
             return Snapshot(
+                api_calls=tuple(api.calls) if api is not None else (),
+                created=tuple(api.created) if api is not None else (),
+                delivered=tuple(api.delivered.items()) if api is not None else (),
+                cancelled=self.canceller.cancelled() if self.canceller is not None else None,
                 reached=reached,
                 flow_run_id=recorder.flow_run_id,
                 tasks=task_runs_of(recorder),

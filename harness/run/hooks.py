@@ -90,13 +90,6 @@ def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
         wrap(stack, f"{TE}:anyio", lambda real: _AnyioShim(clock, real, recorder))
         wrap(stack, f"{TE}:emit_task_run_state_change_event", lambda emit: _recording_emit(emit, recorder))
         replace(stack, f"{TE}:clamped_poisson_interval", jitter_and_record)
-        # Prefect's API client waits between its own retries (``_send_with_retry``) on the virtual clock too,
-        # its jitter drawn from the scenario's seed.
-        wrap(stack, f"{CB}:time", lambda real: _TimeShim(clock, real, None))
-        wrap(stack, f"{CB}:anyio", lambda real: _AnyioShim(clock, real, None))
-        client_rng = random.Random(f"{seed}:client jitter")
-        for name in ("clamped_poisson_interval", "bounded_poisson_interval"):
-            replace(stack, f"{CB}:{name}", seeded_jitter(client_rng, name))
         wrap(stack, f"{FE}:propose_state_sync", lambda propose: _recording_propose(propose, recorder))
         wrap(stack, f"{FE}:propose_state", lambda propose: _recording_propose(propose, recorder))
         _counted_hooks(stack, recorder)
@@ -106,6 +99,17 @@ def hooked(clock: Clock, recorder: Recorder, seed: int = 0) -> Iterator[None]:
         stack.enter_context(virtual_flow_timeouts(recorder))
         stack.enter_context(virtual_now(clock))
         yield
+
+
+def virtual_client_waits(stack: contextlib.ExitStack, clock: Clock, seed: int) -> None:
+    """Prefect's API client waits between its own retries (``_send_with_retry``) on the virtual clock, its jitter
+    drawn from the scenario's seed: for a run that faults Prefect's API (``injector.PrefectApi``). Another run's
+    client retries only the session server's own hiccups, which are no part of the scenario: they wait for real."""
+    wrap(stack, f"{CB}:time", lambda real: _TimeShim(clock, real, None))
+    wrap(stack, f"{CB}:anyio", lambda real: _AnyioShim(clock, real, None))
+    client_rng = random.Random(f"{seed}:client jitter")
+    for name in ("clamped_poisson_interval", "bounded_poisson_interval"):
+        replace(stack, f"{CB}:{name}", seeded_jitter(client_rng, name))
 
 
 _CALLING_HOOKS: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar(

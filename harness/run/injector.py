@@ -30,7 +30,7 @@ import httpx
 import respx
 
 from harness.run.clock import Clock, Line
-from harness.run.hooks import timeout_error
+from harness.run.hooks import timeout_error, virtual_client_waits
 from harness.run.internals import replace, wrap
 from harness.run.server_view import SETTLE_S
 from harness.run.states import Recorder, TaskRecord
@@ -195,6 +195,7 @@ def watches_api(scenario: Scenario) -> bool:
     expect = scenario.expect
     return bool(
         scenario.prefect_api
+        or scenario.events
         or expect.prefect_api is not None
         or expect.server is not None
         or any(i.kind == "no_orphan_flow_runs" for i in expect.invariants)
@@ -258,7 +259,11 @@ class Injector:
         elif self.api is not None:
             self.api.router.__enter__()  # httpx on real sockets, but Prefect's API still answered here
         if self.api is not None:
-            self.api.open()
+            try:
+                self.api.open()
+            except BaseException:
+                self.__exit__(None, None, None)
+                raise
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -275,7 +280,7 @@ class Injector:
 
     def positions(self) -> list[Any]:
         """Where each endpoint's schedule is, for the next run of a history (``harness.run.crash``)."""
-        api = [s.position() for s in self.api.schedules] if self.api is not None else []
+        api = [s.position() for s in self.api.all_schedules()] if self.api is not None else []
         return [s.position() for s in self._schedules] + [api, self._bytes_rng.getstate()]
 
     def go_on(self, positions: list[Any]) -> None:
@@ -283,7 +288,7 @@ class Injector:
         *schedules, api, self_bytes = positions
         for schedule, position in zip(self._schedules, schedules, strict=True):
             schedule.go_on(position)
-        for route, position in zip(self.api.schedules if self.api is not None else [], api, strict=True):
+        for route, position in zip(self.api.all_schedules() if self.api is not None else [], api, strict=True):
             route.go_on(position)
         self._bytes_rng.setstate(self_bytes)
 
@@ -487,7 +492,7 @@ class PrefectApi:
         api_url: str,
         answer: Callable[[Step], httpx.Response],
     ) -> None:
-        self.clock, self.recorder, self.answer = clock, recorder, answer
+        self.clock, self.recorder, self.answer, self.seed = clock, recorder, answer, scenario.seed
         self.prefix = api_url.rstrip("/") + "/"
         self._path = urlsplit(api_url).path.rstrip("/")  # "/api"
         self._created_at = f"{self._path}/flow_runs/"  # where a flow run is created
@@ -510,6 +515,10 @@ class PrefectApi:
         self.router = _Router(assert_all_called=False, assert_all_mocked=False)  # with httpx on the wire
         self.router.route(url__startswith=self.prefix).mock(side_effect=self.dispatch)
         self.router.route().pass_through()
+
+    def all_schedules(self) -> list[_Schedule[Any]]:
+        """The routes' schedules, then the events stream's: what a history's next run goes on from."""
+        return [*self.schedules, *([self.events] if self.events is not None else [])]
 
     def counts(self) -> dict[str, int]:
         """Requests per route, in the order routes were first called."""
@@ -539,12 +548,16 @@ class PrefectApi:
     ) -> Generator[tuple[str, Any], Any, httpx.Response]:
         """A request's answer or fault, logged; yields ("sleep", seconds) and ("forward", request) to its driver."""
         at, record = self.clock.now(), self.recorder.current()
-        read = _read_timeout(request)
+        connecting = step is not None and step.fault in CONNECT_FAULTS  # the delay is the connection's
+        read = _timeout(request, "connect" if connecting else "read")
         late = read is not None and latency > read  # the answer would come after the client stopped waiting
         served, response = step.describe() if step is not None else "pass", None
         try:
             if latency:
                 yield "sleep", read if late else latency
+            if late and connecting:
+                served = f"connect_timeout (latency {latency:g} s > client connect timeout {read:g} s)"
+                raise httpx.ConnectTimeout(_API_READ_TIMEOUT, request=request)
             if step is not None and step.fault == "lost_answer":
                 yield "forward", request
                 yield "sleep", max((read or 0.0) - (read or 0.0 if late else latency), 0.0)
@@ -575,29 +588,40 @@ class PrefectApi:
                 self.calls.append(call)
 
     def _serve(self, serving: Generator[tuple[str, Any], Any, httpx.Response]) -> httpx.Response:
-        value: Any = None
+        """Drive a request's serving in this thread: each wait on the clock, each forward to the server; what
+        raises in a wait (the flow's timeout) is raised where the serving waits, so that it is logged."""
         try:
+            kind, arg = next(serving)
             while True:
+                try:
+                    if kind == "sleep":
+                        value = None
+                        self.clock.sleep(arg)
+                    else:
+                        value = self._forward(arg)
+                except BaseException as exc:
+                    kind, arg = serving.throw(exc)
+                    continue
                 kind, arg = serving.send(value)
-                if kind == "sleep":
-                    value = None
-                    self.clock.sleep(arg)
-                else:
-                    value = self._forward(arg)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
     async def _aserve(self, serving: Generator[tuple[str, Any], Any, httpx.Response]) -> httpx.Response:
-        value: Any = None
+        """``_serve`` in a coroutine (the async client's request): the forward in a worker thread."""
         try:
+            kind, arg = next(serving)
             while True:
+                try:
+                    if kind == "sleep":
+                        value = None
+                        await self.clock.asleep(arg)
+                    else:
+                        await arg.aread()
+                        value = await asyncio.to_thread(self._forward, arg)
+                except BaseException as exc:
+                    kind, arg = serving.throw(exc)
+                    continue
                 kind, arg = serving.send(value)
-                if kind == "sleep":
-                    value = None
-                    await self.clock.asleep(arg)
-                else:
-                    await arg.aread()
-                    value = await asyncio.to_thread(self._forward, arg)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -610,23 +634,29 @@ class PrefectApi:
                 httpx.Request(request.method, request.url, headers=request.headers, content=request.read())
             )
         if request.method == "POST" and sent.status_code in (200, 201) and request.url.path == self._created_at:
-            with self._lock:
-                self.created.append((str(sent.json().get("id")), False))
+            with contextlib.suppress(ValueError, AttributeError), self._lock:
+                self.created.append((str(sent.json()["id"]), False))
         kept = {k: v for k, v in sent.headers.items() if k.lower() not in _HOP_HEADERS}
         return httpx.Response(sent.status_code, headers=kept, content=sent.content)
 
     def open(self) -> None:
         """Start serving: Prefect checks its server's version once per process, before a client's first request;
         each run checks anew, as the flow's own process would. The events stream's frames pass ``on_event``."""
+        virtual_client_waits(self._stack, self.clock, self.seed)
         replace(self._stack, "prefect._internal.version_checking:_API_VERSION_CHECK_CACHE", set())
         replace(self._stack, "prefect.events.related:RESOURCE_CACHE", {})  # the flow read once per process too
         wrap(self._stack, "websockets.asyncio.client:ClientConnection.send", self._sending)
 
     def settle(self, emitted: int) -> None:
-        """Wait (real time, at most ``SETTLE_S``) until the events worker has sent the ``emitted`` task-run
-        events of the run: the faults on the events stream apply to each, and the server's view waits for them."""
-        deadline = time.monotonic() + SETTLE_S
+        """Wait (real time) until the events worker has sent the ``emitted`` task-run events of the run: the
+        faults on the events stream apply to each, and the server's view waits for them. It stops waiting once
+        no frame has gone for ``QUIET_S`` (the worker failed to send some) and after ``SETTLE_S`` in all."""
+        deadline, seen, quiet = time.monotonic() + SETTLE_S, -1, 0.0
         while len(self.sent) < emitted and time.monotonic() < deadline:
+            if len(self.sent) != seen:
+                seen, quiet = len(self.sent), time.monotonic() + QUIET_S
+            elif time.monotonic() > quiet:
+                break
             time.sleep(0.01)
 
     def _sending(self, send: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -710,15 +740,16 @@ class EventsTarget:
 
 
 _PASS_EVENT = EventStep.model_validate({"pass": True})
-# What a read timeout says on plain http (Prefect's API on loopback); on https it is "The read operation timed out"
+QUIET_S = 1.0  # the events worker sent nothing for this long (real time): it will send no more
+# What a timeout says on plain http (Prefect's API on loopback); on https a read's is "The read operation timed out"
 _API_READ_TIMEOUT = "timed out"
 _HOP_HEADERS = ("content-encoding", "content-length", "transfer-encoding", "connection")
 
 
-def _read_timeout(request: httpx.Request) -> float | None:
-    """The client's read timeout for ``request`` (Prefect's: ``PREFECT_API_REQUEST_TIMEOUT``)."""
-    read = (request.extensions.get("timeout") or {}).get("read")
-    return float(read) if read is not None else None
+def _timeout(request: httpx.Request, phase: str) -> float | None:
+    """The client's ``read`` or ``connect`` timeout for ``request`` (Prefect's: ``PREFECT_API_REQUEST_TIMEOUT``)."""
+    seconds = (request.extensions.get("timeout") or {}).get(phase)
+    return float(seconds) if seconds is not None else None
 
 
 def _prefect_cancelled() -> type[BaseException]:

@@ -35,7 +35,7 @@ from harness.run.clock import Clock
 from harness.run.data import data_query, read_rows
 from harness.run.guard import NetworkGuard
 from harness.run.hooks import hooked
-from harness.run.injector import Call, Injector
+from harness.run.injector import Call, Injector, watches_api
 from harness.run.internals import check_prefect
 from harness.run.kept import session_server
 from harness.run.outcome import Outcome, outcome_of
@@ -236,6 +236,8 @@ class Session:
         log = CallLog(answering.calls, clock.sleep, clock.now)
         first = history is None or history.positions is None  # ``cancel:`` acts on the first run of a history
         canceller = Canceller(scenario.cancel) if scenario.cancel is not None and first else None
+        if crash is not None:
+            crash.canceller = canceller  # its snapshots say where the run was cancelled
         running: list[str] = []  # the task runs unfinished when the time limit was reached
 
         def unfinished() -> None:
@@ -256,7 +258,7 @@ class Session:
                 # innermost: once the flow has returned, no late signal lands in the undoing of the above
                 _time_limit(self.time_limit, unfinished),
             ):
-                state = _call(flow, scenario.parameters)
+                state = _call(flow, scenario.parameters, faults_api=watches_api(scenario))
         except _Hung:
             raise ScenarioTimeout(
                 f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line}) ran past its "
@@ -277,8 +279,7 @@ class Session:
             scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock, view
         )
         if canceller is not None:
-            reached = f"{scenario.cancel} at {canceller.at:.2f} s" if canceller.at is not None else ""
-            outcome = dataclasses.replace(outcome, cancelled=reached)
+            outcome = dataclasses.replace(outcome, cancelled=canceller.cancelled())
         return outcome
 
     @contextlib.contextmanager
@@ -342,15 +343,33 @@ def _port(url: str) -> int:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def _call(flow: Any, parameters: dict[str, Any]) -> Any:
-    """The flow's final state; or, when Prefect could not run it and the call raised (Prefect's API unreachable
-    as the run starts), the exception the caller of the flow gets."""
+def _call(flow: Any, parameters: dict[str, Any], faults_api: bool = False) -> Any:
+    """The flow's final state; or, in a run that faults Prefect's API (``faults_api``), when Prefect could not
+    run the flow to a state (its API unreachable, or lost mid-run), the exception the caller of the flow gets.
+    An error of the harness's own is raised, never reported as Prefect's."""
     try:
         if inspect.iscoroutinefunction(flow.fn):
             return asyncio.run(flow(**parameters, return_state=True))
         return flow(**parameters, return_state=True)
     except Exception as exc:
-        return exc
+        if faults_api and not _the_harnesss(exc):
+            return exc
+        raise
+
+
+_HARNESS = Path(__file__).resolve().parents[1]
+
+
+def _the_harnesss(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised in the harness's own code (and is not a fault it serves on purpose)."""
+    import httpx
+
+    if isinstance(exc, httpx.TransportError):
+        return False
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and Path(last.tb_frame.f_code.co_filename).resolve().is_relative_to(_HARNESS)
 
 
 @contextlib.contextmanager

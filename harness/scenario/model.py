@@ -101,6 +101,9 @@ class _Unset:
     def __deepcopy__(self, memo: Any) -> _Unset:
         return self  # pydantic copies defaults: the sentinel must stay one object
 
+    def __reduce__(self) -> str:
+        return "UNSET"  # unpickled (a crashing run's scenario, in its process) as this module's one sentinel
+
 
 UNSET: Any = _Unset()
 
@@ -488,6 +491,14 @@ def parse_route(value: Any) -> Any:
     return ApiRoute(method=method.upper(), path=path, text=text)
 
 
+def _http_route(value: Any) -> Any:
+    """A route ``prefect_api`` can fault: an HTTP one (the events stream has ``events:``)."""
+    route = parse_route(value)
+    if route.method == "WS":
+        raise ValueError(f"{route.text} is the events stream: fault it with `events:` steps, beside `prefect_api`")
+    return route
+
+
 RouteText = Annotated[
     str,
     Field(
@@ -502,7 +513,7 @@ class ApiEndpoint(_Model):
 
     model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["responses"]}, {"required": ["chaos"]}]})
 
-    request: Annotated[ApiRoute, BeforeValidator(parse_route, json_schema_input_type=RouteText)] = Field(
+    request: Annotated[ApiRoute, BeforeValidator(_http_route, json_schema_input_type=RouteText)] = Field(
         description="'METHOD /path' of Prefect's API (without /api), `*` for an id: 'POST /flow_runs/*/set_state'."
     )
     responses: tuple[Step, ...] = Field(default=(), description="Steps served in order; the last repeats for ever.")
@@ -567,6 +578,18 @@ class EventStep(_Model):
 # -- expectations -----------------------------------------------------------------
 
 
+def _a_regex(value: str | None, key: str) -> str | None:
+    """``value``, when it is a regular expression Python compiles."""
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(
+                f"{key} is not a valid regular expression ({exc}), got {value!r}; escape special characters with \\"
+            ) from None
+    return value
+
+
 def _state_match(value: Any) -> Any:
     return {"state": value} if isinstance(value, str) else value
 
@@ -585,15 +608,7 @@ class StateMatch(_Model):
     @field_validator("message")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(
-                    f"message is not a valid regular expression ({exc}), got {value!r};"
-                    " escape special characters with \\"
-                ) from None
-        return value
+        return _a_regex(value, "message")
 
     @model_validator(mode="after")
     def _needs_state(self) -> StateMatch:
@@ -805,6 +820,20 @@ class Expect(RunExpect):
         description="The flow call raises instead of returning a state (Prefect could not start the run): a regex "
         "on 'Type: message'.",
     )
+
+    @field_validator("raises")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return _a_regex(value, "raises")
+
+    @model_validator(mode="after")
+    def _raises_or_a_state(self) -> Expect:
+        if self.raises is not None and self.flow is not None:
+            raise ValueError(
+                "`raises` says the flow's call raised and `flow` that it returned a state: a run does one; keep one"
+            )
+        return self
+
     server: ServerExpect | None = Field(
         default=None, description="The states Prefect's server recorded: {flow: STATE, tasks: {NAME: STATE}}."
     )
