@@ -371,7 +371,7 @@ def peek() -> list[str]:
 
     return [
         type(client_base.time).__name__,
-        "send" in vars(ClientConnection) and "wrapped" if "send" in vars(ClientConnection) else "plain",
+        "wrapped" if "send" in vars(ClientConnection) else "plain",
         str(len(checking._API_VERSION_CHECK_CACHE)),
     ]
 

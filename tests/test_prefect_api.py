@@ -11,13 +11,20 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import Scenario, ScenarioError, Session
+from harness import Outcome, Scenario, ScenarioError, Session
 from harness.checking.expectations import check
 from harness.scenario.api_routes import ROUTES, route_of
 
 N = "https://api.example.test/n"
 ENDPOINT = f"endpoints:\n  - request: GET {N}\n    responses: [{{json: {{n: 5}}}}]\n"
 FETCH = f"flow: tests.flows:fetch_with_retries\nparameters: {{url: {N}}}\n" + ENDPOINT
+
+
+def passing(session: Session, scenario: Scenario) -> Outcome:
+    """The scenario's outcome, which meets every expectation it states."""
+    outcome = session.run(scenario)
+    assert check(scenario, outcome) == []
+    return outcome
 
 
 def routes(outcome: object, route: str) -> list[str]:
@@ -149,8 +156,7 @@ def test_two_503s_on_set_state_are_absorbed_by_the_clients_retries_waiting_what_
         "expect:\n  flow: Completed\n  prefect_api:\n    calls: {POST /flow_runs/*/set_state: 4, POST /flow_runs/: 1}\n"
         "  server: {flow: Completed, tasks: {fetch_status: Completed}}\n"
     )
-    outcome = harness_session.run(scenario)
-    assert check(scenario, outcome) == []
+    outcome = passing(harness_session, scenario)
     assert routes(outcome, "POST /flow_runs/*/set_state") == ["503", "503", "pass", "pass"]
     # Retry-After: 2 with Prefect's jitter factor 0.2: each wait drawn in [2, 2.4] s, from the scenario's seed
     assert 4.0 <= outcome.waited_s <= 4.8
@@ -167,8 +173,7 @@ def test_a_lost_answer_on_set_state_costs_the_read_timeout_and_one_more_request(
         "      - fault: lost_answer\n      - pass: true\n"
         "expect:\n  flow: Completed\n  server: {flow: Completed}\n  invariants: [no_orphan_flow_runs]\n"
     )
-    outcome = harness_session.run(scenario)
-    assert check(scenario, outcome) == []
+    outcome = passing(harness_session, scenario)
     assert routes(outcome, "POST /flow_runs/*/set_state") == ["lost_answer", "pass", "pass"]
     # Prefect's client waits its read timeout (PREFECT_API_REQUEST_TIMEOUT, 60 s), then backs off 2**1 s +- 20%
     assert 60 + 1.6 <= outcome.waited_s <= 60 + 2.4
@@ -203,8 +208,7 @@ def test_a_connect_error_on_the_first_request_fails_the_call_at_once_and_later_o
         "  prefect_api: {calls: {GET /admin/version: 1, POST /flow_runs/: 0}}\n"
         "  invariants: [no_orphan_flow_runs]\n"
     )
-    outcome = harness_session.run(first)
-    assert check(first, outcome) == []
+    outcome = passing(harness_session, first)
     assert outcome.flow.name == "no state" and outcome.server is not None and outcome.server.flow is None
     later = scenario_from(
         f"name: reconnects\n{FETCH}"
@@ -267,15 +271,13 @@ def test_dropped_events_leave_the_servers_task_run_behind_and_a_disconnect_loses
         "  server: {flow: Completed, tasks: {fetch_status: Pending}}\n"
         "  prefect_api: {calls: {WS /events/in: 3}}\n"
     )
-    outcome = harness_session.run(dropped)
-    assert check(dropped, outcome) == []
+    outcome = passing(harness_session, dropped)
     assert routes(outcome, "WS /events/in") == ["pass", "drop", "drop"]
     disconnected = scenario_from(
         f"name: disconnected\n{FETCH}events: [{{pass: true}}, {{disconnect: true}}, {{pass: true}}]\n"
         "expect:\n  flow: Completed\n  server: {flow: Completed, tasks: {fetch_status: Completed}}\n"
     )
-    outcome = harness_session.run(disconnected)
-    assert check(disconnected, outcome) == []
+    outcome = passing(harness_session, disconnected)
     # Running meets the closed connection; the client reconnects and resends what the server has not
     # confirmed (Pending, Running), then Running again, then Completed
     served = [(c.url.rsplit(".", 1)[-1], c.served) for c in outcome.api_calls if c.endpoint == "WS /events/in"]
@@ -304,8 +306,7 @@ def test_cancelling_through_the_api_alone_does_not_stop_the_flow_and_it_ends_can
         "  server: {flow: Cancelling, tasks: {step: Completed}}\n"
         "  hooks: {flow: {on_cancellation: 1}}\n"
     )
-    outcome = harness_session.run(scenario)
-    assert check(scenario, outcome) == []
+    outcome = passing(harness_session, scenario)
     assert outcome.cancelled is not None and outcome.cancelled.startswith("after_return: step (api_only) at ")
     never = scenario_from(
         "name: never cancelled\nflow: tests.flows:three_steps\ncancel: {at: {at_time: 30}}\n"
@@ -328,8 +329,7 @@ def test_an_async_flows_client_meets_the_same_faults(
         "expect:\n  flow: Completed\n  result: 5\n  prefect_api: {calls: {POST /flow_runs/*/set_state: 4}}\n"
         "  server: {flow: Completed, tasks: {afetch: Completed}}\n"
     )
-    outcome = harness_session.run(scenario)
-    assert check(scenario, outcome) == []
+    outcome = passing(harness_session, scenario)
     assert routes(outcome, "POST /flow_runs/*/set_state") == ["503", "lost_answer", "pass", "pass"]
 
 
@@ -342,8 +342,7 @@ def test_with_httpx_on_the_wire_prefects_api_is_still_answered_by_route(
         "    responses: [{status: 503, headers: {retry-after: '0'}}, {pass: true}]\n"
         "expect:\n  flow: Completed\n  prefect_api: {calls: {POST /flow_runs/*/set_state: 3}}\n"
     )
-    outcome = harness_session.run(scenario)
-    assert check(scenario, outcome) == []
+    outcome = passing(harness_session, scenario)
     assert [c.transport for c in outcome.calls] == ["wire"]
 
 
@@ -389,8 +388,7 @@ def test_latency_past_the_clients_timeouts_on_prefects_api(
         "  prefect_api: {calls: {POST /flows/: 2, POST /flow_runs/: 2, GET /flow_runs/*: 2}}\n"
         "  invariants: [no_orphan_flow_runs]\n"
     )
-    outcome = harness_session.run(scenario)
-    assert check(scenario, outcome) == []
+    outcome = passing(harness_session, scenario)
     assert routes(outcome, "POST /flows/")[0] == "pass, answer lost (latency 70 s > client timeout 60 s)"
     assert routes(outcome, "POST /flow_runs/")[0] == "read_timeout (latency 61 s > client timeout 60 s)"
     assert routes(outcome, "GET /flow_runs/*")[0] == "connect_timeout (latency 65 s > client connect timeout 60 s)"
@@ -438,7 +436,6 @@ def test_a_run_cancelled_then_killed_reports_both(
         "cancel: {at: {after_return: step}}\ncrash: {at: {after_return: {task: step, run: 2}}}\n"
         "expect:\n  flow_runs: [{flow: Cancelling}, {flow: Completed}]\n"
     )
-    outcome = harness_session.run(scenario)
-    assert check(scenario, outcome) == []
+    outcome = passing(harness_session, scenario)
     assert outcome.cancelled is not None and outcome.cancelled.startswith("after_return: step (api_only) at ")
     assert outcome.crashed == "after_return: step (run 2) (kill)"

@@ -150,7 +150,7 @@ def _api_mismatches(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
                 out += _state_mismatches(
                     "expect.server.flow",
                     exp.server.flow,
-                    StateInfo(held_flow.type, held_flow.name, held_flow.message),
+                    held_flow,
                     line,
                 )
         for name, want in exp.server.tasks.items():
@@ -163,7 +163,7 @@ def _api_mismatches(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
             elif held is None:
                 out.append(Mismatch(field, want.state or want.type, "the server holds no run of it", line))
             else:
-                out += _state_mismatches(field, want, StateInfo(held.type, held.name, held.message), line)
+                out += _state_mismatches(field, want, held, line)
     return out
 
 

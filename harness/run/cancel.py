@@ -10,9 +10,7 @@ written in the README ("Cancellation").
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +27,7 @@ class Canceller(Point):
 
     cancel: Cancel
     recorder: Recorder | None = None
+    clock: Clock | None = None
     calls: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     fired: threading.Event = field(default_factory=threading.Event)
@@ -42,12 +41,6 @@ class Canceller(Point):
         """Where the run was cancelled ("after_return: step (api_only) at 0.05 s"), or "" when it never was."""
         return f"{self.cancel} at {self.at:.2f} s" if self.at is not None else ""
 
-    @contextlib.contextmanager
-    def armed(self, clock: Clock, recorder: Recorder, responder: Any) -> Iterator[None]:
-        self._clock = clock
-        with self.wired(clock, recorder, responder):
-            yield
-
     def fire(self, engine: Any = None) -> None:
         from prefect.client.orchestration import get_client
         from prefect.context import FlowRunContext
@@ -60,7 +53,7 @@ class Canceller(Point):
             if self.fired.is_set() or run_id is None:  # no flow run yet: nothing to cancel
                 return
             self.fired.set()
-            self.at = self._clock.now()
+            self.at = self.clock.now() if self.clock is not None else None
 
         # The harness's own request: not one of the flow's (``expect.prefect_api``), and never faulted.
         with harness_requests(), get_client(sync_client=True) as client:

@@ -38,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from harness._errors import HarnessError, shown
 from harness.run.clock import Clock
 from harness.run.data import data_query, read_rows
-from harness.run.injector import Call, counts_of, watches_api
+from harness.run.injector import Call, api_counts, counts_of, watches_api
 from harness.run.outcome import Outcome, StateInfo, TaskRun, history_of, hooks_of, task_runs_of
 from harness.run.pipes import receive, send
 from harness.run.points import Point
@@ -300,7 +299,7 @@ class Crashing:
             waited_s=snapshot.skipped,
             hooks=hooks_of(list(snapshot.hooks), snapshot.flow_run_id),
             api_calls=snapshot.api_calls,
-            api_counts=dict(Counter(c.endpoint or c.url for c in snapshot.api_calls)),
+            api_counts=api_counts(snapshot.api_calls),
             server=view,
             cancelled=snapshot.cancelled,
         )
@@ -533,7 +532,7 @@ class Trigger(Point):
                 timeline=tuple(sorted(timeline)),
             )
 
-        self.snapshot, self.clock = snapshot, clock
+        self.snapshot = snapshot  # the clock and recorder are set as the point is wired
         recorder.listeners.append(self._after_fire)  # Prefect may end the process as it handles a signal
         with self.wired(clock, recorder, responder):
             yield

@@ -20,7 +20,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -32,7 +33,6 @@ import respx
 from harness.run.clock import Clock, Line
 from harness.run.hooks import timeout_error, virtual_client_waits
 from harness.run.internals import replace, wrap
-from harness.run.server_view import SETTLE_S
 from harness.run.states import Recorder, TaskRecord
 from harness.scenario.api_routes import route_of
 from harness.scenario.model import (
@@ -200,6 +200,11 @@ def watches_api(scenario: Scenario) -> bool:
         or expect.server is not None
         or any(i.kind == "no_orphan_flow_runs" for i in expect.invariants)
     )
+
+
+def api_counts(calls: Iterable[Call]) -> dict[str, int]:
+    """Requests to Prefect's API per route, in the order routes were first called."""
+    return dict(Counter(call.endpoint or call.url for call in calls))
 
 
 def counts_of(scenario: Scenario, calls: Sequence[Call]) -> dict[str, int]:
@@ -495,7 +500,6 @@ class PrefectApi:
         self.clock, self.recorder, self.answer, self.seed = clock, recorder, answer, scenario.seed
         self.prefix = api_url.rstrip("/") + "/"
         self._path = urlsplit(api_url).path.rstrip("/")  # "/api"
-        self._created_at = f"{self._path}/flow_runs/"  # where a flow run is created
         self.schedules = [
             _Schedule(e, random.Random(f"{scenario.seed}:api:{i}"), clock) for i, e in enumerate(scenario.prefect_api)
         ]
@@ -520,13 +524,6 @@ class PrefectApi:
         """The routes' schedules, then the events stream's: what a history's next run goes on from."""
         return [*self.schedules, *([self.events] if self.events is not None else [])]
 
-    def counts(self) -> dict[str, int]:
-        """Requests per route, in the order routes were first called."""
-        out: dict[str, int] = {}
-        for call in self.calls:
-            out[call.endpoint or call.url] = out.get(call.endpoint or call.url, 0) + 1
-        return out
-
     def dispatch(self, request: httpx.Request) -> Any:
         if _FORWARDING.get() or not request.headers.get("user-agent", "").startswith("prefect/"):
             # The harness's own request, or not Prefect's API client's (the events client's version check as it
@@ -540,8 +537,8 @@ class PrefectApi:
             latency = step.latency.draw(schedule.rng) if schedule is not None and step and step.latency else 0.0
         serving = self._serving(request, route, step, latency)
         if _ASYNC.get():
-            return self._aserve(serving)
-        return self._serve(serving)
+            return _adrive(serving, self._ado)
+        return _drive(serving, self._do)
 
     def _serving(
         self, request: httpx.Request, route: str, step: Step | None, latency: float
@@ -559,18 +556,16 @@ class PrefectApi:
                 served = f"connect_timeout (latency {latency:g} s > client connect timeout {read:g} s)"
                 raise httpx.ConnectTimeout(_API_READ_TIMEOUT, request=request)
             if step is not None and step.fault == "lost_answer":
-                yield "forward", request
+                self._note_created(route, (yield "forward", request), heard=False)
                 yield "sleep", max((read or 0.0) - (read or 0.0 if late else latency), 0.0)
                 raise httpx.ReadTimeout(_API_READ_TIMEOUT, request=request)
             if step is None or step.pass_:
                 answer = yield "forward", request
+                self._note_created(route, answer, heard=not late)
                 if late:
                     served = f"pass, answer lost (latency {latency:g} s > client timeout {read:g} s)"
                     raise httpx.ReadTimeout(_API_READ_TIMEOUT, request=request)
                 response = answer
-                if self.created and route == "POST /flow_runs/" and answer.status_code in (200, 201):
-                    with self._lock:
-                        self.created[-1] = (self.created[-1][0], True)
                 return answer  # type: ignore[no-any-return]
             if late:
                 served = f"read_timeout (latency {latency:g} s > client timeout {read:g} s)"
@@ -587,43 +582,16 @@ class PrefectApi:
             with self._lock:
                 self.calls.append(call)
 
-    def _serve(self, serving: Generator[tuple[str, Any], Any, httpx.Response]) -> httpx.Response:
-        """Drive a request's serving in this thread: each wait on the clock, each forward to the server; what
-        raises in a wait (the flow's timeout) is raised where the serving waits, so that it is logged."""
-        try:
-            kind, arg = next(serving)
-            while True:
-                try:
-                    if kind == "sleep":
-                        value = None
-                        self.clock.sleep(arg)
-                    else:
-                        value = self._forward(arg)
-                except BaseException as exc:
-                    kind, arg = serving.throw(exc)
-                    continue
-                kind, arg = serving.send(value)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+    def _do(self, kind: str, arg: Any) -> Any:
+        """What a serving yields, done in this thread: ("sleep", seconds) on the clock, ("forward", request)."""
+        return self.clock.sleep(arg) if kind == "sleep" else self._forward(arg)
 
-    async def _aserve(self, serving: Generator[tuple[str, Any], Any, httpx.Response]) -> httpx.Response:
-        """``_serve`` in a coroutine (the async client's request): the forward in a worker thread."""
-        try:
-            kind, arg = next(serving)
-            while True:
-                try:
-                    if kind == "sleep":
-                        value = None
-                        await self.clock.asleep(arg)
-                    else:
-                        await arg.aread()
-                        value = await asyncio.to_thread(self._forward, arg)
-                except BaseException as exc:
-                    kind, arg = serving.throw(exc)
-                    continue
-                kind, arg = serving.send(value)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+    async def _ado(self, kind: str, arg: Any) -> Any:
+        """The same in a coroutine: the forward in a worker thread."""
+        if kind == "sleep":
+            return await self.clock.asleep(arg)
+        await arg.aread()
+        return await asyncio.to_thread(self._forward, arg)
 
     def _forward(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` to the real server with the harness's own client; its answer, as a fresh response."""
@@ -633,15 +601,19 @@ class PrefectApi:
             sent = self._client.send(
                 httpx.Request(request.method, request.url, headers=request.headers, content=request.read())
             )
-        if request.method == "POST" and sent.status_code in (200, 201) and request.url.path == self._created_at:
-            with contextlib.suppress(ValueError, AttributeError), self._lock:
-                self.created.append((str(sent.json()["id"]), False))
         kept = {k: v for k, v in sent.headers.items() if k.lower() not in _HOP_HEADERS}
         return httpx.Response(sent.status_code, headers=kept, content=sent.content)
 
+    def _note_created(self, route: str, answer: httpx.Response, heard: bool) -> None:
+        """A flow run the server created (``heard``: and the client got the answer)."""
+        if route == "POST /flow_runs/" and answer.status_code in (200, 201):
+            with contextlib.suppress(ValueError, KeyError, TypeError), self._lock:
+                self.created.append((str(answer.json()["id"]), heard))
+
     def open(self) -> None:
-        """Start serving: Prefect checks its server's version once per process, before a client's first request;
-        each run checks anew, as the flow's own process would. The events stream's frames pass ``on_event``."""
+        """Start serving: the client's retries wait on the virtual clock; Prefect checks its server's version, and
+        reads the flow its events name, once per process: each run does anew, as the flow's own process would;
+        the events stream's frames pass ``_sending``."""
         virtual_client_waits(self._stack, self.clock, self.seed)
         replace(self._stack, "prefect._internal.version_checking:_API_VERSION_CHECK_CACHE", set())
         replace(self._stack, "prefect.events.related:RESOURCE_CACHE", {})  # the flow read once per process too
@@ -741,6 +713,7 @@ class EventsTarget:
 
 _PASS_EVENT = EventStep.model_validate({"pass": True})
 QUIET_S = 1.0  # the events worker sent nothing for this long (real time): it will send no more
+SETTLE_S = 5.0  # at most this long (real time) the run's events take to be sent, and then to be recorded
 # What a timeout says on plain http (Prefect's API on loopback); on https a read's is "The read operation timed out"
 _API_READ_TIMEOUT = "timed out"
 _HOP_HEADERS = ("content-encoding", "content-length", "transfer-encoding", "connection")
@@ -763,33 +736,34 @@ def _who(record: TaskRecord | None) -> tuple[Any, str | None]:
     return (record.id, record.name) if record is not None else (None, None)
 
 
-def _drive(serving: Generator[tuple[float, Any], None, httpx.Response], spend: Callable[..., None]) -> httpx.Response:
-    """Run a call's serving, spending each wait it yields on the clock in this thread."""
+def _drive(serving: Generator[tuple[Any, ...], Any, httpx.Response], spend: Callable[..., Any]) -> httpx.Response:
+    """Run a call's serving in this thread: ``spend`` does each thing it yields (a wait on the clock, a request
+    sent on) and what it returns is sent back; what raises there is raised where the serving waits."""
     try:
         wait = next(serving)
         while True:
             try:
-                spend(*wait)
+                done = spend(*wait)
             except BaseException as exc:  # a timeout raised into the wait: the serving sees it where it waits
                 wait = serving.throw(exc)
                 continue
-            wait = serving.send(None)
+            wait = serving.send(done)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 
 
 async def _adrive(
-    serving: Generator[tuple[float, Any], None, httpx.Response], spend: Callable[..., Awaitable[None]]
+    serving: Generator[tuple[Any, ...], Any, httpx.Response], spend: Callable[..., Awaitable[Any]]
 ) -> httpx.Response:
-    """``_drive`` in a coroutine (an ``httpx.AsyncClient``'s call): each wait awaited."""
+    """``_drive`` in a coroutine (an ``httpx.AsyncClient``'s call): each thing awaited."""
     try:
         wait = next(serving)
         while True:
             try:
-                await spend(*wait)
+                done = await spend(*wait)
             except BaseException as exc:
                 wait = serving.throw(exc)
                 continue
-            wait = serving.send(None)
+            wait = serving.send(done)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.run.clock import Clock
 from harness.run.exits import STOPPED
 from harness.run.guard import NetworkGuard
-from harness.run.injector import Call
-from harness.run.server_view import ServerView
+from harness.run.injector import Call, api_counts
 from harness.run.states import Recorder
 from harness.scenario.model import Scenario
+
+if TYPE_CHECKING:
+    from harness.run.server_view import ServerView
 
 NO_STATE = "no state"  # the flow's "state" when its call raised before Prefect gave it one
 
@@ -141,7 +143,7 @@ def outcome_of(
         hooks=hooks_of(recorder.hooks, recorder.flow_run_id),
         raised=raised,
         api_calls=tuple(api.calls) if (api := getattr(responder, "api", None)) is not None else (),
-        api_counts=api.counts() if api is not None else {},
+        api_counts=api_counts(api.calls) if api is not None else {},
         server=server,
     )
 
@@ -185,7 +187,7 @@ def history_of(outcomes: list[Outcome], crashed: str = "") -> Outcome:
         warnings=tuple(dict.fromkeys(w for o in outcomes for w in o.warnings)),
         hooks=tuple(h for o in outcomes for h in o.hooks),
         api_calls=tuple(c for o in outcomes for c in o.api_calls),
-        api_counts=dict(Counter(c.endpoint or c.url for o in outcomes for c in o.api_calls)),
+        api_counts=api_counts(c for o in outcomes for c in o.api_calls),
         server=last.server,
         raised=last.raised,
         cancelled=next((o.cancelled for o in outcomes if o.cancelled is not None), None),

@@ -29,6 +29,7 @@ class Point:
     """Where ``fire`` is called, once the run reaches ``point``; subclasses say what firing does."""
 
     recorder: Recorder | None
+    clock: Clock | None
     calls: int
     lock: threading.Lock
 
@@ -42,7 +43,7 @@ class Point:
     @contextlib.contextmanager
     def wired(self, clock: Clock, recorder: Recorder, responder: Any) -> Iterator[None]:
         """The point wired into Prefect's task engine, the responder and the clock, for one run."""
-        self.recorder = recorder
+        self.recorder, self.clock = recorder, clock
         at = self.point
         with contextlib.ExitStack() as stack:
             if at.point in ("before_task", "after_return"):

@@ -16,25 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-SETTLE_S = 5.0  # at most this long (real time) the task runs' states may take to reach the server
+from harness.run.injector import SETTLE_S
+from harness.run.outcome import StateInfo
+
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """A state the server holds: type, name, message."""
-
-    type: str
-    name: str
-    message: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class ServerView:
     """The scenario's flow run and its task runs as the server holds them; the flow runs nobody ran to an end."""
 
-    flow: Recorded | None  # None: the server holds no flow run of it (it was never created)
-    tasks: dict[str, Recorded]  # per task name, its last task run's state
+    flow: StateInfo | None  # None: the server holds no flow run of it (it was never created)
+    tasks: dict[str, StateInfo]  # per task name, its last task run's state
     orphans: tuple[str, ...] = ()  # "id: State" of flow runs created during the run and left unfinished (its own too)
 
 
@@ -59,7 +52,7 @@ def read_view(flow_run_id: Any, created: list[str], reported: dict[Any, tuple[st
     return ServerView(flow, tasks, tuple(orphans))
 
 
-def _task_runs(client: Any, flow_run_id: Any, reported: dict[Any, tuple[str, str | None]]) -> dict[str, Recorded]:
+def _task_runs(client: Any, flow_run_id: Any, reported: dict[Any, tuple[str, str | None]]) -> dict[str, StateInfo]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import TaskRunSort
 
@@ -80,7 +73,7 @@ def _task_runs(client: Any, flow_run_id: Any, reported: dict[Any, tuple[str, str
         if settled or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    out: dict[str, Recorded] = {}
+    out: dict[str, StateInfo] = {}
     for run in runs:  # in the order they were to start: a task's last run is the one kept
         recorded = _recorded(run.state)
         if recorded is not None:
@@ -88,7 +81,5 @@ def _task_runs(client: Any, flow_run_id: Any, reported: dict[Any, tuple[str, str
     return out
 
 
-def _recorded(state: Any) -> Recorded | None:
-    if state is None:
-        return None
-    return Recorded(state.type.value, state.name, state.message)
+def _recorded(state: Any) -> StateInfo | None:
+    return None if state is None else StateInfo(state.type.value, state.name, state.message)

@@ -249,7 +249,7 @@ class Session:
             with (
                 history.results() if history is not None else own_results(),
                 crash.armed(clock, recorder, answering) if crash is not None else contextlib.nullcontext(),
-                canceller.armed(clock, recorder, answering) if canceller is not None else contextlib.nullcontext(),
+                canceller.wired(clock, recorder, answering) if canceller is not None else contextlib.nullcontext(),
                 applied(policy, flow, log, near=scenario.path.parent) as flow,
                 hooked(clock, recorder, scenario.seed),
                 answering,

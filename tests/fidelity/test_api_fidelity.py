@@ -11,7 +11,6 @@ Prefect's API client, and the hooks that ran.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 from harness import Outcome, Session
 from tests.fidelity.api_cases import API_CASES
 from tests.fidelity.hook_log import counted
-from tests.fidelity.test_fidelity import Reference, scenario_of
+from tests.fidelity.test_fidelity import Reference, report, scenario_of
 
 pytestmark = pytest.mark.fidelity
 
@@ -66,8 +65,4 @@ def test_harness_agrees_with_prefect_behind_a_faulty_api(
     if ref["error"]:
         pytest.fail(f"the API reference could not run case {spec['name']!r}:\n{ref['error']}")
     keys = [k for k in KEYS if harness[k] != ref[k]]
-    assert not keys, f"harness and Prefect disagree on {', '.join(keys)} in case {spec['name']!r}:\n" + "\n".join(
-        f"  {k:12} {'!=' if k in keys else '=='} harness:   {json.dumps(harness[k], sort_keys=True)}\n"
-        f"  {'':12}    reference: {json.dumps(ref[k], sort_keys=True)}"
-        for k in KEYS
-    )
+    assert not keys, report(spec["name"], harness, ref, keys, compared=KEYS)

@@ -13,7 +13,6 @@ itself (its events are sent in the background).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 from harness import Outcome, Session
 from tests.fidelity.crash_cases import CRASH_CASES
 from tests.fidelity.hook_log import counted
-from tests.fidelity.test_fidelity import Reference, jsonable, scenario_of
+from tests.fidelity.test_fidelity import Reference, jsonable, report, scenario_of
 
 pytestmark = pytest.mark.fidelity
 
@@ -63,8 +62,4 @@ def test_harness_agrees_with_prefect_across_a_crash(
     if ref["error"]:
         pytest.fail(f"the crash reference could not run case {spec['name']!r}:\n{ref['error']}")
     keys = [k for k in KEYS if harness[k] != ref[k]]
-    assert not keys, f"harness and Prefect disagree on {', '.join(keys)} in case {spec['name']!r}:\n" + "\n".join(
-        f"  {k:12} {'!=' if k in keys else '=='} harness:   {json.dumps(harness[k], sort_keys=True)}\n"
-        f"  {'':12}    reference: {json.dumps(ref[k], sort_keys=True)}"
-        for k in KEYS
-    )
+    assert not keys, report(spec["name"], harness, ref, keys, compared=KEYS)

@@ -194,12 +194,16 @@ def _message(value: str) -> str:
     return re.sub(r"'([^'\n]+)-[0-9a-f]{3}'", r"'\1-<n>'", value)  # a run's name, quoted as Prefect quotes it
 
 
-def report(name: str, harness: dict[str, Any], ref: dict[str, Any], keys: list[str], note: str = "") -> str:
+def report(
+    name: str, harness: dict[str, Any], ref: dict[str, Any], keys: list[str], note: str = "", compared: Any = KEYS
+) -> str:
+    """Where the two sides differ (``keys``), every ``compared`` key shown side by side."""
+    width = max(map(len, compared))
     lines = [f"harness and Prefect disagree on {', '.join(keys)} in case {name!r}{note}:"]
-    for key in KEYS:
+    for key in compared:
         mark = "!=" if key in keys else "=="
-        lines.append(f"  {key:9} {mark} harness:   {json.dumps(harness[key], sort_keys=True)}")
-        lines.append(f"  {'':9}    reference: {json.dumps(ref[key], sort_keys=True)}")
+        lines.append(f"  {key:{width}} {mark} harness:   {json.dumps(harness[key], sort_keys=True)}")
+        lines.append(f"  {'':{width}}    reference: {json.dumps(ref[key], sort_keys=True)}")
     return "\n".join(lines)
 
 
