@@ -424,7 +424,9 @@ def test_across_a_crash_the_killed_runs_requests_and_server_view_count(
     assert routes(killed, "POST /flow_runs/") == ["lost_answer", "pass"]
     assert routes(rerun, "POST /flow_runs/") == ["pass"]
     events = routes(killed, "WS /events/in") + routes(rerun, "WS /events/in")
-    assert events[:4] == ["pass", "pass", "pass", "drop"] and set(events[4:]) == {"drop"}  # one schedule, gone on
+    # One schedule, gone on: its three passes, then drops. How many of the killed run's events went before the
+    # kill is Prefect's race (they are sent in the background); the rerun sends its three, the last dropped.
+    assert len(events) >= 4 and events == ["pass"] * 3 + ["drop"] * (len(events) - 3)
     assert rerun.server is not None and rerun.server.flow is not None and rerun.server.flow.name == "Completed"
 
 
