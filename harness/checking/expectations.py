@@ -74,6 +74,7 @@ def check(scenario: Scenario, outcome: Outcome, *, baseline: Any = NOT_GIVEN) ->
     out += _data_and_time_mismatches(scenario, outcome)
     out += _hook_mismatches(scenario, outcome)
     out += _api_mismatches(scenario, outcome)
+    out += _slots_mismatches(scenario, outcome)
     for i, inv in enumerate(exp.invariants):
         problem = violation(inv, outcome, baseline, near=scenario.path.parent)
         if problem:
@@ -164,6 +165,31 @@ def _api_mismatches(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
                 out.append(Mismatch(field, want.state or want.type, "the server holds no run of it", line))
             else:
                 out += _state_mismatches(field, want, held, line)
+    return out
+
+
+def _slots_mismatches(scenario: Scenario, outcome: Outcome) -> list[Mismatch]:
+    """``expect.slots``: per concurrency limit, the slots held after the run and the longest wait for one."""
+    out = []
+    for name, want in scenario.expect.slots.items():
+        got = outcome.slots.get(name)
+        field = f"expect.slots.{name}"
+        if want.held_after is not None:
+            held = got.held_after if got is not None else None
+            if held != want.held_after:
+                observed = "the limit could not be read back" if held is None else held
+                line = scenario.line_of("expect", "slots", name, "held_after")
+                out.append(Mismatch(f"{field}.held_after", want.held_after, observed, line))
+        if want.waited is None:
+            continue
+        waits = ", ".join(f"{task} {s:g} s" for task, s in got.waited) if got is not None and got.waited else "none"
+        longest = got.longest if got is not None else 0.0
+        if want.waited.max is not None and longest > want.waited.max:
+            line = scenario.line_of("expect", "slots", name, "waited", "max")
+            out.append(Mismatch(f"{field}.waited.max", f"at most {want.waited.max:g} s", f"waits: {waits}", line))
+        if want.waited.min is not None and longest < want.waited.min:
+            line = scenario.line_of("expect", "slots", name, "waited", "min")
+            out.append(Mismatch(f"{field}.waited.min", f"at least {want.waited.min:g} s", f"waits: {waits}", line))
     return out
 
 

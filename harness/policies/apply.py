@@ -37,6 +37,7 @@ TASK_OPTIONS = (
     "cache_policy",
     "cache_expiration",
     "cache_key_fn",
+    "tags",
 )
 
 

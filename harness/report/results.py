@@ -36,6 +36,7 @@ def as_json(result: Result) -> dict[str, Any]:
         "raised": None if o is None else o.raised,
         "prefect_api": None if o is None or not o.api_calls else _api_json(o),
         "server": None if o is None or o.server is None else _server_json(o.server),
+        "slots": None if o is None or not o.slots else _slots_json(o.slots),
         "result": None if o is None else _jsonable(plain(o.result)),
         "wall_s": None if o is None else round(o.wall_s, 4),
         "virtual_s": None if o is None else round(o.virtual_s, 4),
@@ -68,6 +69,18 @@ def _api_json(o: Any) -> dict[str, Any]:
         "call_log": [
             {"at": round(c.at, 4), "route": c.endpoint, "served": c.served, "status": c.status} for c in o.api_calls
         ],
+    }
+
+
+def _slots_json(slots: dict[str, Any]) -> dict[str, Any]:
+    """Per concurrency limit: its size, the slots it held after the run, and each wait for one."""
+    return {
+        name: {
+            "limit": s.limit,
+            "held_after": s.held_after,
+            "waited": [{"task": task, "seconds": seconds} for task, seconds in s.waited],
+        }
+        for name, s in slots.items()
     }
 
 

@@ -159,13 +159,27 @@ _FOR_GOOD = contextlib.ExitStack()  # what this process replaces until it ends
 
 def _internals() -> Any:
     """``harness.run.internals``, loaded by path: this process imports nothing else of the harness."""
-    name = "harness_run_internals"
+    return _sibling("internals")
+
+
+def _sibling(module: str) -> Any:
+    """The harness module ``harness.run.<module>``, loaded by path."""
+    name = f"harness_run_{module}"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("internals.py"))
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{module}.py"))
         assert spec is not None and spec.loader is not None
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        sys.modules[name] = module_ = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module_)
     return sys.modules[name]
+
+
+def _app() -> Any:
+    """Prefect's API app, its leases on the lease clock (``_lease_clock``), whose route is put in front of it."""
+    from prefect.server.api.server import create_app
+
+    lease_clock = _sibling("_lease_clock")
+    lease_clock.install(_FOR_GOOD, _internals().replace)
+    return lease_clock.wrapped(create_app())
 
 
 def _serve(port: int, kept: tuple[Path, Path, float] | None = None) -> None:
@@ -184,7 +198,7 @@ def _serve(port: int, kept: tuple[Path, Path, float] | None = None) -> None:
     import uvicorn
 
     uvicorn.run(
-        "prefect.server.api.server:create_app",
+        _app,
         factory=True,
         host="127.0.0.1",
         port=port,

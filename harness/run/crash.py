@@ -53,6 +53,7 @@ from harness.run.pipes import receive, send
 from harness.run.points import Point
 from harness.run.process import scratch_folder
 from harness.run.server_view import read_view
+from harness.run.slots import limits_after
 from harness.scenario.model import Crash, CrashAt, Scenario
 
 if TYPE_CHECKING:
@@ -283,6 +284,10 @@ class Crashing:
             reported = {t.id: (t.name, delivered.get(t.id)) for t in snapshot.tasks}
             with self.session.api():
                 view = read_view(snapshot.flow_run_id, [i for i, _ in snapshot.created], reported)
+        limits = None
+        if scenario.concurrency_limits is not None:  # the slots the killed run left taken
+            with self.session.api():
+                limits = limits_after(scenario, [])
         return Outcome(
             scenario=scenario.name,
             flow=flow,
@@ -301,6 +306,7 @@ class Crashing:
             api_calls=snapshot.api_calls,
             api_counts=api_counts(snapshot.api_calls),
             server=view,
+            slots=limits or {},
             cancelled=snapshot.cancelled,
         )
 

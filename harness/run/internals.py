@@ -389,6 +389,118 @@ INTERNALS: tuple[Internal, ...] = (
         ),
     ),
     _e(
+        "prefect.server.concurrency.lease_storage.memory:datetime",
+        "replaced",
+        "leases are taken, renewed, lapse and are freed on the lease clock (server process only, _lease_clock)",
+        (
+            "prefect.server.concurrency.lease_storage.memory:ConcurrencyLeaseStorage.create_lease",
+            "datetime.now(timezone.utc)",
+        ),
+    ),
+    _e(
+        "prefect.server.concurrency.lease_storage.filesystem:datetime",
+        "replaced",
+        "leases are taken, renewed, lapse and are freed on the lease clock (server process only, _lease_clock)",
+        (
+            "prefect.server.concurrency.lease_storage.filesystem:ConcurrencyLeaseStorage.create_lease",
+            "datetime.now(timezone.utc)",
+        ),
+    ),
+    _e(
+        "prefect.server.api.concurrency_limits_v2:datetime",
+        "replaced",
+        "leases are taken, renewed, lapse and are freed on the lease clock (server process only, _lease_clock)",
+        (
+            "prefect.server.api.concurrency_limits_v2:bulk_decrement_active_slots_with_lease",
+            "datetime.now(timezone.utc)",
+        ),
+    ),
+    _e(
+        "prefect.server.services.repossessor:datetime",
+        "replaced",
+        "leases are taken, renewed, lapse and are freed on the lease clock (server process only, _lease_clock)",
+        ("prefect.server.services.repossessor:revoke_expired_lease", "datetime.now(timezone.utc)"),
+    ),
+    _e(
+        "prefect.server.services.repossessor:revoke_expired_lease",
+        "read",
+        "the repossessor's pass, run when the lease clock moves (server process only)",
+    ),
+    _e(
+        "prefect.server.concurrency.lease_storage.memory:ConcurrencyLeaseStorage.read_expired_lease_ids",
+        "read",
+        "the leases lapsed by the lease clock's time (server process only)",
+    ),
+    _e(
+        "prefect.concurrency.services:ConcurrencySlotAcquisitionWithLeaseService.send",
+        "wrapped",
+        "who asks for slots (its virtual line): the service answers on its own loop",
+        ("prefect.concurrency._asyncio:aacquire_concurrency_slots_with_lease", "service.send("),
+    ),
+    _e(
+        "prefect.concurrency.services:ConcurrencySlotAcquisitionWithLeaseService._handle",
+        "wrapped",
+        "an acquisition served on the service's loop waits on its asker's line",
+        ("prefect._internal.concurrency.services:FutureQueueService._handle", "await self.acquire(*send_item)"),
+    ),
+    _e(
+        "prefect.concurrency.services:asyncio",
+        "replaced",
+        "the wait for a slot after a 423 (its Retry-After) is virtual",
+        (
+            "prefect.concurrency.services:ConcurrencySlotAcquisitionWithLeaseService.acquire",
+            "await asyncio.sleep(retry_after)",
+        ),
+    ),
+    _e(
+        "prefect.concurrency.services:_no_limits_cache",
+        "replaced",
+        "tag sets with no limits, cached process-wide for 5 s: empty for each run, put back after it",
+    ),
+    _e(
+        "prefect.concurrency._leases:threading",
+        "replaced",
+        "the lease renewal thread waits its 45 s on the server's lease clock",
+        ("prefect.concurrency._leases:_lease_renewal_loop", "stop_event.wait(lease_duration * _RENEWAL_FRACTION)"),
+        ("prefect.concurrency._leases:_start_lease_renewal_thread", "stop_event = threading.Event()"),
+    ),
+    _e(
+        "prefect.concurrency._sync:acquire_concurrency_slots_with_lease",
+        "wrapped",
+        "the lease clock at the asker's virtual now; its wait for slots kept (outcome.slots)",
+        ("prefect.concurrency._sync:concurrency", "acquire_concurrency_slots_with_lease("),
+    ),
+    _e(
+        "prefect.concurrency._asyncio:aacquire_concurrency_slots_with_lease",
+        "wrapped",
+        "the same, for async tasks",
+        ("prefect.concurrency._asyncio:concurrency", "aacquire_concurrency_slots_with_lease("),
+    ),
+    _e(
+        "prefect.concurrency._sync:maintain_concurrency_lease",
+        "wrapped",
+        "a holder gives its slots back at its virtual now: the others catch up with it first, renewals going on",
+        ("prefect.concurrency._sync:concurrency", "with maintain_concurrency_lease("),
+    ),
+    _e(
+        "prefect.concurrency._asyncio:amaintain_concurrency_lease",
+        "wrapped",
+        "the same, for async tasks",
+        ("prefect.concurrency._asyncio:concurrency", "async with amaintain_concurrency_lease("),
+    ),
+    _e(
+        "prefect.concurrency._sync:release_concurrency_slots_with_lease",
+        "wrapped",
+        "the lease clock at the giver's virtual now before slots are given back",
+        ("prefect.concurrency._sync:concurrency", "release_concurrency_slots_with_lease("),
+    ),
+    _e(
+        "prefect.concurrency._asyncio:arelease_concurrency_slots_with_lease",
+        "wrapped",
+        "the same, for async tasks",
+        ("prefect.concurrency._asyncio:concurrency", "arelease_concurrency_slots_with_lease("),
+    ),
+    _e(
         "os.environ:PREFECT__SERVER_EPHEMERAL",
         "read",
         "set for the harness's server: it runs as Prefect's own test server does (its services, no UI)",

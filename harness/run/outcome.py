@@ -15,6 +15,7 @@ from harness.scenario.model import Scenario
 
 if TYPE_CHECKING:
     from harness.run.server_view import ServerView
+    from harness.run.slots import LimitSlots
 
 NO_STATE = "no state"  # the flow's "state" when its call raised before Prefect gave it one
 
@@ -76,6 +77,8 @@ class Outcome:
     api_calls: tuple[Call, ...] = ()
     api_counts: dict[str, int] = field(default_factory=dict)
     server: ServerView | None = None
+    # With ``concurrency_limits``: per limit, the slots it held after the run and each wait for one.
+    slots: dict[str, LimitSlots] = field(default_factory=dict)
 
     def hooks_ran(self, owner: str, kind: str, name: str | None = None) -> int:
         """How many times hooks of ``kind`` ran for ``owner`` (``flow``: the scenario's flow run; ``other flow``:
@@ -106,6 +109,7 @@ def outcome_of(
     guard: NetworkGuard,
     clock: Clock,
     server: ServerView | None = None,
+    slots: dict[str, LimitSlots] | None = None,
 ) -> Outcome:
     result, raised = None, None
     if isinstance(state, BaseException):  # the flow call raised: Prefect gave the run no state to return
@@ -145,6 +149,7 @@ def outcome_of(
         api_calls=tuple(api.calls) if (api := getattr(responder, "api", None)) is not None else (),
         api_counts=api_counts(api.calls) if api is not None else {},
         server=server,
+        slots=slots or {},
     )
 
 
@@ -189,11 +194,25 @@ def history_of(outcomes: list[Outcome], crashed: str = "") -> Outcome:
         api_calls=tuple(c for o in outcomes for c in o.api_calls),
         api_counts=api_counts(c for o in outcomes for c in o.api_calls),
         server=last.server,
+        slots=_slots_of(outcomes),
         raised=last.raised,
         cancelled=next((o.cancelled for o in outcomes if o.cancelled is not None), None),
         runs=tuple(outcomes),
         crashed=crashed,
     )
+
+
+def _slots_of(outcomes: list[Outcome]) -> dict[str, LimitSlots]:
+    """The limits as the last run left them, with the waits of every run."""
+    import dataclasses
+
+    last = outcomes[-1].slots
+    return {
+        name: dataclasses.replace(
+            limit, waited=tuple(w for o in outcomes if name in o.slots for w in o.slots[name].waited)
+        )
+        for name, limit in last.items()
+    }
 
 
 def _warnings(tasks: tuple[TaskRun, ...]) -> tuple[str, ...]:

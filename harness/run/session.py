@@ -42,6 +42,7 @@ from harness.run.outcome import Outcome, outcome_of
 from harness.run.process import ServerHandle
 from harness.run.scope import RunScope, own_results
 from harness.run.server_view import read_view
+from harness.run.slots import Slots, declared, limits_after, no_limits_forgotten
 from harness.run.states import Recorder
 from harness.run.wire.backend import Wire, httpx_on_wire
 from harness.scenario.model import Scenario, SqliteExpect
@@ -171,6 +172,22 @@ class Session:
             responder = responder or transport
         server = self._ensure_ready()
         assert self._scope is not None
+        if history is None and scenario.concurrency_limits is not None:
+            with declared(scenario, self.api, server.api_url):  # for all the scenario's runs
+                return self._runs(scenario, real_time, policy, responder, crash)
+        return self._runs(scenario, real_time, policy, responder, crash, history)
+
+    def _runs(
+        self,
+        scenario: Scenario,
+        real_time: bool | None,
+        policy: Policy | None,
+        responder: ResponderFactory | None,
+        crash: Any,
+        history: History | None = None,
+    ) -> Outcome:
+        server = self._ensure_ready()
+        assert self._scope is not None
         if history is None and (scenario.crash is not None or scenario.runs > 1):
             from harness.run.crash import run_history
 
@@ -245,6 +262,8 @@ class Session:
 
         started = time.perf_counter()
         clock.started = started - (history.compute if history is not None else 0.0)  # a history's clock goes on
+        rerun_after = history.rerun_after if history is not None and history.positions is not None else 0.0
+        slots = Slots(clock, server.api_url, rerun_after) if scenario.concurrency_limits is not None else None
         try:
             with (
                 history.results() if history is not None else own_results(),
@@ -252,6 +271,8 @@ class Session:
                 canceller.wired(clock, recorder, answering) if canceller is not None else contextlib.nullcontext(),
                 applied(policy, flow, log, near=scenario.path.parent) as flow,
                 hooked(clock, recorder, scenario.seed),
+                no_limits_forgotten(),
+                slots.installed() if slots is not None else contextlib.nullcontext(),
                 answering,
                 self._wired(answering) as redirect,
                 guard.active(redirect),
@@ -275,8 +296,9 @@ class Session:
         if api is not None:  # the server's view, read once the run is over
             reported = {r.id: (r.name, api.delivered.get(r.id)) for r in recorder.tasks.values()}
             view = read_view(recorder.flow_run_id or api.flow_run_id(), [i for i, _ in api.created], reported)
+        limits = limits_after(scenario, slots.waited, recorder.name_of) if slots is not None else None
         outcome = outcome_of(
-            scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock, view
+            scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock, view, limits
         )
         if canceller is not None:
             outcome = dataclasses.replace(outcome, cancelled=canceller.cancelled())

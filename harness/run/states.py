@@ -120,6 +120,12 @@ class Recorder:
             last = len(self._order)
             return sorted(self.tasks.values(), key=lambda r: self._order.get(r.id, last))
 
+    def name_of(self, task_run_id: Any) -> str:
+        """The task name of a task run ("flow" for none: slots the flow's own code took)."""
+        with self._lock:
+            record = self.tasks.get(task_run_id)
+        return record.name if record is not None else "flow"
+
     def is_final(self, task_run_id: Any) -> bool:
         with self._lock:
             rec = self.tasks.get(task_run_id)

@@ -85,6 +85,7 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
             yield ("expect", "calls", key), f"{key!r} is not a declared endpoint{hint}", None
     yield from _crash_problems(scenario, declared)
     yield from _api_problems(scenario)
+    yield from _slots_problems(scenario)
     yield from _function_problems(scenario)
     yield from _weak_variants(scenario)
     yield from _transport_problems(scenario)
@@ -169,6 +170,17 @@ def _api_problems(scenario: Scenario) -> Iterable[Found]:
         if route in seen:
             yield ("prefect_api", i, "request"), f"route {route!r} is declared twice", None
         seen.add(route)
+
+
+def _slots_problems(scenario: Scenario) -> Iterable[Found]:
+    """``expect.slots`` naming a limit the scenario does not declare."""
+    limits = scenario.concurrency_limits.names() if scenario.concurrency_limits is not None else []
+    expects = [((), scenario.expect)] + [(("strategies", n), c.expect) for n, c in scenario.strategies.items()]
+    for where, expect in expects:
+        for name in expect.slots:
+            if name not in limits:
+                hint = did_you_mean(name, limits) if limits else " (add it under `concurrency_limits`)"
+                yield (*where, "expect", "slots", name), f"{name!r} is not a declared concurrency limit{hint}", None
 
 
 def _weak_variants(scenario: Scenario) -> Iterable[Found]:

@@ -741,6 +741,55 @@ class TaskHooks(_Model):
     on_running: NonNegativeInt | None = None
 
 
+class ConcurrencyLimits(_Model):
+    """Prefect concurrency limits on the session's server for the scenario's runs: created before, deleted after."""
+
+    tag: dict[Annotated[str, Field(min_length=1)], PositiveInt] = Field(
+        default={},
+        description="Tag limits, as `prefect concurrency-limit create TAG N` makes them: at most N task runs "
+        "tagged TAG hold a slot at once.",
+    )
+    global_: dict[Annotated[str, Field(min_length=1)], PositiveInt] = Field(
+        default={},
+        alias="global",
+        description="Global limits, as `prefect gcl create NAME --limit N` makes them: slots the flow takes "
+        "with `concurrency(NAME)`.",
+    )
+
+    @model_validator(mode="after")
+    def _names_once(self) -> ConcurrencyLimits:
+        both = sorted(set(self.tag) & set(self.global_))
+        if both:
+            raise ValueError(
+                f"{', '.join(map(repr, both))} is both a tag limit and a global limit: `expect.slots` names a limit "
+                "by its name alone; give them different names"
+            )
+        return self
+
+    def names(self) -> list[str]:
+        return [*self.tag, *self.global_]
+
+
+class WaitedExpect(_Model):
+    """Bounds on the virtual seconds task runs waited for a slot of the limit."""
+
+    max: Seconds | None = Field(default=None, description="No acquisition waited longer than this.")
+    min: Seconds | None = Field(
+        default=None, description="At least one acquisition waited this long (0: none needs to have waited)."
+    )
+
+
+class SlotsExpect(_Model):
+    """One limit after the run: the slots it still holds, and how long task runs waited for one."""
+
+    held_after: NonNegativeInt | None = Field(
+        default=None, description="Slots the limit holds once the run is over (0: none leaked)."
+    )
+    waited: WaitedExpect | None = Field(
+        default=None, description="{max: SECONDS, min: SECONDS}: the longest wait for a slot, virtual seconds."
+    )
+
+
 class HooksExpect(_Model):
     """Prefect state hooks that ran: the scenario's flow run's (not its subflows'), and each task's by name."""
 
@@ -834,6 +883,10 @@ class Expect(RunExpect):
             )
         return self
 
+    slots: dict[str, SlotsExpect] = Field(
+        default={},
+        description="Per limit of `concurrency_limits` (its name): {held_after: N, waited: {max: SECONDS}}.",
+    )
     server: ServerExpect | None = Field(
         default=None, description="The states Prefect's server recorded: {flow: STATE, tasks: {NAME: STATE}}."
     )
@@ -869,6 +922,8 @@ class Expect(RunExpect):
             out.append("flow.state")  # how the flow's call ended: raised, instead of a state
         if self.server is not None:
             out += ["server.flow"] * (self.server.flow is not None) + [f"server.tasks.{n}" for n in self.server.tasks]
+        for name, slots in self.slots.items():
+            out += [f"slots.{name}.{key}" for key in slots.model_dump(exclude_none=True)]
         if self.hooks is not None:
             flow_hooks = self.hooks.flow.model_dump(exclude_none=True) if self.hooks.flow is not None else {}
             out += [f"hooks.flow.{kind}" for kind in flow_hooks]
@@ -1071,6 +1126,11 @@ class Scenario(_Model):
         default=None, description="The process running the flow dies at a chosen point; the flow is run again."
     )
     cancel: Cancel | None = Field(default=None, description="The flow run is cancelled at a chosen point.")
+    concurrency_limits: ConcurrencyLimits | None = Field(
+        default=None,
+        description="Prefect concurrency limits on the server for the scenario's runs: {tag: {TAG: N}, "
+        "global: {NAME: N}}; their leases lapse on the virtual clock.",
+    )
     reruns: NonNegativeInt | None = Field(
         default=None,
         description="How many times the flow is run again after the first run (default 1 with `crash:`, else 0): "

@@ -189,6 +189,12 @@ class Policy(_Model):
         default=None, description="@task(cache_expiration=...): seconds a cached result is used for."
     )
 
+    tags: tuple[Annotated[str, Field(min_length=1)], ...] | None = Field(
+        default=None,
+        description="@task(tags=...): tags added to the task's own; a tag limit of `concurrency_limits` caps "
+        "the task runs holding it at once.",
+    )
+
     client_max_retries: NonNegativeInt | None = Field(
         default=None,
         description="PREFECT_CLIENT_MAX_RETRIES: how often Prefect's API client retries a request (Prefect: 5).",
@@ -245,6 +251,7 @@ class Policy(_Model):
                     self.persist_result,
                     self.cache_policy,
                     self.cache_expiration,
+                    self.tags,
                 )
             )
             or self.honour_retry_after
@@ -284,6 +291,8 @@ class Policy(_Model):
             out["cache_policy"] = prefect_cache_policy(self.cache_policy)
         if self.cache_expiration is not None:
             out["cache_expiration"] = timedelta(seconds=self.cache_expiration)
+        if self.tags is not None:
+            out["tags"] = set(task.tags) | set(self.tags)
         return out
 
     def task_options(self) -> str:

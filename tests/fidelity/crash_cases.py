@@ -29,6 +29,13 @@ def at(point: str, task: str, how: str = "kill") -> dict[str, Any]:
 
 CACHED = {"persist_result": True, "cache_policy": "inputs+task_source"}
 
+
+def tag_limited(tag: str, tasks: str = "store") -> dict[str, Any]:
+    """A tag limit of one slot, and the strategy that puts its tag on ``tasks`` (a tag of the case's own: the
+    reference runs cases side by side on one server)."""
+    return {"concurrency_limits": {"tag": {tag: 1}}, "strategy": {"tasks": tasks, "tags": [tag]}}
+
+
 CRASH_CASES: list[dict[str, Any]] = [
     crash_case("killed after the store returned", crash=at("after_return", "store")),
     crash_case("killed before the store started", crash=at("before_task", "store")),
@@ -45,6 +52,23 @@ CRASH_CASES: list[dict[str, Any]] = [
     crash_case("killed after the store committed, cached", crash=at("after_commit", "store"), strategy=CACHED),
     crash_case("killed after the store returned, cached", crash=at("after_return", "store"), strategy=CACHED),
     crash_case("an async flow killed after its store returned", flow="etl_async", crash=at("after_return", "astore")),
+    crash_case("killed holding a tag limit's slot", crash=at("after_return", "store"), reruns=0, **tag_limited("k1")),
+    crash_case(
+        "terminated holding a tag limit's slot",
+        crash=at("after_return", "store", "terminate"),
+        reruns=0,
+        **tag_limited("t1"),
+    ),
+    crash_case(
+        "interrupted holding a tag limit's slot",
+        crash=at("after_return", "store", "interrupt"),
+        reruns=0,
+        **tag_limited("i1"),
+    ),
+    crash_case("run twice under a tag limit", reruns=1, **tag_limited("r1")),
+    crash_case(
+        "two stores side by side under a tag limit of one", flow="etl_two_stores", **tag_limited("s1", "store*")
+    ),
     crash_case("run twice", reruns=1),
     crash_case("run twice, cached", reruns=1, strategy=CACHED),
     crash_case(

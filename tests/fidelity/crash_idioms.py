@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import sqlite3
+import threading
 import time
 from contextlib import closing
 from typing import Any
@@ -106,6 +107,37 @@ def etl(size: int = 2) -> int:
 def etl_submitted(size: int = 2) -> int:
     """The store submitted: it runs in a worker thread, not on the process's main thread."""
     return store.submit(fetch(size)).result()
+
+
+_HOLDING = {"now": 0, "most": 0}  # stores running at once in this process, and the most there ever were
+_HOLDING_LOCK = threading.Lock()
+
+
+@task
+def store_apart(ids: list[int], db: str) -> int:
+    """``store``, counting the stores running at once (a tag limit of 1 keeps them to one)."""
+    with _HOLDING_LOCK:
+        _HOLDING["now"] += 1
+        _HOLDING["most"] = max(_HOLDING["most"], _HOLDING["now"])
+    try:
+        time.sleep(0.05)  # long enough for the other store's thread to start meanwhile, were it let in
+        with closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS row (id INTEGER)")
+            conn.executemany("INSERT INTO row VALUES (?)", [(i,) for i in ids])
+            conn.commit()
+        return len(ids)
+    finally:
+        with _HOLDING_LOCK:
+            _HOLDING["now"] -= 1
+
+
+@flow(**FLOW_HOOKS)
+def etl_two_stores(size: int = 2) -> list[int]:
+    """Two stores submitted side by side, each to a database of its own; returns [rows, most stores at once]."""
+    _HOLDING.update(now=0, most=0)
+    ids = fetch(size)
+    first, second = store_apart.submit(ids[:1], "rows.db"), store_apart.submit(ids[1:], "rows_b.db")
+    return [first.result() + second.result(), _HOLDING["most"]]
 
 
 @task

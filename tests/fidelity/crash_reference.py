@@ -13,6 +13,7 @@ none of the harness's code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import json
@@ -130,7 +131,11 @@ def history(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
     spec_path.write_text(json.dumps(spec))
     runs = 1 + spec.get("reruns", 1 if "crash" in spec else 0)
     out: dict[str, Any] = {"runs": [], "reruns_tasks": [], "error": None}
+    limits = spec.get("concurrency_limits", {}).get("tag", {})
     try:
+        with get_client(sync_client=True) as client:
+            for tag, slots in limits.items():
+                client.create_concurrency_limit(tag=tag, concurrency_limit=slots)
         seen: set[Any] = set()
         for index in range(runs):
             if index and spec.get("rerun_after"):
@@ -156,8 +161,8 @@ def history(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
             if not crashed:
                 rows, _ = reference.settled_tasks(flow_run.id)
                 out["reruns_tasks"].append(sorted([row[0], row[1], row[3]] for row in rows))
-        last = json.loads((folder / f"run-{runs - 1}.json").read_text())
-        out["result"] = last["result"]
+        last = folder / f"run-{runs - 1}.json"  # none when the one run made was killed
+        out["result"] = json.loads(last.read_text())["result"] if last.exists() else None
         journal = folder / SERIES
         calls = [json.loads(line)[0] for line in journal.read_text().splitlines()] if journal.exists() else []
         out["calls"] = {e["request"]: calls.count(e["request"]) for e in spec["endpoints"]}
@@ -167,12 +172,17 @@ def history(spec: dict[str, Any], api_url: str) -> dict[str, Any]:
         out["hooks"] = sorted([*key, kinds.count(key)] for key in set(kinds))
         module = importlib.import_module(spec["flow"].split(":")[0])
         out["sqlite"] = reference.stored_rows(module, spec["parameters"], str(folder / "work"))
+        with get_client(sync_client=True) as client:  # the slots each limit holds once the history is over
+            out["slots"] = {t: client.read_global_concurrency_limit_by_name(f"tag:{t}").active_slots for t in limits}
     except BaseException:  # noqa: BLE001 (a broken case is reported; the others still run)
         import traceback
 
         out["error"] = traceback.format_exc()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(Exception), get_client(sync_client=True) as client:
+            for tag in limits:
+                client.delete_concurrency_limit_by_tag(tag=tag)
     return out
 
 

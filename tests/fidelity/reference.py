@@ -32,6 +32,8 @@ os.environ.update(
         "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
+        # A task run refused a tag limit's slot asks again after at most this long (Prefect: 30 s): real time.
+        "PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS": "0.2",
     }
 )
 
@@ -558,7 +560,8 @@ def with_strategy(module: Any, flow: Any, strategy: dict[str, Any] | None, route
     }
     try:
         for name, task in saved.items():
-            setattr(module, name, task.with_options(**options))
+            tags = {"tags": set(task.tags) | set(strategy["tags"])} if "tags" in strategy else {}
+            setattr(module, name, task.with_options(**options, **tags))
         if "flow_retries" in strategy:
             flow = flow.with_options(
                 retries=strategy["flow_retries"], retry_delay_seconds=strategy.get("flow_retry_delay_seconds", 0)

@@ -25,7 +25,7 @@ from tests.fidelity.test_fidelity import Reference, jsonable, report, scenario_o
 
 pytestmark = pytest.mark.fidelity
 
-KEYS = ("runs", "reruns_tasks", "calls", "hooks", "sqlite", "result")
+KEYS = ("runs", "reruns_tasks", "calls", "hooks", "sqlite", "result", "slots")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def crash_reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def observed(outcome: Outcome, crashed: bool) -> dict[str, Any]:
     """The harness's history in the reference's terms."""
-    runs = outcome.runs
+    runs = outcome.runs or (outcome,)  # a case of one flow run, not killed, is no history
     return {
         "runs": [{"flow": r.flow.name, "flow_type": r.flow.type} for r in runs],
         "reruns_tasks": [
@@ -48,6 +48,7 @@ def observed(outcome: Outcome, crashed: bool) -> dict[str, Any]:
         "hooks": counted(list(outcome.hooks)),
         "sqlite": jsonable(outcome.sqlite),
         "result": jsonable(outcome.result),
+        "slots": {name: s.held_after for name, s in outcome.slots.items()},
     }
 
 

@@ -98,6 +98,7 @@ def scenario_of(spec: dict[str, Any], folder: Path) -> Scenario:
         "prefect_api",
         "events",
         "cancel",
+        "concurrency_limits",
         "expect",
     )
     document = {k: spec[k] for k in keys if k in spec}
