@@ -104,15 +104,20 @@ def sweep(
     results: list[PointResult] = []
     advance = progress(len(at_points))
     histories = [plain_run.model_copy(update={"crash": Crash(at=at, how=how), "reruns": reruns}) for at in at_points]
-    # Each point's crashing run starts while this process runs the reruns of the point before it.
+    # Each point's crashing run starts while this process runs the reruns of the point before it; not with
+    # concurrency limits, which are each history's own (declared for it, deleted after it).
     ahead: Crashing | None = None
+    overlap = scenario.concurrency_limits is None
     try:
         for i, (at, crashed) in enumerate(zip(at_points, histories, strict=True)):
             try:
-                crashing, ahead = ahead or Crashing(session, crashed, policy=policy), None
-                if i + 1 < len(histories):
-                    ahead = Crashing(session, histories[i + 1], policy=policy)
-                outcome = run_history(session, crashed, policy=policy, crashing=crashing)
+                if overlap:
+                    crashing, ahead = ahead or Crashing(session, crashed, policy=policy), None
+                    if i + 1 < len(histories):
+                        ahead = Crashing(session, histories[i + 1], policy=policy)
+                    outcome = run_history(session, crashed, policy=policy, crashing=crashing)
+                else:
+                    outcome = session.run(crashed, policy=policy)
             except HarnessError as exc:
                 results.append(PointResult(at, error=str(exc).splitlines()[0]))
             else:

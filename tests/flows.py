@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -380,3 +381,82 @@ def peek() -> list[str]:
 def peeks_at_patches() -> list[str]:
     """What a run sees of the harness's patches: the client's ``time``, the websocket's ``send``, the cache."""
     return peek()
+
+
+# -- concurrency limits ----------------------------------------------------------------------------------
+
+_AT_ONCE = {"now": 0, "most": 0}  # task runs inside a limited section at once, and the most there ever were
+
+
+_AT_ONCE_LOCK = threading.Lock()
+
+
+def _inside(section: Any) -> None:
+    with _AT_ONCE_LOCK:
+        _AT_ONCE["now"] += 1
+        _AT_ONCE["most"] = max(_AT_ONCE["most"], _AT_ONCE["now"])
+    try:
+        section()
+    finally:
+        with _AT_ONCE_LOCK:
+            _AT_ONCE["now"] -= 1
+
+
+@task(tags=["db"])
+def tagged_fetch(url: str) -> int:
+    """A task run holding a slot of the tag limit ``db`` (if one is declared) while it calls ``url``."""
+    out: list[int] = []
+    _inside(lambda: out.append(httpx.get(url).json()["n"]))
+    return out[0]
+
+
+@flow
+def tagged_side_by_side(url: str, n: int = 2) -> list[int]:
+    """``n`` tagged task runs submitted at once; returns their results and the most that ran at once."""
+    _AT_ONCE.update(now=0, most=0)
+    results = [f.result() for f in [tagged_fetch.submit(url) for _ in range(n)]]
+    return [*results, _AT_ONCE["most"]]
+
+
+@task(tags=["db"], retries=2, retry_delay_seconds=100)
+def tagged_retried_fetch(url: str) -> int:
+    response = httpx.get(url)
+    response.raise_for_status()
+    return int(response.json()["n"])
+
+
+@flow
+def tagged_retries_side_by_side(url: str) -> list[int]:
+    """Two tagged task runs that may retry, holding their slot through their retry waits."""
+    return [f.result() for f in [tagged_retried_fetch.submit(url) for _ in range(2)]]
+
+
+@task
+def warehouse_load(url: str) -> int:
+    """Takes a slot of the global limit ``warehouse`` in its own code, as Prefect's docs show."""
+    from prefect.concurrency.sync import concurrency
+
+    out: list[int] = []
+    with concurrency("warehouse", occupy=1):
+        _inside(lambda: out.append(httpx.get(url).json()["n"]))
+    return out[0]
+
+
+@flow
+def warehouse_loads(url: str) -> list[int]:
+    _AT_ONCE.update(now=0, most=0)
+    results = [f.result() for f in [warehouse_load.submit(url) for _ in range(2)]]
+    return [*results, _AT_ONCE["most"]]
+
+
+@task(tags=["db"])
+async def tagged_afetch(url: str) -> int:
+    async with httpx.AsyncClient() as client:
+        return int((await client.get(url)).json()["n"])
+
+
+@flow
+async def tagged_async_side_by_side(url: str) -> list[int]:
+    import asyncio
+
+    return list(await asyncio.gather(tagged_afetch(url), tagged_afetch(url)))

@@ -77,6 +77,7 @@ class Line:
     counted: bool = False
     queued: Callable[[], bool] | None = field(default=None, repr=False)
     child: Line | None = field(default=None, repr=False)  # a submitted future's task run, once started
+    free_worker: bool = False  # a submitted future's: a worker of its pool was free when it was submitted
     ended: bool = False
     waiting: int = 0  # blocked on something that moves only when the flow does (a retry held by the exit gate)
     waiting_on: list[Line] = field(default_factory=list, repr=False)  # blocked until one of these ends
@@ -148,7 +149,8 @@ class Clock:
             with self._lock:
                 if parent.queued is not None:  # a submitted future's task run, starting in a worker thread
                     parent.child = line
-                    line.offset = max(line.offset, self._free.get(threading.get_ident(), 0.0))
+                    if not parent.free_worker:  # it waited for a worker: it starts once this one was free
+                        line.offset = max(line.offset, self._free.get(threading.get_ident(), 0.0))
                 self._counted = [ln for ln in self._counted if not ln.ended]
                 self._counted.append(line)
         return line

@@ -123,6 +123,12 @@ class ExitGate:
             with self._cond:
                 self._held.discard(task_run_id)
 
+    def pool(self, runner: Any) -> tuple[int, list[Any]]:
+        """``runner``'s number of workers, and the task runs submitted to it so far."""
+        with self._cond:
+            state = self._state(runner)
+            return state.max_workers, list(state.futures)
+
     def queued(self, runner: Any, task_run_id: Any) -> bool:
         """Whether the task run of a submitted future waits for a worker of ``runner``'s full pool."""
         with self._cond:

@@ -68,6 +68,14 @@ def pinned_exit(recorder: Recorder) -> Iterator[None]:
     def submit_and_register(self: Any, *args: Any, **kwargs: Any) -> Any:
         submitted: list[Any] = []  # Prefect copies the context in ``submit``: the task run starts on this line
         line = clock.fork(counted=True, queued=lambda: bool(submitted) and gate.queued(self, submitted[0]))
+        # A worker is free at this virtual instant when fewer task runs than workers are still running at it
+        # (one that ended in real time after a wait may still be running in virtual time): the task run
+        # starts now, whichever thread the pool hands it to.
+        workers, earlier = gate.pool(self)
+        running = [
+            ln for i in earlier if (ln := lines.get(i)) is not None and not (ln.ended and ln.offset <= line.offset)
+        ]
+        line.free_worker = len(running) < workers
         token = clock.entered(line)
         try:
             future = submit(self, *args, **kwargs)

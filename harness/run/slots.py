@@ -52,7 +52,10 @@ from harness.scenario.model import Scenario
 LEASE_CLOCK = "/__harness__/lease_clock"  # the lease clock's route on the harness's server (``_lease_clock.PATH``)
 SERVICE = "prefect.concurrency.services:ConcurrencySlotAcquisitionWithLeaseService"
 
-_WAITER: contextvars.ContextVar[Line | None] = contextvars.ContextVar("harness_slot_waiter", default=None)
+# The line an acquisition served on a service's loop waits on, and its waits so far.
+_WAITER: contextvars.ContextVar[tuple[Line, list[float]] | None] = contextvars.ContextVar(
+    "harness_slot_waiter", default=None
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +236,14 @@ class Slots:
 
         def record(line: Line, before: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             bound = signature.bind_partial(*args, **kwargs).arguments
-            holder = bound.get("holder")
-            names = bound.get("names") or ()
+            holder = getattr(bound.get("holder"), "id", None)
+            if holder is None:  # ``concurrency(NAME)`` in the flow's own code: the task run it runs in, if any
+                from prefect.context import TaskRunContext
+
+                context = TaskRunContext.get()
+                holder = context.task_run.id if context is not None else None
             with self._lock:
-                self.waited.append(Waited(tuple(names), getattr(holder, "id", None), max(line.offset - before, 0.0)))
+                self.waited.append(Waited(tuple(bound.get("names") or ()), holder, max(line.offset - before, 0.0)))
 
         if inspect.iscoroutinefunction(acquire):
 
@@ -354,17 +361,18 @@ class Slots:
             if line is None:
                 return await handle(service, item)
             with self._lock:  # queued behind another acquisition: it is served no earlier than that one was
-                line.offset = max(line.offset, self._answered.get(id(service), 0.0))
+                line.offset = start = max(line.offset, self._answered.get(id(service), 0.0))
             # Its asker waits no more on what the others do: it asks, and waits for slots, on its own line.
             self.clock.stop_waiting(line)
-            token = _WAITER.set(line)
+            slept = [0.0]  # its waits for a slot (the asker's line moves on once answered: not read after)
+            token = _WAITER.set((line, slept))
             try:
                 return await handle(service, item)
             finally:
                 _WAITER.reset(token)
                 self.clock.wait_for(line)
                 with self._lock:
-                    self._answered[id(service)] = line.offset
+                    self._answered[id(service)] = start + slept[0]
 
         return handling
 
@@ -380,12 +388,14 @@ class Slots:
     async def wait_for_slot(self, seconds: float, real_sleep: Callable[[float], Any]) -> None:
         """The client's wait before asking for a slot again: virtual, on the waiter's line; then the others
         catch up with its end (real time, bounded), and the lease clock moves there."""
-        line = _WAITER.get()
-        if line is None or self.clock.real_time:
+        waiter = _WAITER.get()
+        if waiter is None or self.clock.real_time:
             await real_sleep(seconds)
             return
+        line, slept = waiter
         with self._lock:
             line.offset += max(seconds, 0.0)
+            slept[0] += max(seconds, 0.0)
         at = _Instant(line.offset)
         until = time.monotonic() + CATCH_UP_S
         while time.monotonic() < until and not (self._caught_up(line, at) and not self._given_before(at.at)):
@@ -399,9 +409,17 @@ class Slots:
             return any(at <= offset for at in self._giving.values())
 
     def _caught_up(self, waiter: Line, at: _Instant) -> bool:
+        """Whether every other participant has reached ``at`` or waits on something: every task run of the
+        run, and every flow run they run under (a flow run still calling or submitting task runs would start
+        them at its own, earlier, instant)."""
         with self.clock._lock:
-            others = [ln for ln in self.clock._counted if ln is not waiter and not ln.ended]
-            return all(ln.caught_up(at) for ln in others)  # type: ignore[arg-type]
+            running = [ln for ln in self.clock._counted if not ln.ended]
+            flows = {id(f): f for ln in running for f in ln.chain() if _a_flow_runs(f)}
+            tasks = [ln for ln in running if ln is not waiter]
+            return all(ln.caught_up(at) for ln in tasks) and all(  # type: ignore[arg-type]
+                f.caught_up(at) or _suspended(f.task)  # type: ignore[arg-type]
+                for f in flows.values()
+            )
 
     # -- the renewal thread's waits -----------------------------------------------------------------------
 
@@ -411,6 +429,16 @@ class Slots:
             self._renewals = [w for w in self._renewals if w.alive() or w.thread is None]
             self._renewals.append(wait)
         return wait
+
+
+def _a_flow_runs(line: Line) -> bool:
+    """A flow run's line: forked for the flow run (not counted, not a submitted future's), under the run's root."""
+    return not line.counted and line.queued is None and line.parent is not None
+
+
+def _suspended(task: Any) -> bool:
+    """An async flow run's coroutine suspended on what it awaits (its task runs, gathered): it starts nothing."""
+    return task is not None and not task.done() and getattr(task, "_fut_waiter", None) is not None
 
 
 @dataclass(slots=True)
