@@ -16,7 +16,16 @@ import pytest
 from harness import Outcome, Scenario, ScenarioError, Session, check, load_paths
 from harness.checking.baseline import baseline_rows, judges_data
 from harness.policies import Policy
-from harness.scenario.model import STATE_NAMES, STATE_TYPES, UNSET, RunExpect, StateMatch, TaskExpect, VirtualTime
+from harness.scenario.model import (
+    STATE_NAMES,
+    STATE_TYPES,
+    UNSET,
+    RunExpect,
+    StateMatch,
+    TaskExpect,
+    VirtualTime,
+    WaitedExpect,
+)
 
 LIBRARY = Path(__file__).parent.parent / "scenarios"
 SCENARIOS = [s for s in load_paths([LIBRARY]) if isinstance(s, Scenario)]
@@ -94,6 +103,23 @@ def mutations(scenario: Scenario, outcome: Outcome) -> list[tuple[str, Any, Scen
             out.append(
                 (f"expect.server.tasks.{name}", new, with_expect(server=server.model_copy(update={"tasks": tasks})))
             )
+    for name, want in exp.slots.items():
+        got = outcome.slots[name]
+
+        def slots(update: dict[str, Any], name: str = name, want: Any = want) -> Scenario:
+            return with_expect(slots={**exp.slots, name: want.model_copy(update=update)})
+
+        if want.held_after is not None:
+            new_held = want.held_after + 1
+            out.append((f"expect.slots.{name}.held_after", new_held, slots({"held_after": new_held})))
+        if want.waited is not None and want.waited.max is not None and got.longest > 0:
+            tight = round(got.longest * 0.9, 3)
+            bound = slots({"waited": WaitedExpect(max=tight)})
+            out.append((f"expect.slots.{name}.waited.max", f"at most {tight:g} s", bound))
+        if want.waited is not None and want.waited.min is not None:
+            tight = round(got.longest * 1.1 + 0.01, 3)
+            bound = slots({"waited": WaitedExpect(min=tight)})
+            out.append((f"expect.slots.{name}.waited.min", f"at least {tight:g} s", bound))
     if exp.sqlite is not None:
         new = changed(exp.sqlite.equals)
         out.append(("expect.sqlite.equals", new, with_expect(sqlite=exp.sqlite.model_copy(update={"equals": new}))))

@@ -98,7 +98,8 @@ def test_a_tag_limit_of_one_keeps_two_task_runs_apart_and_the_second_waits_out_t
         f"name: one slot\nflow: tests.flows:tagged_side_by_side\nparameters: {{url: {N}}}\n"
         + endpoint("{json: {n: 1}, latency: 4}")
         + "concurrency_limits:\n  tag: {db: 1}\n"
-        "expect:\n  flow: Completed\n  result: [1, 1, 1]\n  slots:\n    db: {held_after: 0, waited: {min: 4, max: 10}}\n"
+        "expect:\n  flow: Completed\n  result: [1, 1, 1]\n"
+        "  slots:\n    db: {held_after: 0, waited: {min: 4, max: 10}}\n"
     )
     outcome = passing(harness_session, scenario)
     first, second = waits(outcome)
