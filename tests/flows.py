@@ -438,7 +438,7 @@ def warehouse_load(url: str) -> int:
 
     out: list[int] = []
     with concurrency("warehouse", occupy=1):
-        _inside(lambda: out.append(httpx.get(url).json()["n"]))
+        _inside(lambda: out.append(httpx.get(url, timeout=60).json()["n"]))
     return out[0]
 
 
@@ -460,3 +460,46 @@ async def tagged_async_side_by_side(url: str) -> list[int]:
     import asyncio
 
     return list(await asyncio.gather(tagged_afetch(url), tagged_afetch(url)))
+
+
+@flow
+def tagged_sub(url: str) -> list[int]:
+    return [f.result() for f in [tagged_fetch.submit(url) for _ in range(2)]]
+
+
+@flow
+def tagged_in_a_subflow(url: str) -> list[int]:
+    """The tagged task runs under a subflow the flow calls (and is blocked in meanwhile)."""
+    _AT_ONCE.update(now=0, most=0)
+    return [*tagged_sub(url), _AT_ONCE["most"]]
+
+
+@task
+def impatient_for_the_warehouse(url: str) -> str:
+    """Asks for a slot of ``warehouse`` after a first call, ready to wait 10 s for it at most."""
+    from prefect.concurrency.sync import concurrency
+
+    httpx.get(url)
+    try:
+        with concurrency("warehouse", occupy=1, timeout_seconds=10):
+            return "acquired"
+    except TimeoutError as exc:
+        return type(exc).__name__
+
+
+@flow
+def warehouse_held_long(url: str, slow: str) -> list[Any]:
+    """One task run holds ``warehouse`` for as long as ``slow`` takes; another will not wait that long."""
+    held = warehouse_load.submit(slow)
+    impatient = impatient_for_the_warehouse.submit(url)
+    return [held.result(), impatient.result()]
+
+
+@flow
+def one_tagged_retried_fetch(url: str) -> int:
+    return tagged_retried_fetch(url)
+
+
+@flow(timeout_seconds=20)
+def tagged_within_20_s(url: str) -> int:
+    return tagged_fetch(url)

@@ -70,6 +70,36 @@ HEAD = f"name: bad\nflow: tests.flows:tagged_side_by_side\nparameters: {{url: {N
             "expected a number of seconds >= 0, got -1",
         ),
         (
+            "concurrency_limits:\n  global: {a/b: 1}\n",
+            "concurrency_limits.global.a/b",
+            2,
+            "a limit's name cannot hold / (Prefect refuses /%&><)",
+        ),
+        (
+            "concurrency_limits:\n  global: {'tag:db': 1}\n",
+            "concurrency_limits",
+            1,
+            "global limit 'tag:db' is how Prefect names the tag limit 'db'",
+        ),
+        (
+            "concurrency_limits:\n  tag: {db: 1}\nexpect:\n  slots:\n    db: {waited: {min: 10, max: 5}}\n",
+            "expect.slots.db.waited",
+            5,
+            "min 10 is above max 5",
+        ),
+        (
+            "concurrency_limits:\n  tag: {db: 1}\nexpect:\n  slots:\n    db: {waited: {}}\n",
+            "expect.slots.db.waited",
+            5,
+            "an empty `waited` checks nothing",
+        ),
+        (
+            "concurrency_limits:\n  tag: {db: 2}\nexpect:\n  slots:\n    db: {held_after: 3}\n",
+            "expect.slots.db.held_after",
+            5,
+            "limit 'db' has 2 slots: it cannot hold 3",
+        ),
+        (
             "concurrency_limits:\n  tag: {db: 1}\nstrategies:\n  tagged:\n    tags: ['']\n",
             "strategies.tagged.tags[0]",
             5,
@@ -253,3 +283,90 @@ def test_the_lease_clock_only_moves_forward(harness_session: Session) -> None:
     now = clock.post()
     assert clock.post(now + 5) == now + 5
     assert clock.post(now) == now + 5  # never back
+
+
+def test_task_runs_under_a_subflow_share_a_slot_and_nobody_stalls(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    scenario = scenario_from(
+        f"name: subflow\nflow: tests.flows:tagged_in_a_subflow\nparameters: {{url: {N}}}\n"
+        + endpoint("{json: {n: 1}, latency: 4}")
+        + "concurrency_limits:\n  tag: {db: 1}\n"
+        "expect:\n  flow: Completed\n  result: [1, 1, 1]\n  slots:\n    db: {held_after: 0, waited: {min: 4}}\n"
+    )
+    outcome = passing(harness_session, scenario)
+    # the parent flow run is blocked in its subflow call: no barrier waits out its bound (5 s of real time)
+    assert outcome.wall_s < 4.0, outcome.wall_s
+
+
+def test_a_timeout_on_taking_a_slot_counts_virtual_seconds(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    slow = "https://api.example.test/slow"
+    scenario = scenario_from(
+        f"name: impatient\nflow: tests.flows:warehouse_held_long\nparameters: {{url: {N}, slow: {slow}}}\n"
+        + endpoint("{json: {n: 1}, latency: 1}")
+        + f"  - request: GET {slow}\n    responses: [{{json: {{n: 2}}, latency: 30}}]\n"
+        "concurrency_limits:\n  global: {warehouse: 1}\n"
+        "expect:\n  flow: Completed\n  result: [2, AcquireConcurrencySlotTimeoutError]\n"
+        "  slots:\n    warehouse: {held_after: 0, waited: {min: 10, max: 10}}\n"
+    )
+    passing(harness_session, scenario)
+
+
+def test_a_flow_timeout_fires_while_a_task_run_waits_for_a_slot(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    scenario = scenario_from(
+        f"name: timed out waiting\nflow: tests.flows:tagged_within_20_s\nparameters: {{url: {N}}}\n"
+        + endpoint("{json: {n: 1}}")
+        + "concurrency_limits:\n  tag: {db: 1}\ncrash: {at: {after_return: tagged_fetch}}\n"
+        "expect:\n  flow_runs: [{flow: Running}, {flow: TimedOut}]\n"
+    )
+    outcome = passing(harness_session, scenario)
+    assert 20 <= outcome.runs[1].virtual_s < 25
+
+
+def test_a_killed_holder_renewed_its_lease_until_it_died(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """Killed 200 s into holding its slot (two 100 s retry waits), its last renewal was at 180 s: the lease
+    lapses at 240 s, 40 s after the kill, not 60 s after the slot was taken."""
+    scenario = scenario_from(
+        f"name: renewed until killed\nflow: tests.flows:one_tagged_retried_fetch\nparameters: {{url: {N}}}\n"
+        + endpoint("{status: 500, times: 2}", "{json: {n: 1}}")
+        + "concurrency_limits:\n  tag: {db: 1}\ncrash: {at: {after_return: tagged_retried_fetch}}\n"
+        "expect:\n  flow_runs: [{flow: Running}, {flow: Completed}]\n"
+        "  slots:\n    db: {held_after: 0, waited: {min: 40, max: 45}}\n"
+    )
+    passing(harness_session, scenario)
+
+
+def test_limits_made_before_one_that_fails_are_deleted_all_the_same(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    from harness.run.slots import declared
+
+    assert harness_session.server is not None
+    scenario = scenario_from(
+        f"name: half made\nflow: tests.flows:tagged_side_by_side\nparameters: {{url: {N}}}\n"
+        + endpoint("{json: {n: 1}}")
+        + "concurrency_limits:\n  tag: {db: 1}\n  global: {warehouse: 1}\n"
+    )
+    with harness_session.api() as client:  # a limit of that name is there already: making it fails
+        from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="warehouse", limit=1))
+    try:
+        from prefect.exceptions import ObjectAlreadyExists
+
+        with (
+            pytest.raises(ObjectAlreadyExists),
+            declared(scenario, harness_session.api, harness_session.server.api_url),
+        ):
+            pass  # pragma: no cover (never reached)
+        with harness_session.api() as client:
+            assert client.read_concurrency_limits(limit=100, offset=0) == []  # db was made, then deleted
+    finally:
+        with harness_session.api() as client:
+            client.delete_global_concurrency_limit_by_name(name="warehouse")

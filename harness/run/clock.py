@@ -78,6 +78,7 @@ class Line:
     queued: Callable[[], bool] | None = field(default=None, repr=False)
     child: Line | None = field(default=None, repr=False)  # a submitted future's task run, once started
     free_worker: bool = False  # a submitted future's: a worker of its pool was free when it was submitted
+    returned: bool = False  # a flow run's: its function has returned (it starts no task run any more)
     ended: bool = False
     waiting: int = 0  # blocked on something that moves only when the flow does (a retry held by the exit gate)
     waiting_on: list[Line] = field(default_factory=list, repr=False)  # blocked until one of these ends

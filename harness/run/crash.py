@@ -508,6 +508,7 @@ class Trigger(Point):
     recorder: Recorder | None = None
     line: Any = None  # the clock line that met the point
     canceller: Any = None  # the run's ``cancel:``, if any (``Session`` sets it): where it was cancelled
+    slots: Any = None  # the run's ``Slots`` with ``concurrency_limits`` (``Session`` sets it)
     lock: threading.Lock = field(default_factory=threading.Lock)  # one snapshot at a time, in order
 
     @contextlib.contextmanager
@@ -566,6 +567,8 @@ class Trigger(Point):
             self.fired.set()
             assert self.snapshot is not None
             self.report(self.snapshot(True))
+        if self.slots is not None and self.line is not None:  # the server's leases see time reach the death
+            self.slots.move(self.slots.target(self.line))
         os.kill(os.getpid(), SIGNALS[self.crash.how])
         if self.crash.how == "kill":
             time.sleep(WAIT_S)  # gone before this returns

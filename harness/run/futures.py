@@ -46,20 +46,26 @@ def pinned_exit(recorder: Recorder) -> Iterator[None]:
     def call_and_mark(fn: Any, parameters: Any) -> Any:
         ctx = FlowRunContext.get()
         runner = ctx.task_runner if ctx is not None else None
+        line = clock.line()  # the flow run's: once its function has returned, it starts nothing more
+
+        def returned() -> None:
+            gate.returned(runner)
+            line.returned = True
+
         try:
             value = call(fn, parameters)
         except BaseException:
-            gate.returned(runner)
+            returned()
             raise
         if not inspect.isawaitable(value):
-            gate.returned(runner)
+            returned()
             return value
 
         async def awaited() -> Any:
             try:
                 return await value
             finally:
-                gate.returned(runner)
+                returned()
 
         return awaited()
 

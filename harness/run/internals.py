@@ -477,6 +477,18 @@ INTERNALS: tuple[Internal, ...] = (
         ("prefect.concurrency._asyncio:concurrency", "aacquire_concurrency_slots_with_lease("),
     ),
     _e(
+        "prefect._internal.concurrency.services:_QueueServiceBase._task",
+        "read",
+        "an acquisition service still asking for a slot when its run ends is stopped and its loop task cancelled",
+        ("prefect._internal.concurrency.services:_QueueServiceBase.start", "self._task = self._loop.create_task("),
+        by_source=True,
+    ),
+    _e(
+        "prefect._internal.concurrency.services:_QueueServiceBase._stop",
+        "read",
+        "the same: taken out of Prefect's registry of services",
+    ),
+    _e(
         "prefect.concurrency._sync:maintain_concurrency_lease",
         "wrapped",
         "a holder gives its slots back at its virtual now: the others catch up with it first, renewals going on",

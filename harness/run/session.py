@@ -264,6 +264,8 @@ class Session:
         clock.started = started - (history.compute if history is not None else 0.0)  # a history's clock goes on
         rerun_after = history.rerun_after if history is not None and history.positions is not None else 0.0
         slots = Slots(clock, server.api_url, rerun_after) if scenario.concurrency_limits is not None else None
+        if crash is not None:
+            crash.slots = slots  # the lease clock moves to where the process dies, before it does
         try:
             with (
                 history.results() if history is not None else own_results(),

@@ -52,8 +52,8 @@ from harness.scenario.model import Scenario
 LEASE_CLOCK = "/__harness__/lease_clock"  # the lease clock's route on the harness's server (``_lease_clock.PATH``)
 SERVICE = "prefect.concurrency.services:ConcurrencySlotAcquisitionWithLeaseService"
 
-# The line an acquisition served on a service's loop waits on, and its waits so far.
-_WAITER: contextvars.ContextVar[tuple[Line, list[float]] | None] = contextvars.ContextVar(
+# The line an acquisition served on a service's loop waits on, its waits so far, and its timeout.
+_WAITER: contextvars.ContextVar[tuple[Line, list[float], float | None] | None] = contextvars.ContextVar(
     "harness_slot_waiter", default=None
 )
 
@@ -122,19 +122,25 @@ def declared(scenario: Scenario, api: Callable[[], Any], api_url: str) -> Iterat
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
     LeaseClock(api_url).post(seed=f"{scenario.seed}:{scenario.name}")  # the 423s' Retry-After jitter, seeded
-    with api() as client, harness_requests():
-        for tag, slots in limits.tag.items():
-            client.create_concurrency_limit(tag=tag, concurrency_limit=slots)
-        for name, slots in limits.global_.items():
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+    tags: list[str] = []
+    names: list[str] = []
     try:
-        yield
-    finally:
         with api() as client, harness_requests():
-            for tag in limits.tag:
-                client.delete_concurrency_limit_by_tag(tag=tag)
-            for name in limits.global_:
-                client.delete_global_concurrency_limit_by_name(name=name)
+            for tag, slots in limits.tag.items():
+                client.create_concurrency_limit(tag=tag, concurrency_limit=slots)
+                tags.append(tag)
+            for name, slots in limits.global_.items():
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+                names.append(name)
+        yield
+    finally:  # every limit made is deleted, also when making the next one failed
+        with api() as client, harness_requests():
+            for tag in tags:
+                with contextlib.suppress(Exception):
+                    client.delete_concurrency_limit_by_tag(tag=tag)
+            for name in names:
+                with contextlib.suppress(Exception):
+                    client.delete_global_concurrency_limit_by_name(name=name)
 
 
 def held(scenario: Scenario) -> dict[str, int | None]:
@@ -165,7 +171,11 @@ class Slots:
         self._senders: dict[Any, Line] = {}  # an acquisition's future -> the line of whoever sent it
         self._answered: dict[int, float] = {}  # an acquisition service -> the virtual offset it last answered at
         self._giving: dict[int, float] = {}  # a holder's line (its id) -> the virtual offset it gives slots back at
+        self._queued: dict[int, int | None] = {}  # an asker's line (its id) -> the service it waits in (None: not yet)
+        self._serving: dict[int, Line] = {}  # a service -> the line whose acquisition it serves now
+        self._services: dict[int, Any] = {}  # the acquisition services this run used, by id
         self._start = clock.root.offset  # what the run's clock had skipped when it started (a history's goes on)
+        self._real_start = time.monotonic()
         self._base = self.lease_clock.post() + rerun_after
         self.offset = self.lease_clock.post(self._base)
 
@@ -175,11 +185,17 @@ class Slots:
         """The lease clock's offset at ``line``'s virtual now, in seconds waited: compute, milliseconds beside a
         lease's minute and different on every run, is left out, so that a lease lapses at the same point of
         the run's waits every time."""
+        if self.clock.real_time:  # nothing is skipped: the run's time is the wall's
+            return self._base + time.monotonic() - self._real_start
         return self._base + line.offset - self._start
 
     def move(self, offset: float) -> None:
         """Move the lease clock to ``offset``, stopping at every renewal due on the way for it to renew there."""
         with self._moving:
+            with self._cond:  # a renewal thread just started renews at once, then waits: its wait is due first
+                until = time.monotonic() + CATCH_UP_S
+                while any(w.thread is None and not w.flag for w in self._renewals) and time.monotonic() < until:
+                    self._cond.wait(0.01)
             while True:
                 with self._cond:
                     due = [w for w in self._renewals if w.due is not None and w.due <= offset and w.alive()]
@@ -224,11 +240,26 @@ class Slots:
                 wrap(stack, where, self._releasing)
             try:
                 yield
+                self.move(self.target(self.clock.root))  # the run's end: the next run goes on from there
             finally:
+                self._abandon_acquisitions()
                 with self._cond:
                     for wait in self._renewals:
                         wait.released = True  # any renewal thread left waits in real time, as Prefect's does
                     self._cond.notify_all()
+
+    def _abandon_acquisitions(self) -> None:
+        """Stop the services still asking for slots for a caller the run left behind (a task run cancelled by
+        its flow's timeout, say). Prefect's would go on asking until its process ends, then give the slot
+        back; here the process goes on to the next scenario (or the user's next test), which must not meet
+        them."""
+        with self._lock:
+            busy = [self._services[key] for key in self._serving]
+        for service in busy:
+            loop, task = service._loop, service._task
+            service._stop()
+            if loop is not None and task is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(task.cancel)
 
     def _acquiring(self, acquire: Callable[..., Any]) -> Callable[..., Any]:
         """Around a run's acquisition of slots: the lease clock at its now; its wait (queue and 423s) kept."""
@@ -243,31 +274,57 @@ class Slots:
                 context = TaskRunContext.get()
                 holder = context.task_run.id if context is not None else None
             with self._lock:
-                self.waited.append(Waited(tuple(bound.get("names") or ()), holder, max(line.offset - before, 0.0)))
+                waited = max(self._waited_so_far(line) - before, 0.0)
+                self.waited.append(Waited(tuple(bound.get("names") or ()), holder, waited))
 
         if inspect.iscoroutinefunction(acquire):
 
             async def aacquire(*args: Any, **kwargs: Any) -> Any:
                 line = self.clock.line()
-                before = line.offset
+                before = self._waited_so_far(line)
+                self._asking(line)
+                done = self._others_reached(line)
+                while not done():
+                    await asyncio.sleep(0.001)
                 self.move(self.target(line))
-                with self.clock.waiting():
-                    result = await acquire(*args, **kwargs)
-                record(line, before, args, kwargs)
-                return result
+                try:
+                    with self.clock.waiting():
+                        return await acquire(*args, **kwargs)
+                finally:  # a wait that timed out was waited all the same
+                    self._asked(line)
+                    record(line, before, args, kwargs)
 
             return aacquire
 
         def sacquire(*args: Any, **kwargs: Any) -> Any:
             line = self.clock.line()
-            before = line.offset
+            before = self._waited_so_far(line)
+            self._asking(line)
+            done = self._others_reached(line)
+            while not done():
+                time.sleep(0.001)
             self.move(self.target(line))
-            with self.clock.waiting():
-                result = acquire(*args, **kwargs)
-            record(line, before, args, kwargs)
-            return result
+            try:
+                with self.clock.waiting():
+                    return acquire(*args, **kwargs)
+            finally:
+                self._asked(line)
+                record(line, before, args, kwargs)
 
         return sacquire
+
+    def _asking(self, line: Line) -> None:
+        """``line`` asks for slots at its instant: until a service takes its request, it is not caught up."""
+        with self._lock:
+            self._queued[id(line)] = None
+
+    def _asked(self, line: Line) -> None:
+        with self._lock:
+            self._queued.pop(id(line), None)
+
+    def _waited_so_far(self, line: Line) -> float:
+        """What ``line`` has waited: the seconds it skipped, or in real time the wall's."""
+        return time.monotonic() if self.clock.real_time else line.offset
 
     def _holding(self, maintain: Callable[..., Any]) -> Callable[..., Any]:
         """Around holding slots (Prefect renewing their lease meanwhile): at the end, before the renewals stop,
@@ -305,10 +362,15 @@ class Slots:
         that nobody asks for one past that instant before it has; yields whether to go on (caught up, or the
         bound reached)."""
         line = self.clock.line()
-        at, until = _Instant(line.offset), time.monotonic() + CATCH_UP_S
         self._gives(line)
         with self.clock.waiting():
-            yield lambda: time.monotonic() >= until or self._caught_up(line, at)
+            yield self._others_reached(line)
+
+    def _others_reached(self, line: Line) -> Callable[[], bool]:
+        """Whether the others have caught up with ``line``'s instant now (or the bound, real time, is reached):
+        what it does there (ask for a slot, give one back) then comes after all they did before it."""
+        at, until = _Instant(line.offset), time.monotonic() + CATCH_UP_S
+        return lambda: time.monotonic() >= until or self._caught_up(line, at)
 
     def _gives(self, line: Line) -> None:
         """``line`` is about to give its slots back: whoever asks for one later in virtual time waits for that."""
@@ -346,6 +408,9 @@ class Slots:
     def _sending(self, send: Callable[..., Any]) -> Callable[..., Any]:
         def sending(service: Any, item: Any) -> Any:
             line = self.clock.line()  # the sender's: its ``_handle`` runs on the service's own loop
+            with self._lock:
+                if id(line) in self._queued:  # asked through Prefect's acquisition (always, for a run's own)
+                    self._queued[id(line)] = id(service)
             future = send(service, item)
             with self._cond:
                 self._senders[future] = line
@@ -362,10 +427,15 @@ class Slots:
                 return await handle(service, item)
             with self._lock:  # queued behind another acquisition: it is served no earlier than that one was
                 line.offset = start = max(line.offset, self._answered.get(id(service), 0.0))
+                if id(line) in self._queued:
+                    self._queued[id(line)] = None  # served now: it asks on its own line (``_serving``)
+                self._serving[id(service)] = line
+                self._services[id(service)] = service
             # Its asker waits no more on what the others do: it asks, and waits for slots, on its own line.
             self.clock.stop_waiting(line)
             slept = [0.0]  # its waits for a slot (the asker's line moves on once answered: not read after)
-            token = _WAITER.set((line, slept))
+            timeout = item[2] if len(item) > 3 else None  # ``concurrency(timeout_seconds=...)``: on waits, virtual
+            token = _WAITER.set((line, slept, timeout))
             try:
                 return await handle(service, item)
             finally:
@@ -373,6 +443,7 @@ class Slots:
                 self.clock.wait_for(line)
                 with self._lock:
                     self._answered[id(service)] = start + slept[0]
+                    self._serving.pop(id(service), None)
 
         return handling
 
@@ -391,16 +462,35 @@ class Slots:
         waiter = _WAITER.get()
         if waiter is None or self.clock.real_time:
             await real_sleep(seconds)
+            if waiter is not None:  # real time: the lease clock follows the wall
+                await asyncio.get_running_loop().run_in_executor(None, self.move, self.target(waiter[0]))
             return
-        line, slept = waiter
-        with self._lock:
-            line.offset += max(seconds, 0.0)
-            slept[0] += max(seconds, 0.0)
+        line, slept, timeout = waiter
+        seconds = max(seconds, 0.0)
+        if timeout is not None and slept[0] + seconds > timeout:  # ``timeout_async``'s scope ends first
+            left = max(timeout - slept[0], 0.0)
+            await asyncio.get_running_loop().run_in_executor(None, self.clock.sleep, left, line)
+            slept[0] += left
+            raise TimeoutError(f"Scope timed out after {timeout} second(s).")
+        # On the clock, as any wait: a flow's deadline on the way fires there.
+        await asyncio.get_running_loop().run_in_executor(None, self.clock.sleep, seconds, line)
+        slept[0] += seconds
         at = _Instant(line.offset)
         until = time.monotonic() + CATCH_UP_S
         while time.monotonic() < until and not (self._caught_up(line, at) and not self._given_before(at.at)):
             await real_sleep(0.001)
         await asyncio.get_running_loop().run_in_executor(None, self.move, self.target(line))
+
+    def _task_caught_up(self, line: Line, at: _Instant) -> bool:
+        """A task run asking for slots waits behind the acquisition its service serves now, if any; with none
+        served, its own is about to be, at its own instant. Any other: as the clock says."""
+        if id(line) in self._queued:  # read under the clock's lock; written under ``_lock``: a snapshot
+            service = self._queued.get(id(line))
+            serving = self._serving.get(service) if service is not None else None
+            if serving is line or service is None:  # its request is served, or about to be sent: at its instant
+                return line.offset >= at.at
+            return serving is not None  # queued behind another's: that one's instant is the one to reach
+        return line.caught_up(at)  # type: ignore[arg-type]
 
     def _given_before(self, offset: float) -> bool:
         """Whether a holder gives its slots back, at ``offset`` or before, and has not yet: asking now would be
@@ -410,14 +500,14 @@ class Slots:
 
     def _caught_up(self, waiter: Line, at: _Instant) -> bool:
         """Whether every other participant has reached ``at`` or waits on something: every task run of the
-        run, and every flow run they run under (a flow run still calling or submitting task runs would start
-        them at its own, earlier, instant)."""
+        run, and the flow run each runs under (one still calling or submitting task runs would start them at
+        its own, earlier, instant; the flow runs above it are blocked in the subflow call, or await it)."""
         with self.clock._lock:
             running = [ln for ln in self.clock._counted if not ln.ended]
-            flows = {id(f): f for ln in running for f in ln.chain() if _a_flow_runs(f)}
+            flows = {id(f): f for ln in running if (f := _its_flow_run(ln)) is not None}
             tasks = [ln for ln in running if ln is not waiter]
-            return all(ln.caught_up(at) for ln in tasks) and all(  # type: ignore[arg-type]
-                f.caught_up(at) or _suspended(f.task)  # type: ignore[arg-type]
+            return all(self._task_caught_up(ln, at) for ln in tasks) and all(
+                f.returned or f.caught_up(at) or _suspended(f.task)  # type: ignore[arg-type]
                 for f in flows.values()
             )
 
@@ -431,9 +521,13 @@ class Slots:
         return wait
 
 
-def _a_flow_runs(line: Line) -> bool:
-    """A flow run's line: forked for the flow run (not counted, not a submitted future's), under the run's root."""
-    return not line.counted and line.queued is None and line.parent is not None
+def _its_flow_run(line: Line) -> Line | None:
+    """The line of the flow run a task run's ``line`` runs under: the nearest forked for a flow run (not
+    counted, not a submitted future's), under the run's root."""
+    for ancestor in line.chain():
+        if not ancestor.counted and ancestor.queued is None and ancestor.parent is not None:
+            return ancestor
+    return None
 
 
 def _suspended(task: Any) -> bool:

@@ -176,11 +176,20 @@ def _slots_problems(scenario: Scenario) -> Iterable[Found]:
     """``expect.slots`` naming a limit the scenario does not declare."""
     limits = scenario.concurrency_limits.names() if scenario.concurrency_limits is not None else []
     expects = [((), scenario.expect)] + [(("strategies", n), c.expect) for n, c in scenario.strategies.items()]
+    declared = scenario.concurrency_limits
+    sizes = {**declared.tag, **declared.global_} if declared is not None else {}
     for where, expect in expects:
-        for name in expect.slots:
+        for name, want in expect.slots.items():
             if name not in limits:
                 hint = did_you_mean(name, limits) if limits else " (add it under `concurrency_limits`)"
                 yield (*where, "expect", "slots", name), f"{name!r} is not a declared concurrency limit{hint}", None
+            elif want.held_after is not None and want.held_after > sizes[name]:
+                yield (
+                    (*where, "expect", "slots", name, "held_after"),
+                    f"limit {name!r} has {sizes[name]} slot{'s' if sizes[name] > 1 else ''}: it cannot hold "
+                    f"{want.held_after}",
+                    None,
+                )
 
 
 def _weak_variants(scenario: Scenario) -> Iterable[Found]:

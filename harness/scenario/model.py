@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -741,15 +742,28 @@ class TaskHooks(_Model):
     on_running: NonNegativeInt | None = None
 
 
+LIMIT_NAME_BANNED = "/%&><"  # Prefect refuses these in a limit's name (``prefect.types.names``)
+
+
+def _limit_name(value: str) -> str:
+    banned = sorted({c for c in value if c in LIMIT_NAME_BANNED})
+    if banned:
+        raise ValueError(f"a limit's name cannot hold {' '.join(banned)} (Prefect refuses {LIMIT_NAME_BANNED})")
+    return value
+
+
+LimitName = Annotated[str, Field(min_length=1), AfterValidator(_limit_name)]
+
+
 class ConcurrencyLimits(_Model):
     """Prefect concurrency limits on the session's server for the scenario's runs: created before, deleted after."""
 
-    tag: dict[Annotated[str, Field(min_length=1)], PositiveInt] = Field(
+    tag: dict[LimitName, PositiveInt] = Field(
         default={},
         description="Tag limits, as `prefect concurrency-limit create TAG N` makes them: at most N task runs "
         "tagged TAG hold a slot at once.",
     )
-    global_: dict[Annotated[str, Field(min_length=1)], PositiveInt] = Field(
+    global_: dict[LimitName, PositiveInt] = Field(
         default={},
         alias="global",
         description="Global limits, as `prefect gcl create NAME --limit N` makes them: slots the flow takes "
@@ -758,6 +772,12 @@ class ConcurrencyLimits(_Model):
 
     @model_validator(mode="after")
     def _names_once(self) -> ConcurrencyLimits:
+        tagged = sorted(n for n in self.global_ if n.startswith("tag:"))
+        if tagged:
+            raise ValueError(
+                f"global limit {tagged[0]!r} is how Prefect names the tag limit {tagged[0][4:]!r}: "
+                f"declare it under `tag` as {tagged[0][4:]!r}"
+            )
         both = sorted(set(self.tag) & set(self.global_))
         if both:
             raise ValueError(
@@ -777,6 +797,14 @@ class WaitedExpect(_Model):
     min: Seconds | None = Field(
         default=None, description="At least one acquisition waited this long (0: none needs to have waited)."
     )
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> WaitedExpect:
+        if self.max is None and self.min is None:
+            raise ValueError("give `max`, `min` or both: an empty `waited` checks nothing")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}: no wait can be both")
+        return self
 
 
 class SlotsExpect(_Model):

@@ -289,7 +289,7 @@ def _problem_from_error(
         line = line_at(raw, loc[:-1])
         hint = _expected(loc)
         message = f"required key {loc[-1]!r} is missing" + (f"; add `{loc[-1]}:` with {hint}" if hint else "")
-    elif is_key:
+    elif is_key and kind not in ("value_error", "assertion_error"):
         message = f"key {value!r} ({type_name(value)}) must be a string; quote it: '{value}'"
     elif kind in ("value_error", "assertion_error"):
         message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
