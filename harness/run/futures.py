@@ -47,6 +47,7 @@ def pinned_exit(recorder: Recorder) -> Iterator[None]:
         ctx = FlowRunContext.get()
         runner = ctx.task_runner if ctx is not None else None
         line = clock.line()  # the flow run's: once its function has returned, it starts nothing more
+        line.returned = False  # a flow retry calls it again, on the same line
 
         def returned() -> None:
             gate.returned(runner)

@@ -209,10 +209,15 @@ def virtual_flow_retries(recorder: Recorder) -> Iterator[None]:
             flow = flow.with_options(retry_delay_seconds=0)
         parent, line = clock.line(), clock.fork()  # a flow run starts where its caller is
         token, entered = recorder.flow_retry_delay.set(delay), clock.entered(line)
+        blocked = not getattr(flow, "isasync", False)  # a sync flow run: its caller is blocked until it returns
+        if blocked:
+            clock.wait_for(parent, line)
         result: Any = None
         try:
             result = run_flow(flow, *args, **kwargs)
         finally:
+            if blocked:
+                clock.stop_waiting(parent, line)
             clock.left(entered)
             recorder.flow_retry_delay.reset(token)
             if not inspect.isawaitable(result):

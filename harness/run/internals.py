@@ -484,6 +484,13 @@ INTERNALS: tuple[Internal, ...] = (
         by_source=True,
     ),
     _e(
+        "prefect._internal.concurrency.services:_QueueServiceBase._queue",
+        "read",
+        "the requests queued behind an abandoned acquisition: their futures are cancelled",
+        ("prefect._internal.concurrency.services:_QueueServiceBase.__init__", "self._queue: queue.Queue"),
+        by_source=True,
+    ),
+    _e(
         "prefect._internal.concurrency.services:_QueueServiceBase._stop",
         "read",
         "the same: taken out of Prefect's registry of services",

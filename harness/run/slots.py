@@ -169,11 +169,11 @@ class Slots:
         self._cond = threading.Condition()
         self._renewals: list[_RenewalWait] = []
         self._senders: dict[Any, Line] = {}  # an acquisition's future -> the line of whoever sent it
-        self._answered: dict[int, float] = {}  # an acquisition service -> the virtual offset it last answered at
-        self._giving: dict[int, float] = {}  # a holder's line (its id) -> the virtual offset it gives slots back at
-        self._queued: dict[int, int | None] = {}  # an asker's line (its id) -> the service it waits in (None: not yet)
-        self._serving: dict[int, Line] = {}  # a service -> the line whose acquisition it serves now
-        self._services: dict[int, Any] = {}  # the acquisition services this run used, by id
+        # Keyed by the objects themselves (lines and services hash by identity, and live as long as the run).
+        self._answered: dict[Any, float] = {}  # an acquisition service -> the virtual offset it last answered at
+        self._giving: dict[Line, float] = {}  # a holder's line -> the virtual offset it gives slots back at
+        self._queued: dict[Line, Any] = {}  # an asker's line -> the service it waits in (None: not sent yet)
+        self._serving: dict[Any, tuple[Line, Any]] = {}  # a service -> the line it serves now, and its future
         self._start = clock.root.offset  # what the run's clock had skipped when it started (a history's goes on)
         self._real_start = time.monotonic()
         self._base = self.lease_clock.post() + rerun_after
@@ -254,12 +254,16 @@ class Slots:
         back; here the process goes on to the next scenario (or the user's next test), which must not meet
         them."""
         with self._lock:
-            busy = [self._services[key] for key in self._serving]
-        for service in busy:
+            busy = list(self._serving.items())
+        for service, (_, future) in busy:
             loop, task = service._loop, service._task
             service._stop()
             if loop is not None and task is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(task.cancel)
+            future.cancel()  # its caller, if one still waits, is told; so are those queued behind it
+            with contextlib.suppress(Exception):
+                while (item := service._queue.get_nowait()) is not None:
+                    item[-1].cancel()
 
     def _acquiring(self, acquire: Callable[..., Any]) -> Callable[..., Any]:
         """Around a run's acquisition of slots: the lease clock at its now; its wait (queue and 423s) kept."""
@@ -282,12 +286,12 @@ class Slots:
             async def aacquire(*args: Any, **kwargs: Any) -> Any:
                 line = self.clock.line()
                 before = self._waited_so_far(line)
-                self._asking(line)
-                done = self._others_reached(line)
-                while not done():
-                    await asyncio.sleep(0.001)
-                self.move(self.target(line))
                 try:
+                    self._asking(line)
+                    done = self._others_reached(line, asking=True)
+                    while not done():
+                        await asyncio.sleep(0.001)
+                    self.move(self.target(line))
                     with self.clock.waiting():
                         return await acquire(*args, **kwargs)
                 finally:  # a wait that timed out was waited all the same
@@ -299,12 +303,12 @@ class Slots:
         def sacquire(*args: Any, **kwargs: Any) -> Any:
             line = self.clock.line()
             before = self._waited_so_far(line)
-            self._asking(line)
-            done = self._others_reached(line)
-            while not done():
-                time.sleep(0.001)
-            self.move(self.target(line))
             try:
+                self._asking(line)
+                done = self._others_reached(line, asking=True)
+                while not done():
+                    time.sleep(0.001)
+                self.move(self.target(line))
                 with self.clock.waiting():
                     return acquire(*args, **kwargs)
             finally:
@@ -316,11 +320,11 @@ class Slots:
     def _asking(self, line: Line) -> None:
         """``line`` asks for slots at its instant: until a service takes its request, it is not caught up."""
         with self._lock:
-            self._queued[id(line)] = None
+            self._queued[line] = None
 
     def _asked(self, line: Line) -> None:
         with self._lock:
-            self._queued.pop(id(line), None)
+            self._queued.pop(line, None)
 
     def _waited_so_far(self, line: Line) -> float:
         """What ``line`` has waited: the seconds it skipped, or in real time the wall's."""
@@ -366,20 +370,23 @@ class Slots:
         with self.clock.waiting():
             yield self._others_reached(line)
 
-    def _others_reached(self, line: Line) -> Callable[[], bool]:
+    def _others_reached(self, line: Line, asking: bool = False) -> Callable[[], bool]:
         """Whether the others have caught up with ``line``'s instant now (or the bound, real time, is reached):
-        what it does there (ask for a slot, give one back) then comes after all they did before it."""
+        what it does there (ask for a slot, give one back) then comes after all they did before it; an ask also
+        after every give-back due by then."""
         at, until = _Instant(line.offset), time.monotonic() + CATCH_UP_S
-        return lambda: time.monotonic() >= until or self._caught_up(line, at)
+        return lambda: (
+            time.monotonic() >= until or (self._caught_up(line, at) and not (asking and self._given_before(at.at)))
+        )
 
     def _gives(self, line: Line) -> None:
         """``line`` is about to give its slots back: whoever asks for one later in virtual time waits for that."""
         with self._lock:
-            self._giving[id(line)] = line.offset
+            self._giving[line] = line.offset
 
     def _gave(self, line: Line) -> None:
         with self._lock:
-            self._giving.pop(id(line), None)
+            self._giving.pop(line, None)
 
     def _releasing(self, release: Callable[..., Any]) -> Callable[..., Any]:
         """Around giving slots back: the lease clock first at the giver's virtual now."""
@@ -409,8 +416,8 @@ class Slots:
         def sending(service: Any, item: Any) -> Any:
             line = self.clock.line()  # the sender's: its ``_handle`` runs on the service's own loop
             with self._lock:
-                if id(line) in self._queued:  # asked through Prefect's acquisition (always, for a run's own)
-                    self._queued[id(line)] = id(service)
+                if line in self._queued:  # asked through Prefect's acquisition (always, for a run's own)
+                    self._queued[line] = service
             future = send(service, item)
             with self._cond:
                 self._senders[future] = line
@@ -426,11 +433,10 @@ class Slots:
             if line is None:
                 return await handle(service, item)
             with self._lock:  # queued behind another acquisition: it is served no earlier than that one was
-                line.offset = start = max(line.offset, self._answered.get(id(service), 0.0))
-                if id(line) in self._queued:
-                    self._queued[id(line)] = None  # served now: it asks on its own line (``_serving``)
-                self._serving[id(service)] = line
-                self._services[id(service)] = service
+                line.offset = start = max(line.offset, self._answered.get(service, 0.0))
+                if line in self._queued:
+                    self._queued[line] = None  # served now: it asks on its own line (``_serving``)
+                self._serving[service] = (line, future)
             # Its asker waits no more on what the others do: it asks, and waits for slots, on its own line.
             self.clock.stop_waiting(line)
             slept = [0.0]  # its waits for a slot (the asker's line moves on once answered: not read after)
@@ -442,8 +448,8 @@ class Slots:
                 _WAITER.reset(token)
                 self.clock.wait_for(line)
                 with self._lock:
-                    self._answered[id(service)] = start + slept[0]
-                    self._serving.pop(id(service), None)
+                    self._answered[service] = start + slept[0]
+                    self._serving.pop(service, None)
 
         return handling
 
@@ -463,31 +469,31 @@ class Slots:
         if waiter is None or self.clock.real_time:
             await real_sleep(seconds)
             if waiter is not None:  # real time: the lease clock follows the wall
-                await asyncio.get_running_loop().run_in_executor(None, self.move, self.target(waiter[0]))
+                await _in_a_thread(self.move, self.target(waiter[0]))
             return
         line, slept, timeout = waiter
         seconds = max(seconds, 0.0)
         if timeout is not None and slept[0] + seconds > timeout:  # ``timeout_async``'s scope ends first
             left = max(timeout - slept[0], 0.0)
-            await asyncio.get_running_loop().run_in_executor(None, self.clock.sleep, left, line)
+            await _in_a_thread(self.clock.sleep, left, line)
             slept[0] += left
             raise TimeoutError(f"Scope timed out after {timeout} second(s).")
         # On the clock, as any wait: a flow's deadline on the way fires there.
-        await asyncio.get_running_loop().run_in_executor(None, self.clock.sleep, seconds, line)
+        await _in_a_thread(self.clock.sleep, seconds, line)
         slept[0] += seconds
         at = _Instant(line.offset)
         until = time.monotonic() + CATCH_UP_S
         while time.monotonic() < until and not (self._caught_up(line, at) and not self._given_before(at.at)):
             await real_sleep(0.001)
-        await asyncio.get_running_loop().run_in_executor(None, self.move, self.target(line))
+        await _in_a_thread(self.move, self.target(line))
 
     def _task_caught_up(self, line: Line, at: _Instant) -> bool:
         """A task run asking for slots waits behind the acquisition its service serves now, if any; with none
         served, its own is about to be, at its own instant. Any other: as the clock says."""
-        if id(line) in self._queued:  # read under the clock's lock; written under ``_lock``: a snapshot
-            service = self._queued.get(id(line))
+        if line in self._queued:  # read under the clock's lock; written under ``_lock``: a snapshot
+            service = self._queued.get(line)
             serving = self._serving.get(service) if service is not None else None
-            if serving is line or service is None:  # its request is served, or about to be sent: at its instant
+            if service is None or (serving is not None and serving[0] is line):  # asks now, at its instant
                 return line.offset >= at.at
             return serving is not None  # queued behind another's: that one's instant is the one to reach
         return line.caught_up(at)  # type: ignore[arg-type]
@@ -519,6 +525,13 @@ class Slots:
             self._renewals = [w for w in self._renewals if w.alive() or w.thread is None]
             self._renewals.append(wait)
         return wait
+
+
+async def _in_a_thread(call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` in a worker thread, in this context (the run's and the task run's), not blocking the
+    service's loop meanwhile."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(None, lambda: context.run(call, *args))
 
 
 def _its_flow_run(line: Line) -> Line | None:
