@@ -1,0 +1,1 @@
+"""Faults beyond HTTP: in-process calls (``functions:``): what each ready kind raises."""
