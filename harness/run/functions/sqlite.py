@@ -1,0 +1,105 @@
+"""SQLite calls a scenario can fault: ``sqlite3:connect``, ``sqlite3:execute`` and ``sqlite3:commit``.
+
+``sqlite3.Connection`` and ``Cursor`` are C types whose methods cannot be
+patched. While ``faulted`` is in force, ``sqlite3.connect`` (and
+``sqlite3.dbapi2.connect``, the same function under its other name) connects
+through a subclass of the factory the caller asked for, so ``isinstance``
+still holds; the subclass asks ``decide`` before each call of a target and
+raises what it says, or calls through. ``execute`` covers ``execute``,
+``executemany`` and ``executescript``, on the connection and on its cursors;
+``commit`` covers ``commit`` and the commit ``with conn:`` makes on exit
+(in C, which no override of ``commit`` sees: ``__exit__`` is overridden
+too). A target's ``where`` is the database's path as the flow gave it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import Any
+
+# (target, the database's path) -> an exception to raise instead of calling through, or None
+Decide = Callable[[str, str], BaseException | None]
+
+TARGETS = ("sqlite3:connect", "sqlite3:execute", "sqlite3:commit")
+
+
+def _asked(decide: Decide, target: str, path: str) -> None:
+    exc = decide(target, path)
+    if exc is not None:
+        raise exc
+
+
+def _cursor_class(base: type[sqlite3.Cursor], decide: Decide, path: str) -> type[sqlite3.Cursor]:
+    class FaultedCursor(base):  # type: ignore[valid-type,misc]
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            _asked(decide, "sqlite3:execute", path)
+            return super().execute(*args, **kwargs)
+
+        def executemany(self, *args: Any, **kwargs: Any) -> Any:
+            _asked(decide, "sqlite3:execute", path)
+            return super().executemany(*args, **kwargs)
+
+        def executescript(self, *args: Any, **kwargs: Any) -> Any:
+            _asked(decide, "sqlite3:execute", path)
+            return super().executescript(*args, **kwargs)
+
+    return FaultedCursor
+
+
+def _connection_class(base: type[sqlite3.Connection], decide: Decide, path: str) -> type[sqlite3.Connection]:
+    class FaultedConnection(base):  # type: ignore[valid-type,misc]
+        def cursor(self, factory: Any = sqlite3.Cursor) -> Any:
+            return super().cursor(_cursor_class(factory, decide, path))
+
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            return self.cursor().execute(*args, **kwargs)  # as the C method does: a new cursor's
+
+        def executemany(self, *args: Any, **kwargs: Any) -> Any:
+            return self.cursor().executemany(*args, **kwargs)
+
+        def executescript(self, *args: Any, **kwargs: Any) -> Any:
+            return self.cursor().executescript(*args, **kwargs)
+
+        def commit(self) -> None:
+            _asked(decide, "sqlite3:commit", path)
+            super().commit()
+
+        def __exit__(self, kind: Any, value: Any, traceback: Any) -> Any:
+            if kind is None and self.in_transaction:  # ``with conn:`` commits: a faulted commit rolls back
+                try:
+                    _asked(decide, "sqlite3:commit", path)
+                except BaseException:
+                    self.rollback()
+                    raise
+            return super().__exit__(kind, value, traceback)
+
+    return FaultedConnection
+
+
+@contextlib.contextmanager
+def faulted(decide: Decide) -> Iterator[None]:
+    """``sqlite3.connect`` connecting through the faulting subclass until the block ends."""
+    real = sqlite3.connect
+
+    def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        path = str(database)
+        _asked(decide, "sqlite3:connect", path)
+        if len(args) >= 5:  # connect(database, timeout, detect_types, isolation_level, check_same_thread, factory)
+            kwargs["factory"], args = args[4], (*args[:4], *args[5:])
+        factory = kwargs.pop("factory", sqlite3.Connection)
+        return real(database, *args, factory=_connection_class(factory, decide, path), **kwargs)
+
+    with contextlib.ExitStack() as stack:
+        for owner in {sqlite3, sqlite3.dbapi2}:
+            stack.enter_context(_patched(owner, "connect", connect))
+        yield
+
+
+@contextlib.contextmanager
+def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    from unittest import mock
+
+    with mock.patch.object(owner, name, value):
+        yield
