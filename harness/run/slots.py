@@ -281,39 +281,38 @@ class Slots:
                 waited = max(self._waited_so_far(line) - before, 0.0)
                 self.waited.append(Waited(tuple(bound.get("names") or ()), holder, waited))
 
+        @contextlib.contextmanager
+        def asking(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[tuple[Line, Callable[[], bool]]]:
+            """The caller's line, noted as asking at its instant, and whether the others have reached it; its
+            wait kept at the end (a wait that timed out was waited all the same)."""
+            line = self.clock.line()
+            before = self._waited_so_far(line)
+            self._asking(line)
+            try:
+                yield line, self._others_reached(line, asking=True)
+            finally:
+                self._asked(line)
+                record(line, before, args, kwargs)
+
         if inspect.iscoroutinefunction(acquire):
 
             async def aacquire(*args: Any, **kwargs: Any) -> Any:
-                line = self.clock.line()
-                before = self._waited_so_far(line)
-                try:
-                    self._asking(line)
-                    done = self._others_reached(line, asking=True)
-                    while not done():
+                with asking(args, kwargs) as (line, reached):
+                    while not reached():
                         await asyncio.sleep(0.001)
                     self.move(self.target(line))
                     with self.clock.waiting():
                         return await acquire(*args, **kwargs)
-                finally:  # a wait that timed out was waited all the same
-                    self._asked(line)
-                    record(line, before, args, kwargs)
 
             return aacquire
 
         def sacquire(*args: Any, **kwargs: Any) -> Any:
-            line = self.clock.line()
-            before = self._waited_so_far(line)
-            try:
-                self._asking(line)
-                done = self._others_reached(line, asking=True)
-                while not done():
+            with asking(args, kwargs) as (line, reached):
+                while not reached():
                     time.sleep(0.001)
                 self.move(self.target(line))
                 with self.clock.waiting():
                     return acquire(*args, **kwargs)
-            finally:
-                self._asked(line)
-                record(line, before, args, kwargs)
 
         return sacquire
 
