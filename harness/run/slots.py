@@ -494,7 +494,9 @@ class Slots:
             serving = self._serving.get(service) if service is not None else None
             if service is None or (serving is not None and serving[0] is line):  # asks now, at its instant
                 return line.offset >= at.at
-            return serving is not None  # queued behind another's: that one's instant is the one to reach
+            # Queued behind another's, still unanswered: that one's instant is the one to reach. Once answered, its
+            # caller may run ahead of the service's loop: this one is served next, at its own instant or later.
+            return serving is not None and not serving[1].done()
         return line.caught_up(at)  # type: ignore[arg-type]
 
     def _given_before(self, offset: float) -> bool:
