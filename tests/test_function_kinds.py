@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from harness.run.functions.kinds import FILE_KINDS, KINDS, SQLITE_KINDS, transient
+from harness.scenario.kinds import FILE_KINDS, KINDS, SQLITE_KINDS, transient
 
 
 def sqlite_shape(exc: BaseException) -> tuple[Any, ...]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.run.functions.kinds import SQLITE_KINDS
 from harness.run.functions.sqlite import faulted
+from harness.scenario.kinds import SQLITE_KINDS
 
 FULL = SQLITE_KINDS["sqlite_full"]
 
@@ -19,7 +19,7 @@ def failing(target: str, times: int = 1) -> tuple[list[tuple[str, str]], object]
     seen: list[tuple[str, str]] = []
     left = [times]
 
-    def decide(called: str, path: str) -> BaseException | None:
+    def decide(called: str, path: str, timeout: float) -> BaseException | None:
         seen.append((called, path))
         if called == target and left[0] > 0:
             left[0] -= 1

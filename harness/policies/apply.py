@@ -23,6 +23,7 @@ from harness.policies.conditions import (
     is_transient_status,
     retry_after_headers,
     retry_on_transient,
+    transient_error,
 )
 from harness.scenario.resolve import resolve_function, tasks_of
 from harness.scenario.strategy import Policy
@@ -68,12 +69,21 @@ def _served_is_transient(call: Any) -> bool:
     return is_transient_status(call.status) or is_rate_limited(call.status, headers)
 
 
+def _failure_judged(state: Any) -> bool | None:
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 (judged by what it is)
+        return transient_error(exc)
+    return None
+
+
 def make_condition(policy: Policy, log: CallLog, near: Path | None = None) -> Callable[..., bool] | None:
     """The retry condition of ``policy`` for one run, judging by that run's call log.
 
-    ``transient`` judges by what the endpoint last served the task run (the
-    seed flows never call ``raise_for_status``, so the exception says nothing),
-    or by the exception when the run made no call. ``honour_retry_after`` waits,
+    ``transient`` judges a database's or a file's failure by its exception
+    (``transient_error``), and any other by what the endpoint last served the
+    task run (the seed flows never call ``raise_for_status``, so the exception
+    says nothing), or by the exception when the run made no call. ``honour_retry_after`` waits,
     on the run's clock, what that answer asked before allowing the retry.
     """
     if policy.retry_condition is None and not policy.honour_retry_after:
@@ -85,7 +95,11 @@ def make_condition(policy: Policy, log: CallLog, near: Path | None = None) -> Ca
     def condition(task: Any, task_run: Any, state: Any) -> bool:
         call = log.last_served(task_run.id)
         if policy.retry_condition == "transient":
-            allowed = retry_on_transient(task, task_run, state) if call is None else _served_is_transient(call)
+            judged = _failure_judged(state)  # a database's or a file's failure says itself whether it passes
+            if judged is not None:
+                allowed = judged
+            else:
+                allowed = retry_on_transient(task, task_run, state) if call is None else _served_is_transient(call)
         elif user is not None:
             allowed = bool(user(task, task_run, state))
         else:

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import sqlite3
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -44,8 +46,31 @@ def can_succeed_on_retry(call: Any) -> bool:
     return not (300 <= call.status < 500) or call.status == 408
 
 
+# SQLite's primary result codes worth a retry: another attempt may find the lock gone or the I/O healed
+# (SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR); full, corrupt, read-only and the rest stay as they are.
+TRANSIENT_SQLITE_CODES = frozenset({5, 6, 10})
+# ``errno``s of a file failure worth a retry (the call was interrupted, or asked to try again).
+TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.EBUSY})
+PERMANENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENOENT, errno.EROFS})
+
+
+def transient_error(exc: BaseException) -> bool | None:
+    """Whether a failure beyond HTTP is worth a retry, judged by the exception: a ``sqlite3.Error`` by its
+    result code, an ``OSError`` by its ``errno``; None for anything else (it says nothing either way)."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in TRANSIENT_SQLITE_CODES
+    if isinstance(exc, OSError) and not isinstance(exc, httpx.HTTPError) and exc.errno is not None:
+        if exc.errno in TRANSIENT_ERRNOS:
+            return True
+        if exc.errno in PERMANENT_ERRNOS:
+            return False
+    return None
+
+
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Production retry condition: retry timeouts, connection errors, 5xx and 429, nothing else.
+    """Production retry condition: retry timeouts, connection errors, 5xx and 429, a busy or locked database
+    and a disk I/O error; nothing else.
 
     Copy it into a flow whose tasks call ``response.raise_for_status()``::
 
@@ -59,8 +84,8 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
         return is_transient_status(response.status_code) or is_rate_limited(response.status_code, headers)
     except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError):
         return True
-    except Exception:
-        return False
+    except Exception as exc:  # noqa: BLE001 (judged by what it is)
+        return bool(transient_error(exc))
     return False
 
 

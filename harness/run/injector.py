@@ -42,6 +42,7 @@ from harness.scenario.model import (
     ApiRoute,
     Endpoint,
     EventStep,
+    FunctionTarget,
     Scenario,
     Step,
 )
@@ -65,7 +66,7 @@ HTML_PAGE = (
 DEFAULT_JSON = {"items": [{"id": 1}, {"id": 2}], "total": 2}
 
 
-E = TypeVar("E", Endpoint, ApiEndpoint, "EventsTarget")
+E = TypeVar("E", Endpoint, ApiEndpoint, "EventsTarget", FunctionTarget)
 _ASYNC: contextvars.ContextVar[bool] = contextvars.ContextVar("harness_async_request", default=False)
 _FORWARDING: contextvars.ContextVar[bool] = contextvars.ContextVar("harness_forwarding", default=False)
 
@@ -111,7 +112,8 @@ class _Schedule(Generic[E]):
         self._steps: list[Any] = [s for s in endpoint.responses for _ in range(s.times)]
         self._served = 0
         self._held: Step | None = None  # peeked at a connection's opening, served to the next call
-        self.host = urlsplit(endpoint.request.url).hostname or ""
+        request = getattr(endpoint, "request", None)  # a function target has no host
+        self.host = (urlsplit(request.url).hostname or "") if request is not None else ""
 
     def peek(self) -> Step:
         """The step the next call gets, drawn once: a later ``next`` returns the same step."""
@@ -208,8 +210,8 @@ def api_counts(calls: Iterable[Call]) -> dict[str, int]:
 
 
 def counts_of(scenario: Scenario, calls: Sequence[Call]) -> dict[str, int]:
-    """Calls per declared endpoint (its request line), each endpoint listed."""
-    out = {e.request.text: 0 for e in scenario.endpoints}
+    """Calls per declared endpoint (its request line) and function target, each listed."""
+    out = {e.request.text: 0 for e in scenario.endpoints} | {f.key: 0 for f in scenario.functions}
     for call in calls:
         if call.endpoint is not None:
             out[call.endpoint] += 1
@@ -234,8 +236,14 @@ class Injector:
         *,
         mock_httpx: bool = True,
         passthrough: Sequence[str] = (),
+        flow: Any = None,
     ) -> None:
+        from harness.run.functions.faults import Functions
+
         self.scenario, self.clock, self.recorder, self.mock_httpx = scenario, clock, recorder, mock_httpx
+        # ``functions:``: in-process calls, served from the same log (``flow``: whose module a target is patched in)
+        self.functions = Functions(scenario, clock, recorder, self._logged, flow) if scenario.functions else None
+        self._installed = contextlib.ExitStack()
         self.calls: list[Call] = []
         self.answered: list[Callable[[Call], None]] = []  # called with each call once logged (a crash's point)
         self._schedules = [
@@ -259,6 +267,8 @@ class Injector:
         return wire.serving(self)
 
     def __enter__(self) -> Injector:
+        if self.functions is not None:
+            self._installed.enter_context(self.functions.installed())
         if self.mock_httpx:
             self.router.__enter__()
         elif self.api is not None:
@@ -282,17 +292,21 @@ class Injector:
                 self.api.router.__exit__(*exc)
             if self.api is not None:
                 self.api.close()
+            self._installed.close()
 
     def positions(self) -> list[Any]:
         """Where each endpoint's schedule is, for the next run of a history (``harness.run.crash``)."""
         api = [s.position() for s in self.api.all_schedules()] if self.api is not None else []
-        return [s.position() for s in self._schedules] + [api, self._bytes_rng.getstate()]
+        functions = [s.position() for s in self.functions.schedules] if self.functions is not None else []
+        return [s.position() for s in self._schedules] + [api, functions, self._bytes_rng.getstate()]
 
     def go_on(self, positions: list[Any]) -> None:
         """Serve on from ``positions``: the endpoints' schedules go on where the history's last run left them."""
-        *schedules, api, self_bytes = positions
+        *schedules, api, functions, self_bytes = positions
         for schedule, position in zip(self._schedules, schedules, strict=True):
             schedule.go_on(position)
+        for function, position in zip(self.functions.schedules if self.functions else [], functions, strict=True):
+            function.go_on(position)
         for route, position in zip(self.api.all_schedules() if self.api is not None else [], api, strict=True):
             route.go_on(position)
         self._bytes_rng.setstate(self_bytes)
@@ -394,7 +408,11 @@ class Injector:
         transport: str = "respx",
     ) -> None:
         """Log a call to ``endpoint`` and what was served."""
-        call = Call(at, method, url, endpoint.request.text, served, status, headers, *_who(record), transport=transport)
+        self._logged(
+            Call(at, method, url, endpoint.request.text, served, status, headers, *_who(record), transport=transport)
+        )
+
+    def _logged(self, call: Call) -> None:
         with self._lock:
             self.calls.append(call)
         for answered in self.answered:

@@ -246,6 +246,7 @@ class Session:
                 server.api_url,
                 mock_httpx=not httpx_on_wire(scenario, self.transport),
                 passthrough=foreign,
+                flow=flow,
             )
         )
         if history is not None:

@@ -20,12 +20,15 @@ import yaml
 
 from harness._errors import Problem, ScenarioError
 from harness.scenario._yaml import LineDict, load_documents
+from harness.scenario.kinds import READY_TARGETS
 from harness.scenario.model import (
     API_FAULTS,
     CONNECT_FAULTS,
     FAULTS,
     NOT_ON_WIRE,
     WIRE_FAULTS,
+    FunctionStep,
+    RaiseType,
     Scenario,
     ServerExpect,
 )
@@ -39,7 +42,7 @@ from harness.scenario.problems import (
     validated,
     yaml_problem,
 )
-from harness.scenario.resolve import resolve_flow, resolve_function, tasks_of
+from harness.scenario.resolve import resolve_exception, resolve_flow, resolve_function, resolve_target, tasks_of
 from harness.scenario.strategy import Policy, StrategiesFile
 
 SUFFIXES = (".yaml", ".yml")
@@ -79,10 +82,12 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
         if name in seen:
             yield ("endpoints", i, "request"), f"endpoint {name!r} is declared twice", None
         seen.add(name)
+    targets = [f.key for f in scenario.functions]
     for key in scenario.expect.calls:
-        if key not in declared:
-            hint = did_you_mean(key, declared) if declared else " (none declared)"
-            yield ("expect", "calls", key), f"{key!r} is not a declared endpoint{hint}", None
+        if key not in declared and key not in targets:
+            hint = did_you_mean(key, declared + targets) if declared or targets else " (none declared)"
+            what = "endpoint or function target" if targets else "endpoint"
+            yield ("expect", "calls", key), f"{key!r} is not a declared {what}{hint}", None
     yield from _crash_problems(scenario, declared)
     yield from _api_problems(scenario)
     yield from _slots_problems(scenario)
@@ -258,8 +263,26 @@ def _raw_case(scenario: Scenario, name: str) -> Any:
 
 
 def _function_problems(scenario: Scenario) -> Iterable[Found]:
-    """Invariants and retry conditions named ``module:function`` that do not import."""
+    """Invariants, retry conditions, function targets and exceptions named ``module:...`` that do not import."""
     near = scenario.path.parent
+    for i, target in enumerate(scenario.functions):
+        if target.call not in READY_TARGETS:
+            try:
+                resolve_target(target.call, near)
+            except ImportError as exc:
+                yield ("functions", i, "call"), str(exc), None
+        steps: list[tuple[tuple[str | int, ...], FunctionStep]] = [
+            (("responses", j), s) for j, s in enumerate(target.responses)
+        ]
+        if target.chaos is not None:
+            steps += [(("chaos", "faults", j), s) for j, s in enumerate(target.chaos.faults)]
+            steps.append((("chaos", "otherwise"), target.chaos.otherwise))
+        for at, step in steps:
+            if isinstance(step.raise_, RaiseType):
+                try:
+                    resolve_exception(step.raise_.type, near)
+                except ImportError as exc:
+                    yield ("functions", i, *at, "raise", "type"), str(exc), None
     expects = [((), scenario.expect)] + [(("strategies", n), c.expect) for n, c in scenario.strategies.items()]
     for where, expect in expects:
         for i, inv in enumerate(expect.invariants):

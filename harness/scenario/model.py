@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from harness.flows import BUILTIN_FLOWS
+from harness.scenario.kinds import FILE_KINDS, KINDS, READY_TARGETS, SQLITE_KINDS
 from harness.scenario.problems import did_you_mean, line_at, type_name
 from harness.scenario.resolve import spec_pattern
 from harness.scenario.strategy import Policy, named_policy, strategies_json_schema, with_names
@@ -525,6 +526,158 @@ class ApiEndpoint(_Model):
         if not self.responses and self.chaos is None:
             raise ValueError("a prefect_api route needs `responses`, `chaos` or both")
         return self
+
+
+# -- functions: faults beyond HTTP ----------------------------------------------------
+
+CALL_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+ERROR_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+class RaiseType(_Model):
+    """An exception of the user's choosing: ``{type: "package.module:Error", message: "..."}``."""
+
+    type: Annotated[str, Field(pattern=rf"^{ERROR_SPEC.pattern}$")] = Field(
+        description="The exception class, 'package.module:Error' ('builtins:TimeoutError' for a built-in one)."
+    )
+    message: str = Field(default="", description="Its message (its one argument).")
+
+
+def _raise(value: Any) -> Any:
+    """``raise``: a ready kind's name, or ``{type, message}``."""
+    if isinstance(value, str) and value not in KINDS:
+        raise ValueError(f"unknown kind {value!r}{did_you_mean(value, KINDS)}; or give {{type: ..., message: ...}}")
+    return value
+
+
+class FunctionStep(_Model):
+    """One step of a function target: raise a failure, or call through; after an optional latency."""
+
+    raise_: Annotated[
+        str | RaiseType | None, BeforeValidator(_raise, json_schema_input_type=Literal[KINDS] | RaiseType | None)
+    ] = Field(
+        default=None,
+        alias="raise",
+        description=f"Raise what the real failure raises: a ready kind ({', '.join(KINDS)}), or "
+        "{type: 'package.module:Error', message: '...'}.",
+    )
+    pass_: bool = Field(default=False, alias="pass", description="Call through to the real function.")
+    latency: Annotated[
+        Latency | None,
+        BeforeValidator(lambda v: None if v is None else _latency(v), json_schema_input_type=LATENCY_INPUT | None),
+    ] = Field(
+        default=None,
+        description="Seconds the call takes first, on the virtual clock (a number, {uniform: [a, b]} or "
+        "{lognormal: {median: m, sigma: s}}); alone, the call then goes through.",
+    )
+    times: PositiveInt = Field(default=1, description="Calls this step serves (default 1).")
+    until: NonNegativeFloat | None = Field(
+        None, description="Instead of `times`: serve every call until the virtual clock reaches this second."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FunctionStep:
+        if self.raise_ is not None and self.pass_:
+            raise ValueError("a step raises or calls through (`pass: true`), not both: keep one")
+        if self.raise_ is None and not self.pass_ and self.latency is None:
+            raise ValueError("a step needs `raise`, `pass: true` or `latency`")
+        if self.until is not None and "times" in self.model_fields_set:
+            raise ValueError("a step serves `times` calls or every call `until` a virtual second, not both: keep one")
+        return self
+
+    @property
+    def kind(self) -> str | None:
+        """The ready kind it raises, if it raises one."""
+        return self.raise_ if isinstance(self.raise_, str) else None
+
+    def describe(self) -> str:
+        if isinstance(self.raise_, RaiseType):
+            return f"raise {self.raise_.type.rpartition(':')[2]}"
+        return self.raise_ or "pass"
+
+
+class FunctionChaos(_Model):
+    """Random faults on a function target: each call is faulted with probability ``rate``."""
+
+    rate: Annotated[float, Field(ge=0.0, le=1.0)] = Field(description="Probability that a call is faulted.")
+    faults: Annotated[tuple[FunctionStep, ...], Field(min_length=1)] = Field(
+        description="Steps a faulted call is served, one chosen uniformly (no `times`)."
+    )
+    otherwise: FunctionStep = Field(
+        default=FunctionStep.model_validate({"pass": True}),
+        description="The step every other call is served (default: pass).",
+    )
+
+    @model_validator(mode="after")
+    def _no_times(self) -> FunctionChaos:
+        if any(step.times != 1 for step in (*self.faults, self.otherwise)):
+            raise ValueError(
+                "`times` has no meaning inside `chaos`: every call draws anew; script bursts in `responses`"
+            )
+        return self
+
+
+def _call(value: Any) -> Any:
+    if isinstance(value, str) and ":" in value and value.split(":", 1)[0] in ("sqlite3", "file"):
+        if value not in READY_TARGETS:
+            raise ValueError(f"no ready target {value!r}{did_you_mean(value, tuple(READY_TARGETS))}")
+    elif isinstance(value, str) and not CALL_SPEC.fullmatch(value):
+        raise ValueError(
+            f"call is a ready target ({', '.join(READY_TARGETS)}) or 'package.module:function' / "
+            f"'package.module:Class.method'; got {value!r}"
+        )
+    return value
+
+
+class FunctionTarget(_Model):
+    """An in-process call with a schedule of faults, in the step language endpoints use."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["responses"]}, {"required": ["chaos"]}]})
+
+    call: Annotated[str, BeforeValidator(_call)] = Field(
+        description=f"A ready target ({', '.join(READY_TARGETS)}), or 'package.module:function' / "
+        "'package.module:Class.method' (patched where it is defined and where the flow's module imported it)."
+    )
+    where: dict[str, str] = Field(
+        default={},
+        description="Only the calls this matches: `path`, a glob on the database's or file's path (ready targets).",
+    )
+    responses: tuple[FunctionStep, ...] = Field(
+        default=(), description="Steps served in order; the last repeats for ever."
+    )
+    chaos: FunctionChaos | None = Field(default=None, description="Random faults, instead of or after `responses`.")
+
+    @model_validator(mode="after")
+    def _fits(self) -> FunctionTarget:
+        if not self.responses and self.chaos is None:
+            raise ValueError("a function target needs `responses`, `chaos` or both")
+        allowed = READY_TARGETS.get(self.call, ())
+        for key in self.where:
+            if key not in allowed:
+                raise ValueError(
+                    f"`where: {{{key}: ...}}` is not a filter of {self.call}"
+                    + (f" (it has: {', '.join(allowed)})" if allowed else " (it has none: it is not a ready target)")
+                )
+        steps = [*self.responses, *((*self.chaos.faults, self.chaos.otherwise) if self.chaos else ())]
+        for step in steps:
+            kind = step.kind
+            if kind is None:
+                continue
+            family = self.call.split(":", 1)[0]
+            if family == "sqlite3" and kind not in SQLITE_KINDS:
+                raise ValueError(
+                    f"{self.call} raises SQLite's errors: {kind!r} is a file's ({', '.join(SQLITE_KINDS)})"
+                )
+            if family == "file" and kind not in FILE_KINDS:
+                raise ValueError(f"{self.call} raises a file's errors: {kind!r} is SQLite's ({', '.join(FILE_KINDS)})")
+            if kind == "partial_write" and self.call != "file:write":
+                raise ValueError("partial_write is a write that stops half way: only file:write serves it")
+        return self
+
+    @property
+    def key(self) -> str:
+        """What ``expect.calls`` and the call log name it by."""
+        return self.call
 
 
 def _drop(value: Any) -> Any:
@@ -1132,6 +1285,10 @@ class Scenario(_Model):
         default=(),
         description="What happens to the events the flow's process sends to Prefect (task-run states travel "
         "there), step by step: pass, drop, disconnect; the last step repeats.",
+    )
+    functions: tuple[FunctionTarget, ...] = Field(
+        default=(),
+        description="Faults on in-process calls (a database, a file, any Python function), in the step language.",
     )
     expect: Expect = Field(default=Expect(), description="What must hold after the run.")
     xfail: str | None = Field(default=None, description="Why the scenario must fail its expectations (strict).")

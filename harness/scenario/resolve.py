@@ -10,6 +10,7 @@ and the fix; the loader turns it into a problem at the field's line.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import re
 import sys
@@ -86,6 +87,31 @@ def resolve_function(spec: str, what: str, near: Path | None = None) -> Callable
     if not callable(fn):
         raise ImportError(f"{what} {spec!r} is a {type(fn).__name__}, not a function")
     return fn  # type: ignore[no-any-return]
+
+
+def resolve_target(spec: str, near: Path | None = None) -> tuple[Any, str, Callable[..., Any]]:
+    """What ``functions: [{call: ...}]`` names: ``(owner, name, callable)``, where ``owner`` is the module
+    (``package.module:function``) or the class (``package.module:Class.method``) that holds it."""
+    module_name, _, path = spec.partition(":")
+    owner: Any = _import(module_name, "function target", near)
+    *outer, name = path.split(".")
+    for part in outer:
+        owner = _attribute(owner, module_name, part, "function target")
+    if inspect.getattr_static(owner, name, None) is None:
+        _attribute(owner, module_name, name, "function target")  # raises, with a did-you-mean
+    fn = getattr(owner, name)
+    if not callable(fn):
+        raise ImportError(f"function target {spec!r} is a {type(fn).__name__}, not something to call")
+    return owner, name, fn
+
+
+def resolve_exception(spec: str, near: Path | None = None) -> type[BaseException]:
+    """The exception class ``raise: {type: 'package.module:Error'}`` names."""
+    module_name, _, attr = spec.partition(":")
+    obj = _attribute(_import(module_name, "exception", near), module_name, attr, "exception", type)
+    if not (isinstance(obj, type) and issubclass(obj, BaseException)):
+        raise ImportError(f"{spec!r} is a {type(obj).__name__}, not an exception class")
+    return obj
 
 
 def resolve_flow(spec: str, base: Path | None = None) -> Any:

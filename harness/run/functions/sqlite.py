@@ -9,7 +9,9 @@ raises what it says, or calls through. ``execute`` covers ``execute``,
 ``executemany`` and ``executescript``, on the connection and on its cursors;
 ``commit`` covers ``commit`` and the commit ``with conn:`` makes on exit
 (in C, which no override of ``commit`` sees: ``__exit__`` is overridden
-too). A target's ``where`` is the database's path as the flow gave it.
+too). A target's ``where`` is the database's path as the flow gave it;
+``decide`` is also told the connection's busy ``timeout``, which a real
+SQLITE_BUSY spends waiting before it is raised.
 """
 
 from __future__ import annotations
@@ -19,39 +21,44 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
-# (target, the database's path) -> an exception to raise instead of calling through, or None
-Decide = Callable[[str, str], BaseException | None]
+from harness.run.functions.callers import the_flows
+
+# (target, the database's path, the connection's busy timeout) -> an exception to raise instead of calling
+# through, or None
+Decide = Callable[[str, str, float], BaseException | None]
 
 TARGETS = ("sqlite3:connect", "sqlite3:execute", "sqlite3:commit")
 
 
-def _asked(decide: Decide, target: str, path: str) -> None:
-    exc = decide(target, path)
+def _asked(decide: Decide, target: str, path: str, timeout: float) -> None:
+    exc = decide(target, path, timeout)
     if exc is not None:
         raise exc
 
 
-def _cursor_class(base: type[sqlite3.Cursor], decide: Decide, path: str) -> type[sqlite3.Cursor]:
+def _cursor_class(base: type[sqlite3.Cursor], decide: Decide, path: str, timeout: float) -> type[sqlite3.Cursor]:
     class FaultedCursor(base):  # type: ignore[valid-type,misc]
         def execute(self, *args: Any, **kwargs: Any) -> Any:
-            _asked(decide, "sqlite3:execute", path)
+            _asked(decide, "sqlite3:execute", path, timeout)
             return super().execute(*args, **kwargs)
 
         def executemany(self, *args: Any, **kwargs: Any) -> Any:
-            _asked(decide, "sqlite3:execute", path)
+            _asked(decide, "sqlite3:execute", path, timeout)
             return super().executemany(*args, **kwargs)
 
         def executescript(self, *args: Any, **kwargs: Any) -> Any:
-            _asked(decide, "sqlite3:execute", path)
+            _asked(decide, "sqlite3:execute", path, timeout)
             return super().executescript(*args, **kwargs)
 
     return FaultedCursor
 
 
-def _connection_class(base: type[sqlite3.Connection], decide: Decide, path: str) -> type[sqlite3.Connection]:
+def _connection_class(
+    base: type[sqlite3.Connection], decide: Decide, path: str, timeout: float
+) -> type[sqlite3.Connection]:
     class FaultedConnection(base):  # type: ignore[valid-type,misc]
         def cursor(self, factory: Any = sqlite3.Cursor) -> Any:
-            return super().cursor(_cursor_class(factory, decide, path))
+            return super().cursor(_cursor_class(factory, decide, path, timeout))
 
         def execute(self, *args: Any, **kwargs: Any) -> Any:
             return self.cursor().execute(*args, **kwargs)  # as the C method does: a new cursor's
@@ -63,13 +70,13 @@ def _connection_class(base: type[sqlite3.Connection], decide: Decide, path: str)
             return self.cursor().executescript(*args, **kwargs)
 
         def commit(self) -> None:
-            _asked(decide, "sqlite3:commit", path)
+            _asked(decide, "sqlite3:commit", path, timeout)
             super().commit()
 
         def __exit__(self, kind: Any, value: Any, traceback: Any) -> Any:
             if kind is None and self.in_transaction:  # ``with conn:`` commits: a faulted commit rolls back
                 try:
-                    _asked(decide, "sqlite3:commit", path)
+                    _asked(decide, "sqlite3:commit", path, timeout)
                 except BaseException:
                     self.rollback()
                     raise
@@ -84,12 +91,15 @@ def faulted(decide: Decide) -> Iterator[None]:
     real = sqlite3.connect
 
     def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if not the_flows():  # Prefect's, the harness's: connected as asked
+            return real(database, *args, **kwargs)  # type: ignore[no-any-return]
         path = str(database)
-        _asked(decide, "sqlite3:connect", path)
+        timeout = float(args[0] if args else kwargs.get("timeout", 5.0))  # how long it waits on a lock
+        _asked(decide, "sqlite3:connect", path, timeout)
         if len(args) >= 5:  # connect(database, timeout, detect_types, isolation_level, check_same_thread, factory)
             kwargs["factory"], args = args[4], (*args[:4], *args[5:])
         factory = kwargs.pop("factory", sqlite3.Connection)
-        return real(database, *args, factory=_connection_class(factory, decide, path), **kwargs)
+        return real(database, *args, factory=_connection_class(factory, decide, path, timeout), **kwargs)
 
     with contextlib.ExitStack() as stack:
         for owner in {sqlite3, sqlite3.dbapi2}:

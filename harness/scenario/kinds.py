@@ -1,4 +1,5 @@
-"""The ready kinds of in-process faults: each raises exactly what the real failure raises.
+"""The ready targets and kinds of in-process faults (``functions:``): each kind raises exactly what the real
+failure raises.
 
 A SQLite failure is the ``sqlite3`` exception the C module raises, with its
 message and the ``sqlite_errorcode`` / ``sqlite_errorname`` it carries; a
@@ -43,8 +44,11 @@ class FileKind:
     transient: bool
     partial: bool = False  # a write that stops half way first
 
-    def exception(self, filename: str | None = None) -> OSError:
+    def exception(self, filename: str | None = None, filename2: str | None = None) -> OSError:
+        """As ``open`` raises it (naming its file), ``os.replace`` (naming both) or a write (naming none)."""
         args: tuple[object, ...] = (self.errno, os.strerror(self.errno))
+        if filename2 is not None:
+            return OSError(*args, filename, None, filename2)
         return OSError(*args, filename) if filename is not None else OSError(*args)
 
 
@@ -66,6 +70,16 @@ FILE_KINDS: dict[str, FileKind] = {
 }
 
 KINDS = (*SQLITE_KINDS, *FILE_KINDS)
+
+# The ready targets, and the ``where`` filters each takes.
+READY_TARGETS: dict[str, tuple[str, ...]] = {
+    "sqlite3:connect": ("path",),
+    "sqlite3:execute": ("path",),
+    "sqlite3:commit": ("path",),
+    "file:open_write": ("path",),
+    "file:write": ("path",),
+    "file:replace": ("path",),
+}
 
 
 def transient(kind: str) -> bool:
