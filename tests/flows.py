@@ -10,6 +10,8 @@ import httpx
 from prefect import flow, task
 from prefect.tasks import task_input_hash
 
+from tests.function_helpers import digest
+
 
 @task(retries=1)
 def ping(url: str) -> int:
@@ -503,3 +505,78 @@ def one_tagged_retried_fetch(url: str) -> int:
 @flow(timeout_seconds=20)
 def tagged_within_20_s(url: str) -> int:
     return tagged_fetch(url)
+
+
+# -- functions: faults beyond HTTP ------------------------------------------------
+
+
+def checksum(text: str) -> int:
+    """A helper the flow imports by name: ``tests.flows:checksum`` is patched here and in its importer."""
+    return sum(text.encode())
+
+
+class Warehouse:
+    def load(self, rows: int) -> int:
+        return rows
+
+    @staticmethod
+    def ping() -> str:
+        return "pong"
+
+
+async def aload(rows: int) -> int:
+    return rows
+
+
+@task
+def store_rows(db_path: str, rows: int, timeout: float = 5.0) -> int:
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(db_path, timeout=timeout)) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+        conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(rows)])
+        conn.commit()
+    return rows
+
+
+@flow
+def rows_stored(db_path: str = "rows.db", rows: int = 3, timeout: float = 5.0) -> int:
+    return store_rows(db_path, rows, timeout)
+
+
+@task
+def write_report(path: str, text: str) -> int:
+    tmp = Path(path + ".tmp")
+    with open(tmp, "w") as out:
+        out.write(text)
+    Path(tmp).replace(path)
+    return len(text)
+
+
+@flow
+def report_written(path: str = "report.txt", text: str = "0123456789") -> int:
+    return write_report(path, text)
+
+
+@task(persist_result=True)
+def computed(n: int) -> int:
+    return n * 2
+
+
+@flow(persist_result=True)
+def persisted_result(n: int = 21) -> int:
+    """Prefect writes this task's and flow's results to files: those writes are never faulted."""
+    return computed(n)
+
+
+@task
+def warehouse_calls(rows: int) -> list[Any]:
+    import asyncio
+
+    return [Warehouse().load(rows), Warehouse.ping(), asyncio.run(aload(rows)), checksum("ab"), digest("ab")]
+
+
+@flow
+def calls_helpers(rows: int = 2) -> list[Any]:
+    return warehouse_calls(rows)

@@ -212,7 +212,7 @@ def test_a_responder_of_ones_own_answers_the_flows_calls(
     import httpx
     import respx
 
-    from harness.run.injector import Call
+    from harness.run.schedules import Call
 
     class Answering:
         def __init__(self, *args: Any) -> None:

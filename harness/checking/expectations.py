@@ -404,7 +404,8 @@ def describe_outcome(outcome: Outcome) -> list[str]:
             wire.add(key)
     for key, n in outcome.counts.items():
         over = "  (over the wire)" if key in wire else ""
-        lines.append(f"calls  {key}: {n}  [{', '.join(served.get(key, []))}]{over}")
+        shown = ", ".join(served.get(key, [])) or "never called"
+        lines.append(f"calls  {key}: {n}  [{shown}]{over}")
     for key, steps in served.items():
         if key not in outcome.counts:
             lines.append(f"calls  {key}: {len(steps)}")

@@ -47,11 +47,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from harness._errors import HarnessError, shown
 from harness.run.clock import Clock
 from harness.run.data import data_query, read_rows
-from harness.run.injector import Call, api_counts, counts_of, watches_api
+from harness.run.injector import api_counts, counts_of, watches_api
 from harness.run.outcome import Outcome, StateInfo, TaskRun, history_of, hooks_of, task_runs_of
 from harness.run.pipes import receive, send
 from harness.run.points import Point
 from harness.run.process import scratch_folder
+from harness.run.schedules import Call
 from harness.run.server_view import read_view
 from harness.run.slots import limits_after
 from harness.scenario.model import Crash, CrashAt, Scenario

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from harness.run.clock import Clock
 from harness.run.exits import STOPPED
 from harness.run.guard import NetworkGuard
-from harness.run.injector import Call, api_counts
+from harness.run.injector import api_counts
+from harness.run.schedules import Call
 from harness.run.states import Recorder
 from harness.scenario.model import Scenario
 

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from harness.run.clock import Clock
-from harness.run.injector import Call
 from harness.run.internals import TE, wrap
+from harness.run.schedules import Call
 from harness.run.states import Recorder
 from harness.scenario.model import CrashAt
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.run.clock import Clock
 from harness.run.guard import NetworkGuard
-from harness.run.injector import Call
+from harness.run.schedules import Call
 from harness.run.states import Recorder, TaskRecord
 from harness.scenario.model import Scenario
 

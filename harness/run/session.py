@@ -35,11 +35,12 @@ from harness.run.clock import Clock
 from harness.run.data import data_query, read_rows
 from harness.run.guard import NetworkGuard
 from harness.run.hooks import hooked
-from harness.run.injector import Call, Injector, watches_api
+from harness.run.injector import Injector, watches_api
 from harness.run.internals import check_prefect
 from harness.run.kept import session_server
 from harness.run.outcome import Outcome, outcome_of
 from harness.run.process import ServerHandle
+from harness.run.schedules import Call
 from harness.run.scope import RunScope, own_results
 from harness.run.server_view import read_view
 from harness.run.slots import Slots, declared, limits_after, no_limits_forgotten

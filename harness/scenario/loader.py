@@ -86,8 +86,8 @@ def _semantic_problems(scenario: Scenario) -> Iterable[Found]:
     for key in scenario.expect.calls:
         if key not in declared and key not in targets:
             hint = did_you_mean(key, declared + targets) if declared or targets else " (none declared)"
-            what = "endpoint or function target" if targets else "endpoint"
-            yield ("expect", "calls", key), f"{key!r} is not a declared {what}{hint}", None
+            noun = "endpoint or function target" if targets else "endpoint"
+            yield ("expect", "calls", key), f"{key!r} is not a declared {noun}{hint}", None
     yield from _crash_problems(scenario, declared)
     yield from _api_problems(scenario)
     yield from _slots_problems(scenario)

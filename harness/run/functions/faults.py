@@ -26,7 +26,7 @@ from typing import Any
 from harness.run.clock import Clock
 from harness.run.functions import files, sqlite
 from harness.run.functions.callers import the_flows
-from harness.run.injector import Call, _Schedule, _who
+from harness.run.schedules import Call, Schedule
 from harness.run.states import Recorder
 from harness.scenario.kinds import FILE_KINDS, SQLITE_KINDS
 from harness.scenario.model import FunctionStep, FunctionTarget, RaiseType, Scenario
@@ -52,7 +52,7 @@ class Functions:
         self.scenario, self.clock, self.recorder, self.log = scenario, clock, recorder, log
         self.flow = flow
         self.schedules = [
-            _Schedule(t, random.Random(f"{scenario.seed}:functions:{i}"), clock)
+            Schedule(t, random.Random(f"{scenario.seed}:functions:{i}"), clock)
             for i, t in enumerate(scenario.functions)
         ]
         self._lock = threading.Lock()
@@ -101,7 +101,8 @@ class Functions:
                 step.describe(),
                 None,
                 (),
-                *_who(record),
+                task_run=record.id if record is not None else None,
+                task=record.name if record is not None else None,
                 transport="function",
             )
         )
