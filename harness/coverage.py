@@ -5,7 +5,10 @@ malformed body and ``status:<code>`` for a status served (an answer with no
 ``status`` serves 200). Faults on Prefect's own API are rows of their own, one
 per route (``prefect_api: POST /flow_runs/*/set_state``), their kinds marked
 ``api:`` (``api:fault:lost_answer``, ``api:status:503``, ``api:pass``); the
-events stream's are ``events:drop``, ``events:disconnect`` and ``events:pass``.
+events stream's are ``events:drop``, ``events:disconnect`` and ``events:pass``;
+a function target's (``functions: sqlite3:commit``) are ``function:<kind>``
+for a ready kind, ``function:raise:<Error>`` for an exception of the user's
+and ``function:pass``.
 A scripted step (``responses:``) counts once however many ``times`` it
 serves; a chaos option (each of ``chaos.faults``, and ``otherwise``) counts
 once too. ``require`` names, per flow, the kinds no
@@ -20,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness._errors import UsageError, shown
-from harness.scenario.model import API_FAULTS, FAULTS, MALFORMED, UNSET, EventStep, Scenario, Step
+from harness.scenario.kinds import KINDS as READY_KINDS
+from harness.scenario.model import API_FAULTS, FAULTS, MALFORMED, UNSET, EventStep, FunctionStep, Scenario, Step
 
 KINDS = tuple(f"fault:{f}" for f in FAULTS) + tuple(f"malformed:{m}" for m in MALFORMED)
 API_KINDS = (
@@ -30,6 +34,7 @@ API_KINDS = (
     "events:drop",
     "events:disconnect",
 )
+FUNCTION_KINDS = (*(f"function:{k}" for k in READY_KINDS), "function:pass")
 
 
 @dataclass(slots=True)
@@ -81,11 +86,23 @@ def rows(scenarios: list[Scenario]) -> list[Row]:
             if route.chaos is not None:
                 for step in (*route.chaos.faults, route.chaos.otherwise):
                     row.chaos.update(f"api:{kind}" for kind in kinds_of(step))
+        for target in scenario.functions:
+            key = (scenario.flow, f"functions: {target.call}")
+            row = out.setdefault(key, Row(*key))
+            row.scripted.update(_function_kind(step) for step in target.responses)
+            if target.chaos is not None:
+                row.chaos.update(_function_kind(step) for step in (*target.chaos.faults, target.chaos.otherwise))
         if scenario.events:
             key = (scenario.flow, "events: WS /events/in")
             row = out.setdefault(key, Row(*key))
             row.scripted.update(_event_kind(step) for step in scenario.events)
     return list(out.values())
+
+
+def _function_kind(step: FunctionStep) -> str:
+    if step.raise_ is None:
+        return "function:pass"
+    return f"function:{step.kind}" if step.kind else f"function:raise:{step.describe().removeprefix('raise ')}"
 
 
 def _event_kind(step: EventStep) -> str:
@@ -117,11 +134,12 @@ def expand(patterns: list[str]) -> list[str]:
     language."""
     out: list[str] = []
     for pattern in patterns:
-        matched = fnmatch.filter(KINDS + API_KINDS, pattern) if "*" in pattern else [pattern]
+        matched = fnmatch.filter(KINDS + API_KINDS + FUNCTION_KINDS, pattern) if "*" in pattern else [pattern]
         if not matched:
             raise UsageError(
                 f"{pattern!r} matches no kind; kinds are fault:<name>, malformed:<name>, status:<code>, and on "
-                "Prefect's API api:fault:<name>, api:status:<code>, api:pass, events:<pass|drop|disconnect>"
+                "Prefect's API api:fault:<name>, api:status:<code>, api:pass, events:<pass|drop|disconnect>, and on "
+                "function targets function:<kind> (function:sqlite_busy), function:pass"
             )
         out += [k for k in matched if k not in out]
     return out

@@ -139,3 +139,32 @@ def test_prefect_api_routes_and_the_events_stream_are_rows_of_their_own(
     lacking = capsys.readouterr().err.split("serves ", 1)[1].split(" (its", 1)[0].split(", ")
     assert "api:fault:read_timeout" in lacking and "api:fault:lost_answer" not in lacking
     assert "fault:read_timeout" not in lacking
+
+
+def test_function_targets_are_rows_of_their_own_and_a_rule_can_require_their_kinds(
+    library: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (library / "scenarios" / "db.yaml").write_text(
+        "name: db faults\nflow: cfpb_etl\nparameters: {size: 1}\n"
+        "endpoints:\n  - request: GET https://www.consumerfinance.gov/data-research/consumer-complaints/search/api/v1/\n"
+        "    responses: [{json: {hits: {hits: []}}}]\n"
+        "functions:\n  - call: sqlite3:commit\n"
+        "    responses: [{raise: sqlite_busy, times: 2}, {raise: {type: 'builtins:OSError'}}, {pass: true}]\n"
+        "    chaos: {rate: 0.1, faults: [{raise: sqlite_full}]}\n"
+        "expect:\n  flow: Completed\n"
+    )
+    assert main(["coverage", "scenarios", "--json", "cov.json"]) == 0
+    (row,) = [
+        r for r in json.loads(Path("cov.json").read_text())["rows"] if r["endpoint"] == "functions: sqlite3:commit"
+    ]
+    assert row["scripted"] == {"function:pass": 1, "function:raise:OSError": 1, "function:sqlite_busy": 1}
+    assert row["chaos"] == {"function:pass": 1, "function:sqlite_full": 1}
+    capsys.readouterr()
+    assert main(["coverage", "scenarios", "--flow", "cfpb_etl", "--require", "function:sqlite_*"]) == 1
+    lacking = capsys.readouterr().err.split("serves ", 1)[1].split(" (its", 1)[0].split(", ")
+    assert lacking == [
+        "function:sqlite_locked",
+        "function:sqlite_disk_io",
+        "function:sqlite_full",
+        "function:sqlite_corrupt",
+    ]
