@@ -99,6 +99,7 @@ def scenario_of(spec: dict[str, Any], folder: Path) -> Scenario:
         "events",
         "cancel",
         "concurrency_limits",
+        "functions",
         "expect",
     )
     document = {k: spec[k] for k in keys if k in spec}
