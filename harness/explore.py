@@ -1,11 +1,13 @@
 """Fault search: the smallest fault schedule that breaks an invariant of a flow.
 
-A scenario supplies the flow, its parameters and its endpoints; each
-endpoint's healthy answer is the one ``harness.checking.baseline.fault_free`` serves
-(chaos' ``otherwise``, else its last 2xx answer, else its last step).
-``explore`` draws *schedules* with Hypothesis: per endpoint, a list of faults
-(``harness.generators.faulty_steps``: transport faults, error statuses,
-malformed bodies, with latency) served before the healthy answer. It runs each schedule on the real engine, stops at the
+A scenario supplies the flow, its parameters, its endpoints and its function
+targets; each endpoint's healthy answer is the one ``harness.checking.baseline.fault_free``
+serves (chaos' ``otherwise``, else its last 2xx answer, else its last step),
+and each function target's is to call through. ``explore`` draws *schedules*
+with Hypothesis: per endpoint, a list of faults (``harness.generators.faulty_steps``:
+transport faults, error statuses, malformed bodies, with latency) served before
+the healthy answer; per function target, a list of the ready kinds it can
+raise (``harness.generators.function_faults``) before it calls through. It runs each schedule on the real engine, stops at the
 first that breaks the invariant and shrinks it with Hypothesis' own shrinker
 (``hypothesis.find``) to a minimal schedule. ``write`` turns that into a
 scenario file whose ``expect`` states the invariant and whose ``xfail`` names
@@ -51,7 +53,7 @@ from harness.scenario.writer import step_yaml as step_yaml
 
 RANDOM_WARNING = "Do not use the `random` module inside strategies"
 
-# Per endpoint, in declared order: the faulty steps served before its healthy answer.
+# Per endpoint, then per function target, in declared order: the faulty steps served before its healthy answer.
 Schedule = tuple[tuple[dict[str, Any], ...], ...]
 
 
@@ -189,7 +191,10 @@ def explore(
     of a run that could not finish (``ScenarioTimeout``), naming its schedule.
     """
     search = _searchable(session, scenario, invariant, shrink_runs, shrink_seconds)
-    strategy = st.tuples(*(generators.schedules(max_faults=max_faults) for _ in search.healthy))
+    strategy = st.tuples(
+        *(generators.schedules(max_faults=max_faults) for _ in search.healthy),
+        *(generators.schedules(generators.function_faults(f.call), max_faults=max_faults) for f in scenario.functions),
+    )
     options = _settings(budget)
     try:
         with warnings.catch_warnings():
@@ -231,8 +236,10 @@ def _searchable(
     session: Session, scenario: Scenario, invariant: Invariant, shrink_runs: int, shrink_seconds: float
 ) -> _Search:
     """A search of ``scenario``, once its fault-free run shows it can be searched; else ``UsageError``."""
-    if not scenario.endpoints:
-        raise UsageError(f"scenario {scenario.name!r} declares no endpoints: there is nowhere to inject faults")
+    if not scenario.endpoints and not scenario.functions:
+        raise UsageError(
+            f"scenario {scenario.name!r} declares no endpoints and no functions: there is nowhere to inject faults"
+        )
     flow = resolve_flow(scenario.flow, base=scenario.path.parent)
     if invariant.kind in DATA_INVARIANTS and data_query(scenario, flow) is None:
         raise UsageError(
@@ -240,7 +247,7 @@ def _searchable(
             "`expect.sqlite` (path and query of the rows the flow stores)"
         )
     search = _Search(session, scenario, invariant, shrink_runs, shrink_seconds)
-    fault_free_run = search.judge(tuple(() for _ in search.healthy))
+    fault_free_run = search.judge(tuple(() for _ in [*search.healthy, *scenario.functions]))
     assert fault_free_run is not None
     problem, outcome = fault_free_run
     search.started = time.perf_counter()  # the search's speed, without the server's start-up
@@ -303,10 +310,20 @@ def _document(
     doc["seed"] = source.seed
     if xfail is not None:
         doc["xfail"] = xfail
+    ends, calls = schedule[: len(source.endpoints)], schedule[len(source.endpoints) :]
     doc["endpoints"] = [
         {"request": e.request.text, "responses": [*_runs(faults), step_yaml(answer)]}
-        for e, faults, answer in zip(source.endpoints, schedule, healthy, strict=True)
+        for e, faults, answer in zip(source.endpoints, ends, healthy, strict=True)
     ]
+    if source.functions:
+        doc["functions"] = [
+            {
+                "call": f.call,
+                **({"where": dict(f.where)} if f.where else {}),
+                "responses": [*_runs(faults), {"pass": True}],
+            }
+            for f, faults in zip(source.functions, calls, strict=True)
+        ]
     expect: dict[str, Any] = {"invariants": [invariant_yaml(invariant)]}
     if invariant.kind in DATA_INVARIANTS and source.expect.sqlite is not None:
         spec = source.expect.sqlite  # where the rows are; `equals`, the fault-free rows, says what is lost
@@ -377,8 +394,9 @@ def describe(exploration: Exploration) -> list[str]:
     lines.append(f"shrunk in {e.shrink_runs} run(s), {e.shrink_s:.1f} s{capped}")
     lines.append(f"{e.invariant} broken: {e.finding.violation}")
     lines.append("minimal schedule, before each endpoint's healthy answer:")
-    for endpoint, faults in zip(e.source.endpoints, e.finding.schedule, strict=True):
+    targets = [e.request.text for e in e.source.endpoints] + [f.call for f in e.source.functions]
+    for target, faults in zip(targets, e.finding.schedule, strict=True):
         steps = _runs(faults)
         shown_steps = ", ".join(dump(s).strip() for s in steps) if steps else "nothing (healthy from the first call)"
-        lines.append(f"  {endpoint.request.text}: {shown_steps}")
+        lines.append(f"  {target}: {shown_steps}")
     return lines

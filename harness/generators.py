@@ -12,7 +12,8 @@ strategies that generate what a scenario declares:
   ``latency`` drawn by ``latencies()``. Every value validates as a
   ``harness.model.Step``;
 - ``schedules()``: the list of faulty steps an endpoint serves *before* its
-  healthy answer;
+  healthy answer; ``function_faults(call)``: a failure a function target
+  (``functions:``) raises, for its ``schedules`` before it calls through;
 - ``endpoints()`` and ``scenarios()``: validated ``harness.model.Endpoint``
   and ``harness.model.Scenario`` objects, each endpoint serving a schedule of
   faults and then its healthy answer for ever.
@@ -36,6 +37,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from harness.scenario.kinds import FILE_KINDS, SQLITE_KINDS
 from harness.scenario.model import FAULTS, MALFORMED, Endpoint, Scenario, Step
 
 ERROR_STATUSES = (400, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503, 504)
@@ -63,7 +65,7 @@ def _maybe_latency(latency: bool) -> dict[str, st.SearchStrategy[Any]]:
     return {"latency": latencies()} if latency else {}
 
 
-_KEY_ORDER = ("fault", "malformed", "status", "latency", "times")
+_KEY_ORDER = ("fault", "malformed", "status", "raise", "latency", "times")
 
 
 def _ordered(step: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +101,18 @@ def faulty_steps(*, latency: bool = True) -> st.SearchStrategy[dict[str, Any]]:
 def transient_steps(*, latency: bool = True) -> st.SearchStrategy[dict[str, Any]]:
     """Faults a retry can outlive: transport faults and 5xx answers."""
     return st.one_of(transport_faults(latency=latency), error_answers(SERVER_ERRORS, latency=latency))
+
+
+def function_faults(call: str, *, latency: bool = True) -> st.SearchStrategy[dict[str, Any]]:
+    """``{raise: kind}``: a ready kind a function target ``call`` can raise (SQLite's for ``sqlite3:*``, a
+    file's for ``file:*``, ``partial_write`` for ``file:write`` only; any ready kind for another callable)."""
+    family = call.split(":", 1)[0]
+    kinds = list(SQLITE_KINDS) if family == "sqlite3" else list(FILE_KINDS) if family == "file" else []
+    if family not in ("sqlite3", "file"):
+        kinds = [*SQLITE_KINDS, *FILE_KINDS]
+    if call != "file:write":
+        kinds = [k for k in kinds if k != "partial_write"]
+    return st.fixed_dictionaries({"raise": st.sampled_from(kinds)}, optional=_maybe_latency(latency)).map(_ordered)
 
 
 def schedules(

@@ -268,3 +268,26 @@ def test_cli_prints_the_schedule_and_speed_and_writes_a_valid_scenario(
     assert capsys.readouterr().err == (
         "harness explore: --invariant: unknown invariant 'complete'; did you mean 'completes'?\n"
     )
+
+
+def test_function_targets_are_searched_too_and_written_before_calling_through(
+    harness_session: Session, tmp_path: Path
+) -> None:
+    """A store with no retries: one failed commit loses every row; the search finds it on the commit alone."""
+    source = _load(
+        tmp_path,
+        "rows",
+        "name: rows stored\nflow: tests.flows:rows_stored\n"
+        "functions:\n  - call: sqlite3:commit\n    where: {path: '*.db'}\n    responses: [{pass: true}]\n"
+        "expect:\n  sqlite: {path: rows.db, query: 'SELECT COUNT(*) FROM t', equals: 3}\n",
+    )
+    e = explore(harness_session, source, parse_invariant("no_data_loss"), budget=30)
+    assert _steps(e) == [[{"raise": "sqlite_busy"}]]
+    assert e.finding is not None and e.finding.violation == "3 of the 3 row(s) a fault-free run stores are missing"
+    assert e.finding.document["functions"] == [
+        {"call": "sqlite3:commit", "where": {"path": "*.db"}, "responses": [{"raise": "sqlite_busy"}, {"pass": True}]}
+    ]
+    assert "  sqlite3:commit: {raise: sqlite_busy}" in describe(e)
+    written = write(e, tmp_path / "found")
+    (scenario,) = load_file(written)
+    assert isinstance(scenario, Scenario) and scenario.xfail
