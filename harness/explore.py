@@ -8,8 +8,9 @@ with Hypothesis: per endpoint, a list of faults (``harness.generators.faulty_ste
 transport faults, error statuses, malformed bodies, with latency) served before
 the healthy answer; per function target, a list of the ready kinds it can
 raise (``harness.generators.function_faults``) before it calls through. It
-runs each schedule on the real engine, stops at the first that breaks the invariant and shrinks it with Hypothesis' own shrinker
-(``hypothesis.find``) to a minimal schedule. ``write`` turns that into a
+runs each schedule on the real engine, stops at the first that breaks the
+invariant and shrinks it with Hypothesis' own shrinker (``hypothesis.find``)
+to a minimal schedule. ``write`` turns that into a
 scenario file whose ``expect`` states the invariant and whose ``xfail`` names
 the violation: committed, it keeps CI green while the flow is broken and
 XPASSes (strict) the day it is fixed.
