@@ -255,3 +255,22 @@ def test_a_partial_write_reaches_the_file_half_way(tmp_path: object) -> None:
         out.write("0123456789")
     assert raised.value.errno == 28 and raised.value.filename is None
     assert path.read_text() == "01234"
+
+
+def test_a_history_goes_on_with_each_targets_schedule_across_reruns_and_a_crash(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    rerun = scenario_from(
+        f"name: rerun\nflow: {ROWS}\nreruns: 1\n"
+        + commit_steps("{raise: sqlite_busy}", "{pass: true}")
+        + "expect:\n  flow_runs: [{flow: Failed}, {flow: Completed}]\n  calls: {sqlite3:commit: 2}\n"
+        f"  sqlite: {{path: rows.db, query: '{COUNT}', equals: 3}}\n"
+    )
+    passing(harness_session, rerun)
+    crashed = scenario_from(  # the first run dies in a process of its own, after its commit went through
+        f"name: crashed\nflow: {ROWS}\ncrash: {{at: {{after_return: store_rows}}}}\n"
+        + commit_steps("{pass: true}", "{raise: sqlite_full}")
+        + "expect:\n  flow_runs: [{flow: Running}, {flow: Failed}]\n  calls: {sqlite3:commit: 2}\n"
+        f"  sqlite: {{path: rows.db, query: '{COUNT}', equals: 3}}\n"
+    )
+    passing(harness_session, crashed)

@@ -189,10 +189,14 @@ class Injector:
     def __enter__(self) -> Injector:
         if self.functions is not None:
             self._installed.enter_context(self.functions.installed())
-        if self.mock_httpx:
-            self.router.__enter__()
-        elif self.api is not None:
-            self.api.router.__enter__()  # httpx on real sockets, but Prefect's API still answered here
+        try:
+            if self.mock_httpx:
+                self.router.__enter__()
+            elif self.api is not None:
+                self.api.router.__enter__()  # httpx on real sockets, but Prefect's API still answered here
+        except BaseException:
+            self._installed.close()
+            raise
         if self.api is not None:
             try:
                 self.api.open()
@@ -206,13 +210,15 @@ class Injector:
             if self.api is not None:  # the events still queued are sent, and their requests answered, first
                 self.api.settle(sum(len(r.history) for r in self.recorder.tasks.values()))
         finally:
-            if self.mock_httpx:
-                self.router.__exit__(*exc)
-            elif self.api is not None:
-                self.api.router.__exit__(*exc)
-            if self.api is not None:
-                self.api.close()
-            self._installed.close()
+            try:
+                if self.mock_httpx:
+                    self.router.__exit__(*exc)
+                elif self.api is not None:
+                    self.api.router.__exit__(*exc)
+                if self.api is not None:
+                    self.api.close()
+            finally:
+                self._installed.close()  # the function targets' patches, whatever failed above
 
     def positions(self) -> list[Any]:
         """Where each endpoint's schedule is, for the next run of a history (``harness.run.crash``)."""
