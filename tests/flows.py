@@ -580,3 +580,13 @@ def warehouse_calls(rows: int) -> list[Any]:
 @flow
 def calls_helpers(rows: int = 2) -> list[Any]:
     return warehouse_calls(rows)
+
+
+@task(timeout_seconds=1)
+async def aslow_helper_call(rows: int) -> int:
+    return await aload(rows)
+
+
+@flow
+async def timed_helper(rows: int = 1) -> int:
+    return await aslow_helper_call(rows)

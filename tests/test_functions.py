@@ -274,3 +274,17 @@ def test_a_history_goes_on_with_each_targets_schedule_across_reruns_and_a_crash(
         f"  sqlite: {{path: rows.db, query: '{COUNT}', equals: 3}}\n"
     )
     passing(harness_session, crashed)
+
+
+def test_latency_past_the_tasks_timeout_ends_the_attempt_as_prefects_timeout_does(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """As an endpoint's latency: the attempt is cut at its task's ``timeout_seconds`` (the oracle compares the
+    sync case with a real slow call)."""
+    scenario = scenario_from(
+        "name: too slow\nflow: tests.flows:timed_helper\n"
+        "functions:\n  - call: tests.flows:aload\n    responses: [{latency: 5}]\n"
+        "expect:\n  flow: TimedOut\n  tasks: {aslow_helper_call: {state: TimedOut, retries: 0}}\n"
+        "  virtual_time: {min: 1, max: 1}\n"
+    )
+    passing(harness_session, scenario)

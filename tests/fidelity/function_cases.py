@@ -4,7 +4,8 @@ A case is a scenario's flow (of ``tests.fidelity.function_idioms``), its ``funct
 them, and ``by_hand``: how the reference makes the real call fail instead (``reader``: a second connection
 holds a read transaction on the database, so a commit cannot take the write lock and waits out its busy
 timeout; freed after ``failures`` failed attempts, or never; ``parameters``: what the reference runs the
-flow with instead, a page limit on the database or a path on a full device).
+flow with instead, a page limit on the database, a path on a full device, or the seconds a call really
+takes where the harness gives it latency).
 """
 
 from __future__ import annotations
@@ -46,5 +47,11 @@ FUNCTION_CASES: list[dict[str, Any]] = [
         "exported",
         steps("file:write", {"raise": "disk_full"}, {"pass": True}),
         {"parameters": {"path": "/dev/full"}},
+    ),
+    function_case(
+        "a call slower than its task's timeout",
+        "waited",
+        steps(f"{IDIOMS}:slow", {"latency": 0.5}),
+        {"parameters": {"seconds": 0.5}},
     ),
 ]

@@ -9,6 +9,7 @@ the harness never adds to it.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from contextlib import closing
 from typing import Any
@@ -60,3 +61,19 @@ def exported(path: str = "out.txt", text: str = "x" * 100) -> int:
 def harness_stored_rows(parameters: dict[str, Any]) -> tuple[str, str]:
     """Where the rows are read back, on both sides: (SQLite path, query)."""
     return str(parameters.get("db_path", "rows.db")), COUNT
+
+
+def slow(seconds: float) -> float:
+    """A call that takes ``seconds`` (the reference's real ones; the harness's latency instead)."""
+    time.sleep(seconds)
+    return seconds
+
+
+@task(timeout_seconds=0.2)
+def waits(seconds: float) -> float:
+    return slow(seconds)
+
+
+@flow
+def waited(seconds: float = 0.0) -> float:
+    return waits(seconds)

@@ -26,6 +26,7 @@ from typing import Any
 from harness.run.clock import Clock
 from harness.run.functions import files, sqlite
 from harness.run.functions.callers import the_flows
+from harness.run.hooks import timeout_error
 from harness.run.schedules import Call, Schedule
 from harness.run.states import Recorder
 from harness.scenario.kinds import FILE_KINDS, SQLITE_KINDS
@@ -75,19 +76,32 @@ class Functions:
         """The seconds a call waits before its step acts: its latency, and a busy database's timeout."""
         return served.latency + (busy_timeout if served.step.kind == "sqlite_busy" else 0.0)
 
-    def spend(self, seconds: float) -> None:
+    def _cut(self, seconds: float) -> tuple[float, BaseException | None]:
+        """What a wait of ``seconds`` in the current task run's attempt comes to: cut at its ``timeout_seconds``
+        (what is left of it, as an endpoint's latency is), then Prefect's own timeout raised."""
         record = self.recorder.current()
-        if record is not None:
-            record.attempt_waited += seconds
-        if seconds:
-            self.clock.sleep(seconds)
+        if record is None:
+            return seconds, None
+        timeout: float | None = getattr(record.task, "timeout_seconds", None)
+        budget = None if timeout is None else max(timeout - record.attempt_waited, 0.0)
+        cut = budget is not None and seconds >= budget
+        waited = budget if cut and budget is not None else seconds
+        record.attempt_waited += waited
+        return waited, (timeout_error(timeout) if cut and timeout is not None else None)
+
+    def spend(self, seconds: float) -> None:
+        waited, timed_out = self._cut(seconds)
+        if waited:
+            self.clock.sleep(waited)
+        if timed_out is not None:
+            raise timed_out
 
     async def aspend(self, seconds: float) -> None:
-        record = self.recorder.current()
-        if record is not None:
-            record.attempt_waited += seconds
-        if seconds:
-            await self.clock.asleep(seconds)
+        waited, timed_out = self._cut(seconds)
+        if waited:
+            await self.clock.asleep(waited)
+        if timed_out is not None:
+            raise timed_out
 
     def error(self, served: Served, path: str | None, source: str | None = None) -> BaseException | None:
         """What the step raises (None: call through), and the call logged."""
