@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from os import replace as os_replace  # noqa: E402 (a target imported by name)
 from pathlib import Path
+from sqlite3 import connect as sqlite_connect  # noqa: E402
 from typing import Any
 
 import httpx
@@ -590,3 +592,65 @@ async def aslow_helper_call(rows: int) -> int:
 @flow
 async def timed_helper(rows: int = 1) -> int:
     return await aslow_helper_call(rows)
+
+
+@task
+async def astore_rows(db_path: str, rows: int) -> int:
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(db_path)) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+        conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(rows)])
+        conn.commit()
+    return rows
+
+
+@flow
+async def arows_stored(db_path: str = "rows.db", rows: int = 3) -> int:
+    return await astore_rows(db_path, rows)
+
+
+@task
+def store_then_fail(db_path: str) -> int:
+    store_rows.fn(db_path, 1)
+    raise ValueError("bad row")
+
+
+@flow
+def stores_then_fails(db_path: str = "rows.db") -> int:
+    return store_then_fail(db_path)
+
+
+_KEPT: dict[str, Any] = {}
+
+
+@task
+def kept_store() -> int:
+    """Keeps its connection in a module global, from one flow run to the next, as some flows do."""
+    import sqlite3
+
+    conn = _KEPT.get("conn") or _KEPT.setdefault("conn", sqlite3.connect(":memory:", check_same_thread=False))
+    conn.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    conn.commit()
+    return 1
+
+
+@flow
+def kept_connection_store() -> int:
+    return kept_store()
+
+
+@task
+def store_by_imported_names(db_path: str) -> int:
+    with sqlite_connect(db_path) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+    Path("a.txt").write_text("a")
+    os_replace("a.txt", "b.txt")
+    return 1
+
+
+@flow
+def stored_by_imported_names(db_path: str = "rows.db") -> int:
+    return store_by_imported_names(db_path)

@@ -96,3 +96,11 @@ def test_connect_itself_can_fail_and_everything_is_put_back_after(tmp_path: Path
     assert sqlite3.connect is real and sqlite3.dbapi2.connect is real
     with closing(sqlite3.connect(str(tmp_path / "x.db"))) as conn:
         assert type(conn) is sqlite3.Connection
+
+
+def test_a_commit_with_no_transaction_open_is_not_asked_about(tmp_path: Path) -> None:
+    """sqlite3 sends no COMMIT when no transaction is open: a real one could not fail, nor is it counted."""
+    seen, decide = failing("sqlite3:commit")
+    with faulted(decide), closing(sqlite3.connect(str(tmp_path / "x.db"))) as conn:  # type: ignore[arg-type]
+        conn.commit()
+    assert [c for c, _ in seen] == ["sqlite3:connect"]

@@ -229,6 +229,19 @@ def test_every_patch_is_undone_after_the_run(
         ),
         ("  - call: file:open_write\n    responses: [{raise: partial_write}]\n", "functions[0]", 4, "file:write"),
         ("  - call: json:dumps\n    responses: [{raise: sqlite_busy, pass: true}]\n", "responses[0]", 5, "not both"),
+        (
+            "  - call: json:dumps\n    responses: [{raise: {type: 'builtins:UnicodeDecodeError', message: x}}]\n",
+            "functions[0].responses[0].raise.type",
+            5,
+            "cannot be raised with one message",
+        ),
+        (
+            "  - call: sqlite3:commit\n    responses: [{pass: true}]\n  - call: sqlite3:commit\n"
+            "    responses: [{raise: sqlite_busy}]\n",
+            "functions[1].call",
+            6,
+            "declared twice",
+        ),
     ],
 )
 def test_bad_input_is_refused_at_its_field_and_line(
@@ -285,6 +298,65 @@ def test_latency_past_the_tasks_timeout_ends_the_attempt_as_prefects_timeout_doe
         "name: too slow\nflow: tests.flows:timed_helper\n"
         "functions:\n  - call: tests.flows:aload\n    responses: [{latency: 5}]\n"
         "expect:\n  flow: TimedOut\n  tasks: {aslow_helper_call: {state: TimedOut, retries: 0}}\n"
-        "  virtual_time: {min: 1, max: 1}\n"
+        "  virtual_time: {min: 1, max: 1}\n  calls: {tests.flows:aload: 1}\n"
+    )
+    outcome = passing(harness_session, scenario)
+    assert served(outcome, "tests.flows:aload") == ["task timeout_seconds=1 (waited 5 s)"]
+
+
+@pytest.mark.parametrize(("kind", "state", "retries"), [("sqlite_full", "Failed", 0), ("sqlite_busy", "Completed", 1)])
+def test_transient_judges_an_async_tasks_failure_by_its_exception_too(
+    harness_session: Session, scenario_from: Callable[[str], Scenario], kind: str, state: str, retries: int
+) -> None:
+    """In an async task ``state.result()`` is a coroutine a retry condition cannot await: the exception is read
+    synchronously all the same."""
+    scenario = scenario_from(
+        f"name: async {kind}\nflow: tests.flows:arows_stored\n"
+        + commit_steps(f"{{raise: {kind}}}", "{pass: true}")
+        + "strategies:\n  transient:\n    retries: 2\n    retry_delay_seconds: 0\n    retry_condition: transient\n"
+        f"    expect:\n      flow: {state}\n      tasks: {{astore_rows: {{state: {state}, retries: {retries}}}}}\n"
+    )
+    (_, case, policy) = scenario.cases()[1]
+    outcome = harness_session.run(case, policy=policy)
+    assert check(case, outcome) == []
+
+
+def test_transient_ignores_a_function_call_that_went_through_when_the_task_fails_otherwise(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """A commit that went through says nothing of the ValueError raised after it: not retried, as without
+    ``functions:`` (its last call served is no transport fault)."""
+    scenario = scenario_from(
+        "name: fails after\nflow: tests.flows:stores_then_fails\n"
+        + commit_steps("{pass: true}")
+        + "strategies:\n  transient:\n    retries: 2\n    retry_delay_seconds: 0\n    retry_condition: transient\n"
+        "    expect:\n      flow: Failed\n      tasks: {store_then_fail: {state: Failed, retries: 0}}\n"
+    )
+    (_, case, policy) = scenario.cases()[1]
+    outcome = harness_session.run(case, policy=policy)
+    assert check(case, outcome) == []
+
+
+def test_a_connection_the_flow_keeps_serves_no_fault_after_its_scenario(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    faulted = scenario_from(
+        "name: kept faulted\nflow: tests.flows:kept_connection_store\n"
+        + commit_steps("{raise: sqlite_full}")
+        + "expect:\n  flow: Failed\n"
+    )
+    passing(harness_session, faulted)
+    plain = scenario_from("name: kept plain\nflow: tests.flows:kept_connection_store\nexpect:\n  flow: Completed\n")
+    passing(harness_session, plain)
+
+
+def test_ready_targets_are_faulted_under_the_names_the_flows_code_imported_them_by(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    scenario = scenario_from(
+        "name: imported names\nflow: tests.flows:stored_by_imported_names\n"
+        "functions:\n  - call: sqlite3:connect\n    responses: [{pass: true}]\n"
+        "  - call: file:replace\n    responses: [{raise: file_not_found}]\n"
+        "expect:\n  flow: Failed\n  calls: {sqlite3:connect: 1, file:replace: 1}\n"
     )
     passing(harness_session, scenario)

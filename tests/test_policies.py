@@ -236,8 +236,10 @@ class _Failed:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
 
-    def result(self) -> Any:
-        raise self.exc
+    def result(self, raise_on_failure: bool = True, _sync: bool | None = None) -> Any:
+        if raise_on_failure:
+            raise self.exc
+        return self.exc
 
 
 def _status_error(status: int, headers: dict[str, str] | None = None) -> httpx.HTTPStatusError:

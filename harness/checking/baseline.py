@@ -32,12 +32,13 @@ def healthy_step(endpoint: Endpoint) -> Step:
 
 
 def fault_free(scenario: Scenario) -> Scenario:
-    """The scenario with every endpoint serving only its healthy answer, at once, run once without a crash."""
+    """The scenario with every endpoint serving only its healthy answer, at once, every function target calling
+    through, run once without a crash."""
     endpoints = tuple(
         Endpoint(request=e.request, responses=(healthy_step(e).model_copy(update={"latency": None, "times": 1}),))
         for e in scenario.endpoints
     )
-    return scenario.model_copy(update={"endpoints": endpoints, "crash": None, "reruns": None})
+    return scenario.model_copy(update={"endpoints": endpoints, "functions": (), "crash": None, "reruns": None})
 
 
 def baseline_rows(session: Session, scenario: Scenario, policy: Policy | None = None) -> Any:
@@ -46,7 +47,7 @@ def baseline_rows(session: Session, scenario: Scenario, policy: Policy | None = 
     key = (
         "baseline",
         repr((str(scenario.path.parent), baseline.flow, baseline.parameters, baseline.seed)),
-        repr((baseline.endpoints, scenario.expect.sqlite, policy)),
+        repr((baseline.endpoints, scenario.expect.sqlite, policy)),  # function targets: none, in every baseline
     )
     if key not in session.memo:
         outcome = session.run(baseline, policy=policy)

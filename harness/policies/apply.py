@@ -21,6 +21,7 @@ from harness.policies.conditions import (
     MAX_HONOURED_WAIT,
     is_rate_limited,
     is_transient_status,
+    raised,
     retry_after_headers,
     retry_on_transient,
     transient_error,
@@ -54,8 +55,10 @@ class CallLog:
         return self.epoch_start + self.now()
 
     def last_served(self, task_run_id: Any) -> Any:
+        """The last request an endpoint served the task run (a function target's calls are judged by the
+        exception they raise instead)."""
         for call in reversed(self.calls):
-            if call.task_run == task_run_id:
+            if call.task_run == task_run_id and call.transport != "function":
                 return call
         return None
 
@@ -70,11 +73,8 @@ def _served_is_transient(call: Any) -> bool:
 
 
 def _failure_judged(state: Any) -> bool | None:
-    try:
-        state.result()
-    except Exception as exc:  # noqa: BLE001 (judged by what it is)
-        return transient_error(exc)
-    return None
+    exc = raised(state)
+    return transient_error(exc) if exc is not None else None
 
 
 def make_condition(policy: Policy, log: CallLog, near: Path | None = None) -> Callable[..., bool] | None:

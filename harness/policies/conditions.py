@@ -68,6 +68,16 @@ def transient_error(exc: BaseException) -> bool | None:
     return None
 
 
+def raised(state: Any) -> BaseException | None:
+    """The exception a failed state holds, or None. Read synchronously: inside an async task, Prefect's
+    ``state.result()`` returns a coroutine, which a retry condition (a plain function) cannot await."""
+    try:
+        value = state.result(raise_on_failure=False, _sync=True)
+    except Exception as exc:  # noqa: BLE001 (the result itself could not be read: that is what it holds)
+        return exc
+    return value if isinstance(value, BaseException) else None
+
+
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Production retry condition: retry timeouts, connection errors, 5xx and 429, a busy or locked database
     and a disk I/O error; nothing else.
@@ -76,17 +86,14 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
 
         @task(retries=3, retry_condition_fn=retry_on_transient)
     """
-    try:
-        state.result()
-    except httpx.HTTPStatusError as exc:
+    exc = raised(state)
+    if isinstance(exc, httpx.HTTPStatusError):
         response = exc.response
         headers = {k.lower(): v for k, v in response.headers.items()}
         return is_transient_status(response.status_code) or is_rate_limited(response.status_code, headers)
-    except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError):
+    if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
         return True
-    except Exception as exc:  # noqa: BLE001 (judged by what it is)
-        return bool(transient_error(exc))
-    return False
+    return exc is not None and bool(transient_error(exc))
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -119,13 +126,8 @@ def honouring_retry_after(condition: Callable[..., bool]) -> Callable[..., bool]
 
 
 def _wait_asked(state: Any) -> float | None:
-    try:
-        state.result()
-    except httpx.HTTPStatusError as exc:
-        return retry_after_seconds(exc.response)
-    except Exception:
-        return None
-    return None
+    exc = raised(state)
+    return retry_after_seconds(exc.response) if isinstance(exc, httpx.HTTPStatusError) else None
 
 
 def wait_for_retry_after(task: Any, task_run: Any, state: Any) -> bool:

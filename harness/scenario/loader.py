@@ -265,7 +265,17 @@ def _raw_case(scenario: Scenario, name: str) -> Any:
 def _function_problems(scenario: Scenario) -> Iterable[Found]:
     """Invariants, retry conditions, function targets and exceptions named ``module:...`` that do not import."""
     near = scenario.path.parent
+    declared: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
     for i, target in enumerate(scenario.functions):
+        filters = tuple(sorted(target.where.items()))
+        if (target.call, filters) in declared:
+            yield (
+                ("functions", i, "call"),
+                f"{target.call} is declared twice with the same `where` (functions[{declared[target.call, filters]}]): "
+                "the first would serve every call; merge their steps",
+                None,
+            )
+        declared.setdefault((target.call, filters), i)
         if target.call not in READY_TARGETS:
             try:
                 resolve_target(target.call, near)
@@ -280,9 +290,19 @@ def _function_problems(scenario: Scenario) -> Iterable[Found]:
         for at, step in steps:
             if isinstance(step.raise_, RaiseType):
                 try:
-                    resolve_exception(step.raise_.type, near)
+                    cls = resolve_exception(step.raise_.type, near)
                 except ImportError as exc:
                     yield ("functions", i, *at, "raise", "type"), str(exc), None
+                    continue
+                try:
+                    cls(step.raise_.message) if step.raise_.message else cls()
+                except Exception as exc:  # noqa: BLE001 (the user's class: any failure to build it is theirs)
+                    yield (
+                        ("functions", i, *at, "raise", "type"),
+                        f"{step.raise_.type} cannot be raised with one message ({type(exc).__name__}: {exc}): "
+                        "raise a subclass of your own that builds from a message",
+                        None,
+                    )
     expects = [((), scenario.expect)] + [(("strategies", n), c.expect) for n, c in scenario.strategies.items()]
     for where, expect in expects:
         for i, inv in enumerate(expect.invariants):

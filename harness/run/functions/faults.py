@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import inspect
 import random
 import sys
@@ -21,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from harness.run.clock import Clock
@@ -31,7 +33,7 @@ from harness.run.schedules import Call, Schedule
 from harness.run.states import Recorder
 from harness.scenario.kinds import FILE_KINDS, SQLITE_KINDS
 from harness.scenario.model import FunctionStep, FunctionTarget, RaiseType, Scenario
-from harness.scenario.resolve import resolve_exception, resolve_target
+from harness.scenario.resolve import resolve_exception, resolve_target, tasks_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,35 +78,37 @@ class Functions:
         """The seconds a call waits before its step acts: its latency, and a busy database's timeout."""
         return served.latency + (busy_timeout if served.step.kind == "sqlite_busy" else 0.0)
 
-    def _cut(self, seconds: float) -> tuple[float, BaseException | None]:
+    def _cut(self, seconds: float) -> tuple[float, BaseException | None, str]:
         """What a wait of ``seconds`` in the current task run's attempt comes to: cut at its ``timeout_seconds``
-        (what is left of it, as an endpoint's latency is), then Prefect's own timeout raised."""
+        (what is left of it, as an endpoint's latency is), then Prefect's own timeout raised, logged so."""
         record = self.recorder.current()
         if record is None:
-            return seconds, None
+            return seconds, None, ""
         timeout: float | None = getattr(record.task, "timeout_seconds", None)
         budget = None if timeout is None else max(timeout - record.attempt_waited, 0.0)
-        cut = budget is not None and seconds >= budget
-        waited = budget if cut and budget is not None else seconds
-        record.attempt_waited += waited
-        return waited, (timeout_error(timeout) if cut and timeout is not None else None)
+        if timeout is None or budget is None or seconds < budget:
+            record.attempt_waited += seconds
+            return seconds, None, ""
+        record.attempt_waited += budget
+        return budget, timeout_error(timeout), f"task timeout_seconds={timeout:g} (waited {seconds:g} s)"
 
-    def spend(self, seconds: float) -> None:
-        waited, timed_out = self._cut(seconds)
+    def serve(self, served: Served, path: str | None, source: str | None = None, busy: float = 0.0) -> Any:
+        """A call's wait on the virtual clock, then the call logged; returns what it raises (None: call through).
+        A wait past the task's timeout raises Prefect's timeout there."""
+        waited, timed_out, cut = self._cut(self.waited(served, busy))
         if waited:
             self.clock.sleep(waited)
-        if timed_out is not None:
-            raise timed_out
+        return self._served(served, path, source, timed_out, cut)
 
-    async def aspend(self, seconds: float) -> None:
-        waited, timed_out = self._cut(seconds)
+    async def aserve(self, served: Served, path: str | None) -> Any:
+        waited, timed_out, cut = self._cut(self.waited(served))
         if waited:
             await self.clock.asleep(waited)
-        if timed_out is not None:
-            raise timed_out
+        return self._served(served, path, None, timed_out, cut)
 
-    def error(self, served: Served, path: str | None, source: str | None = None) -> BaseException | None:
-        """What the step raises (None: call through), and the call logged."""
+    def _served(
+        self, served: Served, path: str | None, source: str | None, timed_out: BaseException | None, cut: str
+    ) -> Any:
         step, record = served.step, self.recorder.current()
         self.log(
             Call(
@@ -112,7 +116,7 @@ class Functions:
                 "CALL",
                 path or served.target.call,
                 served.target.key,
-                step.describe(),
+                cut or step.describe(),
                 None,
                 (),
                 task_run=record.id if record is not None else None,
@@ -120,7 +124,9 @@ class Functions:
                 transport="function",
             )
         )
-        return self._exception(step, served.target.call, path, source)  # type: ignore[no-any-return]
+        if timed_out is not None:
+            raise timed_out
+        return self._exception(step, served.target.call, path, source)
 
     def _exception(self, step: FunctionStep, call: str, path: str | None, source: str | None = None) -> Any:
         """What ``step`` raises, as the real failure raises it: an ``open`` or a replace names its file(s),
@@ -140,17 +146,13 @@ class Functions:
 
     def _sqlite(self, call: str, path: str, timeout: float) -> BaseException | None:
         served = self.take(call, path)
-        if served is None:
-            return None
-        self.spend(self.waited(served, timeout))
-        return self.error(served, path)
+        return self.serve(served, path, busy=timeout) if served is not None else None
 
     def _file(self, call: str, path: str, data: Any) -> Any:
         served = self.take(call, path)
         if served is None:
             return None
-        self.spend(served.latency)
-        error = self.error(served, path, data if call == "file:replace" else None)
+        error = self.serve(served, path, data if call == "file:replace" else None)
         if error is not None and served.step.kind == "partial_write":
             return ("partial", error)
         return error
@@ -161,18 +163,26 @@ class Functions:
     def installed(self) -> Iterator[None]:
         """The patches that serve the targets, for the run; every one undone after it."""
         calls = {t.call for t in self.scenario.functions}
+        modules = self._flows_modules()
         with contextlib.ExitStack() as stack:
             if calls & set(sqlite.TARGETS):
-                stack.enter_context(sqlite.faulted(self._sqlite))
+                stack.enter_context(sqlite.faulted(self._sqlite, modules))
             if calls & set(files.TARGETS):
-                stack.enter_context(files.faulted(self._file, wrap_writes="file:write" in calls))
+                stack.enter_context(files.faulted(self._file, "file:write" in calls, modules))
             for call in sorted(calls - set(sqlite.TARGETS) - set(files.TARGETS)):
-                self._patch(stack, call)
+                self._patch(stack, call, modules)
             yield
 
-    def _patch(self, stack: contextlib.ExitStack, call: str) -> None:
+    def _flows_modules(self) -> list[ModuleType]:
+        """The modules of the flow's code: its own, and those of the tasks it can call."""
+        if self.flow is None:
+            return []
+        names = [self.flow.fn.__module__] + [t.fn.__module__ for t in tasks_of(self.flow)]
+        return [m for m in dict.fromkeys(sys.modules.get(n) for n in names) if m is not None]
+
+    def _patch(self, stack: contextlib.ExitStack, call: str, modules: list[ModuleType]) -> None:
         """``call`` (``package.module:function`` or ``:Class.method``) replaced where it is defined and where the
-        flow's module imported it, by a function that serves its schedule first."""
+        flow's code imported it by name, by a function that serves its schedule first."""
         from unittest import mock
 
         owner, name, fn = resolve_target(call, self._near)
@@ -183,42 +193,32 @@ class Functions:
         wrapper = self._serving(call, real)
         value: Any = type(static)(wrapper) if isinstance(static, staticmethod | classmethod) else wrapper
         stack.enter_context(mock.patch.object(owner, name, value))
-        module = sys.modules.get(getattr(getattr(self.flow, "fn", None), "__module__", "") or "")
-        if module is not None and module is not owner:
-            for attr, obj in list(vars(module).items()):
-                if obj is fn or obj is real:
-                    stack.enter_context(mock.patch.object(module, attr, wrapper))
+        for module in modules:
+            if module is not owner:
+                for attr, obj in list(vars(module).items()):
+                    if obj is fn or obj is real:
+                        stack.enter_context(mock.patch.object(module, attr, wrapper))
 
     def _serving(self, call: str, real: Callable[..., Any]) -> Callable[..., Any]:
         if inspect.iscoroutinefunction(real):
 
             async def aserve(*args: Any, **kwargs: Any) -> Any:
                 served = self.take(call, None) if the_flows() else None
-                if served is not None:
-                    await self.aspend(served.latency)
-                    error = self.error(served, None)
-                    if error is not None:
-                        raise error
+                error = await self.aserve(served, None) if served is not None else None
+                if error is not None:
+                    raise error
                 return await real(*args, **kwargs)
 
-            return _named(aserve, real)
+            return functools.wraps(real)(aserve)
 
         def serve(*args: Any, **kwargs: Any) -> Any:
             served = self.take(call, None) if the_flows() else None
-            if served is not None:
-                self.spend(served.latency)
-                error = self.error(served, None)
-                if error is not None:
-                    raise error
+            error = self.serve(served, None) if served is not None else None
+            if error is not None:
+                raise error
             return real(*args, **kwargs)
 
-        return _named(serve, real)
-
-
-def _named(wrapper: Callable[..., Any], real: Callable[..., Any]) -> Callable[..., Any]:
-    import functools
-
-    return functools.wraps(real)(wrapper)
+        return functools.wraps(real)(serve)
 
 
 def _matches(where: dict[str, str], path: str | None) -> bool:

@@ -17,10 +17,11 @@ import builtins
 import contextlib
 import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from types import ModuleType
 from typing import Any
 
-from harness.run.functions.callers import the_flows
+from harness.run.functions.callers import rebound, the_flows
 
 # (target, the file's path, bytes or text to write or None) -> what to do: None (call through), an exception
 # to raise, or ("partial", exception): write half of it, then raise.
@@ -69,10 +70,18 @@ class FaultedFile:
 
 
 @contextlib.contextmanager
-def faulted(decide: Decide, wrap_writes: bool) -> Iterator[None]:
-    """``open`` and ``os.replace`` asking ``decide`` until the block ends (``wrap_writes``: file objects opened
-    for writing ask before each write too)."""
+def faulted(decide: Decide, wrap_writes: bool, modules: Iterable[ModuleType] = ()) -> Iterator[None]:
+    """``open`` and ``os.replace`` asking ``decide`` until the block ends, also where ``modules`` imported them
+    by name (``wrap_writes``: file objects opened for writing ask before each write too). A file opened
+    meanwhile asks no more once the block has ended."""
     real_open, real_replace = io.open, os.replace
+    active: list[Decide | None] = [decide]
+
+    def asking(call: str, path: str, data: Any) -> Any:
+        current = active[0]
+        return current(call, path, data) if current is not None else None
+
+    decide = asking
 
     def open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:  # noqa: A001 (open's own name)
         if isinstance(file, int) or not _writes(mode) or not the_flows():
@@ -94,7 +103,10 @@ def faulted(decide: Decide, wrap_writes: bool) -> Iterator[None]:
     from unittest import mock
 
     with contextlib.ExitStack() as stack:
+        stack.callback(active.__setitem__, 0, None)
         for owner in (builtins, io):
             stack.enter_context(mock.patch.object(owner, "open", open))
         stack.enter_context(mock.patch.object(os, "replace", replace))
+        rebound(stack, modules, real_open, open)
+        rebound(stack, modules, real_replace, replace)
         yield

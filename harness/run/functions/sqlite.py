@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from types import ModuleType
 from typing import Any
 
-from harness.run.functions.callers import the_flows
+from harness.run.functions.callers import rebound, the_flows
 
 # (target, the database's path, the connection's busy timeout) -> an exception to raise instead of calling
 # through, or None
@@ -70,7 +71,8 @@ def _connection_class(
             return self.cursor().executescript(*args, **kwargs)
 
         def commit(self) -> None:
-            _asked(decide, "sqlite3:commit", path, timeout)
+            if self.in_transaction:  # with none open, sqlite3 sends no COMMIT: nothing could fail
+                _asked(decide, "sqlite3:commit", path, timeout)
             super().commit()
 
         def __exit__(self, kind: Any, value: Any, traceback: Any) -> Any:
@@ -86,9 +88,18 @@ def _connection_class(
 
 
 @contextlib.contextmanager
-def faulted(decide: Decide) -> Iterator[None]:
-    """``sqlite3.connect`` connecting through the faulting subclass until the block ends."""
+def faulted(decide: Decide, modules: Iterable[ModuleType] = ()) -> Iterator[None]:
+    """``sqlite3.connect`` connecting through the faulting subclass until the block ends (also where
+    ``modules`` imported it by name). A connection made meanwhile asks no more once the block has ended:
+    a connection the flow keeps for its next run is a plain one then."""
     real = sqlite3.connect
+    active: list[Decide | None] = [decide]
+
+    def asking(target: str, path: str, timeout: float) -> BaseException | None:
+        current = active[0]
+        return current(target, path, timeout) if current is not None else None
+
+    decide = asking
 
     def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
         if not the_flows():  # Prefect's, the harness's: connected as asked
@@ -102,8 +113,10 @@ def faulted(decide: Decide) -> Iterator[None]:
         return real(database, *args, factory=_connection_class(factory, decide, path, timeout), **kwargs)
 
     with contextlib.ExitStack() as stack:
+        stack.callback(active.__setitem__, 0, None)
         for owner in {sqlite3, sqlite3.dbapi2}:
             stack.enter_context(_patched(owner, "connect", connect))
+        rebound(stack, modules, real, connect)
         yield
 
 
