@@ -157,6 +157,13 @@ INTERNALS: tuple[Internal, ...] = (
         (f"{CB}:PrefectHttpxAsyncClient._send_with_retry", "bounded_poisson_interval("),
     ),
     _e(
+        "prefect._internal.compatibility.async_dispatch:async_dispatch",
+        "read",
+        "`state.result(_sync=True)`: the `transient` retry condition reads a failed async task's exception "
+        "synchronously (policies.conditions.raised)",
+        ("prefect._internal.compatibility.async_dispatch:async_dispatch", '_sync = kwargs.pop("_sync", None)'),
+    ),
+    _e(
         "prefect.utilities.math:bounded_poisson_interval",
         "read",
         "rebuilt from its code with the module's `random` bound to the seeded generator",
