@@ -236,6 +236,19 @@ def test_every_patch_is_undone_after_the_run(
             "cannot be raised with one message",
         ),
         (
+            "  - call: json:dumps\n    responses: [{raise: {type: 'builtins:KeyboardInterrupt'}}]\n",
+            "functions[0].responses[0].raise.type",
+            5,
+            "not an Exception",
+        ),
+        (
+            "  - call: tests.flows:digest\n    responses: [{pass: true}]\n"
+            "  - call: tests.function_helpers:digest\n    responses: [{pass: true}]\n",
+            "functions[1].call",
+            6,
+            "the same function as tests.flows:digest",
+        ),
+        (
             "  - call: sqlite3:commit\n    responses: [{pass: true}]\n  - call: sqlite3:commit\n"
             "    responses: [{raise: sqlite_busy}]\n",
             "functions[1].call",
@@ -358,5 +371,16 @@ def test_ready_targets_are_faulted_under_the_names_the_flows_code_imported_them_
         "functions:\n  - call: sqlite3:connect\n    responses: [{pass: true}]\n"
         "  - call: file:replace\n    responses: [{raise: file_not_found}]\n"
         "expect:\n  flow: Failed\n  calls: {sqlite3:connect: 1, file:replace: 1}\n"
+    )
+    passing(harness_session, scenario)
+
+
+def test_a_connection_kept_across_the_runs_of_a_history_is_faulted_in_each(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    scenario = scenario_from(
+        "name: kept across runs\nflow: tests.flows:kept_connection_store\nreruns: 1\n"
+        + commit_steps("{raise: sqlite_full}")
+        + "expect:\n  flow_runs: [{flow: Failed}, {flow: Failed}]\n  calls: {sqlite3:commit: 2}\n"
     )
     passing(harness_session, scenario)

@@ -266,6 +266,7 @@ def _function_problems(scenario: Scenario) -> Iterable[Found]:
     """Invariants, retry conditions, function targets and exceptions named ``module:...`` that do not import."""
     near = scenario.path.parent
     declared: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+    resolved: dict[str, Any] = {}  # a callable target -> the function it names
     for i, target in enumerate(scenario.functions):
         filters = tuple(sorted(target.where.items()))
         if (target.call, filters) in declared:
@@ -278,9 +279,18 @@ def _function_problems(scenario: Scenario) -> Iterable[Found]:
         declared.setdefault((target.call, filters), i)
         if target.call not in READY_TARGETS:
             try:
-                resolve_target(target.call, near)
+                _, _, fn = resolve_target(target.call, near)
             except ImportError as exc:
                 yield ("functions", i, "call"), str(exc), None
+            else:
+                same = next((c for c, f in resolved.items() if f is fn and c != target.call), None)
+                if same is not None:
+                    yield (
+                        ("functions", i, "call"),
+                        f"{target.call} is the same function as {same}: declare it once",
+                        None,
+                    )
+                resolved.setdefault(target.call, fn)
         steps: list[tuple[tuple[str | int, ...], FunctionStep]] = [
             (("responses", j), s) for j, s in enumerate(target.responses)
         ]

@@ -105,12 +105,14 @@ def resolve_target(spec: str, near: Path | None = None) -> tuple[Any, str, Calla
     return owner, name, fn
 
 
-def resolve_exception(spec: str, near: Path | None = None) -> type[BaseException]:
+def resolve_exception(spec: str, near: Path | None = None) -> type[Exception]:
     """The exception class ``raise: {type: 'package.module:Error'}`` names."""
     module_name, _, attr = spec.partition(":")
     obj = _attribute(_import(module_name, "exception", near), module_name, attr, "exception", type)
     if not (isinstance(obj, type) and issubclass(obj, BaseException)):
         raise ImportError(f"{spec!r} is a {type(obj).__name__}, not an exception class")
+    if not issubclass(obj, Exception):  # KeyboardInterrupt, SystemExit: they would stop the harness, not the flow
+        raise ImportError(f"{spec!r} is not an Exception: it would stop the run itself, not fail the flow's call")
     return obj
 
 

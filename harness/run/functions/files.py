@@ -28,6 +28,7 @@ from harness.run.functions.callers import rebound, the_flows
 Decide = Callable[[str, str, Any], Any]
 
 TARGETS = ("file:open_write", "file:write", "file:replace")
+_ACTIVE: list[Decide | None] = [None]  # the run's ``decide`` while one runs: files opened earlier ask it too
 
 
 def _writes(mode: str) -> bool:
@@ -73,15 +74,14 @@ class FaultedFile:
 def faulted(decide: Decide, wrap_writes: bool, modules: Iterable[ModuleType] = ()) -> Iterator[None]:
     """``open`` and ``os.replace`` asking ``decide`` until the block ends, also where ``modules`` imported them
     by name (``wrap_writes``: file objects opened for writing ask before each write too). A file opened
-    meanwhile asks no more once the block has ended."""
+    meanwhile asks whichever run is under way when it is written to, and nothing between runs."""
     real_open, real_replace = io.open, os.replace
-    active: list[Decide | None] = [decide]
 
     def asking(call: str, path: str, data: Any) -> Any:
-        current = active[0]
+        current = _ACTIVE[0]  # the run's now: a file opened in an earlier run asks the one under way
         return current(call, path, data) if current is not None else None
 
-    decide = asking
+    installed, decide = decide, asking
 
     def open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:  # noqa: A001 (open's own name)
         if isinstance(file, int) or not _writes(mode) or not the_flows():
@@ -103,7 +103,8 @@ def faulted(decide: Decide, wrap_writes: bool, modules: Iterable[ModuleType] = (
     from unittest import mock
 
     with contextlib.ExitStack() as stack:
-        stack.callback(active.__setitem__, 0, None)
+        stack.callback(_ACTIVE.__setitem__, 0, _ACTIVE[0])
+        _ACTIVE[0] = installed
         for owner in (builtins, io):
             stack.enter_context(mock.patch.object(owner, "open", open))
         stack.enter_context(mock.patch.object(os, "replace", replace))

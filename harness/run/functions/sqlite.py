@@ -29,6 +29,7 @@ from harness.run.functions.callers import rebound, the_flows
 Decide = Callable[[str, str, float], BaseException | None]
 
 TARGETS = ("sqlite3:connect", "sqlite3:execute", "sqlite3:commit")
+_ACTIVE: list[Decide | None] = [None]  # the run's ``decide`` while one runs: connections made earlier ask it too
 
 
 def _asked(decide: Decide, target: str, path: str, timeout: float) -> None:
@@ -90,16 +91,15 @@ def _connection_class(
 @contextlib.contextmanager
 def faulted(decide: Decide, modules: Iterable[ModuleType] = ()) -> Iterator[None]:
     """``sqlite3.connect`` connecting through the faulting subclass until the block ends (also where
-    ``modules`` imported it by name). A connection made meanwhile asks no more once the block has ended:
-    a connection the flow keeps for its next run is a plain one then."""
+    ``modules`` imported it by name). A connection made meanwhile asks whichever run is under way when it is
+    used (the next run of a history goes on with its schedules), and nothing between runs."""
     real = sqlite3.connect
-    active: list[Decide | None] = [decide]
 
     def asking(target: str, path: str, timeout: float) -> BaseException | None:
-        current = active[0]
+        current = _ACTIVE[0]  # the run's now: a connection made in an earlier run asks the one under way
         return current(target, path, timeout) if current is not None else None
 
-    decide = asking
+    installed, decide = decide, asking
 
     def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
         if not the_flows():  # Prefect's, the harness's: connected as asked
@@ -113,7 +113,8 @@ def faulted(decide: Decide, modules: Iterable[ModuleType] = ()) -> Iterator[None
         return real(database, *args, factory=_connection_class(factory, decide, path, timeout), **kwargs)
 
     with contextlib.ExitStack() as stack:
-        stack.callback(active.__setitem__, 0, None)
+        stack.callback(_ACTIVE.__setitem__, 0, _ACTIVE[0])
+        _ACTIVE[0] = installed
         for owner in {sqlite3, sqlite3.dbapi2}:
             stack.enter_context(_patched(owner, "connect", connect))
         rebound(stack, modules, real, connect)
