@@ -147,6 +147,13 @@ def _add_run(sub: Any) -> None:
         default="respx",
         help="httpx's transport where a scenario names none (default respx; other clients always use the wire)",
     )
+    cmd.add_argument(
+        "--name",
+        action="append",
+        metavar="NAME",
+        help="run only this scenario: its exact name (with its strategy variants), a variant's "
+        "('NAME[strategy]'), or a glob ('cfpb etl: *'); repeatable",
+    )
     cmd.add_argument("--verbose", "-v", action="store_true", help="show Prefect's logs and the flows' own output")
     _add_spread(cmd, "scenarios")
     cmd.set_defaults(func=_run, runs_flows=True)
@@ -397,7 +404,7 @@ def _run(args: argparse.Namespace) -> int:
         from harness.parallel import Failed, ScenarioRef, run_case
         from harness.report.results import table, write_json
 
-        cases = [case for doc in good for case in doc.cases()]
+        cases = selected([(doc.name, case) for doc in good for case in doc.cases()], args.name)
         jobs = [(ScenarioRef.of(scenario, label, policy), verbose) for label, scenario, policy in cases]
         with _progress("run", len(jobs), show=not verbose) as tick:
             values = runner.map(run_case, jobs, tick)
@@ -425,6 +432,29 @@ def _run(args: argparse.Namespace) -> int:
     if bad:
         return EXIT_INVALID
     return EXIT_OK if passed == len(results) else EXIT_FAILED
+
+
+def selected(cases: list[tuple[str, Any]], patterns: Sequence[str] | None) -> list[Any]:
+    """The cases (``(scenario name, (label, scenario, policy))``) that ``patterns`` select: a scenario's exact
+    name (its strategy variants with it), a variant's label, or a glob on labels; all without patterns. A
+    pattern that selects nothing is a usage error naming the nearest names."""
+    import fnmatch
+
+    from harness._errors import UsageError
+    from harness.scenario.problems import did_you_mean
+
+    if not patterns:
+        return [case for _, case in cases]
+    out = []
+    for name, case in cases:
+        label = case[0]
+        if any(p in (name, label) or fnmatch.fnmatchcase(label, p) for p in patterns):
+            out.append(case)
+    labels = [case[0] for _, case in cases]
+    for p in patterns:
+        if not any(p in (name, case[0]) or fnmatch.fnmatchcase(case[0], p) for name, case in cases):
+            raise UsageError(f"--name {p!r} selects no scenario{did_you_mean(p, labels)}")
+    return out
 
 
 def _compare(args: argparse.Namespace) -> int:

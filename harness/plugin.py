@@ -38,6 +38,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="wall-clock limit of one scenario; a hung scenario ends as an error (default 60, 0 for none)",
     )
+    group.addoption(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help="run only the scenarios (and parametrized test cases) of this name: exact, a strategy variant's "
+        "'NAME[strategy]', or a glob; repeatable. Names with spaces need no escaping, unlike -k",
+    )
     parser.addini("harness_scenarios", "folders whose YAML files are scenarios", type="paths", default=None)
 
 
@@ -195,6 +202,32 @@ def _session(config: pytest.Config) -> Any:
 def harness_session(request: pytest.FixtureRequest) -> Any:
     """The session's ``harness.Session``: one Prefect test server shared with the scenario items."""
     return _session(request.config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--scenario NAME``: only the items of that name are kept, the others deselected."""
+    patterns = config.getoption("scenario")
+    if not patterns:
+        return
+    import fnmatch
+
+    def names(item: pytest.Item) -> list[str]:
+        if isinstance(item, ScenarioItem):
+            return [item.name, item.scenario.name] if item.policy is not None else [item.name]
+        callspec = getattr(item, "callspec", None)
+        return [item.name] + ([callspec.id] if callspec is not None else [])
+
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        own = names(item)
+        chosen = any(p in own or any(fnmatch.fnmatchcase(n, p) for n in own) for p in patterns)
+        (kept if chosen else dropped).append(item)
+    if not kept:
+        raise pytest.UsageError(f"--scenario {', '.join(map(repr, patterns))} selects no item")
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

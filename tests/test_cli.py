@@ -61,3 +61,27 @@ def test_a_clean_run_prints_nothing_on_stderr(tmp_path: Path) -> None:
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert "as_written" in compared.stdout
     assert compared.stderr == ""  # not a terminal: no progress bar
+
+
+def test_run_name_selects_a_scenario_or_its_variant_and_python_m_harness_is_the_same_command(tmp_path: Path) -> None:
+    (tmp_path / "scenarios").mkdir()
+    other = SCENARIO.replace("name: ", "name: another ", 1)
+    (tmp_path / "scenarios" / "s.yaml").write_text(SCENARIO + "---\n" + other)
+    name = SCENARIO.split("name: ", 1)[1].splitlines()[0]
+    run = harness(tmp_path, "run", "--name", name)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1/1 scenario(s) passed" in run.stdout
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    as_module = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--name", "another *"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
+    assert as_module.returncode == 0, as_module.stdout + as_module.stderr
+    assert f"another {name}" in as_module.stdout and "1/1 scenario(s) passed" in as_module.stdout
+    missing = harness(tmp_path, "run", "--name", "no such scenario")
+    assert missing.returncode == 2 and "--name 'no such scenario' selects no scenario" in missing.stderr

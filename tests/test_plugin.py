@@ -104,3 +104,31 @@ def test_unexpected_pass_of_xfail_scenario_fails(pytester: pytest.Pytester) -> N
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*XPASS(strict)*"])
+
+
+def test_scenario_selects_items_by_name_with_spaces_its_variants_and_globs(pytester: pytest.Pytester) -> None:
+    """``--scenario``: an exact name (spaces and all, unlike ``-k``) with its strategy variants, one variant, a
+    glob; parametrized test cases by their id; a name that selects nothing is a usage error."""
+    pytester.makefile(
+        ".yaml",
+        **{
+            "scenarios/stars": PASSING + "strategies:\n  retried:\n    retries: 3\n    retry_delay_seconds: 0\n"
+            "    expect:\n      flow: Completed\n      result: [7]\n"
+            "      tasks: {get_stars: {state: Completed, retries: 1}}\n"
+            "      calls: {GET https://api.github.com/repos/octo/cat: 2}\n---\n" + XFAIL
+        },
+    )
+    pytester.makepyfile(
+        test_cases="import pytest\n\n@pytest.mark.parametrize('n', [1, 2], ids=['one case', 'two cases'])\n"
+        "def test_case(n):\n    assert n\n"
+    )
+    run = pytester.runpytest_subprocess
+    both = run("-p", "no:cacheprovider", "--scenario", "stars recover")
+    both.assert_outcomes(passed=2)
+    variant = run("-p", "no:cacheprovider", "--scenario", "stars recover[retried]")
+    variant.assert_outcomes(passed=1)
+    glob = run("-p", "no:cacheprovider", "--scenario", "known *", "--scenario", "one case")
+    glob.assert_outcomes(passed=1, xfailed=1)
+    nothing = run("-p", "no:cacheprovider", "--scenario", "stars recovered")
+    assert nothing.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--scenario 'stars recovered' selects no item" in nothing.stderr.str()
