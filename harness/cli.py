@@ -234,7 +234,12 @@ def _add_explore(sub: Any) -> None:
         help=f"schedules tried before shrinking (Hypothesis max_examples; default {BUDGET}); shrinking "
         "adds at most --shrink-runs runs",
     )
-    cmd.add_argument("--out", required=True, metavar="DIR", help="folder to write the minimal scenario to")
+    cmd.add_argument(
+        "--out",
+        default="reports/found",
+        metavar="DIR",
+        help="folder to write the minimal scenario to (default reports/found, which no run collects)",
+    )
     cmd.add_argument("--seed", type=int, default=0, help="the same seed finds the same schedule (default 0)")
     cmd.add_argument("--scenario", metavar="NAME", help="the document to explore (default: the file's first)")
     cmd.add_argument(
@@ -607,6 +612,10 @@ def _explore(args: argparse.Namespace) -> int:
         return EXIT_OK
     path = write(found, args.out, command=_explore_command(args))
     print(f"wrote {path}: commit it to keep this failure in CI (xfail), or fix the flow")
+    from pathlib import Path
+
+    if Path(args.out).resolve().is_relative_to(Path("scenarios").resolve()):
+        print(f"note: {args.out} is under scenarios/: the next `harness run` and `pytest` run it too")
     note = import_note(scenario, args.out)
     if note:
         print(note)

@@ -291,3 +291,23 @@ def test_function_targets_are_searched_too_and_written_before_calling_through(
     written = write(e, tmp_path / "found")
     (scenario,) = load_file(written)
     assert isinstance(scenario, Scenario) and scenario.xfail
+
+
+def test_cli_writes_to_reports_found_by_default_and_says_when_a_folder_is_collected(
+    harness_session: Session,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(session_module, "Session", lambda **_: _Shared(harness_session))
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    monkeypatch.chdir(tmp_path)
+    Path("cfpb.yaml").write_text(CFPB)
+    assert main(["explore", "cfpb.yaml", "--invariant", "completes", "--budget", "20"]) == 1
+    out = capsys.readouterr().out
+    assert "wrote reports/found/cfpb-etl-stores-what-it-is-served--completes.yaml" in out
+    assert "note:" not in out
+    assert main(["explore", "cfpb.yaml", "--invariant", "completes", "--budget", "20", "--out", "scenarios/found"]) == 1
+    assert "note: scenarios/found is under scenarios/: the next `harness run` and `pytest` run it too" in (
+        capsys.readouterr().out
+    )
