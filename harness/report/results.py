@@ -107,8 +107,9 @@ def write_json(results: list[Result], path: str | Path) -> None:
 
 
 def table(results: list[Result]) -> str:
-    """One row per scenario: name, verdict, flow state, retries per task, calls."""
-    rows = [("scenario", "verdict", "flow", "retries", "calls", "virtual s", "wall s")]
+    """One row per scenario: name, verdict, flow state, retries per task, calls, the seconds waited on the
+    virtual clock (what ``expect.virtual_time`` checks: compute left out) and the wall seconds."""
+    rows = [("scenario", "verdict", "flow", "retries", "calls", "waited s", "wall s")]
     for r in results:
         o = r.outcome
         if o is None:
@@ -116,10 +117,27 @@ def table(results: list[Result]) -> str:
             continue
         retries = ", ".join(f"{t.name}={t.retries}" for t in o.tasks) or "-"
         calls = ", ".join(str(n) for n in o.counts.values()) or "-"
-        rows.append((r.name, r.verdict, o.flow.name, retries, calls, f"{o.virtual_s:.2f}", f"{o.wall_s:.2f}"))
+        rows.append((r.name, r.verdict, o.flow.name, retries, calls, f"{o.waited_s:.2f}", f"{o.wall_s:.2f}"))
     widths = [min(max(len(row[i]) for row in rows), 60 if i == 0 else 40) for i in range(len(rows[0]))]
     out = []
     for row in rows:
-        cells = [(c if len(c) <= w else c[: w - 1] + "…").ljust(w) for c, w in zip(row, widths, strict=True)]
+        cells = [
+            (fit(c, w) if i == 0 else _cut_end(c, w)).ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         out.append("  ".join(cells).rstrip())
     return "\n".join(out)
+
+
+def _cut_end(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def fit(name: str, width: int) -> str:
+    """A scenario's name in ``width`` characters, cut in the middle: its end, and a strategy variant's
+    ``[strategy]`` suffix, kept, so that two rows of one scenario still read apart."""
+    if len(name) <= width:
+        return name
+    suffix = name[name.rindex("[") :] if name.endswith("]") and "[" in name else ""
+    tail = max(min(len(suffix) + 12, width // 2), 1) if suffix else width // 3
+    head = width - 1 - tail
+    return name[:head] + "…" + name[len(name) - tail :]
