@@ -393,7 +393,9 @@ def _schema(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     good, bad = _load(args.paths)
-    print(f"{len(good)} scenario(s) valid, {len(bad)} invalid")
+    runs = sum(len(doc.cases()) for doc in good)
+    variants = f" ({runs} rows with their strategy variants, as `harness run` runs them)" if runs > len(good) else ""
+    print(f"{len(good)} scenario(s) valid{variants}, {len(bad)} invalid")
     return EXIT_INVALID if bad else EXIT_OK
 
 
@@ -419,7 +421,8 @@ def _run(args: argparse.Namespace) -> int:
         ]
     finally:
         runner.close()
-    print(table(results))
+    if results:  # an invalid file alone: its problems, and no empty table
+        print(table(results))
     for r in results:
         if not r.passed:
             print(f"\n{r.name} ({r.file}:{r.line}): {r.verdict}")

@@ -8,6 +8,8 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
+
 from harness.cli import main
 
 SCENARIO = """
@@ -85,3 +87,21 @@ def test_run_name_selects_a_scenario_or_its_variant_and_python_m_harness_is_the_
     assert f"another {name}" in as_module.stdout and "1/1 scenario(s) passed" in as_module.stdout
     missing = harness(tmp_path, "run", "--name", "no such scenario")
     assert missing.returncode == 2 and "--name 'no such scenario' selects no scenario" in missing.stderr
+
+
+def test_validate_says_how_many_rows_strategy_variants_make_and_an_invalid_file_alone_prints_no_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "s.yaml").write_text(
+        SCENARIO + "strategies:\n  no_retries:\n    retries: 0\n    expect:\n      flow: Failed\n"
+        "      tasks: {get_stars: {state: Failed, retries: 0}}\n"
+        "      calls: {GET https://api.github.com/repos/octo/cat: 1}\n"
+    )
+    assert main(["validate", str(tmp_path / "s.yaml")]) == 0
+    assert capsys.readouterr().out == (
+        "1 scenario(s) valid (2 rows with their strategy variants, as `harness run` runs them), 0 invalid\n"
+    )
+    (tmp_path / "bad.yaml").write_text("name: x\nflow: nope\n")
+    run = harness(tmp_path, "run", "bad.yaml")
+    assert run.returncode == 2
+    assert "scenario " not in run.stdout and "0/0 scenario(s) passed, 1 invalid" in run.stdout
