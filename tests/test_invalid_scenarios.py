@@ -149,7 +149,7 @@ CASES = [
     pytest.param(
         HEAD + "expect:\n  tasks:\n    get_stars:\n      state: Completed\n      retry: 3\n",
         9,
-        "expect.tasks.get_stars[0].retry",
+        "expect.tasks.get_stars.retry",  # a mapping written alone: no index the file does not have
         "did you mean 'retries'?",
         id="unknown-key-task-run",
     ),
@@ -567,7 +567,7 @@ CASES = [
     pytest.param(
         HEAD + "expect:\n  tasks:\n    get_stars: {runs: -1}\n",
         7,
-        "expect.tasks.get_stars[0].runs",
+        "expect.tasks.get_stars.runs",
         "expected a whole number >= 0 (task runs of this name that started; 0 = never ran), got -1",
         id="runs-negative",
     ),
@@ -588,7 +588,7 @@ CASES = [
     pytest.param(
         HEAD + "expect:\n  tasks:\n    get_stars: {runs: 0, state: Failed}\n",
         7,
-        "expect.tasks.get_stars[0]",
+        "expect.tasks.get_stars",
         "`runs: 0` says the task never ran: it has no state or retries to check",
         id="runs-zero-with-a-state",
     ),

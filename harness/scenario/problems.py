@@ -302,7 +302,7 @@ def _problem_from_error(
             message = f"expected {hint}, {_got(value, kind == 'string_type')}"
         else:
             message = re.sub(r" or instance of \w+", "", err["msg"]) + f"; {_got(value, kind == 'string_type')}"
-    return Problem(path, line, field_path(loc), message, snippet=snippet(text, line))
+    return Problem(path, line, field_path(as_written(raw, loc)), message, snippet=snippet(text, line))
 
 
 def duplicate_keys(raw: Any, path: Path, text: str) -> list[Problem]:
@@ -321,7 +321,7 @@ def duplicate_keys(raw: Any, path: Path, text: str) -> list[Problem]:
                     Problem(
                         path,
                         line,
-                        field_path((*loc, key)),
+                        field_path(as_written(raw, (*loc, key))),
                         f"duplicate key {key!r} (first on line {first}); keep one",
                         snippet=snippet(text, line),
                     )
@@ -421,12 +421,34 @@ def validation_problems(exc: ValidationError, root: type[BaseModel], raw: Any, p
     return problems
 
 
+def as_written(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
+    """``loc`` as the file wrote it: an index the model added (one mapping taken as a list of one, as a task's
+    expectation may be written) is left out, so ``tasks.fetch.state`` reads as written, not ``fetch[0]``."""
+    out: list[str | int] = []
+    current = raw
+    for part in loc:
+        if isinstance(part, int) and isinstance(current, dict):
+            continue  # the model's list of one, around a mapping written alone
+        out.append(part)
+        if (
+            isinstance(current, dict)
+            and part in current
+            or isinstance(current, list)
+            and isinstance(part, int)
+            and 0 <= part < len(current)
+        ):
+            current = current[part]
+        else:
+            current = None
+    return out
+
+
 def located(
     path: Path, text: str, raw: Any, loc: Sequence[str | int], message: str, line: int | None = None
 ) -> Problem:
     """A problem at the field ``loc`` of ``raw`` (or at ``line``), with its lines shown."""
     line = line or line_at(raw, loc) or getattr(raw, "line", None) or 1
-    return Problem(path, line, field_path(loc), message, snippet=snippet(text, line))
+    return Problem(path, line, field_path(as_written(raw, loc)), message, snippet=snippet(text, line))
 
 
 def validated(root: type[M], raw: LineDict, path: Path, text: str) -> M:
