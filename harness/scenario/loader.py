@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from harness._errors import Problem, ScenarioError
+from harness._errors import Problem, ScenarioError, shown
 from harness.scenario._yaml import LineDict, load_documents
 from harness.scenario.kinds import READY_TARGETS
 from harness.scenario.model import (
@@ -33,6 +33,7 @@ from harness.scenario.model import (
     ServerExpect,
 )
 from harness.scenario.problems import (
+    MAX_BYTES,
     did_you_mean,
     line_at,
     located,
@@ -61,6 +62,7 @@ def validate_document(raw: Any, path: Path, text: str, doc_line: int) -> Scenari
         )
         message = f"a scenario document must be a mapping of keys, got {short_repr(raw)} ({type_name(raw)}){fix}"
         raise ScenarioError([located(path, text, raw, (), message, doc_line)])
+    read_bodies(raw, path, text)
     scenario = validated(Scenario, raw, path, text)
     scenario._path = path
     scenario._line = raw.line
@@ -69,6 +71,77 @@ def validate_document(raw: Any, path: Path, text: str, doc_line: int) -> Scenari
     if problems:
         raise ScenarioError(sorted(problems, key=lambda p: p.line or 0))
     return scenario
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"  # harness/fixtures: payloads usable by name
+BODY_FILES = {"json_file": "json", "body_file": "text"}
+
+
+def read_bodies(raw: LineDict, path: Path, text: str) -> None:
+    """Each response step's ``json_file`` / ``body_file`` read into its ``json`` / ``text``, in place, so that a
+    body from a file is validated as one written inline: relative to the scenario file's folder, else a fixture
+    of ``harness/fixtures/`` by its name there (``cfpb/search_size10_debt_recovery.json``). A file that is
+    missing, over 1 MiB, not UTF-8 or (``json_file``) not JSON is a problem at its key's line."""
+    problems = []
+    for i, endpoint in enumerate(raw.get("endpoints") or []):
+        if not isinstance(endpoint, LineDict):
+            continue
+        places: list[tuple[tuple[str | int, ...], Any]] = [
+            (("responses", j), step) for j, step in enumerate(endpoint.get("responses") or [])
+        ]
+        chaos = endpoint.get("chaos")
+        if isinstance(chaos, LineDict):
+            places += [(("chaos", "faults", j), step) for j, step in enumerate(chaos.get("faults") or [])]
+            places.append((("chaos", "otherwise"), chaos.get("otherwise")))
+        for where, step in places:
+            if not isinstance(step, LineDict):
+                continue
+            for key, body in BODY_FILES.items():
+                if key not in step:
+                    continue
+                loc = ("endpoints", i, *where, key)
+                try:
+                    value = _body_from(step[key], key, path.parent)
+                except ValueError as exc:
+                    problems.append(located(path, text, raw, loc, str(exc)))
+                    continue
+                if body in step:
+                    both = f"a step has one body: `{key}` or `{body}`, not both"
+                    problems.append(located(path, text, raw, loc, both))
+                    continue
+                step.key_lines[body] = step.key_lines[key]
+                del step[key]
+                step[body] = value
+    if problems:
+        raise ScenarioError(problems)
+
+
+def _body_from(name: Any, key: str, near: Path) -> Any:
+    import json
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`{key}` is a file's path, relative to the scenario file, got {short_repr(name)}")
+    candidates = [near / name, FIXTURES / name]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        fixtures = sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.glob("*/*.json"))
+        raise ValueError(
+            f"no file {name!r} beside the scenario file ({shown(near) or '.'}) nor among the fixtures"
+            + did_you_mean(name, fixtures)
+        )
+    data = found.read_bytes()[: MAX_BYTES + 1]
+    if len(data) > MAX_BYTES:
+        raise ValueError(f"{name!r} is over 1 MiB ({MAX_BYTES} bytes), the limit of a scenario's body")
+    try:
+        decoded = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{name!r} is not UTF-8 text: give binary bodies as `body_base64`") from None
+    if key == "body_file":
+        return decoded
+    try:
+        return json.loads(decoded)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name!r} is not JSON ({exc}); serve it as text with `body_file`") from None
 
 
 Found = tuple[tuple[str | int, ...], str, int | None]  # (field, message, line when not the field's own)

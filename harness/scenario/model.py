@@ -224,8 +224,23 @@ def _why_not_latency(value: Any) -> None:
 # -- response steps -------------------------------------------------------------
 
 
+def _body_files(schema: dict[str, Any]) -> None:
+    """``json_file`` / ``body_file`` in a step's schema: the loader reads them into ``json`` / ``text``."""
+    schema["properties"]["json_file"] = {
+        "type": "string",
+        "description": "JSON body read from this file (relative to the scenario file, or a fixture of "
+        "harness/fixtures/ by name: 'cfpb/search_size10_debt_recovery.json').",
+    }
+    schema["properties"]["body_file"] = {
+        "type": "string",
+        "description": "Text body read from this file (relative to the scenario file, or a fixture by name).",
+    }
+
+
 class Step(_Model):
     """One response step: an answer, a transport fault or a malformed body."""
+
+    model_config = ConfigDict(json_schema_extra=_body_files)
 
     status: Annotated[int, Field(ge=100, le=599)] | None = Field(
         default=None, description="HTTP status of the answer (default 200; a malformed body's too)."

@@ -430,17 +430,16 @@ def as_written(raw: Any, loc: Sequence[str | int]) -> list[str | int]:
         if isinstance(part, int) and isinstance(current, dict):
             continue  # the model's list of one, around a mapping written alone
         out.append(part)
-        if (
-            isinstance(current, dict)
-            and part in current
-            or isinstance(current, list)
-            and isinstance(part, int)
-            and 0 <= part < len(current)
-        ):
-            current = current[part]
-        else:
-            current = None
+        current = _child(current, part)
     return out
+
+
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
 
 
 def located(
