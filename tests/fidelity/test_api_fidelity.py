@@ -20,6 +20,7 @@ import pytest
 from harness import Outcome, Session
 from tests.fidelity.api_cases import API_CASES
 from tests.fidelity.hook_log import counted
+from tests.fidelity.references import References
 from tests.fidelity.test_fidelity import Reference, report, scenario_of
 
 pytestmark = pytest.mark.fidelity
@@ -29,11 +30,9 @@ ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @pytest.fixture(scope="module")
-def api_reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Every API case through the reference, in one subprocess started when the first test sets up."""
-    ref = Reference(tmp_path_factory.mktemp("api-fidelity") / "reference.json", "tests.fidelity.api_reference")
-    yield ref
-    ref.stop()
+def api_reference(references: References) -> Reference:
+    """Every case through the reference: its recording, or one live run shared by the session's workers."""
+    return Reference(references, "tests.fidelity.api_reference")
 
 
 def observed(outcome: Outcome, spec: dict[str, Any]) -> dict[str, Any]:

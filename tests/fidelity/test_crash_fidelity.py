@@ -21,6 +21,7 @@ import pytest
 from harness import Outcome, Session
 from tests.fidelity.crash_cases import CRASH_CASES
 from tests.fidelity.hook_log import counted
+from tests.fidelity.references import References
 from tests.fidelity.test_fidelity import Reference, jsonable, report, scenario_of
 
 pytestmark = pytest.mark.fidelity
@@ -29,11 +30,9 @@ KEYS = ("runs", "reruns_tasks", "calls", "hooks", "sqlite", "result", "slots")
 
 
 @pytest.fixture(scope="module")
-def crash_reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Every crash case through the crash reference, in one subprocess started when the first test sets up."""
-    ref = Reference(tmp_path_factory.mktemp("crash-fidelity") / "reference.json", "tests.fidelity.crash_reference")
-    yield ref
-    ref.stop()
+def crash_reference(references: References) -> Reference:
+    """Every case through the reference: its recording, or one live run shared by the session's workers."""
+    return Reference(references, "tests.fidelity.crash_reference")
 
 
 def observed(outcome: Outcome, crashed: bool) -> dict[str, Any]:

@@ -10,11 +10,7 @@ and run count, calls per endpoint, requests matching no endpoint, the result.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,62 +20,32 @@ import yaml
 from harness import Outcome, Scenario, ScenarioError, Session, load_file
 from tests.fidelity.cases import CASES
 from tests.fidelity.hook_log import counted
+from tests.fidelity.references import ReferenceFailed, References
 from tests.fidelity.step_cases import STEP_CASES
 
 pytestmark = pytest.mark.fidelity
 
-ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_TIMEOUT_S = 300
 RACY_STATES = {"Completed", "Failed", "Crashed"}
 
 
 class Reference:
-    """The reference subprocess (``module``), started once and waited for when a test first needs its results."""
+    """One reference module's results, recorded or live (``references.References``), read when a test needs them."""
 
-    def __init__(self, out: Path, module: str = "tests.fidelity.reference") -> None:
-        self.out = out
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", module, str(out)],
-            cwd=ROOT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},  # not the harness's settings
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._results: dict[str, Any] | None = None
+    def __init__(self, references: References, module: str) -> None:
+        self.references = references
+        self.module = module
 
     def results(self) -> dict[str, Any]:
-        if self._results is None:
-            try:
-                output, _ = self.process.communicate(timeout=REFERENCE_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                output, _ = self.process.communicate()
-                pytest.fail(f"the reference ran past {REFERENCE_TIMEOUT_S} s:\n{_tail(output)}")
-            if self.process.returncode != 0 or not self.out.exists():
-                pytest.fail(f"the reference exited with code {self.process.returncode}:\n{_tail(output)}")
-            self._results = json.loads(self.out.read_text())
-            wall = time.perf_counter() - self.started
-            print(f"\nreference: {len(self._results)} case(s) in {wall:.1f} s wall (subprocess, start-up included)")
-        return self._results
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
-
-
-def _tail(output: str, lines: int = 60) -> str:
-    return "\n".join(output.splitlines()[-lines:])
+        try:
+            return self.references.results(self.module)
+        except ReferenceFailed as failure:
+            pytest.fail(str(failure))
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Every case through the reference, in one subprocess started when the module's first test sets up."""
-    ref = Reference(tmp_path_factory.mktemp("fidelity") / "reference.json")
-    yield ref
-    ref.stop()
+def reference(references: References) -> Reference:
+    """Every case through the reference: its recording, or one live run shared by the session's workers."""
+    return Reference(references, "tests.fidelity.reference")
 
 
 def scenario_of(spec: dict[str, Any], folder: Path) -> Scenario:
@@ -177,6 +143,17 @@ def differences(harness: dict[str, Any], ref: dict[str, Any]) -> list[str]:
     return keys if time_agrees(harness["virtual_time"], ref["virtual_time"]) else [*keys, "virtual_time"]
 
 
+RACE_KEYS = ("flow", "flow_type", "result", "unmatched")  # what Prefect decides the same way in a documented race
+
+
+def stable(spec: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    """What the reference decides the same way on every run: all that is compared but time, or on a documented
+    race (``intended_difference``), ``RACE_KEYS``."""
+    if spec.get("intended_difference") is not None:
+        return {key: ref[key] for key in RACE_KEYS}
+    return {key: _comparable(key, ref[key]) for key in KEYS[:-1]}
+
+
 def time_agrees(waited: float, ref: dict[str, Any]) -> bool:
     """The harness's virtual time against the reference's wall time and, for sequential calls, its latency slept."""
     return ref.get("slept", 0.0) - TIME_TOLERANCE_S <= waited <= ref["wall"] + TIME_TOLERANCE_S
@@ -232,7 +209,7 @@ def test_harness_agrees_with_prefect(
         return
     # A documented race: Prefect's own outcome varies run to run, the harness pins it.
     # What is deterministic must still agree; the harness must give the same outcome every run.
-    keys = [k for k in ("flow", "flow_type", "result", "unmatched") if harness[k] != ref[k]]
+    keys = [k for k in RACE_KEYS if harness[k] != ref[k]]
     assert not keys, report(spec["name"], harness, ref, keys, f" (beyond the intended difference: {why})")
     for side, seen in (("harness", harness), ("reference", ref)):
         states = {state for _, state, *_ in seen["tasks"]}

@@ -11,6 +11,7 @@ import pytest
 
 from harness import Session
 from tests.fidelity.function_cases import FUNCTION_CASES
+from tests.fidelity.references import References
 from tests.fidelity.test_fidelity import Reference, jsonable, report, scenario_of
 
 pytestmark = pytest.mark.fidelity
@@ -19,13 +20,9 @@ KEYS = ("flow", "tasks", "rows")
 
 
 @pytest.fixture(scope="module")
-def function_reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Every case through the reference, in one subprocess started when the first test sets up."""
-    ref = Reference(
-        tmp_path_factory.mktemp("function-fidelity") / "reference.json", "tests.fidelity.function_reference"
-    )
-    yield ref
-    ref.stop()
+def function_reference(references: References) -> Reference:
+    """Every case through the reference: its recording, or one live run shared by the session's workers."""
+    return Reference(references, "tests.fidelity.function_reference")
 
 
 @pytest.mark.parametrize("spec", FUNCTION_CASES, ids=[c["name"] for c in FUNCTION_CASES])
