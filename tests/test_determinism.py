@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from harness import Outcome, Scenario, Session
 from harness.policies import Policy
 from tests.test_library import CASES
@@ -39,6 +41,7 @@ def run_all(session: Session, cases: list[Case]) -> dict[str, tuple[object, ...]
     return {label: summary(session.run(s, policy=policy)) for label, s, policy in cases}
 
 
+@pytest.mark.slow
 def test_shuffled_and_repeated_runs_of_the_library_agree(harness_session: Session) -> None:
     """The whole library, strategy variants included, in order, then shuffled: every outcome is identical."""
     in_order = run_all(harness_session, CASES)
