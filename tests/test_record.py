@@ -101,8 +101,8 @@ class _Server(ThreadingHTTPServer):
 class StandIn:
     """The stand-in API, served from a thread on 127.0.0.1 until ``stop``; over TLS given a server context."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self.server = _Server(("127.0.0.1", 0), _Handler)
+    def __init__(self, tls: ssl.SSLContext | None = None, port: int = 0) -> None:
+        self.server = _Server(("127.0.0.1", port), _Handler)
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
