@@ -1,7 +1,7 @@
 """The README's command outputs, produced by running the commands: ``python -m tests.readme_outputs [--check]``.
 
-An output block in README.md is the fenced block (or the Markdown table) right after a comment that says how it
-is made::
+An output block in README.md is the fenced block (or the Markdown table: the output's first table) right after a
+comment that says how it is made::
 
     <!-- output
     command: harness explore scenarios/github_stars.yaml --invariant completes --budget 200
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import itertools
 import os
 import re
 import subprocess
@@ -64,6 +65,7 @@ class Output:
     start: int  # offsets of the block's content in the README's text
     end: int
     text: str
+    table: bool = False  # a Markdown table, not a fenced block
 
     @property
     def command(self) -> str:
@@ -84,7 +86,7 @@ def outputs(text: str, where: str = "README.md") -> list[Output]:
         if unknown:
             raise ReadmeError(f"{where}:{line}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(KEYS))}")
         group = "block" if match["block"] is not None else "table"
-        found.append(Output(line, spec, match.start(group), match.end(group), match[group]))
+        found.append(Output(line, spec, match.start(group), match.end(group), match[group], group == "table"))
     return found
 
 
@@ -167,6 +169,11 @@ def made(output: Output, work: Path, check: bool) -> str:
             text = sliced(text, spec["lines"])
         except ReadmeError as error:
             raise ReadmeError(f"README.md:{output.line}: {error}:\n{text[-3000:]}") from None
+    if output.table:  # the output's first table (a report file may have headings and more tables)
+        rows = text.splitlines()
+        first = next((i for i, row in enumerate(rows) if row.startswith("|")), len(rows))
+        table = list(itertools.takewhile(lambda row: row.startswith("|"), rows[first:]))
+        text = "".join(f"{row}\n" for row in table)
     if spec.get("prompt"):
         text = f"$ {output.command}\n{text}"
     return text
@@ -175,11 +182,13 @@ def made(output: Output, work: Path, check: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.readme_outputs", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a block differs")
-    parser.add_argument("--only", metavar="TEXT", help="only the blocks whose command contains TEXT")
+    parser.add_argument(
+        "--only", metavar="TEXT", action="append", help="only the blocks whose command contains TEXT (repeatable)"
+    )
     args = parser.parse_args(argv)
     text = README.read_text()
     try:
-        blocks = [o for o in outputs(text) if args.only is None or args.only in o.command]
+        blocks = [o for o in outputs(text) if args.only is None or any(t in o.command for t in args.only)]
         with scratch() as work:
             fresh = {o.start: made(o, work, args.check) for o in blocks}
     except ReadmeError as error:
