@@ -9,8 +9,8 @@ comment that says how it is made::
     -->
 
 ``command`` runs in bash with the environment's ``bin`` first on ``PATH``, in a scratch folder that holds the
-repository's top-level entries (links to them) and an empty ``reports/``: what a command writes lands there,
-and a later block's command finds it. Optional keys: ``cwd`` (a folder under it), ``exit`` (the exit code it
+repository's files (a copy, without its environments) and an empty ``reports/``: what a command writes lands
+there, and a later block's command finds it. Optional keys: ``cwd`` (a folder under it), ``exit`` (the exit code it
 must give, 0 by default), ``file`` (the block shows this file, written by the command, instead of its
 output), ``lines`` (two regular expressions: the block is the output from the first line matching one
 through the first line after it matching the other), ``prompt`` (the block begins with ``$ `` and the
@@ -31,6 +31,8 @@ import difflib
 import itertools
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,6 +75,7 @@ class Output:
 
 
 def outputs(text: str, where: str = "README.md") -> list[Output]:
+    markers = [m.start() for m in re.finditer(r"<!--\s*output", text)]
     found = []
     for match in MARKER.finditer(text):
         line = text.count("\n", 0, match.start()) + 1
@@ -87,11 +90,19 @@ def outputs(text: str, where: str = "README.md") -> list[Output]:
             raise ReadmeError(f"{where}:{line}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(KEYS))}")
         group = "block" if match["block"] is not None else "table"
         found.append(Output(line, spec, match.start(group), match.end(group), match[group], group == "table"))
+    parsed = {text.rfind("<!--", 0, o.start) for o in found}
+    for start in markers:
+        if start not in parsed:
+            line = text.count("\n", 0, start) + 1
+            raise ReadmeError(
+                f"{where}:{line}: an output marker is '<!-- output' alone on its line, the spec, '-->', "
+                "then the block at once"
+            )
     return found
 
 
 def masked(text: str, machine: str | None) -> str:
-    return re.sub(machine, MASK, text) if machine else text
+    return re.sub(machine, MASK, text, flags=re.M) if machine else text
 
 
 def differs(expected: str, actual: str, machine: str | None) -> list[str]:
@@ -118,7 +129,10 @@ def sliced(output: str, lines: list[str]) -> str:
 def stand_in() -> Iterator[None]:
     from tests.test_record import StandIn
 
-    api = StandIn(port=STAND_IN_PORT)
+    try:
+        api = StandIn(port=STAND_IN_PORT)
+    except OSError as error:
+        raise ReadmeError(f"the stand-in API cannot listen on 127.0.0.1:{STAND_IN_PORT}: {error}") from None
     try:
         yield
     finally:
@@ -127,12 +141,12 @@ def stand_in() -> Iterator[None]:
 
 @contextlib.contextmanager
 def scratch() -> Iterator[Path]:
-    """A folder standing for the repository (a link to each top-level entry), with an empty ``reports/``."""
+    """A copy of the repository's files (not its environments, history or reports), with an empty ``reports/``:
+    what a command writes stays there."""
+    skip = shutil.ignore_patterns(".git", ".venv*", "reports", "__pycache__", ".*_cache", ".hypothesis", "*.egg-info")
     with tempfile.TemporaryDirectory(prefix="readme-") as folder:
-        work = Path(folder)
-        for entry in ROOT.iterdir():
-            if entry.name not in {"reports", ".git", ".venv"} and not entry.name.startswith(".venv"):
-                (work / entry.name).symlink_to(entry)
+        work = Path(folder) / "repo"
+        shutil.copytree(ROOT, work, ignore=skip, symlinks=True)
         (work / "reports").mkdir()
         yield work
 
@@ -146,24 +160,34 @@ def made(output: Output, work: Path, check: bool) -> str:
     env["COLUMNS"] = "200"
     with stand_in() if spec.get("stand_in") else contextlib.nullcontext(), tempfile.TemporaryDirectory() as home:
         env["HOME"] = home
+        process = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=work / spec.get("cwd", "."),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # on a timeout, the command's own children go with it
+        )
         try:
-            done = subprocess.run(
-                ["bash", "-c", command],
-                cwd=work / spec.get("cwd", "."),
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT_S,
-                stdin=subprocess.DEVNULL,
-            )
+            stdout, stderr = process.communicate(timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
             raise ReadmeError(f"README.md:{output.line}: {command!r} ran past {TIMEOUT_S} s") from None
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if done.returncode != spec.get("exit", 0):
         raise ReadmeError(
             f"README.md:{output.line}: {command!r} exited with {done.returncode}, not {spec.get('exit', 0)}:\n"
             + (done.stdout + done.stderr)[-3000:]
         )
-    text = (work / spec.get("cwd", ".") / spec["file"]).read_text() if "file" in spec else done.stdout + done.stderr
+    text = done.stdout + done.stderr
+    if "file" in spec:
+        written = work / spec.get("cwd", ".") / spec["file"]
+        if not written.is_file():
+            raise ReadmeError(f"README.md:{output.line}: {command!r} wrote no file {spec['file']}")
+        text = written.read_text()
     if "lines" in spec:
         try:
             text = sliced(text, spec["lines"])
@@ -203,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             print("\n".join(diff))
     if not args.check:
+        if README.read_text() != text:
+            print("README.md changed while the commands ran: nothing written; run again", file=sys.stderr)
+            return 2
         for output in sorted(blocks, key=lambda o: o.start, reverse=True):
             text = text[: output.start] + fresh[output.start] + text[output.end :]
         README.write_text(text)

@@ -89,3 +89,18 @@ def test_lines_cut_the_output_and_prompt_shows_the_command(tmp_path: Path) -> No
     spec = {"command": "printf 'noise\\nbegin\\nbody\\nend\\nmore\\n'", "lines": ["^begin", "^end"], "prompt": True}
     output = readme_outputs.Output(1, spec, 0, 0, "")
     assert readme_outputs.made(output, tmp_path, check=True) == f"$ {spec['command']}\nbegin\nbody\nend\n"
+
+
+def test_a_marker_the_pattern_misses_is_an_error_not_a_skipped_block() -> None:
+    with pytest.raises(ReadmeError, match=r"README.md:5: an output marker is"):
+        outputs(README.replace("<!-- output\ncommand: printf 's", "<!-- output \ncommand: printf 's"))
+
+
+def test_a_file_the_command_did_not_write_is_an_error(tmp_path: Path) -> None:
+    output = readme_outputs.Output(3, {"command": "true", "file": "report.md"}, 0, 0, "")
+    with pytest.raises(ReadmeError, match="README.md:3: 'true' wrote no file report.md"):
+        readme_outputs.made(output, tmp_path, check=True)
+
+
+def test_figures_are_masked_on_every_line() -> None:
+    assert readme_outputs.masked("a 1.2 s\nb 3.4 s\n", r"\d+\.\d+ s$") == "a <machine>\nb <machine>\n"
