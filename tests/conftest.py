@@ -9,7 +9,7 @@ import pytest
 
 from harness import Scenario, ScenarioError, load_file
 from tests.fidelity.references import REFERENCES as REFERENCES_OF
-from tests.fidelity.references import References
+from tests.fidelity.references import References, staleness
 
 
 @pytest.fixture
@@ -65,7 +65,18 @@ def references(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """An interrupted session stops the live references it started (the others wait for those at teardown)."""
+    """A session interrupted, or stopped at its first failures (``-x``), stops the live references it started;
+    otherwise they are waited for at teardown (another worker may still need them)."""
     refs = session.config.stash.get(REFERENCES, None)
-    if refs is not None and exitstatus == pytest.ExitCode.INTERRUPTED:
+    if refs is not None and (exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldfail):
         refs.close(interrupted=True)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Where the oracle's references come from in this session, and why a recording is not used."""
+    if config.getoption("reference") == "live":
+        return ["oracle references: live (--reference=live)"]
+    stale = {ref: why for ref in REFERENCES_OF.values() if (why := staleness(ref)) is not None}
+    if not stale:
+        return ["oracle references: recorded (tests/fidelity/recorded)"]
+    return [f"oracle references: {ref} runs live: {why}" for ref, why in stale.items()]

@@ -22,6 +22,7 @@ from tests.fidelity.references import (
     ROOT,
     command,
     environment,
+    python,
     recording_path,
     sources_digest,
     tail,
@@ -64,7 +65,12 @@ def main(argv: list[str]) -> int:
                 continue
             path = recording_path(module)
             path.parent.mkdir(exist_ok=True)
-            data = {"prefect": prefect.__version__, "sources": sources_digest(), "results": results}
+            data = {
+                "prefect": prefect.__version__,
+                "python": python(),
+                "sources": sources_digest(),
+                "results": results,
+            }
             path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
             wall = time.perf_counter() - started
             print(f"{module}: {len(results)} case(s) recorded in {path.relative_to(ROOT)} ({wall:.0f} s)")

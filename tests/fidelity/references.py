@@ -9,8 +9,9 @@ always with ``--reference=live``; there, ``test_recordings.py`` checks that the 
 plain Prefect does now.
 
 A live reference runs once per test session, however many pytest-xdist workers ask for it: the first worker
-to claim it (an exclusive create in the session's shared temporary folder) starts it as soon as collection
-ends, and every worker reads its results from that folder.
+to claim it (an exclusive create in the session's shared temporary folder, holding its pid) starts it when
+its first test sets up, and every worker reads its results from that folder. A worker waiting for a run whose
+owner died fails at once, naming it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import prefect
+
+from harness.run._serve import pid_exists  # the servers' own liveness check
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -65,15 +69,15 @@ def recording_path(reference: str) -> Path:
 
 
 @functools.cache
+def python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
 def recorded(reference: str) -> dict[str, Any] | None:
     """The recording of ``reference`` for the installed Prefect and the current sources, or None."""
-    path = recording_path(reference)
-    if not path.exists():
+    if staleness(reference) is not None:
         return None
-    data = json.loads(path.read_text())
-    if data.get("prefect") != prefect.__version__ or data.get("sources") != sources_digest():
-        return None
-    results: dict[str, Any] = data["results"]
+    results: dict[str, Any] = json.loads(recording_path(reference).read_text())["results"]
     return results
 
 
@@ -85,6 +89,8 @@ def staleness(reference: str) -> str | None:
     data = json.loads(path.read_text())
     if data.get("prefect") != prefect.__version__:
         return f"{path.relative_to(ROOT)} is Prefect {data.get('prefect')}'s, this is {prefect.__version__}"
+    if data.get("python") != python():
+        return f"{path.relative_to(ROOT)} was recorded on Python {data.get('python')}, this is {python()}"
     if data.get("sources") != sources_digest():
         return f"{path.relative_to(ROOT)} was recorded from other sources (python -m tests.fidelity.record)"
     return None
@@ -95,8 +101,9 @@ def command(reference: str, out: Path) -> list[str]:
 
 
 def environment() -> dict[str, str]:
-    """The calling process's environment without its Prefect settings (a harness session's, say)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    """The calling process's environment without its Prefect settings (a harness session's, say) or a filter of
+    the oracle's cases (``FIDELITY_*``): a reference runs every case."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FIDELITY_"))}
 
 
 def tail(output: str, lines: int = 60) -> str:
@@ -131,6 +138,7 @@ class References:
             claim = os.open(self.folder / f"{reference}.claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             return
+        os.write(claim, str(os.getpid()).encode())
         os.close(claim)
         out = self.folder / f"{reference}.json"
         process = subprocess.Popen(
@@ -141,6 +149,7 @@ class References:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
+            start_new_session=True,  # killed, it takes Prefect's server with it
         )
         thread = threading.Thread(target=self._finish, args=(reference, process, time.perf_counter()), daemon=True)
         thread.start()
@@ -151,7 +160,7 @@ class References:
             output, _ = process.communicate(timeout=TIMEOUT_S)
             status = {"returncode": process.returncode, "tail": tail(output)}
         except subprocess.TimeoutExpired:
-            process.kill()
+            kill(process)
             output, _ = process.communicate()
             status = {"returncode": None, "tail": f"ran past {TIMEOUT_S} s\n{tail(output)}"}
         status["wall_s"] = round(time.perf_counter() - started, 1)
@@ -176,6 +185,9 @@ class References:
         while not status_file.exists():
             if time.monotonic() > deadline:
                 raise ReferenceFailed(f"{reference} gave no results within {TIMEOUT_S + 60} s")
+            owner = int((self.folder / f"{reference}.claim").read_text() or 0)
+            if owner and not pid_exists(owner) and not status_file.exists():
+                raise ReferenceFailed(f"{reference}: the worker running it (pid {owner}) exited before it ended")
             time.sleep(POLL_S)
         status = json.loads(status_file.read_text())
         out = self.folder / f"{reference}.json"
@@ -189,6 +201,11 @@ class References:
         """Wait for the runs this process started (a worker may still need them), or kill them if interrupted."""
         for run in self.owned.values():
             if interrupted:
-                with contextlib.suppress(ProcessLookupError):
-                    run.process.kill()
+                kill(run.process)
             run.thread.join(TIMEOUT_S)
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    """The reference and what it started (its own session: Prefect's server)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
