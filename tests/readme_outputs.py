@@ -75,7 +75,7 @@ class Output:
 
 
 def outputs(text: str, where: str = "README.md") -> list[Output]:
-    markers = [m.start() for m in re.finditer(r"<!--\s*output", text)]
+    markers = [m.start() for m in re.finditer(r"^<!--\s*output", text, re.M)]
     found = []
     for match in MARKER.finditer(text):
         line = text.count("\n", 0, match.start()) + 1

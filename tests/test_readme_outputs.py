@@ -104,3 +104,7 @@ def test_a_file_the_command_did_not_write_is_an_error(tmp_path: Path) -> None:
 
 def test_figures_are_masked_on_every_line() -> None:
     assert readme_outputs.masked("a 1.2 s\nb 3.4 s\n", r"\d+\.\d+ s$") == "a <machine>\nb <machine>\n"
+
+
+def test_a_marker_named_in_prose_is_not_a_marker() -> None:
+    assert len(outputs(README + "\nA comment (`<!-- output`, then the command) says how.\n")) == 2
