@@ -1,4 +1,4 @@
-"""The oracle's reference runs: recorded per Prefect version, or run live, once per test session.
+"""The oracle's reference runs: recorded for one Prefect (the newest tested), or run live once per test session.
 
 Each reference module (``tests.fidelity.reference`` and the others in ``REFERENCES``) runs its cases on plain
 Prefect in real time, in a subprocess. That is minutes of waiting, and it does not change while Prefect and the

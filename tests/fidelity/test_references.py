@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fidelity.references import ReferenceFailed, References
+from tests.fidelity.references import ReferenceFailed, References, staleness
 
 STAND_IN = """
 import json, sys
@@ -67,6 +67,9 @@ def test_a_worker_waiting_on_a_run_whose_owner_died_fails_at_once(stand_in: Path
 
 
 def test_a_current_recording_is_used_without_running_anything(tmp_path: Path) -> None:
+    why = staleness("tests.fidelity.function_reference")
+    if why is not None:
+        pytest.skip(f"no current recording here: {why}")
     refs = References(tmp_path, live=False)
     results = refs.results("tests.fidelity.function_reference")
     assert not refs.owned and not list(tmp_path.iterdir())
