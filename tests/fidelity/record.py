@@ -9,7 +9,6 @@ an idiom or a reference; ``pytest -m fidelity --reference=live`` checks that a r
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,11 +19,11 @@ import prefect
 from tests.fidelity.references import (
     REFERENCES,
     ROOT,
-    command,
-    environment,
+    kill,
     python,
     recording_path,
     sources_digest,
+    spawn,
     tail,
 )
 
@@ -38,20 +37,14 @@ def main(argv: list[str]) -> int:
     failed = 0
     with tempfile.TemporaryDirectory(prefix="fidelity-record-") as folder:
         started = time.perf_counter()
-        runs = {
-            module: subprocess.Popen(
-                command(module, Path(folder) / f"{module}.json"),
-                cwd=ROOT,
-                env=environment(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                text=True,
-            )
-            for module in modules
-        }
+        runs = {module: spawn(module, Path(folder) / f"{module}.json") for module in modules}
         for module, process in runs.items():
-            output, _ = process.communicate()
+            try:
+                output, _ = process.communicate()
+            except KeyboardInterrupt:  # each run is a session of its own: Ctrl-C does not reach it
+                for run in runs.values():
+                    kill(run)
+                raise
             out = Path(folder) / f"{module}.json"
             if process.returncode != 0 or not out.exists():
                 print(f"{module}: exited with code {process.returncode}, not recorded:\n{tail(output)}")

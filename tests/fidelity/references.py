@@ -96,14 +96,20 @@ def staleness(reference: str) -> str | None:
     return None
 
 
-def command(reference: str, out: Path) -> list[str]:
-    return [sys.executable, "-m", reference, str(out)]
-
-
-def environment() -> dict[str, str]:
-    """The calling process's environment without its Prefect settings (a harness session's, say) or a filter of
-    the oracle's cases (``FIDELITY_*``): a reference runs every case."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FIDELITY_"))}
+def spawn(reference: str, out: Path) -> subprocess.Popen[str]:
+    """``python -m REFERENCE OUT`` in a session of its own (killed, it takes Prefect's server with it), without
+    the calling process's Prefect settings (a harness session's, say) or a filter of the oracle's cases
+    (``FIDELITY_*``): a reference runs every case."""
+    return subprocess.Popen(
+        [sys.executable, "-m", reference, str(out)],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FIDELITY_"))},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def tail(output: str, lines: int = 60) -> str:
@@ -141,16 +147,7 @@ class References:
         os.write(claim, str(os.getpid()).encode())
         os.close(claim)
         out = self.folder / f"{reference}.json"
-        process = subprocess.Popen(
-            command(reference, out),
-            cwd=ROOT,
-            env=environment(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,  # killed, it takes Prefect's server with it
-        )
+        process = spawn(reference, out)
         thread = threading.Thread(target=self._finish, args=(reference, process, time.perf_counter()), daemon=True)
         thread.start()
         self.owned[reference] = LiveRun(process, thread)
