@@ -6,11 +6,17 @@ Prefect's doing. In Prefect 3 nothing in the engine of a flow running in its
 own process watches the API for it (a runner or worker watches, and signals
 the process), so the flow goes on; what it ends as is pinned by the tests and
 written in the README ("Cancellation").
+
+``runner``: the flow's process is one Prefect's runner started
+(``harness.run.served``). The point sets the run ``Cancelling`` the same way,
+then holds the run there until the runner, seeing it, signals the process:
+Prefect's handler then ends the run where it is.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +25,8 @@ from harness.run.injector import harness_requests
 from harness.run.points import Point
 from harness.run.states import Recorder
 from harness.scenario.model import Cancel, CrashAt
+
+HOLD_S = 60.0  # at most this long (real time) for the runner to signal the process
 
 
 @dataclass
@@ -32,6 +40,8 @@ class Canceller(Point):
     lock: threading.Lock = field(default_factory=threading.Lock)
     fired: threading.Event = field(default_factory=threading.Event)
     at: float | None = None  # the virtual second it was cancelled at
+    reached: Callable[[], None] | None = None  # ``runner``: told once the run is Cancelling, before it holds
+    released: threading.Event = field(default_factory=threading.Event)  # ``runner``: the process is ending
 
     @property
     def point(self) -> CrashAt:
@@ -60,3 +70,9 @@ class Canceller(Point):
             client.set_flow_run_state(
                 run_id, Cancelling(message="Cancelled through the API (harness cancel:)"), force=True
             )
+        if self.cancel.how == "runner":
+            if self.reached is not None:
+                self.reached()
+            # Here until the runner's SIGTERM: Prefect's handler raises on the main thread, in this wait when the
+            # point is on it; a submitted task run's thread waits until the process ends.
+            self.released.wait(HOLD_S)

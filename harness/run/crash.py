@@ -58,6 +58,7 @@ from harness.run.slots import limits_after
 from harness.scenario.model import Crash, CrashAt, Scenario
 
 if TYPE_CHECKING:
+    from harness.run.served import Served
     from harness.run.states import Recorder
     from harness.scenario.strategy import Policy
 
@@ -176,11 +177,15 @@ def run_history(
     *,
     real_time: bool | None = None,
     policy: Policy | None = None,
-    crashing: Crashing | None = None,
+    crashing: Crashing | Served | None = None,
 ) -> Outcome:
     """Every flow run of ``scenario``: the first (crashing in a process of its own, with ``crash:``; or
     ``crashing``, started already), then its reruns in this one; their outcome as one (``outcome.history_of``)."""
-    if crashing is None and scenario.crash is not None:
+    if crashing is None and scenario.cancel is not None and scenario.cancel.how == "runner":
+        from harness.run.served import Served  # served by Prefect's runner, in a process it starts
+
+        crashing = Served(session, scenario, real_time=real_time, policy=policy)
+    elif crashing is None and scenario.crash is not None:
         crashing = Crashing(session, scenario, real_time=real_time, policy=policy)
     history = crashing.history if crashing is not None else History.made(scenario)
     try:
@@ -218,6 +223,32 @@ class Snapshot:
     cancelled: str | None = None
 
 
+def snapshot_of(clock: Clock, recorder: Recorder, responder: Any, canceller: Any, line: Any, reached: bool) -> Snapshot:
+    """What a run's own process knows of it now; its time is the clock ``line``'s (the one that met the point),
+    or the run's root line."""
+    line = line if line is not None else clock.root
+    with recorder._lock:
+        hooks = tuple(recorder.hooks)
+        timeline = [(at, f"{r.name}: {name}") for r in recorder.tasks.values() for at, _, name in r.history]
+        timeline += [(at, f"flow: {name}") for at, name in recorder.flow_history]
+    api = getattr(responder, "api", None)
+    return Snapshot(
+        api_calls=tuple(api.calls) if api is not None else (),
+        created=tuple(api.created) if api is not None else (),
+        delivered=tuple(api.delivered.items()) if api is not None else (),
+        cancelled=canceller.cancelled() if canceller is not None else None,
+        reached=reached,
+        flow_run_id=recorder.flow_run_id,
+        tasks=task_runs_of(recorder),
+        calls=tuple(responder.calls),
+        hooks=hooks,
+        compute=clock.now(line) - line.offset,
+        skipped=line.offset,
+        positions=responder.positions() if hasattr(responder, "positions") else [],
+        timeline=tuple(sorted(timeline)),
+    )
+
+
 class Crashing:
     """The first run of a history, under way in a process of its own that dies at ``scenario.crash``.
 
@@ -253,8 +284,6 @@ class Crashing:
         self.history.close()
 
     def outcome(self) -> Outcome:
-        from harness.scenario.resolve import resolve_flow
-
         scenario, history, crash = self.scenario, self.history, self.scenario.crash
         assert crash is not None
         snapshot = self.child.collect(self.session.time_limit)
@@ -271,45 +300,58 @@ class Crashing:
                 f"(ran: {', '.join(dict.fromkeys(t.name for t in snapshot.tasks)) or 'no task'}; "
                 f"calls: {len(snapshot.calls)})"
             )
-        history.went_on(snapshot.compute, snapshot.skipped, snapshot.positions)
-        with self.session.api() as client:  # what the server kept of the flow run
-            state = client.read_flow_run(snapshot.flow_run_id).state
-        flow = (
-            StateInfo(state.type.value, state.name, state.message) if state else StateInfo("PENDING", "Pending", None)
-        )
-        query = data_query(scenario, resolve_flow(scenario.flow, base=scenario.path.parent))
-        sqlite_value, sqlite_error = read_rows(history.workdir, query)
-        view = None
-        if watches_api(scenario):  # the server's view of the killed run: what reached the server before it died
-            delivered = dict(snapshot.delivered)
-            reported = {t.id: (t.name, delivered.get(t.id)) for t in snapshot.tasks}
-            with self.session.api():
-                view = read_view(snapshot.flow_run_id, [i for i, _ in snapshot.created], reported)
-        limits = None
-        if scenario.concurrency_limits is not None:  # the slots the killed run left taken
-            with self.session.api():
-                limits = limits_after(scenario, [])
-        return Outcome(
-            scenario=scenario.name,
-            flow=flow,
-            tasks=snapshot.tasks,
-            calls=snapshot.calls,
-            counts=counts_of(scenario, snapshot.calls),
-            result=None,
-            wall_s=wall,
-            virtual_s=snapshot.compute + snapshot.skipped,
-            timeline=snapshot.timeline,
-            sqlite=sqlite_value,
-            sqlite_error=sqlite_error,
-            seed=scenario.seed,
-            waited_s=snapshot.skipped,
-            hooks=hooks_of(list(snapshot.hooks), snapshot.flow_run_id),
-            api_calls=snapshot.api_calls,
-            api_counts=api_counts(snapshot.api_calls),
-            server=view,
-            slots=limits or {},
-            cancelled=snapshot.cancelled,
-        )
+        return outcome_of_snapshot(self.session, scenario, history, snapshot, wall)
+
+
+def outcome_of_snapshot(
+    session: Session,
+    scenario: Scenario,
+    history: History,
+    snapshot: Snapshot,
+    wall: float,
+    hooks: tuple[tuple[str, str, str, Any], ...] = (),
+) -> Outcome:
+    """A run that ended in a process of its own, from the last ``snapshot`` it sent and what the server kept of
+    it; ``hooks``: those run for it in this process (Prefect's runner runs a served flow's)."""
+    from harness.scenario.resolve import resolve_flow
+
+    history.went_on(snapshot.compute, snapshot.skipped, snapshot.positions)
+    with session.api() as client:  # what the server kept of the flow run
+        state = client.read_flow_run(snapshot.flow_run_id).state
+    flow = StateInfo(state.type.value, state.name, state.message) if state else StateInfo("PENDING", "Pending", None)
+    query = data_query(scenario, resolve_flow(scenario.flow, base=scenario.path.parent))
+    sqlite_value, sqlite_error = read_rows(history.workdir, query)
+    view = None
+    if watches_api(scenario):  # the server's view of the killed run: what reached the server before it died
+        delivered = dict(snapshot.delivered)
+        reported = {t.id: (t.name, delivered.get(t.id)) for t in snapshot.tasks}
+        with session.api():
+            view = read_view(snapshot.flow_run_id, [i for i, _ in snapshot.created], reported)
+    limits = None
+    if scenario.concurrency_limits is not None:  # the slots the killed run left taken
+        with session.api():
+            limits = limits_after(scenario, [])
+    return Outcome(
+        scenario=scenario.name,
+        flow=flow,
+        tasks=snapshot.tasks,
+        calls=snapshot.calls,
+        counts=counts_of(scenario, snapshot.calls),
+        result=None,
+        wall_s=wall,
+        virtual_s=snapshot.compute + snapshot.skipped,
+        timeline=snapshot.timeline,
+        sqlite=sqlite_value,
+        sqlite_error=sqlite_error,
+        seed=scenario.seed,
+        waited_s=snapshot.skipped,
+        hooks=hooks_of(list(snapshot.hooks) + list(hooks), snapshot.flow_run_id),
+        api_calls=snapshot.api_calls,
+        api_counts=api_counts(snapshot.api_calls),
+        server=view,
+        slots=limits or {},
+        cancelled=snapshot.cancelled,
+    )
 
 
 class Template:
@@ -517,28 +559,7 @@ class Trigger(Point):
         """The point wired into Prefect's task engine, the responder and the clock, for one run."""
 
         def snapshot(reached: bool) -> Snapshot:
-            # The time reached: the line that met the point (a task run's, or the one whose wait reached at_time)
-            line = self.line if self.line is not None else clock.root
-            with recorder._lock:
-                hooks = tuple(recorder.hooks)
-                timeline = [(at, f"{r.name}: {name}") for r in recorder.tasks.values() for at, _, name in r.history]
-                timeline += [(at, f"flow: {name}") for at, name in recorder.flow_history]
-            api = getattr(responder, "api", None)
-            return Snapshot(
-                api_calls=tuple(api.calls) if api is not None else (),
-                created=tuple(api.created) if api is not None else (),
-                delivered=tuple(api.delivered.items()) if api is not None else (),
-                cancelled=self.canceller.cancelled() if self.canceller is not None else None,
-                reached=reached,
-                flow_run_id=recorder.flow_run_id,
-                tasks=task_runs_of(recorder),
-                calls=tuple(responder.calls),
-                hooks=hooks,
-                compute=clock.now(line) - line.offset,
-                skipped=line.offset,
-                positions=responder.positions() if hasattr(responder, "positions") else [],
-                timeline=tuple(sorted(timeline)),
-            )
+            return snapshot_of(clock, recorder, responder, self.canceller, self.line, reached)
 
         self.snapshot = snapshot  # the clock and recorder are set as the point is wired
         recorder.listeners.append(self._after_fire)  # Prefect may end the process as it handles a signal

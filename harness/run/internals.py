@@ -562,6 +562,29 @@ INTERNALS: tuple[Internal, ...] = (
         "overridden in a subclass (injector._Router): an AsyncClient's latency is awaited, not slept in its loop",
         ("respx.mocks:Mocker.async_handler", "router.async_handler("),
     ),
+    # -- Prefect's runner serving a flow run cancelled through the API (served, ``cancel: {how: runner}``).
+    _e(
+        "prefect.runner._hook_runner:_run_hooks",
+        "wrapped",
+        "the flow's on_cancellation and on_crashed hooks the runner runs in its own process, recorded as run",
+        ("prefect.runner._hook_runner:HookRunner.run_cancellation_hooks", "await _run_hooks(hooks, flow_run, flow"),
+        prefect=">=3.9",
+    ),
+    _e(
+        "prefect._internal.control_listener:_configured_port",
+        "read",
+        "the runner's control channel, which the engine connects to on loopback: let through the network guard",
+        ("prefect._internal.control_listener:start", 'sock.connect(("127.0.0.1", _configured_port))'),
+        prefect=">=3.9",
+    ),
+    _e(
+        "prefect.flow_engine:run_flow_in_subprocess",
+        "read",
+        "how the runner starts a served flow's process: a spawned interpreter given the pickled flow, which "
+        "sets the harness up there as it is unpickled (served._InChild)",
+        ("prefect.flow_engine:run_flow_in_subprocess", "cloudpickle_wrapped_call("),
+        prefect=">=3.9",
+    ),
     _e("aiohttp.connector:_SSL_CONTEXT_VERIFIED", "replaced", "aiohttp's default context trusts the session's CA"),
     _e("aiohttp.connector:_make_ssl_context", "read", "builds that context"),
     _e("aiohttp.connector:DefaultResolver", "replaced", "aiohttp resolves through socket.getaddrinfo (the guard)"),

@@ -189,7 +189,8 @@ class Session:
     ) -> Outcome:
         server = self._ensure_ready()
         assert self._scope is not None
-        if history is None and (scenario.crash is not None or scenario.runs > 1):
+        served = scenario.cancel is not None and scenario.cancel.how == "runner"
+        if history is None and (scenario.crash is not None or scenario.runs > 1 or served):
             from harness.run.crash import run_history
 
             return run_history(self, scenario, real_time=real_time, policy=policy)
@@ -232,6 +233,69 @@ class Session:
         history: History | None = None,
         crash: Any = None,
     ) -> Outcome:
+        watching = self._watching(
+            scenario, flow, server, foreign, workdir, query, real_time, policy, responder, history, crash
+        )
+        with watching as watch:
+            watch.state = _call(watch.flow, scenario.parameters, faults_api=watches_api(scenario))
+        assert watch.outcome is not None
+        return watch.outcome
+
+    @contextlib.contextmanager
+    def watching(
+        self,
+        scenario: Scenario,
+        *,
+        real_time: bool,
+        policy: Policy | None,
+        history: History,
+        crash: Any,
+        also: tuple[int, ...] = (),
+    ) -> Iterator[Watch]:
+        """One run of ``scenario`` set up in this process and left for Prefect to call: the flow's process that
+        Prefect's runner started (``harness.run.served``), where Prefect's engine runs the flow itself. Entered
+        before the engine starts; what the run did is sent by ``crash`` (its ``armed``) as it goes. ``also``: the
+        loopback ports the process may reach besides the server's (the runner's control channel)."""
+        server = self._ensure_ready()
+        assert self._scope is not None
+        flow = resolve_flow(scenario.flow, base=scenario.path.parent)
+        query = data_query(scenario, flow)
+        with (
+            self._scope.entered() as foreign,
+            history.entered() as workdir,
+            self._watching(
+                scenario,
+                flow,
+                server,
+                [*foreign, *(f"http://127.0.0.1:{p}" for p in also)],
+                workdir,
+                query,
+                real_time,
+                policy,
+                None,
+                history,
+                crash,
+            ) as watch,
+        ):
+            yield watch
+
+    @contextlib.contextmanager
+    def _watching(
+        self,
+        scenario: Scenario,
+        flow: Any,
+        server: ServerHandle,
+        foreign: list[str],
+        workdir: Path,
+        query: SqliteExpect | None,
+        real_time: bool | None,
+        policy: Policy | None,
+        responder: ResponderFactory | None,
+        history: History | None = None,
+        crash: Any = None,
+    ) -> Iterator[Watch]:
+        """Everything a run of ``scenario`` has in place while its flow is called (in the ``with``), and what it
+        did, once it has returned (``Watch.outcome``)."""
         real = self.real_time if real_time is None else real_time
         clock = history.clock(real) if history is not None else Clock(real_time=real)
         recorder = Recorder(clock)
@@ -283,7 +347,8 @@ class Session:
                 # innermost: once the flow has returned, no late signal lands in the undoing of the above
                 _time_limit(self.time_limit, unfinished),
             ):
-                state = _call(flow, scenario.parameters, faults_api=watches_api(scenario))
+                watch = Watch(flow)
+                yield watch
         except _Hung:
             raise ScenarioTimeout(
                 f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line}) ran past its "
@@ -302,11 +367,22 @@ class Session:
             view = read_view(recorder.flow_run_id or api.flow_run_id(), [i for i, _ in api.created], reported)
         limits = limits_after(scenario, slots.waited, recorder.name_of) if slots is not None else None
         outcome = outcome_of(
-            scenario, state, recorder, answering, wall, virtual, sqlite_value, sqlite_error, guard, clock, view, limits
+            scenario,
+            watch.state,
+            recorder,
+            answering,
+            wall,
+            virtual,
+            sqlite_value,
+            sqlite_error,
+            guard,
+            clock,
+            view,
+            limits,
         )
         if canceller is not None:
             outcome = dataclasses.replace(outcome, cancelled=canceller.cancelled())
-        return outcome
+        watch.outcome = outcome
 
     @contextlib.contextmanager
     def _wired(self, responder: Responder) -> Iterator[Any]:
@@ -318,6 +394,16 @@ class Session:
             return
         with on_wire(self.wire) as redirect:
             yield redirect
+
+
+@dataclasses.dataclass
+class Watch:
+    """A run under way: the flow to call (a strategy's options on it), what the call returned, and once the
+    run is over, its outcome."""
+
+    flow: Any
+    state: Any = None
+    outcome: Outcome | None = None
 
 
 class _Hung(BaseException):

@@ -1225,7 +1225,7 @@ class Crash(_Model):
     )
 
 
-CANCEL_WAYS = ("api_only",)
+CANCEL_WAYS = ("api_only", "runner")
 
 
 class Cancel(_Model):
