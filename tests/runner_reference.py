@@ -17,6 +17,7 @@ This is what ``cancel: {how: runner}`` would have to agree with; the README
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -49,30 +50,41 @@ def on_cancellation(flow: Any, flow_run: Any, state: Any) -> None:
 
 
 def _flows() -> dict[str, Any]:
+    """Two flows shaped as ``tests.flows:three_steps`` (three runs of ``step``, an ``on_cancellation`` hook),
+    held where the harness's points are, as the crash oracle's flows die there: at the end of the first run's
+    function (``after_return: step``), and in its ``on_completion`` hook once the server has its final state
+    (``after_task: step``)."""
     from prefect import flow, task
+    from prefect.client.orchestration import get_client
+
+    def held_once_recorded(task: Any, task_run: Any, state: Any) -> None:
+        with get_client(sync_client=True) as client:
+            deadline = time.monotonic() + WAIT_S
+            while time.monotonic() < deadline:
+                with contextlib.suppress(Exception):  # not created on the server yet
+                    recorded = client.read_task_run(task_run.id).state
+                    if recorded is not None and recorded.is_final():
+                        break
+                time.sleep(0.01)
+        hold("reached")
 
     @task
-    def fetch(hold_here: bool) -> int:
-        if hold_here:
-            hold("reached")  # cancelled while the task's function runs
-        return 1
+    def step(n: int) -> int:
+        mark(f"step{n}")
+        if n == 1 and os.environ.get("RUNNER_REFERENCE_CASE") == "after_return":
+            hold("reached")
+        return n
 
-    @task
-    def store(value: int) -> int:
-        mark("stored")
-        return value
+    @flow(name="after-return", on_cancellation=[on_cancellation])
+    def after_return() -> int:
+        os.environ["RUNNER_REFERENCE_CASE"] = "after_return"
+        return step(1) + step(2) + step(3)
 
-    @flow(name="in-task", on_cancellation=[on_cancellation])
-    def in_task() -> int:
-        return store(fetch(True))
+    @flow(name="after-task", on_cancellation=[on_cancellation])
+    def after_task() -> int:
+        return step.with_options(on_completion=[held_once_recorded])(1) + step(2) + step(3)
 
-    @flow(name="between-tasks", on_cancellation=[on_cancellation])
-    def between_tasks() -> int:
-        value = fetch(False)
-        hold("reached")  # cancelled in the flow's own code, after fetch returned and before store
-        return store(value)
-
-    return {"in_task": in_task, "between_tasks": between_tasks}
+    return {"after_return": after_return, "after_task": after_task}
 
 
 async def _until(check: Any) -> Any:
@@ -89,7 +101,7 @@ async def _case(client: Any, deployment: Any) -> dict[str, Any]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.states import Cancelling
 
-    for name in ("reached", "stored", "hooks"):
+    for name in ("reached", "step1", "step2", "step3", "hooks"):
         (MARKS / name).unlink(missing_ok=True)
     run = await client.create_flow_run_from_deployment(deployment)
 
@@ -114,8 +126,8 @@ async def _case(client: Any, deployment: Any) -> dict[str, Any]:
         "flow": ended.state.name,
         "message": ended.state.message,
         "history": history,
-        "tasks": {t.task_key.split(".")[-1].split("-")[0]: [t.state.name, t.state.message] for t in tasks},
-        "stored": (MARKS / "stored").exists(),
+        "tasks": sorted([t.name.split("-")[0], t.state.name, t.state.message or ""] for t in tasks),
+        "ran": [n for n in ("step1", "step2", "step3") if (MARKS / n).exists()],
         "hooks": [{**json.loads(line), "process": _whose(json.loads(line)["pid"], process)} for line in hooks],
         "seconds": round(seconds, 2),
     }

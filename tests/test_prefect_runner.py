@@ -1,8 +1,15 @@
-"""What Prefect's runner (``flow.serve()``, workers) does with a served flow run cancelled through the API.
+"""What Prefect's runner (``flow.serve()``, workers) does with a served flow run cancelled through the API, and
+``cancel: {how: runner}`` agreeing with it.
 
-Pinned on plain Prefect by ``tests.runner_reference``, as the README
-("Cancellation") states it: this is what ``cancel: {how: runner}`` is to
-agree with, and how it differs from ``api_only`` (``tests/test_prefect_api.py``).
+The reference (``tests.runner_reference``, plain Prefect, no harness code)
+serves two flows shaped as ``tests.flows:three_steps`` with Prefect's
+``Runner`` and cancels each run by hand where the flow holds; the harness
+serves ``three_steps`` the same way with the cancel point where the
+reference holds. Both must agree on the flow's final state and message on
+the server, its state history, each task run's state and message, and the
+``on_cancellation`` hooks run (in the runner's process). The README
+("Cancellation") states what they find; ``tests/test_prefect_api.py`` has
+``api_only``.
 """
 
 from __future__ import annotations
@@ -11,9 +18,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.sorting import FlowRunSort
+
+from harness import Scenario, Session, check
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,22 +49,52 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("case", ["in_task", "between_tasks"])
+POINTS = {"after_return": "after_return: step", "after_task": "after_task: step"}  # where each reference holds
+
+
+@pytest.mark.parametrize("case", sorted(POINTS))
 def test_the_runner_kills_the_flows_process_and_the_server_records_cancelled(served: dict, case: str) -> None:
     run = served[case]
     assert run["flow"] == "Cancelled"
     assert run["message"] == "Flow run was cancelled successfully."
     assert run["history"] == ["Scheduled", "Pending", "Submitting", "Running", "Cancelling", "Cancelled"]
-    assert run["stored"] is False  # nothing after the point ran: the process was ended there
-    assert "store" not in run["tasks"]
+    assert run["ran"] == ["step1"]  # nothing after the point ran
 
 
-def test_a_task_run_the_signal_interrupts_is_crashed(served: dict) -> None:
-    assert served["in_task"]["tasks"] == {"fetch": ["Crashed", "Execution was aborted by a termination signal."]}
-    assert served["between_tasks"]["tasks"] == {"fetch": ["Completed", ""]}
+@pytest.mark.parametrize("case", sorted(POINTS))
+def test_the_task_run_the_signal_lands_in_is_crashed(served: dict, case: str) -> None:
+    """Even once the server has its Completed (``after_task``): Prefect's engine still holds the run."""
+    assert served[case]["tasks"] == [["step", "Crashed", "Execution was aborted by a termination signal."]]
 
 
-@pytest.mark.parametrize("case", ["in_task", "between_tasks"])
+@pytest.mark.parametrize("case", sorted(POINTS))
 def test_on_cancellation_runs_once_in_the_runners_process_not_the_flows(served: dict, case: str) -> None:
     hooks = served[case]["hooks"]
     assert [(h["process"], h["state"]) for h in hooks] == [("runner", "Cancelling")]
+
+
+@pytest.mark.parametrize("case", sorted(POINTS))
+def test_the_harness_agrees_with_prefects_runner(
+    served: dict, case: str, harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    point, task = POINTS[case].split(": ")
+    scenario = scenario_from(
+        f"name: {case}\nflow: tests.flows:three_steps\ncancel: {{at: {{{point}: {task}}}, how: runner}}\n"
+    )
+    outcome = harness_session.run(scenario)
+    reference = served[case]
+    assert (outcome.flow.name, outcome.flow.message) == (reference["flow"], reference["message"])
+    with harness_session.api() as client:
+        (run,) = client.read_flow_runs(  # the session's last run of the flow: this one
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["three-steps"])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+        states = client.read_flow_run_states(run.id)
+    assert [s.name for s in sorted(states, key=lambda s: s.timestamp)] == reference["history"]
+    assert sorted([t.name, t.state.name, t.state.message or ""] for t in outcome.tasks) == reference["tasks"]
+    assert [h for h in outcome.hooks if h[2] == "on_cancellation"] == [
+        ("flow", "three-steps", "on_cancellation")
+    ] * len(reference["hooks"])
+    assert outcome.cancelled is not None and outcome.cancelled.startswith(f"{POINTS[case]} (runner) at ")
+    assert check(scenario, outcome) == []

@@ -207,6 +207,16 @@ def _crash_problems(scenario: Scenario, declared: list[str]) -> Iterable[Found]:
             "cancelled there; move one of them",
             None,
         )
+    if scenario.cancel is not None and scenario.cancel.how == "runner":
+        # Prefect's runner starts the flow's process: the harness neither kills it nor moves its leases
+        for key in ("crash", "concurrency_limits"):
+            if getattr(scenario, key) is not None:
+                yield (
+                    (key,),
+                    f"`{key}:` cannot go with `cancel: {{how: runner}}`, whose flow runs in a process Prefect's "
+                    "runner starts; use `how: api_only`, or another scenario",
+                    None,
+                )
     if scenario.rerun_after and scenario.runs == 1:
         yield ("rerun_after",), "`rerun_after` is the time between runs: add `reruns` (or `crash:`)", None
     runs = scenario.expect.flow_runs

@@ -1240,7 +1240,9 @@ class Cancel(_Model):
     how: Annotated[str, _one_of("way to cancel", CANCEL_WAYS)] = Field(
         default="api_only",
         description="api_only: the flow run is set Cancelling through the API, and nothing else is done "
-        '(no runner watches it: the flow goes on; see the README, "Cancellation").',
+        "(no runner watches it: the flow goes on). runner: the flow is served by Prefect's own Runner, as "
+        "flow.serve() serves it, which sees the cancellation, signals the flow's process, runs on_cancellation "
+        'and sets the run Cancelled (Prefect 3.9; see the README, "Cancellation").',
     )
 
 
