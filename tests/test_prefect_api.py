@@ -124,6 +124,18 @@ def test_routes_are_named_as_prefect_names_them() -> None:
             "`raises` says the flow's call raised and `flow` that it returned a state",
         ),
         (
+            "cancel: {at: {after_return: fetch_status}, how: runner}\ncrash: {at: {before_task: fetch_status}}\n",
+            "crash",
+            2,
+            "`crash:` cannot go with `cancel: {how: runner}`, whose flow runs in a process Prefect's runner starts",
+        ),
+        (
+            "cancel: {at: {after_return: fetch_status}, how: runner}\nconcurrency_limits: {tag: {db: 1}}\n",
+            "concurrency_limits",
+            2,
+            "`concurrency_limits:` cannot go with `cancel: {how: runner}`",
+        ),
+        (
             "cancel: {at: {after_return: fetch_status}, how: runner_please}\n",
             "cancel.how",
             1,

@@ -98,3 +98,28 @@ def test_the_harness_agrees_with_prefects_runner(
     ] * len(reference["hooks"])
     assert outcome.cancelled is not None and outcome.cancelled.startswith(f"{POINTS[case]} (runner) at ")
     assert check(scenario, outcome) == []
+
+
+def test_a_point_the_served_run_never_reaches_fails_the_scenario_and_leaves_nothing_behind(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """The run completes under the runner; the harness's process is as before: its SIGTERM handler, its
+    threads and child processes, and no deployment left on the server."""
+    import multiprocessing
+    import signal
+    import threading
+
+    handler, threads = signal.getsignal(signal.SIGTERM), set(threading.enumerate())
+    scenario = scenario_from(
+        "name: never cancelled\nflow: tests.flows:three_steps\ncancel: {at: {at_time: 30}, how: runner}\n"
+        "expect:\n  flow: Completed\n  tasks: {step: [Completed, Completed, Completed]}\n"
+    )
+    outcome = harness_session.run(scenario)
+    (mismatch,) = check(scenario, outcome)
+    assert (mismatch.field, mismatch.observed, mismatch.line) == ("cancel.at", "it never did", 3)
+    assert outcome.flow.name == "Completed" and [h[2] for h in outcome.hooks] == []
+    assert signal.getsignal(signal.SIGTERM) is handler
+    assert {t for t in threading.enumerate() if t not in threads and t.name.startswith("harness")} == set()
+    assert multiprocessing.active_children() == []
+    with harness_session.api() as client:
+        assert client.read_deployments() == []
