@@ -180,12 +180,9 @@ def run_history(
     crashing: Crashing | Served | None = None,
 ) -> Outcome:
     """Every flow run of ``scenario``: the first (crashing in a process of its own, with ``crash:``; or
-    ``crashing``, started already), then its reruns in this one; their outcome as one (``outcome.history_of``)."""
-    if crashing is None and scenario.cancel is not None and scenario.cancel.how == "runner":
-        from harness.run.served import Served  # served by Prefect's runner, in a process it starts
-
-        crashing = Served(session, scenario, real_time=real_time, policy=policy)
-    elif crashing is None and scenario.crash is not None:
+    ``crashing``, started already, or served by Prefect's runner), then its reruns in this one; their outcome
+    as one (``outcome.history_of``)."""
+    if crashing is None and scenario.crash is not None:
         crashing = Crashing(session, scenario, real_time=real_time, policy=policy)
     history = crashing.history if crashing is not None else History.made(scenario)
     try:

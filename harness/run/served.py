@@ -11,13 +11,12 @@ runs the flow's ``on_cancellation`` hooks here, and sets the run
 ``Cancelled``: all of it Prefect's code.
 
 In the flow's process: the flow arrives pickled with a job (``_InChild``),
-and unpickling it sets up the run there (``Session.watching``: the
-endpoints, the clock, the recorder, the cancel point) before Prefect's
-engine starts. At the point, the run is set ``Cancelling`` through the API
-and held there until the runner's signal ends it (``Canceller``); what the
-process knows of the run is sent to the harness's process as it changes
-(``Reporter``: snapshots, as a crashing run sends them), the last as the
-process exits.
+and unpickling it sets up the run there (``harness.run._served``) before
+Prefect's engine starts. At the point, the run is set ``Cancelling`` through
+the API and held there until the runner's signal ends it (``Canceller``);
+what the process knows of the run is sent to the harness's process as it
+changes (snapshots, as a crashing run sends them), the last as the process
+exits.
 """
 
 from __future__ import annotations
@@ -30,22 +29,19 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness._errors import HarnessError, ScenarioTimeout, shown
 from harness.policies.apply import CallLog, applied
-from harness.run.crash import History, Snapshot, outcome_of_snapshot, snapshot_of
+from harness.run.crash import History, Snapshot, outcome_of_snapshot
 from harness.run.internals import prefect_version, wrap
-from harness.run.pipes import receive, send
+from harness.run.pipes import receive
 from harness.scenario.model import Scenario
 from harness.scenario.resolve import _importable, resolve_flow
 
 if TYPE_CHECKING:
-    from harness.run.clock import Clock
     from harness.run.crash import Session
     from harness.run.outcome import Outcome
-    from harness.run.states import Recorder
     from harness.scenario.strategy import Policy
 
 POLL_S = 0.2  # the runner's polling (its ``query_seconds``): how soon it starts the run and, failing its
@@ -104,18 +100,20 @@ class Served:
         }
         hooks: list[tuple[str, str, str, Any]] = []
         flow = resolve_flow(scenario.flow, base=scenario.path.parent)
-        with (
-            session.api(),  # the session's settings: the runner's process inherits them
-            self.history.results(),
-            applied(self.policy, flow, CallLog([], time.sleep, time.monotonic), near=scenario.path.parent) as flow,
-            _runner_hooks_counted(hooks),
-            _importable(scenario.path.parent),  # the flow's process is given this sys.path: it imports the flow
-        ):
-            copy = flow.with_options()
-            copy._harness_job = _InChild(job)
-            run_id, ended = _serve(copy, scenario.parameters, reports, session.time_limit)
-        listener.close()
-        reports.done.wait(SETTLE_S)
+        try:
+            with (
+                session.api(),  # the session's settings: the runner's process inherits them
+                self.history.results(),
+                applied(self.policy, flow, CallLog([], time.sleep, time.monotonic), near=scenario.path.parent) as flow,
+                _runner_hooks_counted(hooks),
+                _importable(scenario.path.parent),  # the flow's process is given this sys.path: it imports the flow
+            ):
+                copy = flow.with_options()
+                copy._harness_job = _InChild(job)
+                run_id, ended = _serve(copy, scenario.parameters, reports, session.time_limit)
+            reports.done.wait(SETTLE_S)
+        finally:
+            reports.close()
         snapshot = reports.last
         where = f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line_of('cancel')})"
         if not ended:
@@ -145,6 +143,12 @@ class _Reports:
         self.done = threading.Event()
         self.connected = threading.Event()
         threading.Thread(target=self._read, daemon=True, name="harness-served-reports").start()
+
+    def close(self) -> None:
+        """No more reports: a reader still waiting for the process to connect stops."""
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
 
     def _read(self) -> None:
         try:
@@ -233,103 +237,22 @@ def _runner_hooks_counted(ran: list[tuple[str, str, str, Any]]) -> Iterator[None
         yield
 
 
-# -- in the flow's process --------------------------------------------------------------------------
-
-
 class _InChild:
-    """The job that goes with the pickled flow: unpickled in the flow's process, it sets the run up there."""
+    """The job that goes with the pickled flow: unpickled in the flow's process, it sets the run up there
+    (``harness.run._served``, named rather than imported: that program imports the session)."""
 
     def __init__(self, job: dict[str, Any]) -> None:
         self.job = job
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_install, (self.job,))
+        return (_by_name, ("harness.run._served:install", self.job))
 
 
-_KEPT: list[Any] = []  # what stays set up in the flow's process until it ends
-
-
-def _install(job: dict[str, Any]) -> _InChild | None:
-    """In the flow's process: the run set up before Prefect's engine starts it (in the harness's own process, a
-    copy of the flow: the job again)."""
+def _by_name(where: str, job: dict[str, Any]) -> Any:
+    """In the harness's own process (a copy of the flow): the job again; in the flow's, ``where(job)``."""
     if os.getpid() == job["harness"]:
         return _InChild(job)
-    import multiprocessing.util
+    import importlib
 
-    from harness.run._crashing import _Given
-    from harness.run.session import Session
-
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(job["socket"])
-    reporter = Reporter(sock)
-    stack = contextlib.ExitStack()
-    try:
-        session = Session(False, None, job["transport"], server=_Given(job["setup"]))
-        stack.enter_context(
-            session.watching(
-                job["scenario"],
-                real_time=job["real_time"],
-                policy=job["policy"],
-                history=job["history"],
-                crash=reporter,
-                also=_control_port(),
-            )
-        )
-    except BaseException:
-        import traceback
-
-        reporter.failed(traceback.format_exc())
-        raise
-    _KEPT.extend([sock, reporter, stack, session])
-    multiprocessing.util.Finalize(None, reporter.last, exitpriority=100)  # as the process ends: the last report
-    return None
-
-
-def _control_port() -> tuple[int, ...]:
-    """The runner's control channel, which Prefect's engine connects to as it starts the run (read from the
-    environment, before Prefect does)."""
-    import prefect._internal.control_listener as listener
-
-    listener.configure_from_env()
-    port = listener._configured_port
-    return (port,) if port is not None else ()
-
-
-@dataclass
-class Reporter:
-    """In the flow's process: snapshots of the run sent to the harness's process, at each state and hook
-    recorded, at the point, and as the process ends (``Session._watching`` arms it as it arms a crash)."""
-
-    sock: socket.socket
-    canceller: Any = None  # ``Session`` sets them, as on a crash trigger
-    slots: Any = None
-    snapshot: Any = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @contextlib.contextmanager
-    def armed(self, clock: Clock, recorder: Recorder, responder: Any) -> Iterator[None]:
-        self.snapshot = lambda: snapshot_of(clock, recorder, responder, self.canceller, None, self._reached())
-        recorder.listeners.append(self.send)
-        if self.canceller is not None:  # wired by ``Session``: it tells this once the run is Cancelling
-            self.canceller.reached = self.send
-        yield
-
-    def _reached(self) -> bool:
-        return self.canceller is not None and self.canceller.fired.is_set()
-
-    def send(self) -> None:
-        if self.snapshot is None:
-            return
-        with self.lock, contextlib.suppress(OSError):
-            send(self.sock.fileno(), self.snapshot())
-
-    def failed(self, error: str) -> None:
-        with self.lock, contextlib.suppress(OSError):
-            send(self.sock.fileno(), Snapshot(False, None, (), (), (), 0.0, 0.0, [], error=error))
-
-    def last(self) -> None:
-        if self.canceller is not None:
-            self.canceller.released.set()  # a held thread goes
-        self.send()
-        with contextlib.suppress(OSError):
-            self.sock.close()
+    module, _, name = where.partition(":")
+    return getattr(importlib.import_module(module), name)(job)

@@ -42,6 +42,7 @@ from harness.run.outcome import Outcome, outcome_of
 from harness.run.process import ServerHandle
 from harness.run.schedules import Call
 from harness.run.scope import RunScope, own_results
+from harness.run.served import served
 from harness.run.server_view import read_view
 from harness.run.slots import Slots, declared, limits_after, no_limits_forgotten
 from harness.run.states import Recorder
@@ -189,8 +190,13 @@ class Session:
     ) -> Outcome:
         server = self._ensure_ready()
         assert self._scope is not None
-        served = scenario.cancel is not None and scenario.cancel.how == "runner"
-        if history is None and (scenario.crash is not None or scenario.runs > 1 or served):
+        if history is None and served(scenario):  # by Prefect's runner, in a process it starts
+            from harness.run.crash import run_history
+            from harness.run.served import Served
+
+            serving = Served(self, scenario, real_time=real_time, policy=policy)
+            return run_history(self, scenario, real_time=real_time, policy=policy, crashing=serving)
+        if history is None and (scenario.crash is not None or scenario.runs > 1):
             from harness.run.crash import run_history
 
             return run_history(self, scenario, real_time=real_time, policy=policy)

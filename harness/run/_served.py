@@ -1,0 +1,107 @@
+"""The flow's process that Prefect's runner started, for ``cancel: {how: runner}`` (``harness.run.served``).
+
+Named, never imported, by ``served``: the pickled flow carries its job, and
+unpickling it calls ``install``, which sets up the run here (the endpoints,
+the clock, the recorder, the cancel point: ``Session.watching``) before
+Prefect's engine starts it. What the process knows of the run is sent to the
+harness's process as it changes (``Reporter``), the last as the process
+ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from harness.run._crashing import _Given
+from harness.run.crash import Snapshot, snapshot_of
+from harness.run.pipes import send
+from harness.run.session import Session
+
+if TYPE_CHECKING:
+    from harness.run.clock import Clock
+    from harness.run.states import Recorder
+
+_KEPT: list[Any] = []  # what stays set up in this process until it ends
+
+
+def install(job: dict[str, Any]) -> None:
+    """The run set up in this process before Prefect's engine starts it; its last report as the process ends."""
+    import multiprocessing.util
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(job["socket"])
+    reporter = Reporter(sock)
+    stack = contextlib.ExitStack()
+    try:
+        session = Session(False, None, job["transport"], server=_Given(job["setup"]))
+        stack.enter_context(
+            session.watching(
+                job["scenario"],
+                real_time=job["real_time"],
+                policy=job["policy"],
+                history=job["history"],
+                crash=reporter,
+                also=_control_port(),
+            )
+        )
+    except BaseException:
+        reporter.failed(traceback.format_exc())
+        raise
+    _KEPT.extend([sock, reporter, stack, session])
+    multiprocessing.util.Finalize(None, reporter.last, exitpriority=100)  # as the process ends: the last report
+
+
+def _control_port() -> tuple[int, ...]:
+    """The runner's control channel, which Prefect's engine connects to as it starts the run (read from the
+    environment, before Prefect does)."""
+    import prefect._internal.control_listener as listener
+
+    listener.configure_from_env()
+    port = listener._configured_port
+    return (port,) if port is not None else ()
+
+
+@dataclass
+class Reporter:
+    """Snapshots of the run sent to the harness's process, at each state and hook recorded, at the point, and as
+    the process ends (``Session._watching`` arms it as it arms a crash trigger)."""
+
+    sock: socket.socket
+    canceller: Any = None  # ``Session`` sets them, as on a crash trigger
+    slots: Any = None
+    snapshot: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextlib.contextmanager
+    def armed(self, clock: Clock, recorder: Recorder, responder: Any) -> Iterator[None]:
+        self.snapshot = lambda: snapshot_of(clock, recorder, responder, self.canceller, None, self._reached())
+        recorder.listeners.append(self.send)
+        if self.canceller is not None:  # wired by ``Session``: it tells this once the run is Cancelling
+            self.canceller.reached = self.send
+        yield
+
+    def _reached(self) -> bool:
+        return self.canceller is not None and self.canceller.fired.is_set()
+
+    def send(self) -> None:
+        if self.snapshot is None:
+            return
+        with self.lock, contextlib.suppress(OSError):
+            send(self.sock.fileno(), self.snapshot())
+
+    def failed(self, error: str) -> None:
+        with self.lock, contextlib.suppress(OSError):
+            send(self.sock.fileno(), Snapshot(False, None, (), (), (), 0.0, 0.0, [], error=error))
+
+    def last(self) -> None:
+        if self.canceller is not None:
+            self.canceller.released.set()  # a held thread goes
+        self.send()
+        with contextlib.suppress(OSError):
+            self.sock.close()
