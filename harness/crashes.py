@@ -97,6 +97,12 @@ def sweep(
     progress: Callable[[int], Callable[[], None]] = lambda total: lambda: None,
 ) -> Sweep:
     """Run ``scenario`` without a crash, then crashed at each point it went through, ``reruns`` times again."""
+    if scenario.cancel is not None and scenario.cancel.how == "runner":
+        raise HarnessError(
+            f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line_of('cancel')}): its flow is served "
+            "by Prefect's runner (`cancel: {how: runner}`), in a process the runner starts and the harness does "
+            "not kill: sweep it with `how: api_only`, or without `cancel:`"
+        )
     Template.of(session)  # its imports, beside the run without a crash
     plain_run = scenario.model_copy(update={"crash": None, "reruns": None, "strategies": {}})
     target = session.run(plain_run, policy=policy)

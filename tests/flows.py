@@ -654,3 +654,25 @@ def store_by_imported_names(db_path: str) -> int:
 @flow
 def stored_by_imported_names(db_path: str = "rows.db") -> int:
     return store_by_imported_names(db_path)
+
+
+@task
+def fetch_item(n: int) -> int:
+    return httpx.get(f"https://api.example.test/item/{n}").json()["v"]
+
+
+@task
+def keep(value: int) -> int:
+    return value
+
+
+def notify_cancelled(flow: Any, flow_run: Any, state: Any) -> None:
+    """An ``on_cancellation`` hook that tells an API, and leaves a file in the working directory."""
+    httpx.get("https://api.example.test/notify")
+    Path("cancelled.txt").write_text(state.name)
+
+
+@flow(on_cancellation=[notify_cancelled])
+def fetch_and_keep(n: int = 1) -> int:
+    """A fetch, then a step; on cancellation, a hook that calls the API (served flows: the runner runs it)."""
+    return keep(fetch_item(n))

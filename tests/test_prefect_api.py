@@ -136,6 +136,12 @@ def test_routes_are_named_as_prefect_names_them() -> None:
             "`concurrency_limits:` cannot go with `cancel: {how: runner}`",
         ),
         (
+            "cancel: {at: {after_return: fetch_status}, how: runner}\nexpect:\n  result: 200\n",
+            "expect.result",
+            3,
+            "a run served by Prefect's runner returns to the runner, not to the harness",
+        ),
+        (
             "cancel: {at: {after_return: fetch_status}, how: runner_please}\n",
             "cancel.how",
             1,

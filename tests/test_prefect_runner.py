@@ -123,3 +123,34 @@ def test_a_point_the_served_run_never_reaches_fails_the_scenario_and_leaves_noth
     assert multiprocessing.active_children() == []
     with harness_session.api() as client:
         assert client.read_deployments() == []
+
+
+def test_a_served_run_under_a_strategy_then_run_again_as_a_worker_would(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    """The strategy's options reach the tasks Prefect's engine runs in the runner's process (its retry
+    condition sees what was served, on the virtual clock), the history's result storage serves the rerun from
+    the cache, and the runner's ``on_cancellation`` hook meets the scenario's endpoints in the run's working
+    directory. Nothing is left in the temporary folder or the caller's working directory."""
+    import tempfile
+
+    scenario = scenario_from(
+        "name: served again\nflow: tests.flows:fetch_and_keep\n"
+        "endpoints:\n"
+        "  - {request: GET https://api.example.test/item/1, responses: [{status: 503, times: 1}, {json: {v: 7}}]}\n"
+        "  - {request: GET https://api.example.test/notify, responses: [{json: {}}]}\n"
+        "cancel: {at: {after_return: keep}, how: runner}\nreruns: 1\n"
+        "strategies:\n  cached:\n    retries: 1\n    retry_condition: transient\n    persist_result: true\n"
+        "    cache_policy: inputs+task_source\n"
+        "    expect:\n      flow_runs:\n"
+        "        - {flow: Cancelled, tasks: {fetch_item: {state: Completed, retries: 1}, keep: Crashed}}\n"
+        "        - {flow: Completed, result: 7, tasks: {fetch_item: Cached, keep: Completed}}\n"
+        "      calls: {GET https://api.example.test/item/1: 2, GET https://api.example.test/notify: 1}\n"
+        "      hooks: {flow: {on_cancellation: 1}}\n"
+    )
+    ((_, variant, policy),) = [c for c in scenario.cases() if c[2] is not None]
+    before = set(Path(tempfile.gettempdir()).glob("harness-*"))
+    outcome = harness_session.run(variant, policy=policy)
+    assert check(variant, outcome) == []
+    assert set(Path(tempfile.gettempdir()).glob("harness-*")) == before
+    assert not Path("cancelled.txt").exists()

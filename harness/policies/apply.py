@@ -115,7 +115,7 @@ def make_condition(policy: Policy, log: CallLog, near: Path | None = None) -> Ca
 
 
 @contextmanager
-def _client_settings(settings: dict[str, Any]) -> Iterator[None]:
+def client_settings(settings: dict[str, Any]) -> Iterator[None]:
     """Prefect's API client settings for one run, as ``temporary_settings`` sets them."""
     if not settings:
         yield
@@ -162,7 +162,7 @@ def applied(policy: Policy | None, flow: Any, log: CallLog, near: Path | None = 
             flow = flow.with_options(
                 retries=policy.flow_retries, retry_delay_seconds=policy.flow_retry_delay_seconds or 0
             )
-        with _client_settings(policy.client_settings()):
+        with client_settings(policy.client_settings()):
             yield flow
     finally:
         for task, values in saved:

@@ -11,7 +11,9 @@ ends.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import tempfile
 import threading
 import traceback
 from collections.abc import Iterator
@@ -30,17 +32,22 @@ if TYPE_CHECKING:
 _KEPT: list[Any] = []  # what stays set up in this process until it ends
 
 
-def install(job: dict[str, Any]) -> None:
-    """The run set up in this process before Prefect's engine starts it; its last report as the process ends."""
+def install(job: dict[str, Any]) -> Any:
+    """The run set up in this process before Prefect's engine starts it, and the flow it is to run (resolved here,
+    a strategy's options on it); its last report as the process ends."""
     import multiprocessing.util
 
+    # Its temporary files (the session's wire and results folders) in the history's folder, removed with it.
+    own = job["history"].folder / "tmp" / str(os.getpid())
+    own.mkdir(parents=True)
+    tempfile.tempdir = os.environ["TMPDIR"] = str(own)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(job["socket"])
     reporter = Reporter(sock)
     stack = contextlib.ExitStack()
     try:
         session = Session(False, None, job["transport"], server=_Given(job["setup"]))
-        stack.enter_context(
+        watch = stack.enter_context(
             session.watching(
                 job["scenario"],
                 real_time=job["real_time"],
@@ -55,6 +62,7 @@ def install(job: dict[str, Any]) -> None:
         raise
     _KEPT.extend([sock, reporter, stack, session])
     multiprocessing.util.Finalize(None, reporter.last, exitpriority=100)  # as the process ends: the last report
+    return watch.flow
 
 
 def _control_port() -> tuple[int, ...]:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness._errors import HarnessError
 from harness.run.clock import Clock
 from harness.run.injector import harness_requests
 from harness.run.points import Point
@@ -56,6 +57,8 @@ class Canceller(Point):
         from prefect.context import FlowRunContext
         from prefect.states import Cancelling
 
+        if self.cancel.how == "runner" and self.reached is None:  # no runner would ever end the hold
+            raise HarnessError("cancel how: runner outside a process Prefect's runner started")
         context = FlowRunContext.get()
         run_id = self.recorder.flow_run_id if self.recorder is not None else None
         run_id = run_id or (context.flow_run.id if context is not None and context.flow_run is not None else None)
@@ -71,8 +74,8 @@ class Canceller(Point):
                 run_id, Cancelling(message="Cancelled through the API (harness cancel:)"), force=True
             )
         if self.cancel.how == "runner":
-            if self.reached is not None:
-                self.reached()
+            assert self.reached is not None
+            self.reached()
             # Here until the runner's SIGTERM: Prefect's handler raises on the main thread, in this wait when the
             # point is on it; a submitted task run's thread waits until the process ends.
             self.released.wait(HOLD_S)

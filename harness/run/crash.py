@@ -307,9 +307,11 @@ def outcome_of_snapshot(
     snapshot: Snapshot,
     wall: float,
     hooks: tuple[tuple[str, str, str, Any], ...] = (),
+    blocked: tuple[str, ...] = (),
 ) -> Outcome:
     """A run that ended in a process of its own, from the last ``snapshot`` it sent and what the server kept of
-    it; ``hooks``: those run for it in this process (Prefect's runner runs a served flow's)."""
+    it; ``hooks``: those run for it in this process (Prefect's runner runs a served flow's), and ``blocked``: the
+    connections the network guard refused them."""
     from harness.scenario.resolve import resolve_flow
 
     history.went_on(snapshot.compute, snapshot.skipped, snapshot.positions)
@@ -348,6 +350,7 @@ def outcome_of_snapshot(
         server=view,
         slots=limits or {},
         cancelled=snapshot.cancelled,
+        blocked=blocked,
     )
 
 

@@ -23,17 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import dataclasses
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from harness._errors import HarnessError, ScenarioTimeout, shown
-from harness.policies.apply import CallLog, applied
+from harness.policies.apply import client_settings
 from harness.run.crash import History, Snapshot, outcome_of_snapshot
+from harness.run.guard import NetworkGuard
 from harness.run.internals import prefect_version, wrap
 from harness.run.pipes import receive
 from harness.scenario.model import Scenario
@@ -66,11 +70,9 @@ class Served:
         self, session: Session, scenario: Scenario, *, real_time: bool | None = None, policy: Policy | None = None
     ) -> None:
         assert scenario.cancel is not None and session.server is not None
+        self.where = f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line_of('cancel')})"
         if prefect_version() < (3, 9):
-            raise ServedError(
-                f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line_of('cancel')}): "
-                "`cancel: {how: runner}` needs Prefect 3.9's runner"
-            )
+            raise ServedError(f"{self.where}: `cancel: {{how: runner}}` needs Prefect 3.9's runner")
         self.session, self.scenario, self.policy = session, scenario, policy
         self.real_time = session.real_time if real_time is None else real_time
         self.history = History.made(scenario)
@@ -79,15 +81,17 @@ class Served:
         self.history.close()
 
     def outcome(self) -> Outcome:
-        session, scenario = self.session, self.scenario
+        session, scenario, history = self.session, self.scenario, self.history
+        server = session.server
+        assert server is not None
         started = time.perf_counter()
+        flow = resolve_flow(scenario.flow, base=scenario.path.parent)
+        hooks: list[tuple[str, str, str, Any]] = []
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address = self.history.folder / "served.sock"
+        address = history.folder / "served.sock"
         listener.bind(str(address))
         listener.listen(1)
         reports = _Reports(listener)
-        server = session.server
-        assert server is not None
         job = {
             "harness": os.getpid(),
             "socket": str(address),
@@ -96,42 +100,72 @@ class Served:
             "scenario": scenario,
             "policy": self.policy,
             "real_time": self.real_time,
-            "history": self.history,
+            "history": history,
         }
-        hooks: list[tuple[str, str, str, Any]] = []
-        flow = resolve_flow(scenario.flow, base=scenario.path.parent)
+        guard = NetworkGuard(server.port)
+        answering = _HookEndpoints(scenario, server.api_url, reports, self.real_time)
         try:
             with (
-                session.api(),  # the session's settings: the runner's process inherits them
-                self.history.results(),
-                applied(self.policy, flow, CallLog([], time.sleep, time.monotonic), near=scenario.path.parent) as flow,
-                _runner_hooks_counted(hooks),
+                # The settings the runner is started with, which it gives the flow's process (Prefect hydrates the
+                # run's context from the runner's): the session's, the history's result storage, the strategy's
+                # client settings.
+                session.api(),
+                history.results(),
+                client_settings(self.policy.client_settings() if self.policy is not None else {}),
                 _importable(scenario.path.parent),  # the flow's process is given this sys.path: it imports the flow
+                # the hooks the runner runs here: in the run's working directory, the endpoints answering them
+                _runner_hooks(hooks, answering),
+                history.entered(),
+                guard.active(),
             ):
-                copy = flow.with_options()
-                copy._harness_job = _InChild(job)
-                run_id, ended = _serve(copy, scenario.parameters, reports, session.time_limit)
+                run_id, ended, state = _serve(_stand_in(flow, job), scenario.parameters, reports, session.time_limit)
             reports.done.wait(SETTLE_S)
         finally:
             reports.close()
         snapshot = reports.last
-        where = f"scenario {scenario.name!r} ({shown(scenario.path)}:{scenario.line_of('cancel')})"
         if not ended:
-            raise ScenarioTimeout(f"{where}: the served run ran past its {session.time_limit:g} s wall-clock limit")
+            cancelled = (
+                f" (set Cancelling {snapshot.cancelled}; Prefect's runner never ended the run)"
+                if (snapshot is not None and snapshot.cancelled)
+                else ""
+            )
+            raise ScenarioTimeout(
+                f"{self.where}: the served run ran past its {session.time_limit:g} s wall-clock limit{cancelled}"
+            )
         if snapshot is None:
-            raise ServedError(f"{where}: the flow's process, started by Prefect's runner, reported nothing")
+            said = f": the run ended {state.name} ({state.message})" if state is not None else ""
+            raise ServedError(f"{self.where}: the flow's process, started by Prefect's runner, reported nothing{said}")
         if snapshot.error:
-            raise ServedError(f"{where}: the flow's process failed:\n{snapshot.error}")
-        snapshot = snapshot if snapshot.flow_run_id is not None else _with_id(snapshot, run_id)
-        return outcome_of_snapshot(
-            session, scenario, self.history, snapshot, time.perf_counter() - started, tuple(hooks)
+            raise ServedError(f"{self.where}: the flow's process failed:\n{snapshot.error}")
+        snapshot = dataclasses.replace(
+            snapshot, flow_run_id=snapshot.flow_run_id or run_id, calls=(*snapshot.calls, *answering.calls)
         )
+        wall = time.perf_counter() - started
+        return outcome_of_snapshot(session, scenario, history, snapshot, wall, tuple(hooks), tuple(guard.blocked))
 
 
-def _with_id(snapshot: Snapshot, run_id: Any) -> Snapshot:
-    import dataclasses
+def _stand_in(flow: Any, job: dict[str, Any]) -> Any:
+    """A copy of ``flow`` for the runner (its deployment, its hooks). Pickled for the flow's process, it is the
+    job instead, which sets the run up there and gives Prefect's engine the flow as the harness resolved it
+    there (``_served.install``): the tasks the flow calls are that process's own, a strategy's options on them."""
+    copy = flow.with_options()
+    copy.__class__ = type(type(flow).__name__, (type(flow),), {"__reduce__": lambda self: _reduced(job)})
+    return copy
 
-    return dataclasses.replace(snapshot, flow_run_id=run_id)
+
+def _reduced(job: dict[str, Any]) -> tuple[Any, ...]:
+    return (_by_name, ("harness.run._served:install", job))
+
+
+def _by_name(where: str, job: dict[str, Any]) -> Any:
+    """In the flow's process, ``where(job)``: the flow to run, the run set up. (A copy made in the harness's own
+    process is never unpickled: the runner pickles the flow only for the process it starts.)"""
+    if os.getpid() == job["harness"]:
+        raise HarnessError("a served flow's stand-in was unpickled in the harness's own process")
+    import importlib
+
+    module, _, name = where.partition(":")
+    return getattr(importlib.import_module(module), name)(job)
 
 
 class _Reports:
@@ -149,6 +183,7 @@ class _Reports:
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
+        self.done.set()
 
     def _read(self) -> None:
         try:
@@ -167,9 +202,9 @@ class _Reports:
             self.done.set()
 
 
-def _serve(flow: Any, parameters: dict[str, Any], reports: _Reports, time_limit: float | None) -> tuple[Any, bool]:
+def _serve(flow: Any, parameters: dict[str, Any], reports: _Reports, time_limit: float | None) -> tuple[Any, bool, Any]:
     """Serve ``flow`` with Prefect's runner until one run of it has ended (its final state, and its process gone);
-    the run's id, and whether it ended within ``time_limit``."""
+    the run's id, whether it ended within ``time_limit``, and its last state on the server."""
     found: dict[str, Any] = {}
 
     async def serve() -> None:
@@ -177,32 +212,32 @@ def _serve(flow: Any, parameters: dict[str, Any], reports: _Reports, time_limit:
         from prefect.runner import Runner
 
         runner = Runner(name=f"harness-{uuid.uuid4().hex[:8]}", query_seconds=POLL_S, pause_on_shutdown=False)
-        deployment = await runner.aadd_flow(flow, name=runner.name)
-        serving = asyncio.create_task(runner.start())
         deadline = time.monotonic() + time_limit if time_limit else None
-        try:
-            async with get_client() as client:
+        async with get_client() as client:
+            deployment = await runner.aadd_flow(flow, name=runner.name)
+            serving = asyncio.create_task(runner.start())
+            try:
                 run = await client.create_flow_run_from_deployment(deployment, parameters=parameters)
-                found["id"] = run.id
-                final_at = None
+                found["id"], final_at = run.id, None
                 while deadline is None or time.monotonic() < deadline:
-                    state = (await client.read_flow_run(run.id)).state
+                    state = found["state"] = (await client.read_flow_run(run.id)).state
                     if state is not None and state.is_final():
                         final_at = final_at or time.monotonic()
-                        if reports.done.is_set() or time.monotonic() - final_at > SETTLE_S:
-                            found["ended"] = True  # its process gone (or never started: nothing to wait for)
+                        waited = time.monotonic() - final_at
+                        if reports.done.is_set() or waited > (SETTLE_S if reports.connected.is_set() else 1.0):
+                            found["ended"] = True  # its process gone (or never connected: nothing to wait for)
                             break
                     if serving.done():
                         serving.result()  # the runner failed: its error
                         break
                     await asyncio.sleep(0.05)
-                await runner.astop()
-                await asyncio.wait_for(serving, WAIT_S)
-                with contextlib.suppress(Exception):
+            finally:
+                if runner.started:
+                    await runner.astop()
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(serving, WAIT_S)
+                with contextlib.suppress(Exception):  # nothing of the scenario stays on the server
                     await client.delete_deployment(deployment)
-        finally:
-            if not serving.done():
-                serving.cancel()
 
     failed: list[BaseException] = []
 
@@ -212,23 +247,28 @@ def _serve(flow: Any, parameters: dict[str, Any], reports: _Reports, time_limit:
         except BaseException as exc:  # noqa: BLE001 (reported in the harness's thread)
             failed.append(exc)
 
-    thread = threading.Thread(target=main, name="harness-runner")
+    context = contextvars.copy_context()  # the caller's settings: the runner's, and so the flow's process's
+    thread = threading.Thread(target=context.run, args=(main,), name="harness-runner")
     thread.start()
     thread.join()
     if failed:
         raise failed[0]
-    return found.get("id"), bool(found.get("ended"))
+    return found.get("id"), bool(found.get("ended")), found.get("state")
 
 
 @contextlib.contextmanager
-def _runner_hooks_counted(ran: list[tuple[str, str, str, Any]]) -> Iterator[None]:
-    """The hooks Prefect's runner runs for a flow run (in this process), recorded as the engine's are."""
+def _runner_hooks(
+    ran: list[tuple[str, str, str, Any]], answering: Callable[[], AbstractContextManager[Any]]
+) -> Iterator[None]:
+    """The hooks Prefect's runner runs for a flow run, in this process: recorded as the engine's are, and run
+    with the scenario's endpoints answering them (``answering``)."""
 
     def counting(original: Any) -> Any:
         async def run_hooks(hooks: list[Any], flow_run: Any, flow: Any, state: Any) -> Any:
             kind = "on_cancellation" if state.is_cancelling() else "on_crashed" if state.is_crashed() else "unknown"
             ran.extend(("flow", flow.name, kind, flow_run.id) for _ in hooks)
-            return await original(hooks, flow_run, flow, state)
+            with answering():
+                return await original(hooks, flow_run, flow, state)
 
         return run_hooks
 
@@ -237,22 +277,30 @@ def _runner_hooks_counted(ran: list[tuple[str, str, str, Any]]) -> Iterator[None
         yield
 
 
-class _InChild:
-    """The job that goes with the pickled flow: unpickled in the flow's process, it sets the run up there
-    (``harness.run._served``, named rather than imported: that program imports the session)."""
+class _HookEndpoints:
+    """The scenario's endpoints for the hooks the runner runs here, once the flow's process is gone: each
+    endpoint's schedule goes on where that process left it; the calls are the run's too. (Prefect's API and
+    function targets are the flow's process's alone: the runner's own requests are never faulted.)"""
 
-    def __init__(self, job: dict[str, Any]) -> None:
-        self.job = job
+    def __init__(self, scenario: Scenario, api_url: str, reports: _Reports, real_time: bool) -> None:
+        self.scenario = scenario.model_copy(update={"prefect_api": [], "events": [], "functions": []})
+        self.api_url, self.reports, self.real_time = api_url, reports, real_time
+        self.calls: list[Any] = []
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_by_name, ("harness.run._served:install", self.job))
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        from harness.run.clock import Clock
+        from harness.run.injector import Injector
+        from harness.run.states import Recorder
 
-
-def _by_name(where: str, job: dict[str, Any]) -> Any:
-    """In the harness's own process (a copy of the flow): the job again; in the flow's, ``where(job)``."""
-    if os.getpid() == job["harness"]:
-        return _InChild(job)
-    import importlib
-
-    module, _, name = where.partition(":")
-    return getattr(importlib.import_module(module), name)(job)
+        clock = Clock(real_time=self.real_time)
+        injector = Injector(self.scenario, clock, Recorder(clock), self.api_url)
+        last = self.reports.last
+        if last is not None and last.positions:
+            *schedules, _api, _functions, randomness = last.positions
+            injector.go_on([*schedules, [], [], randomness])
+        try:
+            with injector:
+                yield
+        finally:
+            self.calls.extend(injector.calls)

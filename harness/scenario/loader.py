@@ -26,6 +26,7 @@ from harness.scenario.model import (
     CONNECT_FAULTS,
     FAULTS,
     NOT_ON_WIRE,
+    UNSET,
     WIRE_FAULTS,
     FunctionStep,
     RaiseType,
@@ -215,6 +216,16 @@ def _crash_problems(scenario: Scenario, declared: list[str]) -> Iterable[Found]:
                     (key,),
                     f"`{key}:` cannot go with `cancel: {{how: runner}}`, whose flow runs in a process Prefect's "
                     "runner starts; use `how: api_only`, or another scenario",
+                    None,
+                )
+        served_run: list[tuple[tuple[str | int, ...], Any]] = [((), scenario.expect)] if scenario.runs == 1 else []
+        served_run += [(("flow_runs", 0), scenario.expect.flow_runs[0])] if scenario.expect.flow_runs else []
+        for where, expect in served_run:
+            if expect.result is not UNSET:
+                yield (
+                    ("expect", *where, "result"),
+                    "a run served by Prefect's runner returns to the runner, not to the harness: it has no "
+                    "result to compare (`cancel: {how: runner}`)",
                     None,
                 )
     if scenario.rerun_after and scenario.runs == 1:
