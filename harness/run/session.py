@@ -225,24 +225,9 @@ class Session:
         """Call ``callback`` when the session closes (before its server stops)."""
         self._stack.callback(callback)
 
-    def _run(
-        self,
-        scenario: Scenario,
-        flow: Any,
-        server: ServerHandle,
-        foreign: list[str],
-        workdir: Path,
-        query: SqliteExpect | None,
-        real_time: bool | None,
-        policy: Policy | None,
-        responder: ResponderFactory | None,
-        history: History | None = None,
-        crash: Any = None,
-    ) -> Outcome:
-        watching = self._watching(
-            scenario, flow, server, foreign, workdir, query, real_time, policy, responder, history, crash
-        )
-        with watching as watch:
+    def _run(self, scenario: Scenario, *rest: Any) -> Outcome:
+        """One run of ``scenario``, its flow called here (``rest``: as ``_watching`` takes them)."""
+        with self._watching(scenario, *rest) as watch:
             watch.state = _call(watch.flow, scenario.parameters, faults_api=watches_api(scenario))
         assert watch.outcome is not None
         return watch.outcome
