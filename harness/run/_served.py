@@ -10,6 +10,7 @@ ends.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import socket
@@ -61,7 +62,10 @@ def install(job: dict[str, Any]) -> Any:
         reporter.failed(traceback.format_exc())
         raise
     _KEPT.extend([sock, reporter, stack, session])
-    multiprocessing.util.Finalize(None, reporter.last, exitpriority=100)  # as the process ends: the last report
+    # As the process ends: a held thread goes first (multiprocessing's exit, before the interpreter joins its
+    # threads), and the last report once every thread has ended (atexit runs after that join).
+    multiprocessing.util.Finalize(None, reporter.release, exitpriority=100)
+    atexit.register(reporter.last)
     return watch.flow
 
 
@@ -107,9 +111,12 @@ class Reporter:
         with self.lock, contextlib.suppress(OSError):
             send(self.sock.fileno(), Snapshot(False, None, (), (), (), 0.0, 0.0, [], error=error))
 
-    def last(self) -> None:
+    def release(self) -> None:
         if self.canceller is not None:
-            self.canceller.released.set()  # a held thread goes
+            self.canceller.released.set()  # a held thread goes on
         self.send()
+
+    def last(self) -> None:
+        self.release()
         with contextlib.suppress(OSError):
             self.sock.close()
