@@ -87,12 +87,15 @@ class Reporter:
     sock: socket.socket
     canceller: Any = None  # ``Session`` sets them, as on a crash trigger
     slots: Any = None
+    guard: Any = None
     snapshot: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextlib.contextmanager
     def armed(self, clock: Clock, recorder: Recorder, responder: Any) -> Iterator[None]:
-        self.snapshot = lambda: snapshot_of(clock, recorder, responder, self.canceller, None, self._reached())
+        self.snapshot = lambda: snapshot_of(
+            clock, recorder, responder, self.canceller, None, self._reached(), self.guard
+        )
         recorder.listeners.append(self.send)
         if self.canceller is not None:  # wired by ``Session``: it tells this once the run is Cancelling
             self.canceller.reached = self.send

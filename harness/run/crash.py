@@ -84,6 +84,8 @@ class Session(Protocol):
 
     def api(self) -> AbstractContextManager[Any]: ...
 
+    def scope(self) -> AbstractContextManager[list[str]]: ...
+
     def on_close(self, callback: Callable[[], Any]) -> None: ...
 
 
@@ -218,9 +220,12 @@ class Snapshot:
     created: tuple[tuple[str, bool], ...] = ()
     delivered: tuple[tuple[Any, str], ...] = ()
     cancelled: str | None = None
+    blocked: tuple[str, ...] = ()  # what the network guard refused the process
 
 
-def snapshot_of(clock: Clock, recorder: Recorder, responder: Any, canceller: Any, line: Any, reached: bool) -> Snapshot:
+def snapshot_of(
+    clock: Clock, recorder: Recorder, responder: Any, canceller: Any, line: Any, reached: bool, guard: Any = None
+) -> Snapshot:
     """What a run's own process knows of it now; its time is the clock ``line``'s (the one that met the point),
     or the run's root line."""
     line = line if line is not None else clock.root
@@ -243,6 +248,7 @@ def snapshot_of(clock: Clock, recorder: Recorder, responder: Any, canceller: Any
         skipped=line.offset,
         positions=responder.positions() if hasattr(responder, "positions") else [],
         timeline=tuple(sorted(timeline)),
+        blocked=tuple(guard.blocked) if guard is not None else (),
     )
 
 
@@ -350,7 +356,7 @@ def outcome_of_snapshot(
         server=view,
         slots=limits or {},
         cancelled=snapshot.cancelled,
-        blocked=blocked,
+        blocked=(*snapshot.blocked, *blocked),
     )
 
 
@@ -552,6 +558,7 @@ class Trigger(Point):
     line: Any = None  # the clock line that met the point
     canceller: Any = None  # the run's ``cancel:``, if any (``Session`` sets it): where it was cancelled
     slots: Any = None  # the run's ``Slots`` with ``concurrency_limits`` (``Session`` sets it)
+    guard: Any = None  # the run's network guard (``Session`` sets it): what it refused
     lock: threading.Lock = field(default_factory=threading.Lock)  # one snapshot at a time, in order
 
     @contextlib.contextmanager
@@ -559,7 +566,7 @@ class Trigger(Point):
         """The point wired into Prefect's task engine, the responder and the clock, for one run."""
 
         def snapshot(reached: bool) -> Snapshot:
-            return snapshot_of(clock, recorder, responder, self.canceller, self.line, reached)
+            return snapshot_of(clock, recorder, responder, self.canceller, self.line, reached, self.guard)
 
         self.snapshot = snapshot  # the clock and recorder are set as the point is wired
         recorder.listeners.append(self._after_fire)  # Prefect may end the process as it handles a signal

@@ -571,6 +571,14 @@ INTERNALS: tuple[Internal, ...] = (
         prefect=">=3.9",
     ),
     _e(
+        "prefect.runner.runner:Runner._tmp_dir",
+        "replaced",
+        "a served run's runner keeps its storage in the history's folder, not in the temporary folder",
+        ("prefect.runner.runner:Runner.__init__", "self._tmp_dir: Path = ("),
+        prefect=">=3.9",
+        by_source=True,
+    ),
+    _e(
         "prefect._internal.control_listener:_configured_port",
         "read",
         "the runner's control channel, which the engine connects to on loopback: let through the network guard",
@@ -581,7 +589,7 @@ INTERNALS: tuple[Internal, ...] = (
         "prefect.flow_engine:run_flow_in_subprocess",
         "read",
         "how the runner starts a served flow's process: a spawned interpreter given the pickled flow, which "
-        "sets the harness up there as it is unpickled (served._InChild)",
+        "sets the harness up there as it is unpickled (served._stand_in)",
         ("prefect.flow_engine:run_flow_in_subprocess", "cloudpickle_wrapped_call("),
         prefect=">=3.9",
     ),

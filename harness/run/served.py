@@ -10,7 +10,7 @@ pickled flow), watches the API for the cancellation, signals that process,
 runs the flow's ``on_cancellation`` hooks here, and sets the run
 ``Cancelled``: all of it Prefect's code.
 
-In the flow's process: the flow arrives pickled with a job (``_InChild``),
+In the flow's process: the flow arrives pickled as a job (``_stand_in``),
 and unpickling it sets up the run there (``harness.run._served``) before
 Prefect's engine starts. At the point, the run is set ``Cancelling`` through
 the API and held there until the runner's signal ends it (``Canceller``);
@@ -32,7 +32,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from harness._errors import HarnessError, ScenarioTimeout, shown
 from harness.policies.apply import client_settings
@@ -102,23 +104,27 @@ class Served:
             "real_time": self.real_time,
             "history": history,
         }
-        guard = NetworkGuard(server.port)
         answering = _HookEndpoints(scenario, server.api_url, reports, self.real_time)
+        guard: NetworkGuard | None = None
         try:
-            with (
-                # The settings the runner is started with, which it gives the flow's process (Prefect hydrates the
-                # run's context from the runner's): the session's, the history's result storage, the strategy's
-                # client settings.
-                session.api(),
-                history.results(),
-                client_settings(self.policy.client_settings() if self.policy is not None else {}),
-                _importable(scenario.path.parent),  # the flow's process is given this sys.path: it imports the flow
-                # the hooks the runner runs here: in the run's working directory, the endpoints answering them
-                _runner_hooks(hooks, answering),
-                history.entered(),
-                guard.active(),
-            ):
-                run_id, ended, state = _serve(_stand_in(flow, job), scenario.parameters, reports, session.time_limit)
+            # The settings the runner is started with, which it gives the flow's process (Prefect hydrates the
+            # run's context from the runner's): the session's, the history's result storage, the strategy's
+            # client settings.
+            with session.scope() as foreign:
+                answering.foreign = foreign  # other Prefect servers of this process: let through
+                guard = NetworkGuard(server.port, also=[_port(url) for url in foreign])
+                with (
+                    history.results(),
+                    client_settings(self.policy.client_settings() if self.policy is not None else {}),
+                    _importable(scenario.path.parent),  # the flow's process is given this sys.path
+                    # the hooks the runner runs here: in the run's working directory, the endpoints answering them
+                    _runner_hooks(hooks, answering),
+                    history.entered(),
+                    guard.active(),
+                ):
+                    run_id, ended, state = _serve(
+                        _stand_in(flow, job), scenario.parameters, reports, session.time_limit, history.folder
+                    )
             reports.done.wait(SETTLE_S)
         finally:
             reports.close()
@@ -137,11 +143,10 @@ class Served:
             raise ServedError(f"{self.where}: the flow's process, started by Prefect's runner, reported nothing{said}")
         if snapshot.error:
             raise ServedError(f"{self.where}: the flow's process failed:\n{snapshot.error}")
-        snapshot = dataclasses.replace(
-            snapshot, flow_run_id=snapshot.flow_run_id or run_id, calls=(*snapshot.calls, *answering.calls)
-        )
+        snapshot = answering.went_on(dataclasses.replace(snapshot, flow_run_id=snapshot.flow_run_id or run_id))
         wall = time.perf_counter() - started
-        return outcome_of_snapshot(session, scenario, history, snapshot, wall, tuple(hooks), tuple(guard.blocked))
+        blocked = tuple(guard.blocked) if guard is not None else ()
+        return outcome_of_snapshot(session, scenario, history, snapshot, wall, tuple(hooks), blocked)
 
 
 def _stand_in(flow: Any, job: dict[str, Any]) -> Any:
@@ -202,7 +207,9 @@ class _Reports:
             self.done.set()
 
 
-def _serve(flow: Any, parameters: dict[str, Any], reports: _Reports, time_limit: float | None) -> tuple[Any, bool, Any]:
+def _serve(
+    flow: Any, parameters: dict[str, Any], reports: _Reports, time_limit: float | None, folder: Path
+) -> tuple[Any, bool, Any]:
     """Serve ``flow`` with Prefect's runner until one run of it has ended (its final state, and its process gone);
     the run's id, whether it ended within ``time_limit``, and its last state on the server."""
     found: dict[str, Any] = {}
@@ -212,6 +219,7 @@ def _serve(flow: Any, parameters: dict[str, Any], reports: _Reports, time_limit:
         from prefect.runner import Runner
 
         runner = Runner(name=f"harness-{uuid.uuid4().hex[:8]}", query_seconds=POLL_S, pause_on_shutdown=False)
+        runner._tmp_dir = folder / "runner"  # its storage, in the history's folder (Prefect: the temporary one)
         deadline = time.monotonic() + time_limit if time_limit else None
         async with get_client() as client:
             deployment = await runner.aadd_flow(flow, name=runner.name)
@@ -234,6 +242,8 @@ def _serve(flow: Any, parameters: dict[str, Any], reports: _Reports, time_limit:
             finally:
                 if runner.started:
                     await runner.astop()
+                else:  # failed before it started: nothing of it to stop but its task
+                    serving.cancel()
                 with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(serving, WAIT_S)
                 with contextlib.suppress(Exception):  # nothing of the scenario stays on the server
@@ -279,13 +289,19 @@ def _runner_hooks(
 
 class _HookEndpoints:
     """The scenario's endpoints for the hooks the runner runs here, once the flow's process is gone: each
-    endpoint's schedule goes on where that process left it; the calls are the run's too. (Prefect's API and
-    function targets are the flow's process's alone: the runner's own requests are never faulted.)"""
+    endpoint's schedule goes on where that process (or the hooks before) left it, on a clock going on from the
+    run's; the calls are the run's too. (Prefect's API and function targets are the flow's process's alone: the
+    runner's own requests are never faulted or watched.)"""
 
     def __init__(self, scenario: Scenario, api_url: str, reports: _Reports, real_time: bool) -> None:
-        self.scenario = scenario.model_copy(update={"prefect_api": [], "events": [], "functions": []})
+        from harness.scenario.model import Expect
+
+        cleared = {"prefect_api": [], "events": [], "functions": [], "expect": Expect()}
+        self.scenario = scenario.model_copy(update=cleared)
         self.api_url, self.reports, self.real_time = api_url, reports, real_time
+        self.foreign: list[str] = []  # other Prefect servers of the process: let through
         self.calls: list[Any] = []
+        self.positions: list[Any] | None = None  # where the hooks left the schedules
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
@@ -293,10 +309,15 @@ class _HookEndpoints:
         from harness.run.injector import Injector
         from harness.run.states import Recorder
 
-        clock = Clock(real_time=self.real_time)
-        injector = Injector(self.scenario, clock, Recorder(clock), self.api_url)
+        self.reports.done.wait(SETTLE_S)  # the process is gone: its last report is in
         last = self.reports.last
-        if last is not None and last.positions:
+        clock = Clock(real_time=self.real_time)
+        if last is not None:
+            clock.root.offset = last.skipped + last.compute  # the run's time, gone on from where it ended
+        injector = Injector(self.scenario, clock, Recorder(clock), self.api_url, passthrough=self.foreign)
+        if self.positions is not None:
+            injector.go_on(self.positions)
+        elif last is not None and last.positions:
             *schedules, _api, _functions, randomness = last.positions
             injector.go_on([*schedules, [], [], randomness])
         try:
@@ -304,3 +325,17 @@ class _HookEndpoints:
                 yield
         finally:
             self.calls.extend(injector.calls)
+            self.positions = injector.positions()
+
+    def went_on(self, snapshot: Snapshot) -> Snapshot:
+        """``snapshot`` with the hooks' calls, and the schedules where the hooks left them (for a rerun)."""
+        positions = snapshot.positions
+        if self.positions is not None and positions:
+            *schedules, _api, _functions, randomness = self.positions
+            positions = [*schedules, positions[-3], positions[-2], randomness]
+        return dataclasses.replace(snapshot, calls=(*snapshot.calls, *self.calls), positions=positions)
+
+
+def _port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)

@@ -221,6 +221,15 @@ class Session:
         with self._scope.entered(), get_client(sync_client=True) as client:
             yield client
 
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[list[str]]:
+        """The session's settings, trust and environment set in this process as a run has them; yields the other
+        Prefect servers' API URLs (the user's own test server), whose traffic is not a run's."""
+        self._ensure_ready()
+        assert self._scope is not None
+        with self._scope.entered() as foreign:
+            yield foreign
+
     def on_close(self, callback: Callable[[], Any]) -> None:
         """Call ``callback`` when the session closes (before its server stops)."""
         self._stack.callback(callback)
@@ -312,6 +321,7 @@ class Session:
         canceller = Canceller(scenario.cancel) if scenario.cancel is not None and first else None
         if crash is not None:
             crash.canceller = canceller  # its snapshots say where the run was cancelled
+            crash.guard = guard  # and what the network guard refused
         running: list[str] = []  # the task runs unfinished when the time limit was reached
 
         def unfinished() -> None:

@@ -218,12 +218,16 @@ def _crash_problems(scenario: Scenario, declared: list[str]) -> Iterable[Found]:
                     "runner starts; use `how: api_only`, or another scenario",
                     None,
                 )
-        served_run: list[tuple[tuple[str | int, ...], Any]] = [((), scenario.expect)] if scenario.runs == 1 else []
-        served_run += [(("flow_runs", 0), scenario.expect.flow_runs[0])] if scenario.expect.flow_runs else []
+        expects: list[tuple[tuple[str | int, ...], Any]] = [(("expect",), scenario.expect)]
+        expects += [(("strategies", n, "expect"), c.expect) for n, c in scenario.strategies.items()]
+        served_run: list[tuple[tuple[str | int, ...], Any]] = []
+        for under, expect in expects:
+            served_run += [(under, expect)] if scenario.runs == 1 else []
+            served_run += [((*under, "flow_runs", 0), expect.flow_runs[0])] if expect.flow_runs else []
         for where, expect in served_run:
             if expect.result is not UNSET:
                 yield (
-                    ("expect", *where, "result"),
+                    (*where, "result"),
                     "a run served by Prefect's runner returns to the runner, not to the harness: it has no "
                     "result to compare (`cancel: {how: runner}`)",
                     None,
