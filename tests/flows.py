@@ -676,3 +676,21 @@ def notify_cancelled(flow: Any, flow_run: Any, state: Any) -> None:
 def fetch_and_keep(n: int = 1) -> int:
     """A fetch, then a step; on cancellation, a hook that calls the API (served flows: the runner runs it)."""
     return keep(fetch_item(n))
+
+
+@task
+def reach_out() -> str:
+    import urllib.request
+
+    try:
+        urllib.request.urlopen("http://undeclared.example.org/", timeout=1)
+    except OSError as exc:
+        return type(exc).__name__
+    return "reached"
+
+
+@flow(on_cancellation=[note_cancellation])
+def reaches_out_then_steps() -> int:
+    """A task that tries an undeclared host (and swallows the refusal), then a step."""
+    reach_out()
+    return step(1)

@@ -154,3 +154,16 @@ def test_a_served_run_under_a_strategy_then_run_again_as_a_worker_would(
     # the runner's storage was the history's, removed with it (other workers' sessions come and go meanwhile)
     assert not (Path(tempfile.gettempdir()) / "runner_storage").exists()
     assert not Path("cancelled.txt").exists()
+
+
+def test_a_connection_the_served_flows_process_was_refused_fails_the_scenario(
+    harness_session: Session, scenario_from: Callable[[str], Scenario]
+) -> None:
+    scenario = scenario_from(
+        "name: reaches out\nflow: tests.flows:reaches_out_then_steps\n"
+        "cancel: {at: {after_return: step}, how: runner}\nexpect:\n  flow: Cancelled\n"
+    )
+    outcome = harness_session.run(scenario)
+    assert outcome.flow.name == "Cancelled"
+    (mismatch,) = check(scenario, outcome)
+    assert mismatch.field == "network" and "undeclared.example.org" in mismatch.observed
